@@ -1,0 +1,1 @@
+"""Bytewax dataflows (wiring only); each module exposes build_flow(settings) and main()."""

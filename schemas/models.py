@@ -1,0 +1,223 @@
+"""Versioned event contracts.
+
+Topic                     key                     value
+------------------------  ----------------------  -------------
+documents (compacted)     tenant + "/" + doc_id   DocumentChange
+queries                   query_id                Query
+answers                   query_id                Answer
+cache (compacted)         tenant + "/" + key      CacheEntry (tombstone = null value)
+index-events              tenant + "/" + doc_id   IndexEvent
+dead-letters              original key            DeadLetter
+
+Every model carries ``schema_version``; a consumer rejects versions it does not know.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+SCHEMA_VERSION = 1
+
+# Tenants are operator-chosen identifiers; they never need quoting anywhere.
+Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DocId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Scalar = str | int | float | bool | None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Acl(_Model):
+    """Who may see a document. Both lists empty: the whole tenant may."""
+
+    users: list[Name] = Field(default_factory=list, max_length=10_000)
+    roles: list[Name] = Field(default_factory=list, max_length=10_000)
+
+
+class DocumentChange(_Model):
+    """A document was created or changed (``upsert``) or removed (``delete``)."""
+
+    schema_version: Literal[1] = 1
+    op: Literal["upsert", "delete"]
+    tenant: Tenant
+    doc_id: DocId
+    version: Annotated[int, Field(strict=True, ge=0)]
+    title: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    text: str = ""
+    metadata: dict[Name, Scalar] = Field(default_factory=dict)
+    acl: Acl = Field(default_factory=Acl)
+    updated_at: datetime | None = None
+
+    @field_validator("doc_id")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if any(ord(c) < 32 for c in v):
+            raise ValueError("doc_id must not contain control characters")
+        return v
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant}/{self.doc_id}"
+
+
+class Principal(_Model):
+    user: Name | None = None
+    roles: list[Name] = Field(default_factory=list, max_length=1_000)
+
+
+class QueryFilters(_Model):
+    """Validated filters; never passed through as raw filter strings.
+
+    ``metadata``: key -> value (equality) or key -> [values] (in).
+    ``updated_from`` / ``updated_to``: inclusive range on the document's ``updated_at``.
+    """
+
+    metadata: dict[Name, Scalar | list[Scalar]] = Field(default_factory=dict)
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+
+
+class QueryOptions(_Model):
+    alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    fusion: Literal["rrf", "weighted", "dense", "bm25"] | None = None
+    rerank: Literal["none", "cross-encoder", "mmr"] | None = None
+    expand: bool = False
+    variants: list[Annotated[str, StringConstraints(min_length=1, max_length=4_000)]] = Field(
+        default_factory=list, max_length=8
+    )
+    use_cache: bool = True
+
+
+class Query(_Model):
+    schema_version: Literal[1] = 1
+    query_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    tenant: Tenant
+    principal: Principal = Field(default_factory=Principal)
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4_000)]
+    top_k: Annotated[int, Field(ge=1, le=100)] = 5
+    filters: QueryFilters = Field(default_factory=QueryFilters)
+    options: QueryOptions = Field(default_factory=QueryOptions)
+    reply_to: str | None = None
+    deadline_ms: Annotated[int, Field(ge=1)] | None = None
+    sent_at: datetime | None = None
+
+
+class Citation(_Model):
+    doc_id: str
+    version: int
+    chunk_id: str
+    title: str = ""
+    snippet: str = ""
+    score: float = 0.0
+
+
+class Answer(_Model):
+    schema_version: Literal[1] = 1
+    query_id: str
+    tenant: str
+    status: Literal["ok", "no_answer", "error"]
+    answer: str = ""
+    citations: list[Citation] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    cached: bool = False
+    cache_lookup: Literal["exact", "semantic"] | None = None
+    model: str = ""
+    error: str | None = None
+
+
+class CitedDoc(_Model):
+    doc_id: str
+    version: int
+
+
+class CacheEntry(_Model):
+    """A reusable answer. Redis holds payload and TTL; the compacted cache topic is the source of truth."""
+
+    schema_version: Literal[1] = 1
+    tenant: Tenant
+    cache_key: str
+    normalized_text: str
+    scope: str
+    options_hash: str
+    embedding: list[float] = Field(default_factory=list)
+    answer: Answer
+    cites: list[CitedDoc] = Field(default_factory=list)
+    acl_tokens: list[list[str]] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+
+
+class IndexEvent(_Model):
+    """Emitted by the ingest flow once a change is applied (or knowingly not applied)."""
+
+    schema_version: Literal[1] = 1
+    tenant: str
+    doc_id: str
+    version: int
+    op: Literal["upsert", "delete"]
+    status: Literal["indexed", "deleted", "stale", "unchanged"]
+    chunk_count: int = 0
+    content_hash: str = ""
+    indexed_at: datetime = Field(default_factory=utcnow)
+
+
+class SourcePosition(_Model):
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class DeadLetter(_Model):
+    """An input that could not be processed: the original bytes, why, and where it failed."""
+
+    schema_version: Literal[1] = 1
+    stage: str
+    error: str
+    original_b64: str = ""
+    original_key_b64: str | None = None
+    source: SourcePosition = Field(default_factory=SourcePosition)
+    received_at: datetime | None = None
+    failed_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        stage: str,
+        error: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        source: SourcePosition | None = None,
+        received_at: datetime | None = None,
+    ) -> DeadLetter:
+        return cls(
+            stage=stage,
+            error=error[:2_000],
+            original_b64=base64.b64encode(value or b"").decode("ascii"),
+            original_key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
+            source=source or SourcePosition(),
+            received_at=received_at,
+        )
+
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+
+ALL_MODELS: dict[str, type[BaseModel]] = {
+    "document_change": DocumentChange,
+    "query": Query,
+    "answer": Answer,
+    "cache_entry": CacheEntry,
+    "index_event": IndexEvent,
+    "dead_letter": DeadLetter,
+}

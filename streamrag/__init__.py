@@ -1,0 +1,3 @@
+"""streamrag: retrieval-augmented generation as a stream-processing dataflow."""
+
+__version__ = "0.1.0"

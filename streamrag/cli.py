@@ -1,0 +1,224 @@
+"""The ``streamrag`` command line. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streamrag.errors import StreamragError
+from streamrag.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="streamrag: RAG as a stream-processing dataflow.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+worker_app = typer.Typer(no_args_is_help=True, help="Long-lived dataflow workers.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(worker_app, name="worker")
+
+console = Console(stderr=True)
+out = Console()
+F = TypeVar("F")
+
+
+def cli_errors(fn: F) -> F:
+    """Turn expected failures into one line on stderr and exit code 1."""
+
+    @wraps(fn)  # type: ignore[arg-type]
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)  # type: ignore[operator]
+        except StreamragError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        except KeyboardInterrupt as exc:
+            raise typer.Exit(130) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    logging.basicConfig(level=os.environ.get("STREAMRAG_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    return load_settings()
+
+
+def _check_tenant(tenant: str) -> None:
+    from streamrag.security import _TENANT_RE
+
+    if not _TENANT_RE.match(tenant):
+        raise StreamragError(f"invalid tenant {tenant!r}: letters, digits, '_', '.', '-' (max 64)")
+
+
+# --------------------------------------------------------------------------------- ingest ---
+@app.command()
+@cli_errors
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="files or folders: .txt, .md, .jsonl (DocumentChange per line)"),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Index files into the local LanceDB through the ingest dataflow (no Kafka)."""
+    from streamrag.files import records_from_paths
+    from streamrag.local import ingest_records
+
+    _check_tenant(tenant)
+    s = _settings()
+    records = list(records_from_paths(paths, tenant))
+    if not records:
+        raise StreamragError("no .txt, .md or .jsonl files found in the given paths")
+    with Progress(
+        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=json_out or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("ingest", total=len(records))
+        report = ingest_records(s, records, on_progress=lambda n: bar.advance(task, n))
+    counts = report.counts()
+    if json_out:
+        out.print_json(json.dumps({"counts": counts, "dead_letters": [d.model_dump(mode="json") for d in report.dead]}))
+    else:
+        out.print(
+            f"indexed {counts.get('indexed', 0)} documents ({counts['chunks']} chunks), "
+            f"unchanged {counts.get('unchanged', 0)}, stale {counts.get('stale', 0)}, "
+            f"dead letters {counts['dead_letters']} -> {s.lancedb_uri}",
+            highlight=False,
+        )
+        for d in report.dead[:10]:
+            out.print(f"  dead letter [{d.stage}] {d.source.topic or ''}: {d.error}", highlight=False, markup=False)
+    if report.dead and not any(e.status in ("indexed", "unchanged") for e in report.events):
+        raise typer.Exit(1)
+
+
+# -------------------------------------------------------------------------------- publish ---
+@app.command()
+@cli_errors
+def publish(
+    paths: list[Path] = typer.Argument(None, help="files or folders to upsert"),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    delete: list[str] = typer.Option(None, "--delete", help="doc id to delete (repeatable)"),
+) -> None:
+    """Publish document changes to the documents topic."""
+    from connectors.kafka import JsonProducer, check_reachable
+    from streamrag.files import delete_record, records_from_paths
+
+    _check_tenant(tenant)
+    s = _settings()
+    records = list(records_from_paths(paths or [], tenant)) + [delete_record(tenant, d) for d in (delete or [])]
+    if not records:
+        raise StreamragError("nothing to publish: give paths or --delete DOC_ID")
+    check_reachable(s)
+    p = JsonProducer(s)
+    for r in records:
+        p.send(s.topic_documents, r.key.decode() if r.key else None, r.value)
+    p.flush()
+    out.print(f"published {len(records)} document changes to {s.topic_documents}", highlight=False)
+
+
+@topics_app.command("create")
+@cli_errors
+def topics_create(partitions: int = typer.Option(None, "--partitions", "-p")) -> None:
+    """Create the project's topics (compacted documents and cache topics)."""
+    from connectors.kafka import ensure_topics
+
+    for name, state in ensure_topics(_settings(), partitions).items():
+        out.print(f"{name}: {state}", highlight=False)
+
+
+# --------------------------------------------------------------------------------- worker ---
+def _run_worker(
+    flow_main: str, workers: int, process_id: int | None, addresses: str | None, recovery_dir: str | None
+) -> None:
+    from datetime import timedelta
+
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.run import cli_main
+
+    s = _settings()
+    module, fn = flow_main.split(":")
+    flow = getattr(__import__(module, fromlist=[fn]), fn)()
+    rdir = recovery_dir or s.recovery_dir
+    recovery = None
+    if rdir:
+        d = Path(rdir)
+        d.mkdir(parents=True, exist_ok=True)
+        if not any(d.glob("part-*.sqlite3")):
+            init_db_dir(d, 1)
+        recovery = RecoveryConfig(str(d))
+    console.print(f"{flow.flow_id} worker running (Ctrl-C to stop)", highlight=False)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses.split(";") if addresses else None,
+        epoch_interval=timedelta(seconds=s.snapshot_interval_s),
+        recovery_config=recovery,
+    )
+
+
+_W = typer.Option(1, "--workers", "-w", help="worker threads per process (use processes to scale embedding)")
+_I = typer.Option(None, "--process-id", "-i")
+_A = typer.Option(None, "--addresses", "-a", help="host:port;host:port of every process")
+_R = typer.Option(None, "--recovery-dir", "-r", help="resume from here after a restart")
+
+
+@worker_app.command("ingest")
+@cli_errors
+def worker_ingest(workers: int = _W, process_id: int = _I, addresses: str = _A, recovery_dir: str = _R) -> None:
+    """Run the ingest dataflow against Kafka until stopped."""
+    _run_worker("flows.ingest:main", workers, process_id, addresses, recovery_dir)
+
+
+# --------------------------------------------------------------------------------- status ---
+@app.command()
+@cli_errors
+def status(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Documents and chunks per tenant, table versions, topic offsets and worker lag."""
+    from connectors.kafka import topic_offsets
+    from streamrag.components import make_store
+
+    s = _settings()
+    report: dict[str, Any] = {"index": make_store(s).stats()}
+    try:
+        topics = topic_offsets(s, [s.topic_documents], group=s.ingest_group)
+        others = [s.topic_queries, s.topic_answers, s.topic_cache, s.topic_index_events, s.topic_dead_letters]
+        topics.update(topic_offsets(s, others))
+        report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
+    except StreamragError as exc:
+        report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
+    if json_out:
+        out.print_json(json.dumps(report))
+        return
+    t = Table(title=f"index {report['index']['uri']}  versions {report['index']['versions']}")
+    for c in ("tenant", "documents", "chunks"):
+        t.add_column(c)
+    for tenant, v in sorted(report["index"]["tenants"].items()):
+        t.add_row(tenant, str(v["documents"]), str(v["chunks"]))
+    out.print(t)
+    k = report["kafka"]
+    if "error" in k:
+        out.print(f"kafka: {k['error']}", highlight=False)
+    else:
+        kt = Table(title=f"kafka {k['bootstrap']}")
+        for c in ("topic", "messages", "ingest lag"):
+            kt.add_column(c)
+        for name, info in k["topics"].items():
+            kt.add_row(name, str(info.get("messages", "-")), str(info.get("lag", "")))
+        out.print(kt)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

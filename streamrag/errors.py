@@ -1,0 +1,17 @@
+"""Errors that the CLI turns into one clear line and a non-zero exit."""
+
+
+class StreamragError(Exception):
+    """Base class for errors a user can act on."""
+
+
+class ConfigError(StreamragError):
+    """A setting is missing or invalid."""
+
+
+class ServiceUnavailable(StreamragError):
+    """Kafka, Redis or the store did not answer in time."""
+
+
+class ModelLoadError(StreamragError):
+    """The embedding or rerank model could not be loaded."""
