@@ -8,6 +8,7 @@ Filters are built only from validated tenants and generated hex tokens (see secu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,8 @@ import pyarrow as pa
 
 from streamrag.errors import ServiceUnavailable
 from streamrag.security import in_list_literal, tenant_literal, token_list_literal
+
+log = logging.getLogger(__name__)
 
 CHUNKS = "chunks"
 DOCS = "docs"
@@ -212,11 +215,20 @@ class LanceStore:
             doc_data = pa.Table.from_pylist([w.doc_row for w in writes], schema=DOC_SCHEMA)
             docs.merge_insert("doc_key").when_matched_update_all().when_not_matched_insert_all().execute(doc_data)
             self._fts_dirty = True
-        self.maintain()
 
     # -- indexes and housekeeping -----------------------------------------------------------
     def maintain(self, force: bool = False) -> None:
-        """Keep the FTS index fresh, build the ANN index past a size, optimize on a schedule."""
+        """Keep the FTS index fresh, build the ANN index past a size, optimize on a schedule.
+
+        Never raises: another process may be doing the same (a commit conflict); the next
+        call tries again. Rows not yet in an index are still searched (flat).
+        """
+        try:
+            self._maintain(force)
+        except Exception as exc:
+            log.warning("index maintenance deferred: %s", str(exc).splitlines()[0][:200])
+
+    def _maintain(self, force: bool) -> None:
         t = self.table(CHUNKS)
         if t is None:
             return

@@ -109,6 +109,7 @@ def publish(
 ) -> None:
     """Publish document changes to the documents topic."""
     from connectors.kafka import JsonProducer, check_reachable
+    from schemas.models import DeadLetter
     from streamrag.files import delete_record, records_from_paths
 
     _check_tenant(tenant)
@@ -116,12 +117,25 @@ def publish(
     records = list(records_from_paths(paths or [], tenant)) + [delete_record(tenant, d) for d in (delete or [])]
     if not records:
         raise StreamragError("nothing to publish: give paths or --delete DOC_ID")
-    check_reachable(s)
-    p = JsonProducer(s)
+    from streamrag.ingest import parse_change
+
+    good, bad = [], 0
     for r in records:
-        p.send(s.topic_documents, r.key.decode() if r.key else None, r.value)
-    p.flush()
-    out.print(f"published {len(records)} document changes to {s.topic_documents}", highlight=False)
+        parsed = parse_change(r)
+        if isinstance(parsed, DeadLetter):
+            bad += 1
+            console.print(f"skipped {r.topic or ''}:{r.offset or ''}: {parsed.error}", highlight=False, markup=False)
+        else:
+            good.append(parsed)
+    if good:
+        check_reachable(s)
+        p = JsonProducer(s)
+        for ch in good:
+            p.send(s.topic_documents, ch.key, ch.model_dump_json(exclude_none=True))
+        p.flush()
+    out.print(f"published {len(good)} document changes to {s.topic_documents}", highlight=False)
+    if bad:
+        raise StreamragError(f"{bad} invalid document change(s) were not published")
 
 
 @topics_app.command("create")

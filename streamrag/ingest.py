@@ -256,17 +256,22 @@ class IngestProcessor:
         dim = self.embedder.dim
         try:
             self.store.apply([w for w, *_ in writes], dim)
-            return [self._applied(ch, w, h) for w, ch, _, h in writes]
         except Exception as exc:
-            if len(writes) == 1:
-                w, ch, rec, _ = writes[0]
-                log.warning("store write failed for %s: %s", ch.key, exc)
-                return [self._dead(rec, "upsert", f"{type(exc).__name__}: {exc}")]
-            log.warning("batch write failed (%s); retrying document by document", exc)
-            out: list[Output] = []
-            for item in writes:
-                out.extend(self._store([item]))
-            return out
+            return self._store_each(writes, exc)
+        self.store.maintain()
+        return [self._applied(ch, w, h) for w, ch, _, h in writes]
+
+    def _store_each(self, writes: list[tuple[DocWrite, DocumentChange, RawRecord, str]], exc: Exception) -> list[Output]:
+        if len(writes) == 1:
+            w, ch, rec, _ = writes[0]
+            log.warning("store write failed for %s: %s", ch.key, exc)
+            return [self._dead(rec, "upsert", f"{type(exc).__name__}: {exc}")]
+        log.warning("batch write failed (%s); retrying document by document", exc)
+        out: list[Output] = []
+        for item in writes:
+            out.extend(self._store([item]))
+        return out
+
 
     def _applied(self, ch: DocumentChange, w: DocWrite, h: str) -> IndexEvent:
         status = "deleted" if ch.op == "delete" else "indexed"

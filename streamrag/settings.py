@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # Chunking (in model tokens)
     chunk_size: int = Field(200, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0)
-    max_doc_chars: int = Field(2_000_000, ge=1)
+    max_doc_chars: int = Field(500_000, ge=1)
 
     # Indexing
     ann_index_min_rows: int = Field(100_000, ge=256)
