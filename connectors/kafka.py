@@ -175,3 +175,39 @@ def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) 
         return out
     finally:
         c.close()
+
+
+def request_answer(s: Settings, query: Any, timeout: float) -> Any:
+    """Publish a query and wait for its answer on the answers topic (or its reply_to topic)."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.models import Answer
+
+    check_reachable(s)
+    topic = query.reply_to or s.topic_answers
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "streamrag-ask", "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=s.kafka_timeout_s)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
+        tps = []
+        for p in md.topics[topic].partitions:
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka_timeout_s)
+            tps.append(TopicPartition(topic, p, hi))
+        c.assign(tps)
+        prod = JsonProducer(s)
+        prod.send(s.topic_queries, query.query_id, query.model_dump_json(exclude_none=True))
+        prod.flush()
+        deadline = time.monotonic() + timeout
+        want = query.query_id.encode()
+        while time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error() is None and m.key() == want and m.value():
+                    return Answer.model_validate_json(m.value() or b"")
+        raise ServiceUnavailable(
+            f"no answer within {timeout:g} s (is a query worker running? streamrag worker query)"
+        )
+    finally:
+        c.close()

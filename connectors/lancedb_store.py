@@ -8,6 +8,7 @@ Filters are built only from validated tenants and generated hex tokens (see secu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -104,7 +105,9 @@ class LanceStore:
         ann_index_min_rows: int = 100_000,
         fts_rebuild_every_s: float = 30.0,
         optimize_every_s: float = 300.0,
+        read_consistency_s: float | None = 0.0,
     ) -> None:
+        self.read_consistency_s = read_consistency_s
         self.uri = uri
         self.ann_index_min_rows = ann_index_min_rows
         self.fts_rebuild_every_s = fts_rebuild_every_s
@@ -124,7 +127,8 @@ class LanceStore:
             import lancedb
 
             try:
-                self._db = lancedb.connect(self.uri)
+                interval = None if self.read_consistency_s is None else timedelta(seconds=self.read_consistency_s)
+                self._db = lancedb.connect(self.uri, read_consistency_interval=interval)
             except Exception as exc:
                 raise ServiceUnavailable(f"LanceDB at {self.uri!r} could not be opened: {exc}") from exc
         return self._db
@@ -153,10 +157,8 @@ class LanceStore:
     def refresh(self) -> None:
         """Pick up commits made by other processes (readers call this before searching)."""
         for t in list(self._tables.values()):
-            try:
+            with contextlib.suppress(Exception):
                 t.checkout_latest()
-            except Exception:
-                pass
 
     # -- document state ---------------------------------------------------------------------
     def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
@@ -291,7 +293,7 @@ class LanceStore:
             for r in rows
         ]
 
-    def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]:
+    def vector_search(self, vector: Sequence[float], where: str, limit: int, with_vectors: bool = False) -> list[Hit]:
         t = self.table(CHUNKS)
         if t is None:
             return []
@@ -299,11 +301,14 @@ class LanceStore:
             t.search(list(map(float, vector)), vector_column_name="vector")
             .distance_type("cosine")
             .where(where, prefilter=True)
-            .select([*self._COLS, "_distance"])
+            .select([*self._COLS, "_distance", *(["vector"] if with_vectors else [])])
             .limit(limit)
         )
         rows = q.to_arrow().to_pylist()
-        return self._hits(rows, lambda r: 1.0 - r["_distance"])
+        hits = self._hits(rows, lambda r: 1.0 - r["_distance"])
+        if with_vectors:
+            self.last_vectors = {r["id"]: r["vector"] for r in rows}
+        return hits
 
     def text_search(self, text: str, where: str, limit: int) -> list[Hit]:
         t = self.table(CHUNKS)

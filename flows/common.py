@@ -12,7 +12,10 @@ from streamrag.ingest import RawRecord
 
 
 def from_kafka(msg: KafkaSourceMessage[Any, Any]) -> RawRecord:
-    return RawRecord(value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+    ts = msg.timestamp[1] if msg.timestamp and msg.timestamp[0] != 0 else None
+    return RawRecord(
+        value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition, offset=msg.offset, timestamp_ms=ts
+    )
 
 
 def kafka_error_to_dead(err: Any) -> DeadLetter:

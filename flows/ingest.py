@@ -16,7 +16,7 @@ from bytewax.outputs import Sink
 
 from connectors.kafka import OffsetCommitter, check_reachable, ensure_topics
 from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead, to_sink
-from schemas.models import DeadLetter, IndexEvent
+from schemas.models import IndexEvent
 from streamrag.components import embedder_for, make_store
 from streamrag.ingest import IngestProcessor, RawRecord
 from streamrag.settings import Settings, load_settings
@@ -67,11 +67,11 @@ def build_flow(
     return flow
 
 
-def _event_msg(ev: IndexEvent) -> Any:
+def _event_msg(ev: Any) -> Any:
     return to_sink(f"{ev.tenant}/{ev.doc_id}", ev)
 
 
-def _dead_msg(d: DeadLetter) -> Any:
+def _dead_msg(d: Any) -> Any:
     return dead_to_sink(d)
 
 

@@ -192,6 +192,89 @@ def worker_ingest(workers: int = _W, process_id: int = _I, addresses: str = _A, 
     _run_worker("flows.ingest:main", workers, process_id, addresses, recovery_dir)
 
 
+@worker_app.command("query")
+@cli_errors
+def worker_query(workers: int = _W, process_id: int = _I, addresses: str = _A, recovery_dir: str = _R) -> None:
+    """Run the query dataflow against Kafka until stopped."""
+    _run_worker("flows.query:main", workers, process_id, addresses, recovery_dir)
+
+
+# ------------------------------------------------------------------------------------ ask ---
+def _query(
+    text: str, tenant: str, user: str | None, roles: str | None, top_k: int, fusion: str | None,
+    alpha: float | None, rerank: str | None, filters: list[str] | None,
+) -> Any:
+    import uuid
+
+    from pydantic import ValidationError
+
+    from schemas.models import Query
+    from streamrag.ingest import describe_validation
+
+    meta: dict[str, Any] = {}
+    for f in filters or []:
+        if "=" not in f:
+            raise StreamragError(f"bad --filter {f!r}: use key=value or key=v1|v2")
+        k, v = f.split("=", 1)
+        meta[k] = v.split("|") if "|" in v else v
+    try:
+        return Query(
+            query_id=uuid.uuid4().hex, tenant=tenant, text=text, top_k=top_k,
+            principal={"user": user, "roles": [r for r in (roles or "").split(",") if r]},  # type: ignore[arg-type]
+            filters={"metadata": meta},  # type: ignore[arg-type]
+            options={"fusion": fusion, "alpha": alpha, "rerank": rerank},  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        raise StreamragError(f"invalid query: {describe_validation(exc)}") from exc
+
+
+def _print_answer(a: Any, json_out: bool) -> None:
+    if json_out:
+        out.print_json(a.model_dump_json())
+        return
+    out.print(f"[bold]{a.status}[/bold]" + (f" (cached: {a.cache_lookup})" if a.cached else ""))
+    if a.error:
+        out.print(f"error: {a.error}", markup=False, highlight=False)
+    if a.answer:
+        out.print(a.answer, markup=False, highlight=False)
+    for i, c in enumerate(a.citations, 1):
+        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}", markup=False, highlight=False)
+    if a.timings_ms:
+        out.print("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in a.timings_ms.items()), highlight=False)
+
+
+@app.command()
+@cli_errors
+def ask(
+    question: str = typer.Argument(...),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    user: str = typer.Option(None, "--user", "-u"),
+    roles: str = typer.Option(None, "--roles", help="comma-separated"),
+    top_k: int = typer.Option(5, "--top-k", "-k"),
+    fusion: str = typer.Option(None, "--fusion", help="rrf | weighted | dense | bm25"),
+    alpha: float = typer.Option(None, "--alpha"),
+    rerank: str = typer.Option(None, "--rerank", help="none | cross-encoder | mmr"),
+    filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
+    via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
+    timeout: float = typer.Option(30.0, "--timeout"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Answer a question from the index (locally, or through the query worker with --via-kafka)."""
+    s = _settings()
+    q = _query(question, tenant, user, roles, top_k, fusion, alpha, rerank, filters)
+    if via_kafka:
+        from connectors.kafka import request_answer
+
+        a = request_answer(s, q, timeout)
+    else:
+        from streamrag.components import make_query_processor
+
+        a = make_query_processor(s).answer_many([q])[0]
+    _print_answer(a, json_out)
+    if a.status == "error":
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------------- status ---
 @app.command()
 @cli_errors

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from connectors.lancedb_store import LanceStore
 from streamrag.embedding import SentenceTransformerEmbedder
 from streamrag.settings import Settings
+
+if TYPE_CHECKING:
+    from streamrag.query import QueryProcessor
 
 
 def make_store(s: Settings) -> LanceStore:
@@ -26,3 +30,9 @@ def make_embedder(model: str, device: str, batch_size: int) -> SentenceTransform
 
 def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
     return make_embedder(s.embedding_model, s.device, s.batch_size)
+
+
+def make_query_processor(s: Settings) -> QueryProcessor:
+    from streamrag.query import QueryProcessor
+
+    return QueryProcessor(s, make_store(s), embedder_for(s))

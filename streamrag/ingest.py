@@ -38,6 +38,7 @@ class RawRecord:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    timestamp_ms: int | None = None
 
     @property
     def position(self) -> SourcePosition:
@@ -190,7 +191,7 @@ class IngestProcessor:
         i = 0
         now_ms = int(time.time() * 1000)
         for k, ch, rec, h, chunks in planned:
-            vecs = vectors[i : i + len(chunks)] if vectors is not None else []
+            vecs: Any = vectors[i : i + len(chunks)] if vectors is not None else []
             i += len(chunks)
             writes.append((self._write(k, ch, h, chunks, vecs, now_ms), ch, rec, h))
         out.extend(self._store(writes))
@@ -263,7 +264,7 @@ class IngestProcessor:
 
     def _store_each(self, writes: list[tuple[DocWrite, DocumentChange, RawRecord, str]], exc: Exception) -> list[Output]:
         if len(writes) == 1:
-            w, ch, rec, _ = writes[0]
+            _w, ch, rec, _ = writes[0]
             log.warning("store write failed for %s: %s", ch.key, exc)
             return [self._dead(rec, "upsert", f"{type(exc).__name__}: {exc}")]
         log.warning("batch write failed (%s); retrying document by document", exc)

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
     rerank: Literal["none", "cross-encoder", "mmr"] = "none"
     rerank_model: str = ""
+    query_max_age_s: float = Field(300.0, gt=0)
 
     # Worker
     recovery_dir: str = ""

@@ -1,3 +1,5 @@
+import itertools
+
 from streamrag.chunking import chunk_text, regex_tokenize
 
 
@@ -16,7 +18,7 @@ def test_windows_respect_size_and_overlap() -> None:
     for c in cs:
         covered |= set(c.text.split())
     assert covered == set(toks)
-    for a, b in zip(cs, cs[1:], strict=False):
+    for a, b in itertools.pairwise(cs):
         assert b.start < a.end
 
 

@@ -8,7 +8,7 @@ def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMRAG_CHUNK_SIZE", "300")
     s = load_settings()
     assert s.chunk_size == 300
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         s.chunk_size = 1  # type: ignore[misc]
 
 

@@ -1,0 +1,56 @@
+"""Query dataflow: queries topic -> validate -> embed -> retrieve -> rerank -> answer -> answers topic.
+
+Run as a long-lived worker:  python -m bytewax.run "flows.query:main()"   or   streamrag worker query
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow
+
+from connectors.kafka import check_reachable, ensure_topics
+from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead
+from streamrag.components import embedder_for, make_store
+from streamrag.query import QueryProcessor, Reply
+from streamrag.settings import Settings, load_settings
+
+
+def build_flow(settings: Settings, *, processor: QueryProcessor | None = None) -> Dataflow:
+    flow = Dataflow("query")
+    if processor is None:
+        processor = QueryProcessor(settings, make_store(settings), embedder_for(settings))
+    kin = kop.input(
+        "in", flow, brokers=settings.brokers, topics=[settings.topic_queries],
+        tail=True, batch_size=settings.source_batch_size,
+    )
+    raw = op.map("raw", kin.oks, from_kafka)
+    results = op.flat_map_batch("answer", raw, processor.process_batch)
+    b = op.branch("split", results, lambda x: isinstance(x, Reply))
+    dead = op.merge("all_dead", b.falses, op.map("consume_err", kin.errs, kafka_error_to_dead))
+    kop.output("answers_out", op.map("ans_msg", b.trues, _answer_msg), brokers=settings.brokers,
+               topic=settings.topic_answers)
+    kop.output("dlq_out", op.map("dl_msg", dead, _dead_msg), brokers=settings.brokers,
+               topic=settings.topic_dead_letters)
+    return flow
+
+
+def _answer_msg(r: Any) -> Any:
+    return KafkaSinkMessage(
+        key=r.answer.query_id.encode("utf-8"), value=r.answer.model_dump_json().encode("utf-8"), topic=r.topic
+    )
+
+
+def _dead_msg(d: Any) -> Any:
+    return dead_to_sink(d)
+
+
+def main() -> Dataflow:
+    """Entry point for ``python -m bytewax.run "flows.query:main()"``."""
+    settings = load_settings()
+    check_reachable(settings)
+    ensure_topics(settings)
+    return build_flow(settings)

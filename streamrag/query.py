@@ -1,0 +1,184 @@
+"""The query logic, independent of transport: validate -> (cache) -> embed -> retrieve -> rerank -> answer.
+
+``QueryProcessor.process_batch`` turns raw records into answers and dead letters; every
+query whose id can be read gets exactly one answer, an ``error`` one when it is invalid,
+so nobody waits forever. Nothing raises out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.lancedb_store import LanceStore
+from schemas.models import Answer, DeadLetter, Query
+from streamrag.answering import ExtractiveAnswerer, Generator
+from streamrag.embedding import Embedder
+from streamrag.ingest import RawRecord, describe_validation
+from streamrag.rerank import Reranker, make_reranker
+from streamrag.retrieval import Retriever
+from streamrag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer and where it goes (the query's reply_to topic, or the answers topic)."""
+
+    answer: Answer
+    topic: str | None = None
+
+
+Output = Reply | DeadLetter
+
+
+def parse_query(rec: RawRecord) -> Query | tuple[DeadLetter, Answer | None]:
+    def bad(stage: str, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
+        dead = DeadLetter.make(stage=stage, error=error, value=rec.value, key=rec.key, source=rec.position)
+        qid = data.get("query_id") if isinstance(data, dict) else None
+        if qid is None and rec.key:
+            qid = rec.key.decode("utf-8", "replace")
+        tenant = data.get("tenant") if isinstance(data, dict) else None
+        ans = None
+        if isinstance(qid, str) and qid:
+            ans = Answer(query_id=qid[:128], tenant=str(tenant or ""), status="error", error=f"invalid query: {error}")
+        return dead, ans
+
+    if rec.value is None:
+        return bad("parse", "empty message")
+    try:
+        data = json.loads(rec.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return bad("parse", f"malformed JSON: {exc}")
+    if not isinstance(data, dict):
+        return bad("parse", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return Query.model_validate(data)
+    except ValidationError as exc:
+        return bad("validate", describe_validation(exc), data)
+
+
+class QueryProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: LanceStore,
+        embedder: Embedder,
+        generator: Generator | None = None,
+        cache: Any = None,
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.embedder = embedder
+        self.retriever = Retriever(store, overfetch=settings.overfetch)
+        self.generator: Generator = generator or ExtractiveAnswerer()
+        self._rerankers: dict[str, Reranker] = {}
+        self.cache = cache
+
+    def reranker(self, kind: str) -> Reranker:
+        r = self._rerankers.get(kind)
+        if r is None:
+            r = self._rerankers[kind] = make_reranker(kind, self.s.rerank_model, self.s.device)
+        return r
+
+    # -- transport-facing -------------------------------------------------------------------
+    def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
+        out: list[Output] = []
+        queries: list[Query] = []
+        for rec in records:
+            try:
+                parsed = parse_query(rec)
+            except Exception as exc:  # pragma: no cover - defensive
+                out.append(DeadLetter.make(stage="parse", error=str(exc), value=rec.value, key=rec.key))
+                continue
+            if isinstance(parsed, Query):
+                if rec.timestamp_ms is not None and time.time() * 1000 - rec.timestamp_ms > self.s.query_max_age_s * 1000:
+                    out.append(Reply(self._error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read")))
+                    continue
+                queries.append(parsed)
+            else:
+                dead, ans = parsed
+                out.append(dead)
+                if ans is not None:
+                    out.append(Reply(ans))
+        if queries:
+            for q, a in zip(queries, self.answer_many(queries), strict=True):
+                out.append(Reply(a, q.reply_to))
+        return out
+
+    # -- the work ---------------------------------------------------------------------------
+    def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(queries)
+        todo: list[int] = []
+        for i, q in enumerate(queries):
+            if _expired(q):
+                answers[i] = Answer(query_id=q.query_id, tenant=q.tenant, status="error", error="deadline exceeded")
+            else:
+                todo.append(i)
+        texts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for i in todo:
+            q = queries[i]
+            start = len(texts)
+            texts.append(q.text)
+            texts.extend(q.options.variants)
+            spans.append((start, len(texts)))
+        t0 = time.perf_counter()
+        try:
+            vecs = self.embedder.embed(texts) if texts else None
+        except Exception as exc:
+            log.exception("query embedding failed")
+            for i in todo:
+                answers[i] = self._error(queries[i], f"embedding failed: {exc}")
+            return [a for a in answers if a is not None]
+        embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
+        for i, (a, b) in zip(todo, spans, strict=True):
+            q = queries[i]
+            try:
+                assert vecs is not None
+                answers[i] = self.answer_one(q, vecs[a:b], texts[a:b], embed_ms)
+            except Exception as exc:
+                log.exception("answering %s failed", q.query_id)
+                answers[i] = self._error(q, f"{type(exc).__name__}: {exc}")
+        return [a for a in answers if a is not None]
+
+    def answer_one(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float = 0.0) -> Answer:
+        timings = {"embed": round(embed_ms, 3)}
+        fusion = q.options.fusion or self.s.fusion
+        alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
+        res = self.retriever.retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
+        timings.update({k: round(v, 3) for k, v in res.timings_ms.items()})
+        t = time.perf_counter()
+        ranked = self.reranker(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)
+        timings["rerank"] = round((time.perf_counter() - t) * 1000, 3)
+        t = time.perf_counter()
+        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= self.s.answer_min_score)
+        if relevant:
+            draft = self.generator.generate(q.text, ranked, q.top_k)
+            status, text, cites = draft.status, draft.answer, draft.citations
+        else:
+            status, text, cites = "no_answer", "", []
+        timings["answer"] = round((time.perf_counter() - t) * 1000, 3)
+        return Answer(
+            query_id=q.query_id, tenant=q.tenant, status=status,  # type: ignore[arg-type]
+            answer=text, citations=cites, timings_ms=timings, model=f"{self.embedder.name}+{self.generator.name}",
+        )
+
+    @staticmethod
+    def _error(q: Query, msg: str) -> Answer:
+        return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
+
+
+def _expired(q: Query) -> bool:
+    if q.deadline_ms is None or q.sent_at is None:
+        return False
+    sent = q.sent_at if q.sent_at.tzinfo else q.sent_at.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - sent).total_seconds() * 1000 > q.deadline_ms
