@@ -275,6 +275,63 @@ def ask(
         raise typer.Exit(1)
 
 
+# ----------------------------------------------------------------------------------- eval ---
+def _log(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+@app.command("eval")
+@cli_errors
+def eval_cmd(
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="a BEIR-format folder"),
+    config: list[str] = typer.Option(None, "--config", "-c", help="dense, bm25, hybrid-rrf, weighted-A, +rerank"),
+    json_out: bool = typer.Option(False, "--json"),
+    run_out: Path = typer.Option(None, "--run-out", help="write the ranked lists in TREC run format"),
+    db: Path = typer.Option(None, "--db", help="LanceDB folder for the eval index (default: fresh temp folder)"),
+) -> None:
+    """Retrieval quality (NDCG@10, Recall@10/100, MRR@10, MAP) per configuration on a BEIR dataset."""
+    import tempfile
+
+    from streamrag.evaluate import DEFAULT_CONFIGS, EvalConfig, run_eval, write_trec
+
+    s = _settings()
+    configs = list(DEFAULT_CONFIGS)
+    if config:
+        known = {c.name: c for c in DEFAULT_CONFIGS}
+        configs = []
+        for name in config:
+            base, _, rr = name.partition("+")
+            if base in known:
+                c = known[base]
+            elif base.startswith("weighted-"):
+                try:
+                    c = EvalConfig(base, "weighted", float(base.split("-", 1)[1]))
+                except ValueError as exc:
+                    raise StreamragError(f"bad config {name!r}") from exc
+            else:
+                raise StreamragError(f"unknown config {name!r} (dense, bm25, hybrid-rrf, weighted-0.5, ...+mmr)")
+            configs.append(EvalConfig(name, c.fusion, c.alpha, rr or "none") if rr else c)
+    elif s.rerank != "none":
+        configs.append(EvalConfig(f"hybrid-rrf+{s.rerank}", "rrf", rerank=s.rerank))
+    cache = Path(s.lancedb_path()).parent / "embcache.sqlite" if s.lancedb_is_local else Path(".local/embcache.sqlite")
+    with tempfile.TemporaryDirectory(prefix="streamrag-eval-") as tmp:
+        res = run_eval(s, dataset, configs, db or Path(tmp) / "lancedb", cache, log=_log)
+    runs = res.pop("_runs")
+    if run_out:
+        write_trec(runs, run_out)
+    if json_out:
+        out.print_json(json.dumps(res))
+        return
+    t = Table(title=f"{res['dataset']}: {res['queries']} queries, {res['documents']} docs, {res['chunks']} chunks, {res['model']}")
+    cols = ["NDCG@10", "Recall@10", "Recall@100", "MRR@10", "MAP"]
+    t.add_column("config")
+    for col in cols:
+        t.add_column(col, justify="right")
+    for name, m in res["results"].items():
+        t.add_row(name, *(f"{m[c]:.4f}" for c in cols))
+    out.print(t)
+
+
 # --------------------------------------------------------------------------------- status ---
 @app.command()
 @cli_errors

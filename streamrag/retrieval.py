@@ -34,6 +34,8 @@ class RetrievalResult:
     ranked: list[Ranked]
     best_dense: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    dense_lists: list[list[Hit]] = field(default_factory=list)
+    bm25_lists: list[list[Hit]] = field(default_factory=list)
 
 
 def filter_clauses(f: QueryFilters) -> list[str]:
@@ -134,7 +136,7 @@ class Retriever:
         import time
 
         where = scope_for(q)
-        n = max((k or q.top_k) * self.overfetch, self.min_candidates)
+        n = max((k or q.top_k) * self.overfetch, self.min_candidates) if k is None or k <= q.top_k else k
         t0 = time.perf_counter()
         want_dense = fusion != "bm25"
         want_bm25 = fusion != "dense"
@@ -146,4 +148,6 @@ class Retriever:
         ranked = fuse(dense_lists, bm25_lists, fusion, alpha)
         t2 = time.perf_counter()
         best = max((h.score for hits in dense_lists for h in hits[:1]), default=0.0)
-        return RetrievalResult(ranked, best, {"search": (t1 - t0) * 1000, "fuse": (t2 - t1) * 1000})
+        return RetrievalResult(
+            ranked, best, {"search": (t1 - t0) * 1000, "fuse": (t2 - t1) * 1000}, dense_lists, bm25_lists
+        )

@@ -1,0 +1,95 @@
+"""Answering on real Kafka: one answer per query, isolation, errors for bad queries, fresh after updates."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from streamrag.settings import Settings
+from tests.integration.conftest import produce, read_topic, wait_for
+from tests.integration.conftest import chunk_rows as rows
+
+pytestmark = pytest.mark.integration
+
+
+def doc(doc_id: str, version: int, text: str, tenant: str = "acme", acl: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    return f"{tenant}/{doc_id}", {"op": "upsert", "tenant": tenant, "doc_id": doc_id, "version": version,
+                                  "title": doc_id, "text": text, "acl": acl or {}}
+
+
+def query(text: str, tenant: str = "acme", user: str | None = None, roles: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    qid = uuid.uuid4().hex
+    return qid, {"query_id": qid, "tenant": tenant, "text": text, "principal": {"user": user, "roles": roles or []}}
+
+
+@pytest.fixture(scope="module")
+def workers(settings: Settings, start_worker: Any) -> Any:
+    produce(settings, settings.topic_documents, [
+        doc("vacation", 1, "Employees get twenty five days of paid vacation per year."),
+        doc("salaries", 1, "The salary bands for engineers are confidential and reviewed yearly.",
+            acl={"users": [], "roles": ["hr"]}),
+        doc("plan", 1, "The secret roadmap says we launch the moon base next spring.", acl={"users": ["ceo"]}),
+        doc("vacation", 1, "Globex employees get ten days of vacation per year.", tenant="globex"),
+    ])
+    ingest = start_worker("ingest")
+    wait_for(lambda: len(rows(settings)) >= 4, timeout=120)
+    q = start_worker("query")
+    return ingest, q
+
+
+def ask(settings: Settings, *queries: tuple[str, dict[str, Any]], timeout: float = 90) -> dict[str, list[Any]]:
+    produce(settings, settings.topic_queries, list(queries))
+    ids = {qid for qid, _ in queries}
+    msgs = read_topic(settings, settings.topic_answers,
+                      lambda m: ids <= {a["query_id"] for a in m if a}, timeout=timeout)
+    out: dict[str, list[Any]] = {}
+    for a in msgs:
+        if a and a["query_id"] in ids:
+            out.setdefault(a["query_id"], []).append(a)
+    return out
+
+
+def test_each_query_gets_one_answer_with_citations(settings: Settings, workers: Any) -> None:
+    qs = [query("How many vacation days do employees get?") for _ in range(5)]
+    got = ask(settings, *qs, timeout=150)
+    assert set(got) == {qid for qid, _ in qs}
+    for qid, answers in got.items():
+        assert len(answers) == 1, f"{qid} answered {len(answers)} times"
+        a = answers[0]
+        assert a["status"] == "ok" and a["citations"][0]["doc_id"] == "vacation"
+        assert "twenty five" in a["answer"] and a["timings_ms"]
+
+
+def test_tenant_and_acl_isolation(settings: Settings, workers: Any) -> None:
+    plain = query("What are the salary bands and the secret roadmap?", user="alice")
+    hr = query("What are the salary bands for engineers?", user="bob", roles=["hr"])
+    ceo = query("What does the secret roadmap say?", user="ceo")
+    globex = query("How many vacation days?", tenant="globex")
+    got = ask(settings, plain, hr, ceo, globex)
+    cited = {qid: {c["doc_id"] for c in got[qid][0]["citations"]} for qid in got}
+    assert not cited[plain[0]] & {"salaries", "plan"}
+    assert "salaries" in cited[hr[0]] and "plan" not in cited[hr[0]]
+    assert "plan" in cited[ceo[0]]
+    assert "ten days" in got[globex[0]][0]["answer"]
+
+
+def test_malformed_query_gets_dead_letter_and_error_answer(settings: Settings, workers: Any) -> None:
+    qid = uuid.uuid4().hex
+    bad = {"query_id": qid, "tenant": "acme", "text": "", "top_k": 0}
+    got = ask(settings, (qid, bad))
+    assert got[qid][0]["status"] == "error" and "invalid query" in got[qid][0]["error"]
+    dead = read_topic(settings, settings.topic_dead_letters,
+                      lambda m: any(qid in json.dumps(d) or d.get("original_key_b64") for d in m), timeout=30)
+    assert any(d["stage"] == "validate" for d in dead)
+
+
+def test_document_update_changes_next_answer(settings: Settings, workers: Any) -> None:
+    produce(settings, settings.topic_documents, [doc("vacation", 2, "Employees now get thirty days of paid vacation per year.")])
+    wait_for(lambda: [r for r in rows(settings, "acme") if r["doc_id"] == "vacation" and r["version"] == 2], timeout=60)
+    q = query("How many vacation days do employees get?")
+    got = ask(settings, q)
+    a = got[q[0]][0]
+    assert "thirty" in a["answer"] and a["citations"][0]["version"] == 2
