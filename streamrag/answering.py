@@ -16,7 +16,7 @@ from typing import Protocol
 from schemas.models import Citation
 from streamrag.retrieval import Ranked
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n{2,}")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "do", "does", "did", "can", "could", "should", "would", "you", "your", "we", "our", "they", "their", "there", "these", "those", "not", "no", "yes", "if", "then", "than", "so", "about", "into", "over", "under"]

@@ -332,6 +332,106 @@ def eval_cmd(
     out.print(t)
 
 
+# ----------------------------------------------------------------------------------- demo ---
+DEMO_QUESTIONS = [
+    "What happens when an older version of a document arrives after a newer one?",
+    "Who can see a document that has no ACL?",
+    "How do I scale embedding throughput?",
+    "What is the capital of Mongolia?",
+]
+
+
+@app.command()
+@cli_errors
+def demo(tenant: str = typer.Option("demo", "--tenant", "-t")) -> None:
+    """Ingest the bundled docs with the embedded path and answer a few questions."""
+    from importlib.resources import files
+
+    from streamrag.components import make_query_processor
+    from streamrag.files import records_from_paths
+    from streamrag.local import ingest_records
+
+    s = _settings()
+    corpus = Path(str(files("streamrag") / "corpus"))
+    report = ingest_records(s, records_from_paths([corpus], tenant))
+    c = report.counts()
+    out.print(f"[bold]ingested[/bold] {corpus}: {c.get('indexed', 0)} indexed, {c.get('unchanged', 0)} unchanged, "
+              f"{c['dead_letters']} dead letters -> {s.lancedb_uri}", highlight=False)
+    qp = make_query_processor(s)
+    for question in DEMO_QUESTIONS:
+        out.rule(question)
+        _print_answer(qp.answer_many([_query(question, tenant, None, None, 3, None, None, None, None)])[0], False)
+
+
+# ---------------------------------------------------------------------------------- bench ---
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks through real Kafka (figures, not tests).")
+app.add_typer(bench_app, name="bench")
+_DS = typer.Option(None, "--dataset", "-d", help="BEIR folder for realistic text (default: ../shared/data/beir-scifact if present)")
+_OUTDIR = typer.Option(Path("docs/bench"), "--out", help="where JSON (and plots) are written")
+
+
+def _dataset(d: Path | None) -> Path | None:
+    if d is not None:
+        return d
+    guess = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir-scifact"
+    return guess if guess.exists() else None
+
+
+@bench_app.command("ingest")
+@cli_errors
+def bench_ingest_cmd(
+    docs: int = typer.Option(300, "--docs"),
+    processes: str = typer.Option("1", "--processes", help="comma-separated, e.g. 1,2,4"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Chunks/s from the documents topic to searchable, beside the raw encoder on the same chunks."""
+    import tempfile
+
+    from connectors.kafka import check_reachable
+    from streamrag.bench import bench_ingest, plot_scaling
+
+    s = _settings()
+    check_reachable(s)
+    procs = [int(x) for x in processes.split(",") if x.strip()]
+    with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
+        res = bench_ingest(s, _dataset(dataset), docs, procs, Path(tmp), _log)
+    outdir.mkdir(parents=True, exist_ok=True)
+    name = f"ingest-{res['machine']['device']}"
+    (outdir / f"{name}.json").write_text(json.dumps(res, indent=2))
+    if len(procs) > 1:
+        plot_scaling(res["pipeline"], res["raw_chunks_per_s"], outdir / f"{name}-scaling.png")
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
+@bench_app.command("query")
+@cli_errors
+def bench_query_cmd(
+    n: int = typer.Option(300, "--queries", "-n"), rate: float = typer.Option(10.0, "--rate"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Publish -> answer round trip p50/p95/p99 and per-stage timings at a steady rate."""
+    from connectors.kafka import check_reachable
+    from streamrag.bench import bench_query, plot_latencies
+
+    s = _settings()
+    check_reachable(s)
+    ds = _dataset(dataset)
+    if ds is None:
+        raise StreamragError("bench query needs --dataset (a BEIR folder) for its index and questions")
+    work = Path(".local/bench")
+    work.mkdir(parents=True, exist_ok=True)
+    res = bench_query(s, ds, n, rate, work, _log)
+    lat = res.pop("_latencies")
+    outdir.mkdir(parents=True, exist_ok=True)
+    name = f"query-{res['machine']['device']}"
+    (outdir / f"{name}.json").write_text(json.dumps(res, indent=2))
+    if lat:
+        plot_latencies(lat, f"query round trip, {res['chunks']} chunks, {rate}/s", outdir / f"{name}.png")
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
 # --------------------------------------------------------------------------------- status ---
 @app.command()
 @cli_errors

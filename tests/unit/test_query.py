@@ -1,7 +1,9 @@
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from connectors.lancedb_store import Hit, LanceStore
 from schemas.models import Acl, Answer, DeadLetter, Principal, Query
