@@ -89,4 +89,5 @@ def main() -> Dataflow:
     settings = load_settings()
     check_reachable(settings)
     ensure_topics(settings)
+    embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
     return build_flow(settings)
