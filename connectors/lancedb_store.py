@@ -181,6 +181,16 @@ class LanceStore:
                 out[r["doc_key"]] = DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
         return out
 
+    def cites_current(self, tenant: str, cites: Sequence[tuple[str, int]]) -> bool:
+        """True when every cited (doc_id, version) is still the document's live version."""
+        from streamrag.security import doc_key
+
+        if not cites:
+            return True
+        keys = {doc_key(tenant, d): v for d, v in cites}
+        states = self.doc_states(keys)
+        return all(k in states and not states[k].deleted and states[k].version == v for k, v in keys.items())
+
     def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Document rows (title, version, metadata) for the enrichment stage."""
         keys = sorted(set(doc_keys))

@@ -12,9 +12,10 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
 
+from connectors.cache_topic import CacheFollower
 from connectors.kafka import check_reachable, ensure_topics
 from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead
-from streamrag.components import embedder_for, make_store
+from streamrag.components import embedder_for, make_query_processor, make_store
 from streamrag.query import QueryProcessor, Reply
 from streamrag.settings import Settings, load_settings
 
@@ -54,4 +55,7 @@ def main() -> Dataflow:
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
-    return build_flow(settings)
+    processor = make_query_processor(settings, with_cache=True)
+    if processor.cache is not None:
+        CacheFollower(settings, processor.cache).start()
+    return build_flow(settings, processor=processor)

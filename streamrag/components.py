@@ -11,6 +11,7 @@ from streamrag.settings import Settings
 
 if TYPE_CHECKING:
     from streamrag.query import QueryProcessor
+    from streamrag.semantic_cache import SemanticCache
 
 
 def make_store(s: Settings) -> LanceStore:
@@ -32,7 +33,38 @@ def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
     return make_embedder(s.embedding_model, s.device, s.batch_size)
 
 
-def make_query_processor(s: Settings) -> QueryProcessor:
+def make_query_processor(s: Settings, with_cache: bool = False) -> QueryProcessor:
     from streamrag.query import QueryProcessor
 
-    return QueryProcessor(s, make_store(s), embedder_for(s))
+    store = make_store(s)
+    cache = make_cache(s, store) if with_cache and s.cache_enabled else None
+    return QueryProcessor(s, store, embedder_for(s), cache=cache)
+
+
+def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
+    """The semantic cache of a query worker: Redis payloads, cache-topic publishing, store checks."""
+    from connectors.kafka import JsonProducer
+    from connectors.redis_cache import RedisCache
+    from schemas.models import CacheEntry
+    from streamrag.cache_policy import TenantPolicy
+    from streamrag.semantic_cache import SemanticCache
+
+    producer = JsonProducer(s)
+
+    def publish(key: str, entry: CacheEntry | None) -> None:
+        try:
+            producer.send(s.topic_cache, key, None if entry is None else entry.model_dump_json())
+        except Exception as exc:  # the cache must never fail a query
+            import logging
+
+            logging.getLogger(__name__).warning("cache topic publish failed: %s", exc)
+
+    return SemanticCache(
+        RedisCache(s.redis_url),
+        default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s),
+        tenant_overrides=dict(s.cache_tenants),  # type: ignore[arg-type]
+        lru_size=s.cache_lru_size,
+        defaults=(s.fusion, s.alpha, s.rerank),
+        publish=publish,
+        is_current=store.cites_current,
+    )

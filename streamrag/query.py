@@ -121,6 +121,8 @@ class QueryProcessor:
         for i, q in enumerate(queries):
             if _expired(q):
                 answers[i] = Answer(query_id=q.query_id, tenant=q.tenant, status="error", error="deadline exceeded")
+            elif (hit := self._cache_exact(q)) is not None:
+                answers[i] = hit
             else:
                 todo.append(i)
         texts: list[str] = []
@@ -144,13 +146,61 @@ class QueryProcessor:
             q = queries[i]
             try:
                 assert vecs is not None
-                answers[i] = self.answer_one(q, vecs[a:b], texts[a:b], embed_ms)
+                hit = self._cache_semantic(q, vecs[a], embed_ms)
+                if hit is not None:
+                    answers[i] = hit
+                    continue
+                ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms)
+                answers[i] = ans
+                self._cache_put(q, vecs[a], ans, acl)
             except Exception as exc:
                 log.exception("answering %s failed", q.query_id)
                 answers[i] = self._error(q, f"{type(exc).__name__}: {exc}")
         return [a for a in answers if a is not None]
 
+    # -- cache hooks (never fail a query) ------------------------------------------------------
+    def _cache_exact(self, q: Query) -> Answer | None:
+        if self.cache is None:
+            return None
+        t = time.perf_counter()
+        try:
+            hit = self.cache.lookup_exact(q)
+        except Exception:
+            log.warning("cache lookup failed", exc_info=True)
+            return None
+        if hit is None:
+            return None
+        return hit.model_copy(update={"timings_ms": {"cache": round((time.perf_counter() - t) * 1000, 3)}})
+
+    def _cache_semantic(self, q: Query, vec: Any, embed_ms: float) -> Answer | None:
+        if self.cache is None:
+            return None
+        t = time.perf_counter()
+        try:
+            hit = self.cache.lookup_semantic(q, vec)
+        except Exception:
+            log.warning("cache lookup failed", exc_info=True)
+            return None
+        if hit is None:
+            return None
+        ms = round((time.perf_counter() - t) * 1000, 3)
+        return hit.model_copy(update={"timings_ms": {"embed": round(embed_ms, 3), "cache": ms}})
+
+    def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]]) -> None:
+        if self.cache is None:
+            return
+        try:
+            entry = self.cache.make_entry(q, vec, ans, acl)
+            if entry is not None:
+                self.cache.put(entry)
+        except Exception:
+            log.warning("cache write failed", exc_info=True)
+
     def answer_one(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float = 0.0) -> Answer:
+        return self._answer(q, vecs, texts, embed_ms)[0]
+
+    def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float) -> tuple[Answer, list[list[str]]]:
+        """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
         timings = {"embed": round(embed_ms, 3)}
         fusion = q.options.fusion or self.s.fusion
         alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
@@ -167,10 +217,12 @@ class QueryProcessor:
         else:
             status, text, cites = "no_answer", "", []
         timings["answer"] = round((time.perf_counter() - t) * 1000, 3)
-        return Answer(
+        acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
+        answer = Answer(
             query_id=q.query_id, tenant=q.tenant, status=status,  # type: ignore[arg-type]
             answer=text, citations=cites, timings_ms=timings, model=f"{self.embedder.name}+{self.generator.name}",
         )
+        return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
     @staticmethod
     def _error(q: Query, msg: str) -> Answer:

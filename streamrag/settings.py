@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     rerank_model: str = ""
     query_max_age_s: float = Field(300.0, gt=0)
 
+    # Semantic cache
+    cache_enabled: bool = True
+    cache_threshold: float = Field(0.92, gt=0.0, le=1.0)
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    cache_tenants: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
+    cache_lru_size: int = Field(10_000, ge=0)
+
     # Worker
     recovery_dir: str = ""
     snapshot_interval_s: float = Field(5.0, gt=0)

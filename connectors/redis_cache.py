@@ -1,0 +1,72 @@
+"""Redis as the shared payload store for cache entries (TTL set on write, never extended by a hit).
+
+Redis being down never fails a query: every call degrades to a miss / no-op, errors are
+counted and logged at most once per interval, and calls resume when Redis answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+PREFIX = "streamrag:cache:"
+
+
+class RedisCache:
+    def __init__(self, url: str, *, retry_after_s: float = 2.0, log_every_s: float = 30.0, timeout_s: float = 0.2) -> None:
+        self.url = url
+        self.retry_after_s = retry_after_s
+        self.log_every_s = log_every_s
+        self.timeout_s = timeout_s
+        self._r: Any = None
+        self._down_until = 0.0
+        self._last_log = 0.0
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    @property
+    def client(self) -> Any:
+        if self._r is None:
+            import redis
+
+            self._r = redis.Redis.from_url(
+                self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, health_check_interval=10
+            )
+        return self._r
+
+    def healthy(self) -> bool:
+        return self._call(lambda r: bool(r.ping()), False)
+
+    def _call(self, fn: Any, default: Any) -> Any:
+        if time.monotonic() < self._down_until:
+            return default
+        try:
+            return fn(self.client)
+        except Exception as exc:
+            with self._lock:
+                self.errors += 1
+                self._down_until = time.monotonic() + self.retry_after_s
+                now = time.monotonic()
+                if now - self._last_log >= self.log_every_s:
+                    self._last_log = now
+                    log.warning("redis at %s unavailable (%s); cache bypassed (%d errors so far)", self.url, exc, self.errors)
+            return default
+
+    @staticmethod
+    def key(tenant: str, cache_key: str) -> str:
+        return f"{PREFIX}{tenant}:{cache_key}"
+
+    def get(self, tenant: str, cache_key: str) -> bytes | None:
+        result: bytes | None = self._call(lambda r: r.get(self.key(tenant, cache_key)), None)
+        return result
+
+    def put(self, tenant: str, cache_key: str, payload: bytes, ttl_s: float) -> bool:
+        ms = max(int(ttl_s * 1000), 1)
+        return bool(self._call(lambda r: r.set(self.key(tenant, cache_key), payload, px=ms), False))
+
+    def delete(self, tenant: str, keys: list[str]) -> None:
+        if keys:
+            self._call(lambda r: r.delete(*[self.key(tenant, k) for k in keys]), 0)

@@ -1,0 +1,334 @@
+"""The semantic answer cache: exact and semantic lookups, an in-process LRU in front of Redis.
+
+- exact: normalised text + tenant + the asker's ACL scope + options -> one key.
+- semantic: cosine similarity of query embeddings >= the tenant's threshold, among entries
+  of the same tenant and options (a matrix product over normalised vectors; fast at 100k).
+- safety: an entry is served only within its tenant and only to a principal allowed to see
+  every chunk it cites (checked on every hit, exact or semantic).
+- invalidation: entries record the doc ids and versions they cite; a newer version or a
+  delete of any of them removes the entry (``invalidate``), here and in Redis.
+- Redis holds payloads and TTLs; the compacted cache topic is the source of truth from which
+  a starting worker rebuilds its semantic index (see connectors/cache_topic.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from connectors.redis_cache import RedisCache
+from schemas.models import Answer, CacheEntry, CitedDoc, Query
+from streamrag.cache_policy import TenantPolicy, exact_key, normalize, options_hash, scope_of, tenant_policy
+from streamrag.security import principal_may_see, principal_tokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Meta:
+    """What the in-process index keeps per entry (the payload lives in the LRU and Redis)."""
+
+    key: str
+    tenant: str
+    opts: str
+    scope: str
+    expires: float
+    cites: dict[str, int]
+    acl_tokens: list[list[str]]
+
+
+class _Matrix:
+    """Normalised embeddings of one (tenant, options) group, grown in blocks."""
+
+    def __init__(self, dim: int) -> None:
+        self.vecs = np.zeros((0, dim), dtype=np.float32)
+        self.keys: list[str] = []
+        self.pos: dict[str, int] = {}
+
+    def add(self, key: str, v: np.ndarray) -> None:
+        if key in self.pos:
+            self.vecs[self.pos[key]] = v
+            return
+        n = len(self.keys)
+        if n == self.vecs.shape[0]:
+            grown = np.zeros((max(64, n * 2), self.vecs.shape[1]), dtype=np.float32)
+            grown[:n] = self.vecs[:n]
+            self.vecs = grown
+        self.vecs[n] = v
+        self.keys.append(key)
+        self.pos[key] = n
+
+    def remove(self, key: str) -> None:
+        i = self.pos.pop(key, None)
+        if i is None:
+            return
+        last = len(self.keys) - 1
+        if i != last:
+            self.keys[i] = self.keys[last]
+            self.vecs[i] = self.vecs[last]
+            self.pos[self.keys[i]] = i
+        self.keys.pop()
+
+    def search(self, q: np.ndarray, threshold: float, limit: int = 8) -> list[tuple[str, float]]:
+        n = len(self.keys)
+        if n == 0:
+            return []
+        sims = self.vecs[:n] @ q
+        idx = np.argpartition(-sims, limit)[:limit] if n > limit else np.arange(n)
+        idx = idx[np.argsort(-sims[idx])]
+        return [(self.keys[i], float(sims[i])) for i in idx if sims[i] >= threshold]
+
+
+@dataclass
+class CacheStats:
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    unsafe_skips: int = 0
+    invalidated: int = 0
+    lookup_ms: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = np.array(self.lookup_ms[-10_000:]) if self.lookup_ms else np.zeros(1)
+        hits = self.exact_hits + self.semantic_hits
+        return {
+            "lookups": self.lookups, "exact_hits": self.exact_hits, "semantic_hits": self.semantic_hits,
+            "hit_rate": round(hits / self.lookups, 4) if self.lookups else 0.0, "unsafe_skips": self.unsafe_skips,
+            "invalidated": self.invalidated, "lookup_ms_p50": round(float(np.percentile(lat, 50)), 3),
+            "lookup_ms_p95": round(float(np.percentile(lat, 95)), 3),
+        }
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        redis: RedisCache | None,
+        *,
+        default_policy: TenantPolicy = TenantPolicy(),
+        tenant_overrides: dict[str, dict[str, object]] | None = None,
+        lru_size: int = 10_000,
+        defaults: tuple[str, float, str] = ("rrf", 0.5, "none"),
+        publish: Callable[[str, CacheEntry | None], None] | None = None,
+        is_current: Callable[[str, list[tuple[str, int]]], bool] | None = None,
+    ) -> None:
+        self.is_current = is_current
+        self.redis = redis
+        self.default_policy = default_policy
+        self.overrides = tenant_overrides or {}
+        self.lru: OrderedDict[str, CacheEntry] = OrderedDict()
+        self.lru_size = lru_size
+        self.defaults = defaults
+        self.publish = publish
+        self.meta: dict[str, _Meta] = {}
+        self.by_doc: dict[tuple[str, str], set[str]] = {}
+        self.groups: dict[tuple[str, str], _Matrix] = {}
+        self.stats = CacheStats()
+        self._lock = threading.RLock()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def policy(self, tenant: str) -> TenantPolicy:
+        return tenant_policy(tenant, self.default_policy, self.overrides)
+
+    def keys_for(self, q: Query) -> tuple[str, str, str, str]:
+        norm = normalize(q.text)
+        scope = scope_of(q)
+        opts = options_hash(q, *self.defaults)
+        return norm, scope, opts, exact_key(q.tenant, norm, scope, opts)
+
+    # -- lookups ------------------------------------------------------------------------------
+    def lookup_exact(self, q: Query) -> Answer | None:
+        if not q.options.use_cache or not self.policy(q.tenant).enabled:
+            return None
+        t = time.perf_counter()
+        _, _, _, key = self.keys_for(q)
+        entry = self._get(q.tenant, key)
+        ans = self._serve(q, entry, "exact") if entry is not None else None
+        self._record(t, ans, count=False)
+        return ans
+
+    def lookup_semantic(self, q: Query, vector: np.ndarray) -> Answer | None:
+        """Call after lookup_exact missed; counts one lookup for the pair."""
+        pol = self.policy(q.tenant)
+        if not q.options.use_cache or not pol.enabled:
+            return None
+        t = time.perf_counter()
+        _, _, opts, _ = self.keys_for(q)
+        ans = None
+        with self._lock:
+            group = self.groups.get((q.tenant, opts))
+            cands = group.search(np.asarray(vector, dtype=np.float32), pol.threshold) if group else []
+        for key, _sim in cands:
+            entry = self._get(q.tenant, key)
+            if entry is not None:
+                ans = self._serve(q, entry, "semantic")
+                if ans is not None:
+                    break
+        self._record(t, ans, count=True)
+        return ans
+
+    def _record(self, t: float, ans: Answer | None, count: bool) -> None:
+        ms = (time.perf_counter() - t) * 1000
+        with self._lock:
+            if ans is not None or count:
+                self.stats.lookups += 1
+            if ans is not None:
+                if ans.cache_lookup == "exact":
+                    self.stats.exact_hits += 1
+                else:
+                    self.stats.semantic_hits += 1
+            self.stats.lookup_ms.append(ms)
+            if len(self.stats.lookup_ms) > 20_000:
+                del self.stats.lookup_ms[:10_000]
+
+    def _serve(self, q: Query, entry: CacheEntry, kind: str) -> Answer | None:
+        if entry.tenant != q.tenant:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            return None
+        toks = principal_tokens(q.principal)
+        if not all(principal_may_see(toks, acl) for acl in entry.acl_tokens) or len(entry.acl_tokens) != len(
+            entry.answer.citations
+        ):
+            with self._lock:
+                self.stats.unsafe_skips += 1
+            return None
+        if self.is_current is not None:
+            cites = [(c.doc_id, c.version) for c in entry.cites]
+            try:
+                current = self.is_current(entry.tenant, cites)
+            except Exception:
+                current = False
+            if not current:
+                # a cited document changed while this worker was not following index events
+                for d, _v in cites:
+                    self.invalidate(entry.tenant, d, 1 << 62)
+                return None
+        return entry.answer.model_copy(update={"query_id": q.query_id, "cached": True, "cache_lookup": kind})
+
+    def _get(self, tenant: str, key: str) -> CacheEntry | None:
+        with self._lock:
+            e = self.lru.get(key)
+            if e is not None:
+                self.lru.move_to_end(key)
+                return e
+            m = self.meta.get(key)
+        if self.redis is None:
+            return None
+        raw = self.redis.get(tenant, key)
+        if raw is None:
+            if m is not None and m.expires <= time.time():
+                self._forget(key)
+            return None
+        try:
+            e = CacheEntry.model_validate_json(raw)
+        except Exception:
+            return None
+        self._remember(e, lru=True)
+        return e
+
+    # -- writes -------------------------------------------------------------------------------
+    def make_entry(
+        self, q: Query, vector: Sequence[float], answer: Answer, acl_tokens: list[list[str]]
+    ) -> CacheEntry | None:
+        pol = self.policy(q.tenant)
+        if not pol.enabled or not q.options.use_cache or answer.status != "ok" or answer.cached:
+            return None
+        norm, scope, opts, key = self.keys_for(q)
+        now = datetime.now(UTC)
+        cites: dict[str, int] = {}
+        for c in answer.citations:
+            cites[c.doc_id] = max(cites.get(c.doc_id, 0), c.version)
+        return CacheEntry(
+            tenant=q.tenant, cache_key=key, normalized_text=norm, scope=scope, options_hash=opts,
+            embedding=[round(float(x), 6) for x in vector], answer=answer.model_copy(update={"timings_ms": {}}),
+            cites=[CitedDoc(doc_id=d, version=v) for d, v in sorted(cites.items())], acl_tokens=acl_tokens,
+            created_at=now, expires_at=now + timedelta(seconds=pol.ttl_s),
+        )
+
+    def put(self, entry: CacheEntry) -> None:
+        """A new answer: Redis (payload + TTL), the in-process index, and the cache topic."""
+        ttl = (entry.expires_at - datetime.now(UTC)).total_seconds() if entry.expires_at else self.policy(entry.tenant).ttl_s
+        if ttl <= 0:
+            return
+        if self.redis is not None:
+            self.redis.put(entry.tenant, entry.cache_key, entry.model_dump_json().encode(), ttl)
+        self._remember(entry, lru=True)
+        if self.publish is not None:
+            self.publish(f"{entry.tenant}/{entry.cache_key}", entry)
+
+    def apply_topic_record(self, entry: CacheEntry | None, key: str | None = None) -> None:
+        """Rebuild / follow from the cache topic: an entry, or a tombstone for ``key`` (tenant/cache_key)."""
+        if entry is None:
+            if key:
+                self._forget(key.split("/", 1)[-1])
+            return
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            self._forget(entry.cache_key)
+            return
+        self._remember(entry, lru=False)
+
+    def _remember(self, e: CacheEntry, lru: bool) -> None:
+        exp = e.expires_at.timestamp() if e.expires_at else float("inf")
+        with self._lock:
+            if lru:
+                self.lru[e.cache_key] = e
+                self.lru.move_to_end(e.cache_key)
+                while len(self.lru) > self.lru_size:
+                    self.lru.popitem(last=False)
+            if e.cache_key not in self.meta and e.embedding:
+                v = np.asarray(e.embedding, dtype=np.float32)
+                n = float(np.linalg.norm(v))
+                if n > 0:
+                    g = self.groups.get((e.tenant, e.options_hash))
+                    if g is None:
+                        g = self.groups[(e.tenant, e.options_hash)] = _Matrix(v.shape[0])
+                    g.add(e.cache_key, v / n)
+            self.meta[e.cache_key] = _Meta(
+                e.cache_key, e.tenant, e.options_hash, e.scope, exp, {c.doc_id: c.version for c in e.cites}, e.acl_tokens
+            )
+            for c in e.cites:
+                self.by_doc.setdefault((e.tenant, c.doc_id), set()).add(e.cache_key)
+
+    def _forget(self, key: str) -> _Meta | None:
+        with self._lock:
+            self.lru.pop(key, None)
+            m = self.meta.pop(key, None)
+            if m is None:
+                return None
+            g = self.groups.get((m.tenant, m.opts))
+            if g is not None:
+                g.remove(key)
+            for d in m.cites:
+                s = self.by_doc.get((m.tenant, d))
+                if s is not None:
+                    s.discard(key)
+                    if not s:
+                        self.by_doc.pop((m.tenant, d), None)
+            return m
+
+    # -- invalidation -------------------------------------------------------------------------
+    def invalidate(self, tenant: str, doc_id: str, version: int, publish: bool = True) -> list[str]:
+        """A newer version or a delete of doc_id: drop every entry citing an older version."""
+        with self._lock:
+            keys = [k for k in self.by_doc.get((tenant, doc_id), set()) if self.meta[k].cites.get(doc_id, -1) < version]
+            for k in keys:
+                self._forget(k)
+            self.stats.invalidated += len(keys)
+        if keys:
+            if self.redis is not None:
+                self.redis.delete(tenant, keys)
+            if publish and self.publish is not None:
+                for k in keys:
+                    self.publish(f"{tenant}/{k}", None)
+        return keys
+
+    def size(self) -> int:
+        return len(self.meta)

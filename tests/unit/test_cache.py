@@ -1,0 +1,131 @@
+from typing import Any
+
+import numpy as np
+import pytest
+
+from connectors.lancedb_store import LanceStore
+from connectors.redis_cache import RedisCache
+from schemas.models import Query
+from streamrag.cache_policy import TenantPolicy, normalize
+from streamrag.ingest import IngestProcessor
+from streamrag.query import QueryProcessor
+from streamrag.semantic_cache import SemanticCache, _Matrix
+from streamrag.settings import Settings
+from tests.conftest import change, rec
+from tests.fakes import HashEmbedder
+
+
+class FakeRedis(RedisCache):
+    def __init__(self) -> None:
+        super().__init__("redis://127.0.0.1:1/0")
+        self.data: dict[str, bytes] = {}
+
+    def get(self, tenant: str, cache_key: str) -> bytes | None:
+        return self.data.get(self.key(tenant, cache_key))
+
+    def put(self, tenant: str, cache_key: str, payload: bytes, ttl_s: float) -> bool:
+        self.data[self.key(tenant, cache_key)] = payload
+        return True
+
+    def delete(self, tenant: str, keys: list[str]) -> None:
+        for k in keys:
+            self.data.pop(self.key(tenant, k), None)
+
+
+def setup(settings: Settings, store: LanceStore, threshold: float = 0.9) -> tuple[IngestProcessor, QueryProcessor, SemanticCache]:
+    emb = HashEmbedder()
+    s = settings.model_copy(update={"answer_min_score": 0.05})
+    cache = SemanticCache(FakeRedis(), default_policy=TenantPolicy(threshold=threshold), is_current=store.cites_current)
+    ing = IngestProcessor(s, store, emb)
+    ing.process_batch([
+        rec(change("vac", 1, "Employees get twenty five days of paid vacation per year.")),
+        rec(change("pay", 1, "Salary bands for engineers are reviewed yearly.", acl={"users": [], "roles": ["hr"]})),
+    ])
+    return ing, QueryProcessor(s, store, emb, cache=cache), cache
+
+
+def q(text: str, tenant: str = "acme", user: str | None = "u1", roles: list[str] | None = None) -> Query:
+    return Query.model_validate({"query_id": text[:10], "tenant": tenant, "text": text,
+                                 "principal": {"user": user, "roles": roles or []}})
+
+
+def test_normalize() -> None:
+    assert normalize("  How many   DAYS? ") == "how many days"
+
+
+def test_exact_then_semantic_hits_and_below_threshold_misses(settings: Settings, store: LanceStore) -> None:
+    _, qp, cache = setup(settings, store)
+    (a,) = qp.answer_many([q("how many vacation days do employees get")])
+    assert a.status == "ok" and not a.cached
+    (b,) = qp.answer_many([q("How many vacation days do employees get?")])
+    assert b.cached and b.cache_lookup == "exact" and b.answer == a.answer
+    (c,) = qp.answer_many([q("how many vacation days do employees get", user="u2")])  # other scope: semantic
+    assert c.cached and c.cache_lookup == "semantic"
+    (d,) = qp.answer_many([q("paid vacation days per year for employees overall")])
+    assert not d.cached
+    assert cache.stats.as_dict()["hit_rate"] > 0
+
+
+def test_tenant_and_acl_safety(settings: Settings, store: LanceStore) -> None:
+    _, qp, _ = setup(settings, store)
+    (a,) = qp.answer_many([q("salary bands engineers", roles=["hr"])])
+    assert a.citations and any(c.doc_id == "pay" for c in a.citations)
+    (b,) = qp.answer_many([q("salary bands engineers", user="u9")])  # no hr role
+    assert not b.cached and all(c.doc_id != "pay" for c in b.citations)
+    (c,) = qp.answer_many([q("salary bands engineers", tenant="other", roles=["hr"])])
+    assert not c.cached
+
+
+def test_invalidation_on_newer_version(settings: Settings, store: LanceStore) -> None:
+    ing, qp, cache = setup(settings, store)
+    qp.answer_many([q("vacation days employees")])
+    assert qp.answer_many([q("vacation days employees")])[0].cached
+    ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
+    assert cache.invalidate("acme", "vac", 2)
+    (a,) = qp.answer_many([q("vacation days employees")])
+    assert not a.cached and "thirty" in a.answer
+
+
+def test_stale_entry_is_not_served_even_without_the_event(settings: Settings, store: LanceStore) -> None:
+    ing, qp, _ = setup(settings, store)
+    qp.answer_many([q("vacation days employees")])
+    ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
+    (a,) = qp.answer_many([q("vacation days employees")])
+    assert not a.cached and "thirty" in a.answer
+
+
+def test_redis_down_bypasses_cache(settings: Settings, store: LanceStore) -> None:
+    r = RedisCache("redis://127.0.0.1:1/0", timeout_s=0.05)
+    assert r.get("t", "k") is None and not r.healthy() and r.errors >= 1
+    emb = HashEmbedder()
+    qp = QueryProcessor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb,
+                        cache=SemanticCache(r, lru_size=0))
+    IngestProcessor(settings, store, emb).process_batch([rec(change("vac", 1, "Vacation is twenty days."))])
+    assert qp.answer_many([q("vacation")])[0].status == "ok"
+    assert qp.answer_many([q("vacation")])[0].status == "ok"
+
+
+def test_matrix_search_and_remove() -> None:
+    m = _Matrix(4)
+    rng = np.random.default_rng(0)
+    vs = rng.normal(size=(300, 4)).astype(np.float32)
+    vs /= np.linalg.norm(vs, axis=1, keepdims=True)
+    for i, v in enumerate(vs):
+        m.add(f"k{i}", v)
+    assert m.search(vs[7], 0.999)[0][0] == "k7"
+    m.remove("k7")
+    assert all(k != "k7" for k, _ in m.search(vs[7], 0.0, limit=300))
+    assert len(m.keys) == 299
+
+
+@pytest.mark.parametrize("n", [1000])
+def test_rebuild_from_topic_records(n: int, settings: Settings, store: LanceStore) -> None:
+    _, qp, cache = setup(settings, store)
+    qp.answer_many([q("vacation days employees")])
+    entries: list[Any] = [cache.lru[k] for k in cache.lru]
+    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9))
+    for e in entries:
+        fresh.apply_topic_record(e)
+    assert fresh.size() == 1
+    fresh.apply_topic_record(None, f"acme/{entries[0].cache_key}")
+    assert fresh.size() == 0
