@@ -118,7 +118,7 @@ class LanceStore:
         self._last_fts = 0.0
         self._last_optimize = time.monotonic()
         self._fts_dirty = False
-        self._fts_rows = 0
+        self._has_fts_index = False
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -246,22 +246,30 @@ class LanceStore:
             return
         now = time.monotonic()
         with self._lock:
-            if force or (self._fts_dirty and now - self._last_fts >= self.fts_rebuild_every_s) or not self._has_fts(t):
+            # Build the FTS index once; after that optimize() folds new rows into it, and rows not
+            # yet indexed are searched flat, so they are found immediately.
+            if force or not self._fts_built(t) or (
+                self.fts_rebuild_every_s > 0 and self._fts_dirty and now - self._last_fts >= self.fts_rebuild_every_s
+            ):
                 self.build_fts()
             if force or now - self._last_optimize >= self.optimize_every_s:
                 self.optimize()
 
-    def _has_fts(self, t: Any) -> bool:
+    def _fts_built(self, t: Any) -> bool:
+        if self._has_fts_index:
+            return True
         try:
-            return any(getattr(i, "index_type", "") == "FTS" for i in t.list_indices())
+            self._has_fts_index = any(getattr(i, "index_type", "") == "FTS" for i in t.list_indices())
         except Exception:
             return False
+        return self._has_fts_index
 
     def build_fts(self) -> None:
         t = self.table(CHUNKS)
         if t is None:
             return
         t.create_fts_index("text", replace=True, with_position=False, stem=True, remove_stop_words=True)
+        self._has_fts_index = True
         self._last_fts = time.monotonic()
         self._fts_dirty = False
 

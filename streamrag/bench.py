@@ -93,8 +93,11 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
+_STORES: dict[Path, LanceStore] = {}
+
+
 def _count(db: Path, tenant: str) -> int:
-    store = LanceStore(str(db))
+    store = _STORES.setdefault(db, LanceStore(str(db)))
     t = store.table("chunks")
     if t is None:
         return 0
@@ -123,7 +126,8 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
         db = workdir / f"ingest-{tag}"
         bs, env = bench_env(s, tag, db, max(p, 2))
         ensure_topics(bs, max(p, 2))
-        procs = start_workers("ingest", env, p, workdir)
+        threads = {"STREAMRAG_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // p))}
+        procs = start_workers("ingest", env, p, workdir, threads)
         try:
             prod = JsonProducer(bs)
             # warm every worker: a few docs on every partition, wait until searchable
@@ -142,7 +146,7 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
             while (got := _count(db, "bench")) < len(texts):
                 if time.perf_counter() - t0 > 1800:
                     raise RuntimeError(f"only {got}/{len(texts)} chunks searchable after 30 min")
-                time.sleep(0.1)
+                time.sleep(0.25)
             el = time.perf_counter() - t0
         finally:
             stop(procs)

@@ -24,13 +24,13 @@ def make_store(s: Settings) -> LanceStore:
 
 
 @lru_cache(maxsize=4)
-def make_embedder(model: str, device: str, batch_size: int) -> SentenceTransformerEmbedder:
+def make_embedder(model: str, device: str, batch_size: int, threads: int = 0) -> SentenceTransformerEmbedder:
     """One embedder per (model, device, batch) per process: the model loads once, lazily."""
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, threads=threads)
 
 
 def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
-    return make_embedder(s.embedding_model, s.device, s.batch_size)
+    return make_embedder(s.embedding_model, s.device, s.batch_size, s.torch_threads)
 
 
 def make_query_processor(s: Settings, with_cache: bool = False) -> QueryProcessor:

@@ -58,8 +58,9 @@ def pick_device(device: str) -> str:
 class SentenceTransformerEmbedder:
     """Builds the heavy model on first use; thread-safe lazy load."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64, threads: int = 0) -> None:
         self.name = model
+        self.threads = threads
         self._device_setting = device
         self.batch_size = batch_size
         self._model: Any = None
@@ -93,6 +94,10 @@ class SentenceTransformerEmbedder:
                 pass
 
             device = pick_device(self._device_setting)
+            if self.threads > 0:
+                import torch
+
+                torch.set_num_threads(self.threads)
             m = SentenceTransformer(path, device=device)
             if device.startswith("cuda"):
                 m = m.half()

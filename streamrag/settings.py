@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     batch_size: int = Field(64, ge=1, le=4096)
+    torch_threads: int = Field(0, ge=0, le=1024)
     source_batch_size: int = Field(256, ge=1, le=100_000)
 
     # Chunking (in model tokens)
@@ -51,8 +52,8 @@ class Settings(BaseSettings):
 
     # Indexing
     ann_index_min_rows: int = Field(100_000, ge=256)
-    fts_rebuild_every_s: float = Field(30.0, ge=0)
-    optimize_every_s: float = Field(300.0, ge=0)
+    fts_rebuild_every_s: float = Field(0.0, ge=0)
+    optimize_every_s: float = Field(120.0, ge=0)
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100)

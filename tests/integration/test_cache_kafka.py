@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from streamrag.settings import Settings
-from tests.integration.conftest import produce, read_topic, wait_for
 from tests.integration.conftest import chunk_rows as rows
+from tests.integration.conftest import produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 REDIS_PORT = 6391
