@@ -158,91 +158,166 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
             "batch_size": s.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}
 
 
-def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, log: Log) -> dict[str, Any]:
-    """Round trip publish -> answer at a steady rate against the dataset's index (built with the embedding cache)."""
-    from confluent_kafka import Consumer, TopicPartition
+class QueryRig:
+    """A query worker over the dataset's index (built once with the embedding cache), and a
+    client that publishes queries and times each answer."""
 
-    from streamrag.components import embedder_for, make_store
-    from streamrag.embcache import CachingEmbedder
-    from streamrag.evaluate import corpus_records, ingest_records_with, load_beir
-    from streamrag.ingest import IngestProcessor
+    def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
+        from streamrag.components import embedder_for, make_store
+        from streamrag.embcache import CachingEmbedder
+        from streamrag.evaluate import corpus_records, ingest_records_with, load_beir
+        from streamrag.ingest import IngestProcessor
 
-    corpus, queries, _ = load_beir(dataset)
-    db = workdir / "query-index"
-    is_ = s.model_copy(update={"lancedb_uri": str(db), "fts_rebuild_every_s": 1e9, "optimize_every_s": 1e9})
-    store = make_store(is_)
-    if store.table("chunks") is None:
-        emb = CachingEmbedder(embedder_for(is_), Path(s.lancedb_path()).parent / "embcache.sqlite")
-        ingest_records_with(is_, store, emb, corpus_records(corpus), IngestProcessor, None)
-        store.maintain(force=True)
-    chunks = store.table("chunks").count_rows()  # type: ignore[union-attr]
-    log(f"index: {chunks} chunks at {db}")
-    tag = uuid.uuid4().hex[:6]
-    bs, env = bench_env(s, tag, db, 2)
-    ensure_topics(bs, 2)
-    procs = start_workers("query", env, 1, workdir)
-    sent: dict[str, float] = {}
-    got: dict[str, tuple[float, dict[str, Any]]] = {}
-    stop_flag = threading.Event()
+        corpus, self.queries, _ = load_beir(dataset)
+        db = workdir / "query-index"
+        is_ = s.model_copy(update={"lancedb_uri": str(db), "optimize_every_s": 1e9})
+        store = make_store(is_)
+        if store.table("chunks") is None:
+            emb = CachingEmbedder(embedder_for(is_), Path(s.lancedb_path()).parent / "embcache.sqlite")
+            ingest_records_with(is_, store, emb, corpus_records(corpus), IngestProcessor, None)
+            store.maintain(force=True)
+        self.chunks = store.table("chunks").count_rows()  # type: ignore[union-attr]
+        log(f"index: {self.chunks} chunks at {db}")
+        self.tag = uuid.uuid4().hex[:6]
+        self.bs, env = bench_env(s, self.tag, db, 2)
+        env["STREAMRAG_REDIS_URL"] = s.redis_url
+        ensure_topics(self.bs, 2)
+        self.procs = start_workers("query", env, 1, workdir, extra_env)
+        self.workdir = workdir
+        self.got: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._consume, daemon=True)
+        self._th.start()
+        self.prod = JsonProducer(self.bs)
 
-    def consume() -> None:
-        c = Consumer({"bootstrap.servers": bs.kafka_bootstrap, "group.id": f"bench-{tag}", "enable.auto.commit": False})
-        c.assign([TopicPartition(bs.topic_answers, p, 0) for p in range(2)])
-        while not stop_flag.is_set():
-            for m in c.consume(100, 0.05):
+    def _consume(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bs.kafka_bootstrap, "group.id": f"bench-{self.tag}",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition(self.bs.topic_answers, p, 0) for p in range(2)])
+        while not self._stop.is_set():
+            for m in c.consume(100, 0.02):
                 if m.error() is None and m.value():
                     now = time.perf_counter()
                     a = json.loads(m.value() or b"{}")
-                    got[a["query_id"]] = (now, a)
+                    self.got[a["query_id"]] = (now, a)
         c.close()
 
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
-    prod = JsonProducer(bs)
-    texts = list(queries.values())
-    try:
-        # warm-up until the worker answers
+    def warm(self) -> None:
         deadline = time.monotonic() + 300
         while True:
             qid = f"warm-{uuid.uuid4().hex[:6]}"
-            prod.send(bs.topic_queries, qid, {"query_id": qid, "tenant": "eval", "text": "warm up"})
-            prod.flush()
+            self.prod.send(self.bs.topic_queries, qid, {"query_id": qid, "tenant": "eval", "text": "warm up",
+                                                        "options": {"use_cache": False}})
+            self.prod.flush()
             time.sleep(1.0)
-            if qid in got:
-                break
-            if time.monotonic() > deadline or procs[0].poll() is not None:
-                raise RuntimeError(f"query worker did not answer (logs in {workdir})")
+            if qid in self.got:
+                return
+            if time.monotonic() > deadline or self.procs[0].poll() is not None:
+                raise RuntimeError(f"query worker did not answer (logs in {self.workdir})")
+
+    def run(self, texts: list[str], rate: float, use_cache: bool = True) -> list[tuple[float, dict[str, Any]]]:
+        """Send texts at a steady rate; return (round trip ms, answer) per query."""
+        sent: dict[str, float] = {}
         interval = 1.0 / rate
         t_next = time.perf_counter()
-        for i in range(n):
-            qid = f"q{i}-{tag}"
+        for i, text in enumerate(texts):
+            qid = f"q{i}-{uuid.uuid4().hex[:8]}"
             now = time.perf_counter()
             if now < t_next:
                 time.sleep(t_next - now)
             t_next += interval
             sent[qid] = time.perf_counter()
-            prod.send(bs.topic_queries, qid, {"query_id": qid, "tenant": "eval", "text": texts[i % len(texts)]})
-            prod.producer.flush(1)
+            body = {"query_id": qid, "tenant": "eval", "text": text, "options": {"use_cache": use_cache}}
+            self.prod.send(self.bs.topic_queries, qid, body)
+            self.prod.producer.flush(1)
         deadline = time.monotonic() + 60
-        while len([q for q in sent if q in got]) < n and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while len([q for q in sent if q in self.got]) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [((self.got[q][0] - t) * 1000, self.got[q][1]) for q, t in sent.items() if q in self.got]
+
+    def close(self) -> None:
+        self._stop.set()
+        stop(self.procs)
+
+
+def _pcts(lat: list[float]) -> dict[str, float]:
+    return {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)} if lat else {}
+
+
+def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, log: Log) -> dict[str, Any]:
+    """Round trip publish -> answer (cache off) at a steady rate, with per-stage timings."""
+    rig = QueryRig(s, dataset, workdir, log)
+    try:
+        rig.warm()
+        texts = list(rig.queries.values())
+        results = rig.run([texts[i % len(texts)] for i in range(n)], rate, use_cache=False)
     finally:
-        stop_flag.set()
-        stop(procs)
-    lat = np.array([(got[q][0] - sent[q]) * 1000 for q in sent if q in got])
+        rig.close()
+    lat = [r[0] for r in results]
     stages: dict[str, list[float]] = {}
-    for q in sent:
-        if q in got:
-            for k, v in got[q][1].get("timings_ms", {}).items():
-                stages.setdefault(k, []).append(v)
+    for _, a in results:
+        for k, v in a.get("timings_ms", {}).items():
+            stages.setdefault(k, []).append(v)
     res = {
-        "machine": machine(s), "chunks": chunks, "queries": n, "answered": int(lat.size), "rate_per_s": rate,
-        "round_trip_ms": {f"p{p}": round(float(np.percentile(lat, p)), 1) for p in (50, 95, 99)} if lat.size else {},
+        "machine": machine(s), "chunks": rig.chunks, "queries": n, "answered": len(lat), "rate_per_s": rate,
+        "round_trip_ms": _pcts(lat),
         "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},
         "stage_p95_ms": {k: round(float(np.percentile(v, 95)), 2) for k, v in stages.items()},
-        "_latencies": lat.tolist(),
+        "_latencies": lat,
     }
-    log(f"round trip over {lat.size}/{n} answers at {rate}/s: {res['round_trip_ms']}  stages(mean) {res['stage_mean_ms']}")
+    log(f"round trip over {len(lat)}/{n} answers at {rate}/s: {res['round_trip_ms']}  stages(mean) {res['stage_mean_ms']}")
+    return res
+
+
+PARAPHRASES = ["{q}", "{ql}?", "Is it true that {ql}?", "Evidence for: {q}", "{q} Is that right?"]
+
+
+def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: Path, log: Log) -> dict[str, Any]:
+    """Cache-hit round trip via Kafka, hit rate on paraphrases, semantic lookup latency vs entries."""
+    from streamrag.semantic_cache import _Matrix
+
+    rig = QueryRig(s, dataset, workdir, log)
+    try:
+        rig.warm()
+        base = list(rig.queries.values())[:n_base]
+        rig.run(base, rate)  # fill the cache (misses)
+        time.sleep(0.5)
+        repeat = rig.run([base[i % len(base)] for i in range(4 * n_base)], rate)
+        paraphrased = [p.format(q=q, ql=q[0].lower() + q[1:].rstrip(".")) for q in base for p in PARAPHRASES[1:]]
+        para = rig.run(paraphrased, rate)
+    finally:
+        rig.close()
+    hit_lat = [ms for ms, a in repeat if a.get("cached")]
+    para_hits = [a for _, a in para if a.get("cached")]
+    res: dict[str, Any] = {
+        "machine": machine(s), "chunks": rig.chunks, "threshold": s.cache_threshold, "rate_per_s": rate,
+        "hit_round_trip_ms": _pcts(hit_lat), "repeat_hit_rate": round(len(hit_lat) / max(len(repeat), 1), 4),
+        "paraphrase_hit_rate": round(len(para_hits) / max(len(para), 1), 4),
+        "paraphrase_semantic_hits": sum(1 for a in para_hits if a.get("cache_lookup") == "semantic"),
+        "paraphrase_exact_hits": sum(1 for a in para_hits if a.get("cache_lookup") == "exact"),
+        "paraphrases": len(para), "_latencies": hit_lat,
+    }
+    log(f"cache hit round trip: {res['hit_round_trip_ms']} (repeat hit rate {res['repeat_hit_rate']}); "
+        f"paraphrase hit rate {res['paraphrase_hit_rate']} of {len(para)}")
+    rng = np.random.default_rng(0)
+    lookup: dict[str, dict[str, float]] = {}
+    for n in (1_000, 10_000, 100_000):
+        m = _Matrix(384)
+        vs = rng.normal(size=(n, 384)).astype(np.float32)
+        vs /= np.linalg.norm(vs, axis=1, keepdims=True)
+        for i in range(n):
+            m.add(f"k{i}", vs[i])
+        qs = vs[rng.integers(0, n, 200)] + rng.normal(scale=0.01, size=(200, 384)).astype(np.float32)
+        times = []
+        for qv in qs:
+            t = time.perf_counter()
+            m.search(qv / np.linalg.norm(qv), 0.92)
+            times.append((time.perf_counter() - t) * 1000)
+        lookup[str(n)] = _pcts(times)
+        log(f"semantic lookup at {n} entries: {lookup[str(n)]} ms")
+    res["semantic_lookup_ms"] = lookup
     return res
 
 

@@ -411,23 +411,43 @@ def bench_query_cmd(
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Publish -> answer round trip p50/p95/p99 and per-stage timings at a steady rate."""
+    from streamrag.bench import bench_query
+
+    _bench_rig("query", lambda s, ds, work: bench_query(s, ds, n, rate, work, _log), dataset, outdir, json_out,
+               f"query round trip (cache off), {rate}/s")
+
+
+@bench_app.command("cache")
+@cli_errors
+def bench_cache_cmd(
+    n: int = typer.Option(40, "--base-queries", "-n"), rate: float = typer.Option(20.0, "--rate"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Cache-hit round trip p50/p95/p99, paraphrase hit rate, semantic lookup latency vs entries."""
+    from streamrag.bench import bench_cache
+
+    _bench_rig("cache", lambda s, ds, work: bench_cache(s, ds, n, rate, work, _log), dataset, outdir, json_out,
+               f"cache-hit round trip, {rate}/s")
+
+
+def _bench_rig(kind: str, fn: Any, dataset: Path | None, outdir: Path, json_out: bool, title: str) -> None:
     from connectors.kafka import check_reachable
-    from streamrag.bench import bench_query, plot_latencies
+    from streamrag.bench import plot_latencies
 
     s = _settings()
     check_reachable(s)
     ds = _dataset(dataset)
     if ds is None:
-        raise StreamragError("bench query needs --dataset (a BEIR folder) for its index and questions")
+        raise StreamragError(f"bench {kind} needs --dataset (a BEIR folder) for its index and questions")
     work = Path(".local/bench")
     work.mkdir(parents=True, exist_ok=True)
-    res = bench_query(s, ds, n, rate, work, _log)
+    res = fn(s, ds, work)
     lat = res.pop("_latencies")
     outdir.mkdir(parents=True, exist_ok=True)
-    name = f"query-{res['machine']['device']}"
+    name = f"{kind}-{res['machine']['device']}"
     (outdir / f"{name}.json").write_text(json.dumps(res, indent=2))
     if lat:
-        plot_latencies(lat, f"query round trip, {res['chunks']} chunks, {rate}/s", outdir / f"{name}.png")
+        plot_latencies(lat, f"{title}, {res['chunks']} chunks", outdir / f"{name}.png")
     if json_out:
         out.print_json(json.dumps(res))
 

@@ -31,6 +31,7 @@ class EvalConfig:
 
 
 DEFAULT_CONFIGS = [
+    EvalConfig("dense-first-chunk", "dense-first"),
     EvalConfig("dense", "dense"),
     EvalConfig("bm25", "bm25"),
     EvalConfig("hybrid-rrf", "rrf"),
@@ -126,7 +127,11 @@ def run_eval(
     for cfg in configs:
         run: dict[str, dict[str, float]] = {}
         for qid, (dl, bl) in lists.items():
-            ranked = fuse(dl, bl, cfg.fusion, cfg.alpha)  # type: ignore[arg-type]
+            if cfg.fusion == "dense-first":
+                # the published protocol: one vector per document (title + text, truncated by the model)
+                ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
+            else:
+                ranked = fuse(dl, bl, cfg.fusion, cfg.alpha)  # type: ignore[arg-type]
             if cfg.rerank != "none":
                 ranked = qp.reranker(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)
