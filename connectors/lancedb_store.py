@@ -142,7 +142,10 @@ class LanceStore:
         with self._lock:
             t = self._tables.get(name)
             if t is None and name in self._table_names():
-                t = self.db.open_table(name)
+                try:
+                    t = self.db.open_table(name)
+                except (ValueError, FileNotFoundError):
+                    return None  # being created by another process right now
                 self._tables[name] = t
             return t
 

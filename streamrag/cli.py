@@ -44,6 +44,15 @@ def cli_errors(fn: F) -> F:
             raise typer.Exit(1) from exc
         except KeyboardInterrupt as exc:
             raise typer.Exit(130) from exc
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("STREAMRAG_LOG_LEVEL", "").upper() == "DEBUG":
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            console.print(f"[red]error:[/red] {type(exc).__name__}: {first} (STREAMRAG_LOG_LEVEL=DEBUG for details)",
+                          highlight=False)
+            raise typer.Exit(2) from exc
 
     return wrapper  # type: ignore[return-value]
 
