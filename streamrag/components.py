@@ -20,6 +20,7 @@ def make_store(s: Settings) -> LanceStore:
         ann_index_min_rows=s.ann_index_min_rows,
         fts_rebuild_every_s=s.fts_rebuild_every_s,
         optimize_every_s=s.optimize_every_s,
+        nprobes=s.ann_nprobes,
     )
 
 

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     max_doc_chars: int = Field(500_000, ge=1)
 
     # Indexing
-    ann_index_min_rows: int = Field(100_000, ge=256)
+    ann_index_min_rows: int = Field(5_000, ge=256)
+    ann_nprobes: int = Field(32, ge=1)
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
 
