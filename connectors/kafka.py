@@ -203,9 +203,9 @@ def request_answer(s: Settings, query: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         want = query.query_id.encode()
         while time.monotonic() < deadline:
-            for m in c.consume(100, 0.2):
-                if m.error() is None and m.key() == want and m.value():
-                    return Answer.model_validate_json(m.value() or b"")
+            m = c.poll(0.1)
+            if m is not None and m.error() is None and m.key() == want and m.value():
+                return Answer.model_validate_json(m.value() or b"")
         raise ServiceUnavailable(
             f"no answer within {timeout:g} s (is a query worker running? streamrag worker query)"
         )

@@ -197,11 +197,11 @@ class QueryRig:
                       "enable.auto.commit": False})
         c.assign([TopicPartition(self.bs.topic_answers, p, 0) for p in range(2)])
         while not self._stop.is_set():
-            for m in c.consume(100, 0.02):
-                if m.error() is None and m.value():
-                    now = time.perf_counter()
-                    a = json.loads(m.value() or b"{}")
-                    self.got[a["query_id"]] = (now, a)
+            m = c.poll(0.05)  # poll returns on the first message; consume(n, t) would wait for n or t
+            if m is not None and m.error() is None and m.value():
+                now = time.perf_counter()
+                a = json.loads(m.value() or b"{}")
+                self.got[a["query_id"]] = (now, a)
         c.close()
 
     def warm(self) -> None:

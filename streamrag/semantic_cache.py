@@ -120,6 +120,7 @@ class SemanticCache:
         is_current: Callable[[str, list[tuple[str, int]]], bool] | None = None,
     ) -> None:
         self.is_current = is_current
+        self._verified: set[str] = set()
         self.redis = redis
         self.default_policy = default_policy
         self.overrides = tenant_overrides or {}
@@ -200,7 +201,9 @@ class SemanticCache:
             with self._lock:
                 self.stats.unsafe_skips += 1
             return None
-        if self.is_current is not None:
+        if self.is_current is not None and entry.cache_key not in self._verified:
+            # Checked once per entry and process: after that, index events invalidate it. This
+            # catches entries rebuilt from the topic, or stored while their invalidation passed.
             cites = [(c.doc_id, c.version) for c in entry.cites]
             try:
                 current = self.is_current(entry.tenant, cites)
@@ -211,6 +214,8 @@ class SemanticCache:
                 for d, _v in cites:
                     self.invalidate(entry.tenant, d, 1 << 62)
                 return None
+            with self._lock:
+                self._verified.add(entry.cache_key)
         return entry.answer.model_copy(update={"query_id": q.query_id, "cached": True, "cache_lookup": kind})
 
     def _get(self, tenant: str, key: str) -> CacheEntry | None:
@@ -300,6 +305,7 @@ class SemanticCache:
     def _forget(self, key: str) -> _Meta | None:
         with self._lock:
             self.lru.pop(key, None)
+            self._verified.discard(key)
             m = self.meta.pop(key, None)
             if m is None:
                 return None
