@@ -119,6 +119,8 @@ class Citation(_Model):
     title: str = ""
     snippet: str = ""
     score: float = 0.0
+    metadata: dict[str, Scalar] = Field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 class Answer(_Model):

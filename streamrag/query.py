@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.lancedb_store import LanceStore
-from schemas.models import Answer, DeadLetter, Query
+from schemas.models import Answer, Citation, DeadLetter, Query
 from streamrag.answering import ExtractiveAnswerer, Generator
 from streamrag.embedding import Embedder
 from streamrag.ingest import RawRecord, describe_validation
 from streamrag.rerank import Reranker, make_reranker
 from streamrag.retrieval import Retriever
+from streamrag.security import doc_key
 from streamrag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,12 +218,33 @@ class QueryProcessor:
         else:
             status, text, cites = "no_answer", "", []
         timings["answer"] = round((time.perf_counter() - t) * 1000, 3)
+        if cites:
+            t = time.perf_counter()
+            cites = self._enrich(q.tenant, cites)
+            timings["enrich"] = round((time.perf_counter() - t) * 1000, 3)
         acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
         answer = Answer(
             query_id=q.query_id, tenant=q.tenant, status=status,  # type: ignore[arg-type]
             answer=text, citations=cites, timings_ms=timings, model=f"{self.embedder.name}+{self.generator.name}",
         )
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
+
+    def _enrich(self, tenant: str, cites: list[Citation]) -> list[Citation]:
+        """Second stage: document rows (title, metadata, updated_at) for the cited documents only."""
+        keys = {c.doc_id: doc_key(tenant, c.doc_id) for c in cites}
+        rows = self.store.docs(keys.values())
+        out = []
+        for c in cites:
+            r = rows.get(keys[c.doc_id])
+            if r is None:
+                out.append(c)
+                continue
+            upd = datetime.fromtimestamp(r["updated_ms"] / 1000, UTC) if r.get("updated_ms") else None
+            out.append(c.model_copy(update={
+                "title": r.get("title") or c.title, "metadata": json.loads(r.get("metadata_json") or "{}"),
+                "updated_at": upd,
+            }))
+        return out
 
     @staticmethod
     def _error(q: Query, msg: str) -> Answer:

@@ -114,3 +114,18 @@ def test_sigkill_and_recovery_lose_nothing(settings: Settings, start_worker: Any
     rows = chunk_rows(s, "rec")
     assert len({r["id"] for r in rows}) == len(rows)
     assert w2.alive()
+
+
+def test_worker_fails_fast_when_the_broker_does_not_answer(env: dict[str, str]) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "streamrag.cli", "worker", "ingest"], capture_output=True, text=True,
+                       env={**os.environ, **env, "STREAMRAG_KAFKA_BOOTSTRAP": "127.0.0.1:1", "STREAMRAG_KAFKA_TIMEOUT_S": "2"},
+                       timeout=60)
+    assert r.returncode != 0 and time.monotonic() - t < 30
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert lines and "did not answer" in lines[0]

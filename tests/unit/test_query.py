@@ -135,3 +135,13 @@ def test_no_result_ever_leaks_across_tenant_or_acl(tmp_path_factory: Any, docs: 
         visible = [d for (t, d), toks in acl_by_doc.items() if t == tenant and principal_may_see(principal_tokens(principal), toks)]
         if fusion == "bm25":
             assert len(a.citations) == min(len(visible), 20)
+
+
+def test_citations_are_enriched_with_document_rows(settings: Settings, store: LanceStore) -> None:
+    ing, qp = make(settings, store)
+    ing.process_batch([rec(change("m", 1, "Enrichment adds the document's metadata to citations.", title="Meta doc",
+                                  metadata={"kind": "guide", "pages": 3}, updated_at="2025-01-02T03:04:05Z"))])
+    (a,) = qp.answer_many([q("metadata citations enrichment")])
+    c = a.citations[0]
+    assert c.title == "Meta doc" and c.metadata == {"kind": "guide", "pages": 3}
+    assert c.updated_at is not None and c.updated_at.year == 2025 and "enrich" in a.timings_ms
