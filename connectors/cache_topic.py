@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -24,6 +26,7 @@ class CacheFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rebuilt = 0
+        self.report_every_s = 10.0
 
     def _consumer(self) -> Any:
         from confluent_kafka import Consumer
@@ -63,10 +66,14 @@ class CacheFollower:
         self._thread.start()
 
     def _run(self, c: Any) -> None:
+        last_report = 0.0
         try:
             while not self._stop.is_set():
                 for m in c.consume(500, 0.1):
                     self._handle(m)
+                if time.monotonic() - last_report >= self.report_every_s:
+                    last_report = time.monotonic()
+                    self.report()
         except Exception:  # pragma: no cover - keep the worker answering without the follower
             log.exception("cache follower stopped")
         finally:
@@ -87,6 +94,15 @@ class CacheFollower:
                     self.cache.invalidate(ev["tenant"], ev["doc_id"], int(ev["version"]))
         except Exception as exc:
             log.warning("ignoring unreadable record on %s: %s", m.topic(), exc)
+
+    def report(self) -> None:
+        """Hit rates and lookup latency: logged, and published to Redis for ``streamrag status``."""
+        stats = {**self.cache.stats.as_dict(), "entries": self.cache.size(), "at": time.time()}
+        log.info("cache stats: %s", stats)
+        r = self.cache.redis
+        if r is not None:
+            key = f"streamrag:stats:cache:{socket.gethostname()}:{os.getpid()}"
+            r._call(lambda cl: cl.set(key, json.dumps(stats), ex=int(self.report_every_s * 3) + 1), None)
 
     def stop(self) -> None:
         self._stop.set()

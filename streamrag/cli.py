@@ -478,6 +478,7 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
     except StreamragError as exc:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
+    report["cache_workers"] = _cache_stats(s)
     if json_out:
         out.print_json(json.dumps(report))
         return
@@ -497,6 +498,26 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
         for name, info in k["topics"].items():
             kt.add_row(name, str(info.get("messages", "-")), str(info.get("lag", "")))
         out.print(kt)
+    for worker, st in report["cache_workers"].items():
+        if isinstance(st, dict):
+            out.print(f"cache {worker}: entries {st.get('entries')}, hit rate {st.get('hit_rate')}, "
+                      f"lookup p95 {st.get('lookup_ms_p95')} ms", highlight=False)
+
+
+def _cache_stats(s: Settings) -> dict[str, Any]:
+    """Per query worker: cache hit rates and lookup latency (published to Redis every 10 s)."""
+    from connectors.redis_cache import RedisCache
+
+    r = RedisCache(s.redis_url, timeout_s=0.5)
+    keys = r._call(lambda c: list(c.scan_iter("streamrag:stats:cache:*", count=100)), None)
+    if keys is None:
+        return {"error": f"redis at {s.redis_url} unavailable"}
+    out: dict[str, Any] = {}
+    for k in keys:
+        raw = r._call(lambda c, k=k: c.get(k), None)
+        if raw:
+            out[k.decode().removeprefix("streamrag:stats:cache:")] = json.loads(raw)
+    return out
 
 
 def main() -> None:  # pragma: no cover

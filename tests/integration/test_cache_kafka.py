@@ -144,3 +144,19 @@ def test_redis_down_answers_continue(settings: Settings, workers: Any, own_redis
     again = ask(settings, "Which engineers have salary bands?", user="bob", roles=["hr"])
     again = again if again["cached"] else ask(settings, "Which engineers have salary bands?", user="bob", roles=["hr"])
     assert again["cached"]
+
+
+def test_status_shows_cache_hit_rates(cache_env: dict[str, str], workers: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def stats() -> Any:
+        r = subprocess.run([sys.executable, "-m", "streamrag.cli", "status", "--json"], capture_output=True,
+                           text=True, env={**os.environ, **cache_env}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [v for v in json.loads(r.stdout)["cache_workers"].values() if v.get("lookups")]
+
+    got = wait_for(stats, timeout=40, interval=2)
+    assert all("hit_rate" in v and "lookup_ms_p95" in v for v in got)
