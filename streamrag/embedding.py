@@ -8,13 +8,13 @@ name or local path works by configuration. CUDA is used when present (fp16), els
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from streamrag.errors import ModelLoadError
+from streamrag.lazy import Lazy
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
@@ -63,17 +63,12 @@ class SentenceTransformerEmbedder:
         self.threads = threads
         self._device_setting = device
         self.batch_size = batch_size
-        self._model: Any = None
+        self._model: Lazy[Any] = Lazy(self._load)
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
 
     @property
     def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
+        return self._model.get()
 
     @property
     def device(self) -> str:

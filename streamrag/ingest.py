@@ -56,20 +56,28 @@ def describe_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def json_object(value: bytes | None, empty: str = "empty message") -> dict[str, Any] | str:
+    """Bytes -> a JSON object, or the reason it is not one."""
+    if value is None:
+        return empty
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"malformed JSON: {exc}"
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    return data
+
+
 def parse_change(rec: RawRecord) -> DocumentChange | DeadLetter:
     """Bytes -> DocumentChange, or a dead letter saying exactly what is wrong."""
 
     def dead(stage: str, error: str) -> DeadLetter:
         return DeadLetter.make(stage=stage, error=error, value=rec.value, key=rec.key, source=rec.position)
 
-    if rec.value is None:
-        return dead("parse", "empty message (null value); deletes must be explicit op=delete events")
-    try:
-        data = json.loads(rec.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return dead("parse", f"malformed JSON: {exc}")
-    if not isinstance(data, dict):
-        return dead("parse", f"expected a JSON object, got {type(data).__name__}")
+    data = json_object(rec.value, "empty message (null value); deletes must be explicit op=delete events")
+    if isinstance(data, str):
+        return dead("parse", data)
     try:
         change = DocumentChange.model_validate(data)
     except ValidationError as exc:

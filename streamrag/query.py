@@ -21,7 +21,7 @@ from connectors.lancedb_store import LanceStore
 from schemas.models import Answer, Citation, DeadLetter, Query
 from streamrag.answering import ExtractiveAnswerer, Generator
 from streamrag.embedding import Embedder
-from streamrag.ingest import RawRecord, describe_validation
+from streamrag.ingest import RawRecord, describe_validation, json_object
 from streamrag.rerank import Reranker, make_reranker
 from streamrag.retrieval import Retriever
 from streamrag.security import doc_key
@@ -53,14 +53,9 @@ def parse_query(rec: RawRecord) -> Query | tuple[DeadLetter, Answer | None]:
             ans = Answer(query_id=qid[:128], tenant=str(tenant or ""), status="error", error=f"invalid query: {error}")
         return dead, ans
 
-    if rec.value is None:
-        return bad("parse", "empty message")
-    try:
-        data = json.loads(rec.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return bad("parse", f"malformed JSON: {exc}")
-    if not isinstance(data, dict):
-        return bad("parse", f"expected a JSON object, got {type(data).__name__}")
+    data = json_object(rec.value)
+    if isinstance(data, str):
+        return bad("parse", data)
     try:
         return Query.model_validate(data)
     except ValidationError as exc:

@@ -3,13 +3,13 @@ loaded lazily), and MMR for diversity (lexical similarity between candidates).""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from streamrag.answering import terms
 from streamrag.errors import ModelLoadError
+from streamrag.lazy import Lazy
 from streamrag.retrieval import Ranked
 
 
@@ -34,21 +34,19 @@ class CrossEncoderReranker:
         self.model_name = model
         self.device = device
         self.depth = depth
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: Lazy[Any] = Lazy(self._load)
+
+    def _load(self) -> Any:
+        try:
+            from sentence_transformers import CrossEncoder
+
+            return CrossEncoder(self.model_name, device=None if self.device == "auto" else self.device)
+        except Exception as exc:
+            raise ModelLoadError(f"could not load cross-encoder {self.model_name!r}: {exc}") from exc
 
     @property
     def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    try:
-                        from sentence_transformers import CrossEncoder
-
-                        self._model = CrossEncoder(self.model_name, device=None if self.device == "auto" else self.device)
-                    except Exception as exc:
-                        raise ModelLoadError(f"could not load cross-encoder {self.model_name!r}: {exc}") from exc
-        return self._model
+        return self._model.get()
 
     def rerank(self, question: str, ranked: Sequence[Ranked], k: int) -> list[Ranked]:
         head = list(ranked[: self.depth])
