@@ -47,6 +47,12 @@ class TenantPolicy:
     threshold: float = 0.92
     ttl_s: float = 3600.0
     enabled: bool = True
+    # document metadata "type" -> TTL; an entry lives as long as the shortest TTL of what it cites
+    ttl_by_type: tuple[tuple[str, float], ...] = ()
+
+    def ttl_for(self, doc_types: list[str]) -> float:
+        by_type = dict(self.ttl_by_type)
+        return min([self.ttl_s, *(by_type[t] for t in doc_types if t in by_type)])
 
 
 def tenant_policy(tenant: str, default: TenantPolicy, overrides: dict[str, dict[str, object]]) -> TenantPolicy:
@@ -57,4 +63,5 @@ def tenant_policy(tenant: str, default: TenantPolicy, overrides: dict[str, dict[
         threshold=float(o.get("threshold", default.threshold)),  # type: ignore[arg-type]
         ttl_s=float(o.get("ttl_s", default.ttl_s)),  # type: ignore[arg-type]
         enabled=bool(o.get("enabled", default.enabled)),
+        ttl_by_type=tuple(sorted((str(k), float(v)) for k, v in dict(o.get("ttl_by_type") or {}).items())),  # type: ignore[call-overload]
     )

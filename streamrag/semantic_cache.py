@@ -249,13 +249,14 @@ class SemanticCache:
         norm, scope, opts, key = self.keys_for(q)
         now = datetime.now(UTC)
         cites: dict[str, int] = {}
+        doc_types = [str(c.metadata["type"]) for c in answer.citations if c.metadata.get("type") is not None]
         for c in answer.citations:
             cites[c.doc_id] = max(cites.get(c.doc_id, 0), c.version)
         return CacheEntry(
             tenant=q.tenant, cache_key=key, normalized_text=norm, scope=scope, options_hash=opts,
             embedding=[round(float(x), 6) for x in vector], answer=answer.model_copy(update={"timings_ms": {}}),
             cites=[CitedDoc(doc_id=d, version=v) for d, v in sorted(cites.items())], acl_tokens=acl_tokens,
-            created_at=now, expires_at=now + timedelta(seconds=pol.ttl_s),
+            created_at=now, expires_at=now + timedelta(seconds=pol.ttl_for(doc_types)),
         )
 
     def put(self, entry: CacheEntry) -> None:

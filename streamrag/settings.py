@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     cache_enabled: bool = True
     cache_threshold: float = Field(0.92, gt=0.0, le=1.0)
     cache_ttl_s: float = Field(3600.0, gt=0)
-    cache_tenants: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
+    cache_tenants: dict[str, dict[str, float | bool | dict[str, float]]] = Field(default_factory=dict)
     cache_lru_size: int = Field(10_000, ge=0)
 
     # Worker

@@ -93,3 +93,16 @@ def test_document_update_changes_next_answer(settings: Settings, workers: Any) -
     got = ask(settings, q)
     a = got[q[0]][0]
     assert "thirty" in a["answer"] and a["citations"][0]["version"] == 2
+
+
+def test_cli_ask_via_kafka(env: dict[str, str], workers: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "streamrag.cli", "ask", "How many vacation days do employees get?",
+                        "--tenant", "acme", "--via-kafka", "--json", "--timeout", "60"],
+                       capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    a = json.loads(r.stdout)
+    assert a["status"] == "ok" and a["citations"][0]["doc_id"] == "vacation"

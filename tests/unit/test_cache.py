@@ -129,3 +129,22 @@ def test_rebuild_from_topic_records(n: int, settings: Settings, store: LanceStor
     assert fresh.size() == 1
     fresh.apply_topic_record(None, f"acme/{entries[0].cache_key}")
     assert fresh.size() == 0
+
+
+def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore) -> None:
+    from datetime import UTC, datetime
+
+    from streamrag.cache_policy import tenant_policy
+
+    pol = tenant_policy("acme", TenantPolicy(ttl_s=3600), {"acme": {"ttl_s": 600, "ttl_by_type": {"news": 60}}})
+    assert pol.ttl_for([]) == 600 and pol.ttl_for(["news", "memo"]) == 60
+    assert tenant_policy("other", TenantPolicy(ttl_s=3600), {"acme": {"ttl_s": 1}}).ttl_s == 3600
+    emb = HashEmbedder()
+    cache = SemanticCache(FakeRedis(), tenant_overrides={"acme": {"ttl_s": 600, "ttl_by_type": {"news": 60}}})
+    qp = QueryProcessor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb, cache=cache)
+    IngestProcessor(settings, store, emb).process_batch([rec(change("n", 1, "Breaking news about rates.", metadata={"type": "news"}))])
+    qp.answer_many([q("breaking news rates")])
+    (entry,) = cache.lru.values()
+    assert entry.expires_at is not None
+    left = (entry.expires_at - datetime.now(UTC)).total_seconds()
+    assert 50 < left <= 60
