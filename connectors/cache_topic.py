@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from connectors.kafka import client_config
 from schemas.models import CacheEntry
 from streamrag.errors import ServiceUnavailable
 from streamrag.semantic_cache import SemanticCache
@@ -31,8 +32,7 @@ class CacheFollower:
     def _consumer(self) -> Any:
         from confluent_kafka import Consumer
 
-        return Consumer({"bootstrap.servers": self.s.kafka_bootstrap, "group.id": "streamrag-cache-follower",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+        return Consumer(client_config(self.s, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
 
     def start(self, rebuild_timeout_s: float = 60.0) -> None:
         """Rebuild the in-process index from the cache topic, then follow both topics."""

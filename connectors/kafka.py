@@ -15,6 +15,23 @@ from typing import Any
 from streamrag.errors import ServiceUnavailable
 from streamrag.settings import Settings
 
+# Small request/response messages: disable Nagle so a lone message is not held back waiting for
+# the previous one's ACK (a delayed-ACK stall shows up as ~40 ms tails on loopback).
+LOW_LATENCY = {"socket.nagle.disable": "true"}
+
+
+def client_config(s: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka configuration for every client the project makes."""
+    return {"bootstrap.servers": s.kafka_bootstrap, **LOW_LATENCY, **extra}
+
+
+def source_config(s: Settings) -> dict[str, str]:
+    """Extra configuration for bytewax's Kafka source. Its librdkafka statistics callback (for
+    bytewax's consumer-lag gauge) runs in Python every interval and stalls the worker: it is off
+    unless STREAMRAG_KAFKA_STATS_INTERVAL_MS is set."""
+    return {**LOW_LATENCY, "statistics.interval.ms": str(s.kafka_stats_interval_ms)}
+
+
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 
 
@@ -88,9 +105,7 @@ class JsonProducer:
         if self._p is None:
             from confluent_kafka import Producer
 
-            self._p = Producer(
-                {"bootstrap.servers": self.s.kafka_bootstrap, "linger.ms": 2, "enable.idempotence": True}
-            )
+            self._p = Producer(client_config(self.s, **{"linger.ms": 0, "enable.idempotence": True}))
         return self._p
 
     def _cb(self, err: Any, _msg: Any) -> None:
@@ -137,13 +152,7 @@ class OffsetCommitter:
             return
         with self._lock:
             if self._c is None:
-                self._c = Consumer(
-                    {
-                        "bootstrap.servers": self.s.kafka_bootstrap,
-                        "group.id": self.group,
-                        "enable.auto.commit": False,
-                    }
-                )
+                self._c = Consumer(client_config(self.s, **{"group.id": self.group, "enable.auto.commit": False}))
             tps = [TopicPartition(t, p, o + 1) for (t, p), o in best.items()]
             self._c.commit(offsets=tps, asynchronous=False)
 
@@ -153,9 +162,7 @@ def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) 
     from confluent_kafka import Consumer, TopicPartition
 
     check_reachable(s, timeout=min(s.kafka_timeout_s, 5.0))
-    c = Consumer(
-        {"bootstrap.servers": s.kafka_bootstrap, "group.id": group or "streamrag-status", "enable.auto.commit": False}
-    )
+    c = Consumer(client_config(s, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
     try:
         md = c.list_topics(timeout=s.kafka_timeout_s)
         out: dict[str, Any] = {}
@@ -187,7 +194,7 @@ def request_answer(s: Settings, query: Any, timeout: float) -> Any:
 
     check_reachable(s)
     topic = query.reply_to or s.topic_answers
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "streamrag-ask", "enable.auto.commit": False})
+    c = Consumer(client_config(s, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
     try:
         md = c.list_topics(topic, timeout=s.kafka_timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:

@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from connectors.kafka import OffsetCommitter, check_reachable, ensure_topics
+from connectors.kafka import LOW_LATENCY, OffsetCommitter, check_reachable, ensure_topics, source_config
 from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead, to_sink
 from schemas.models import IndexEvent
 from streamrag.components import embedder_for, make_store
@@ -43,7 +43,7 @@ def build_flow(
     if source is None:
         kin = kop.input(
             "in", flow, brokers=settings.brokers, topics=[settings.topic_documents],
-            tail=True, batch_size=settings.source_batch_size,
+            tail=True, batch_size=settings.source_batch_size, add_config=source_config(settings),
         )
         raw = op.map("raw", kin.oks, from_kafka)
         consume_errors = op.map("consume_err", kin.errs, kafka_error_to_dead)
@@ -62,8 +62,8 @@ def build_flow(
         return flow
     ev_msgs = op.map("ev_msg", events, _event_msg)
     dl_msgs = op.map("dl_msg", dead, _dead_msg)
-    kop.output("events_out", ev_msgs, brokers=settings.brokers, topic=settings.topic_index_events)
-    kop.output("dlq_out", dl_msgs, brokers=settings.brokers, topic=settings.topic_dead_letters)
+    kop.output("events_out", ev_msgs, brokers=settings.brokers, topic=settings.topic_index_events, add_config=dict(LOW_LATENCY))
+    kop.output("dlq_out", dl_msgs, brokers=settings.brokers, topic=settings.topic_dead_letters, add_config=dict(LOW_LATENCY))
     return flow
 
 

@@ -5,6 +5,7 @@ Run as a long-lived worker:  python -m bytewax.run "flows.query:main()"   or   s
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import bytewax.operators as op
@@ -13,7 +14,7 @@ from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
 
 from connectors.cache_topic import CacheFollower
-from connectors.kafka import check_reachable, ensure_topics
+from connectors.kafka import LOW_LATENCY, check_reachable, ensure_topics, source_config
 from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead
 from streamrag.components import embedder_for, make_query_processor, make_store
 from streamrag.query import QueryProcessor, Reply
@@ -26,16 +27,16 @@ def build_flow(settings: Settings, *, processor: QueryProcessor | None = None) -
         processor = QueryProcessor(settings, make_store(settings), embedder_for(settings))
     kin = kop.input(
         "in", flow, brokers=settings.brokers, topics=[settings.topic_queries],
-        tail=True, batch_size=settings.source_batch_size,
+        tail=True, batch_size=settings.source_batch_size, add_config=source_config(settings),
     )
     raw = op.map("raw", kin.oks, from_kafka)
     results = op.flat_map_batch("answer", raw, processor.process_batch)
     b = op.branch("split", results, lambda x: isinstance(x, Reply))
     dead = op.merge("all_dead", b.falses, op.map("consume_err", kin.errs, kafka_error_to_dead))
     kop.output("answers_out", op.map("ans_msg", b.trues, _answer_msg), brokers=settings.brokers,
-               topic=settings.topic_answers)
+               topic=settings.topic_answers, add_config=dict(LOW_LATENCY))
     kop.output("dlq_out", op.map("dl_msg", dead, _dead_msg), brokers=settings.brokers,
-               topic=settings.topic_dead_letters)
+               topic=settings.topic_dead_letters, add_config=dict(LOW_LATENCY))
     return flow
 
 
@@ -58,4 +59,7 @@ def main() -> Dataflow:
     processor = make_query_processor(settings, with_cache=True)
     if processor.cache is not None:
         CacheFollower(settings, processor.cache).start()
-    return build_flow(settings, processor=processor)
+    flow = build_flow(settings, processor=processor)
+    gc.collect()
+    gc.freeze()  # start-up objects (model, clients) leave the GC's generations: shorter pauses
+    return flow

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors.kafka import JsonProducer, ensure_topics
+from connectors.kafka import JsonProducer, client_config, ensure_topics
 from connectors.lancedb_store import LanceStore
 from streamrag.settings import Settings
 
@@ -193,8 +193,7 @@ class QueryRig:
     def _consume(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        c = Consumer({"bootstrap.servers": self.bs.kafka_bootstrap, "group.id": f"bench-{self.tag}",
-                      "enable.auto.commit": False})
+        c = Consumer(client_config(self.bs, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
         c.assign([TopicPartition(self.bs.topic_answers, p, 0) for p in range(2)])
         while not self._stop.is_set():
             m = c.poll(0.05)  # poll returns on the first message; consume(n, t) would wait for n or t

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_partitions: int = Field(2, ge=1, le=1024)
     kafka_timeout_s: float = Field(10.0, gt=0)
+    kafka_stats_interval_ms: int = Field(0, ge=0)
     topic_documents: str = "streamrag.documents"
     topic_queries: str = "streamrag.queries"
     topic_answers: str = "streamrag.answers"
