@@ -390,7 +390,7 @@ def _dataset(d: Path | None) -> Path | None:
 @cli_errors
 def bench_ingest_cmd(
     docs: int = typer.Option(300, "--docs"),
-    processes: str = typer.Option("1", "--processes", help="comma-separated, e.g. 1,2,4"),
+    processes: str = typer.Option("1,2,4", "--processes", help="comma-separated worker process counts"),
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Chunks/s from the documents topic to searchable, beside the raw encoder on the same chunks."""
