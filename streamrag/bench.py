@@ -19,6 +19,7 @@ import numpy as np
 
 from connectors.kafka import JsonProducer, client_config, ensure_topics
 from connectors.lancedb_store import LanceStore
+from streamrag.security import tenant_literal
 from streamrag.settings import Settings
 
 Log = Callable[[str], None]
@@ -101,7 +102,7 @@ def _count(db: Path, tenant: str) -> int:
     t = store.table("chunks")
     if t is None:
         return 0
-    return int(t.count_rows(f"tenant = '{tenant}'"))
+    return int(t.count_rows(f"tenant = {tenant_literal(tenant)}"))
 
 
 def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list[int], workdir: Path, log: Log) -> dict[str, Any]:
@@ -165,8 +166,7 @@ class QueryRig:
     def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
         from streamrag.components import embedder_for, make_store
         from streamrag.embcache import CachingEmbedder
-        from streamrag.evaluate import corpus_records, ingest_records_with, load_beir
-        from streamrag.ingest import IngestProcessor
+        from streamrag.evaluate import corpus_records, index_corpus, load_beir
 
         corpus, self.queries, _ = load_beir(dataset)
         db = workdir / "query-index"
@@ -174,7 +174,7 @@ class QueryRig:
         store = make_store(is_)
         if store.table("chunks") is None:
             emb = CachingEmbedder(embedder_for(is_), Path(s.lancedb_path()).parent / "embcache.sqlite")
-            ingest_records_with(is_, store, emb, corpus_records(corpus), IngestProcessor, None)
+            index_corpus(is_, store, emb, corpus_records(corpus))
             store.maintain(force=True)
         self.chunks = store.table("chunks").count_rows()  # type: ignore[union-attr]
         log(f"index: {self.chunks} chunks at {db}")

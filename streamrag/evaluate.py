@@ -96,8 +96,6 @@ def run_eval(
 ) -> dict[str, Any]:
     from streamrag.components import embedder_for, make_store
     from streamrag.embcache import CachingEmbedder
-    from streamrag.ingest import IngestProcessor
-    from streamrag.local import ingest_records
     from streamrag.query import QueryProcessor
 
     corpus, queries, qrels = load_beir(dataset)
@@ -105,7 +103,7 @@ def run_eval(
     emb = CachingEmbedder(embedder_for(s), cache_path)
     store = make_store(s)
     t0 = time.perf_counter()
-    report = ingest_records_with(s, store, emb, corpus_records(corpus), IngestProcessor, ingest_records)
+    report = index_corpus(s, store, emb, corpus_records(corpus))
     index_s = time.perf_counter() - t0
     store.maintain(force=True)
     log(f"indexed {report['documents']} documents, {report['chunks']} chunks in {index_s:.1f}s "
@@ -145,30 +143,16 @@ def run_eval(
     }
 
 
-def ingest_records_with(s: Settings, store: Any, emb: Any, records: Iterator[RawRecord], proc_cls: Any, _: Any) -> dict[str, int]:
-    """The ingest dataflow over the corpus with a caching embedder."""
-    from bytewax.testing import TestingSource, run_main
+def index_corpus(s: Settings, store: Any, emb: Any, records: Iterator[RawRecord]) -> dict[str, int]:
+    """The ingest dataflow over a corpus, with the given (caching) embedder."""
+    from streamrag.ingest import IngestProcessor
+    from streamrag.local import ingest_records
 
-    from flows.ingest import build_flow
-    from schemas.models import IndexEvent
-    from streamrag.local import CallbackSink
-
-    counts = {"documents": 0, "chunks": 0, "dead": 0}
-
-    def collect(items: list[Any]) -> None:
-        for it in items:
-            if isinstance(it, IndexEvent):
-                counts["documents"] += it.status in ("indexed", "unchanged")
-                counts["chunks"] += it.chunk_count
-            else:
-                counts["dead"] += 1
-
-    proc = proc_cls(s, store, emb)
-    flow = build_flow(s, source=TestingSource(list(records), batch_size=512), sink=CallbackSink(collect), processor=proc)
-    run_main(flow)
-    if counts["chunks"] == 0:
-        counts["chunks"] = sum(1 for _ in store.chunk_rows(TENANT))
-    return counts
+    report = ingest_records(s, records, processor=IngestProcessor(s, store, emb))
+    counts = report.counts()
+    documents = counts.get("indexed", 0) + counts.get("unchanged", 0)
+    chunks = counts["chunks"] or sum(1 for _ in store.chunk_rows(TENANT))
+    return {"documents": documents, "chunks": chunks, "dead": counts["dead_letters"]}
 
 
 def write_trec(runs: dict[str, dict[str, dict[str, float]]], path: Path) -> None:

@@ -10,7 +10,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from schemas.models import DeadLetter, IndexEvent
-from streamrag.ingest import RawRecord
+from streamrag.ingest import IngestProcessor, RawRecord
 from streamrag.settings import Settings
 
 
@@ -48,7 +48,9 @@ def ingest_records(
     settings: Settings,
     records: Iterable[RawRecord],
     on_progress: Callable[[int], None] | None = None,
+    processor: IngestProcessor | None = None,
 ) -> IngestReport:
+    """Run the ingest dataflow over records; ``processor`` overrides the one built from settings."""
     from flows.ingest import build_flow
 
     report = IngestReport()
@@ -60,7 +62,10 @@ def ingest_records(
             on_progress(len(items))
 
     flow = build_flow(
-        settings, source=TestingSource(list(records), batch_size=settings.source_batch_size), sink=CallbackSink(collect)
+        settings,
+        source=TestingSource(list(records), batch_size=settings.source_batch_size),
+        sink=CallbackSink(collect),
+        processor=processor,
     )
     run_main(flow)
     return report
