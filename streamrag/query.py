@@ -129,6 +129,7 @@ class QueryProcessor:
             texts.append(q.text)
             texts.extend(q.options.variants)
             spans.append((start, len(texts)))
+        started = time.time()  # before retrieval: index events after this may supersede what it reads
         t0 = time.perf_counter()
         try:
             vecs = self.embedder.embed(texts) if texts else None
@@ -148,7 +149,7 @@ class QueryProcessor:
                     continue
                 ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms)
                 answers[i] = ans
-                self._cache_put(q, vecs[a], ans, acl)
+                self._cache_put(q, vecs[a], ans, acl, started)
             except Exception as exc:
                 log.exception("answering %s failed", q.query_id)
                 answers[i] = self._error(q, f"{type(exc).__name__}: {exc}")
@@ -182,13 +183,13 @@ class QueryProcessor:
         ms = round((time.perf_counter() - t) * 1000, 3)
         return hit.model_copy(update={"timings_ms": {"embed": round(embed_ms, 3), "cache": ms}})
 
-    def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]]) -> None:
+    def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float) -> None:
         if self.cache is None:
             return
         try:
             entry = self.cache.make_entry(q, vec, ans, acl)
             if entry is not None:
-                self.cache.put(entry)
+                self.cache.put(entry, started)
         except Exception:
             log.warning("cache write failed", exc_info=True)
 

@@ -7,6 +7,12 @@
   every chunk it cites (checked on every hit, exact or semantic).
 - invalidation: entries record the doc ids and versions they cite; a newer version or a
   delete of any of them removes the entry (``invalidate``), here and in Redis.
+- currency: an entry this process builds is current when it is stored, unless an index event
+  for a cited document arrived while it was being built (then it is not stored at all); an
+  entry rebuilt from the topic or read from Redis is checked against the index once (the
+  follower thread does that in bulk after a rebuild), and index events keep it current after.
+- aliases: a question answered by a semantic hit remembers its own exact key -> the entry it
+  hit, so asking it again is an exact hit (no embedding); aliases go with their entry.
 - Redis holds payloads and TTLs; the compacted cache topic is the source of truth from which
   a starting worker rebuilds its semantic index (see connectors/cache_topic.py).
 """
@@ -121,6 +127,13 @@ class SemanticCache:
     ) -> None:
         self.is_current = is_current
         self._verified: set[str] = set()
+        # (tenant, doc_id) -> (newest version seen in index events, when): entries built from a
+        # retrieval that started before such an event must not be stored (see put)
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+        self.race_window_s = 300.0
+        self._seen_pruned = 0.0
+        self.alias: OrderedDict[str, str] = OrderedDict()
+        self._aliases_of: dict[str, set[str]] = {}
         self.redis = redis
         self.default_policy = default_policy
         self.overrides = tenant_overrides or {}
@@ -151,6 +164,13 @@ class SemanticCache:
         t = time.perf_counter()
         _, _, _, key = self.keys_for(q)
         entry = self._get(q.tenant, key)
+        if entry is None:
+            with self._lock:
+                target = self.alias.get(key)
+                if target is not None:
+                    self.alias.move_to_end(key)
+            if target is not None:
+                entry = self._get(q.tenant, target)
         ans = self._serve(q, entry, "exact") if entry is not None else None
         self._record(t, ans, count=False)
         return ans
@@ -161,7 +181,7 @@ class SemanticCache:
         if not q.options.use_cache or not pol.enabled:
             return None
         t = time.perf_counter()
-        _, _, opts, _ = self.keys_for(q)
+        _, _, opts, own = self.keys_for(q)
         ans = None
         with self._lock:
             group = self.groups.get((q.tenant, opts))
@@ -171,9 +191,29 @@ class SemanticCache:
             if entry is not None:
                 ans = self._serve(q, entry, "semantic")
                 if ans is not None:
+                    self._add_alias(own, key)
                     break
         self._record(t, ans, count=True)
         return ans
+
+    def _add_alias(self, own: str, target: str) -> None:
+        if own == target:
+            return
+        with self._lock:
+            if target not in self.meta:
+                return
+            old = self.alias.pop(own, None)
+            if old is not None:
+                self._aliases_of.get(old, set()).discard(own)
+            self.alias[own] = target
+            self._aliases_of.setdefault(target, set()).add(own)
+            while len(self.alias) > self.lru_size:
+                k, t = self.alias.popitem(last=False)
+                s = self._aliases_of.get(t)
+                if s is not None:
+                    s.discard(k)
+                    if not s:
+                        del self._aliases_of[t]
 
     def _record(self, t: float, ans: Answer | None, count: bool) -> None:
         ms = (time.perf_counter() - t) * 1000
@@ -212,7 +252,7 @@ class SemanticCache:
             if not current:
                 # a cited document changed while this worker was not following index events
                 for d, _v in cites:
-                    self.invalidate(entry.tenant, d, 1 << 62)
+                    self.invalidate(entry.tenant, d, 1 << 62, event=False)
                 return None
             with self._lock:
                 self._verified.add(entry.cache_key)
@@ -259,16 +299,29 @@ class SemanticCache:
             created_at=now, expires_at=now + timedelta(seconds=pol.ttl_for(doc_types)),
         )
 
-    def put(self, entry: CacheEntry) -> None:
-        """A new answer: Redis (payload + TTL), the in-process index, and the cache topic."""
+    def put(self, entry: CacheEntry, started: float | None = None) -> bool:
+        """A new answer: Redis (payload + TTL), the in-process index, and the cache topic.
+
+        ``started`` is the wall-clock time its retrieval started. When given, the entry counts
+        as verified current unless an index event newer than a cited version has been seen (then
+        it was built from a superseded version and is not stored); events after this call
+        invalidate it as usual. Without it, the first hit checks the index."""
         ttl = (entry.expires_at - datetime.now(UTC)).total_seconds() if entry.expires_at else self.policy(entry.tenant).ttl_s
         if ttl <= 0:
-            return
+            return False
+        with self._lock:
+            for c in entry.cites:
+                seen = self._seen.get((entry.tenant, c.doc_id))
+                if seen is not None and seen[0] > c.version:
+                    return False
+            self._remember(entry, lru=True)
+            if started is not None and time.time() - started < self.race_window_s:
+                self._verified.add(entry.cache_key)
         if self.redis is not None:
             self.redis.put(entry.tenant, entry.cache_key, entry.model_dump_json().encode(), ttl)
-        self._remember(entry, lru=True)
         if self.publish is not None:
             self.publish(f"{entry.tenant}/{entry.cache_key}", entry)
+        return True
 
     def apply_topic_record(self, entry: CacheEntry | None, key: str | None = None) -> None:
         """Rebuild / follow from the cache topic: an entry, or a tombstone for ``key`` (tenant/cache_key)."""
@@ -307,6 +360,8 @@ class SemanticCache:
         with self._lock:
             self.lru.pop(key, None)
             self._verified.discard(key)
+            for a in self._aliases_of.pop(key, ()):
+                self.alias.pop(a, None)
             m = self.meta.pop(key, None)
             if m is None:
                 return None
@@ -322,9 +377,14 @@ class SemanticCache:
             return m
 
     # -- invalidation -------------------------------------------------------------------------
-    def invalidate(self, tenant: str, doc_id: str, version: int, publish: bool = True) -> list[str]:
-        """A newer version or a delete of doc_id: drop every entry citing an older version."""
+    def invalidate(
+        self, tenant: str, doc_id: str, version: int, publish: bool = True, event: bool = True
+    ) -> list[str]:
+        """A newer version or a delete of doc_id (an index event unless ``event`` is false):
+        drop every entry citing an older version."""
         with self._lock:
+            if event:
+                self._note_event(tenant, doc_id, version)
             keys = [k for k in self.by_doc.get((tenant, doc_id), set()) if self.meta[k].cites.get(doc_id, -1) < version]
             for k in keys:
                 self._forget(k)
@@ -336,6 +396,14 @@ class SemanticCache:
                 for k in keys:
                     self.publish(f"{tenant}/{k}", None)
         return keys
+
+    def _note_event(self, tenant: str, doc_id: str, version: int) -> None:
+        now = time.time()
+        prev = self._seen.get((tenant, doc_id))
+        self._seen[(tenant, doc_id)] = (max(version, prev[0]) if prev else version, now)
+        if len(self._seen) > 10_000 and now - self._seen_pruned > 10:
+            self._seen_pruned = now
+            self._seen = {k: v for k, v in self._seen.items() if now - v[1] < self.race_window_s}
 
     def size(self) -> int:
         return len(self.meta)

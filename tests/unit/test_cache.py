@@ -86,12 +86,59 @@ def test_invalidation_on_newer_version(settings: Settings, store: LanceStore) ->
     assert not a.cached and "thirty" in a.answer
 
 
-def test_stale_entry_is_not_served_even_without_the_event(settings: Settings, store: LanceStore) -> None:
-    ing, qp, _ = setup(settings, store)
+def test_rebuilt_entry_is_checked_against_the_index_once(settings: Settings, store: LanceStore) -> None:
+    """An entry from the topic (or Redis) may predate changes this worker never saw as events."""
+    ing, qp, cache = setup(settings, store)
     qp.answer_many([q("vacation days employees")])
+    entries = [cache.lru[k] for k in cache.lru]
     ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
+    calls: list[Any] = []
+
+    def is_current(tenant: str, cites: list[tuple[str, int]]) -> bool:
+        calls.append(cites)
+        return store.cites_current(tenant, cites)
+
+    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9), is_current=is_current)
+    for e in entries:
+        fresh.apply_topic_record(e)
+    qp.cache = fresh
     (a,) = qp.answer_many([q("vacation days employees")])
-    assert not a.cached and "thirty" in a.answer
+    assert not a.cached and "thirty" in a.answer and len(calls) == 1
+    (b,) = qp.answer_many([q("vacation days employees")])
+    assert b.cached and len(calls) == 1  # built here, after the change: current without a check
+
+
+def test_entry_built_across_an_index_event_is_not_stored(settings: Settings, store: LanceStore) -> None:
+    """The race: a newer version's event arrives between retrieval and put."""
+    ing, qp, cache = setup(settings, store)
+    real = qp._answer
+
+    def answer_then_event(*args: Any, **kw: Any) -> Any:
+        out = real(*args, **kw)
+        cache.invalidate("acme", "vac", 2)  # the follower thread saw v2 meanwhile
+        return out
+
+    qp._answer = answer_then_event  # type: ignore[method-assign]
+    (a,) = qp.answer_many([q("vacation days employees")])
+    assert a.status == "ok" and not a.cached and cache.size() == 0
+    qp._answer = real  # type: ignore[method-assign]
+    ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
+    (b,) = qp.answer_many([q("vacation days employees")])
+    assert not b.cached and "thirty" in b.answer and cache.size() == 1
+
+
+def test_semantic_hit_leaves_an_exact_alias(settings: Settings, store: LanceStore) -> None:
+    ing, qp, cache = setup(settings, store)
+    qp.answer_many([q("how many vacation days do employees get")])
+    (a,) = qp.answer_many([q("how many vacation days do employees get", user="u2")])
+    assert a.cached and a.cache_lookup == "semantic"
+    (b,) = qp.answer_many([q("how many vacation days do employees get", user="u2")])
+    assert b.cached and b.cache_lookup == "exact" and b.answer == a.answer
+    ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
+    cache.invalidate("acme", "vac", 2)
+    assert not cache.alias
+    (c,) = qp.answer_many([q("how many vacation days do employees get", user="u2")])
+    assert not c.cached and "thirty" in c.answer
 
 
 def test_redis_down_bypasses_cache(settings: Settings, store: LanceStore) -> None:
