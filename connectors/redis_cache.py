@@ -16,8 +16,12 @@ PREFIX = "streamrag:cache:"
 
 
 class RedisCache:
-    def __init__(self, url: str, *, retry_after_s: float = 2.0, log_every_s: float = 30.0, timeout_s: float = 0.2) -> None:
+    def __init__(
+        self, url: str, *, retry_after_s: float = 2.0, log_every_s: float = 30.0, timeout_s: float = 0.2,
+        prefix: str = PREFIX,
+    ) -> None:
         self.url = url
+        self.prefix = prefix
         self.retry_after_s = retry_after_s
         self.log_every_s = log_every_s
         self.timeout_s = timeout_s
@@ -55,9 +59,8 @@ class RedisCache:
                     log.warning("redis at %s unavailable (%s); cache bypassed (%d errors so far)", self.url, exc, self.errors)
             return default
 
-    @staticmethod
-    def key(tenant: str, cache_key: str) -> str:
-        return f"{PREFIX}{tenant}:{cache_key}"
+    def key(self, tenant: str, cache_key: str) -> str:
+        return f"{self.prefix}{tenant}:{cache_key}"
 
     def get(self, tenant: str, cache_key: str) -> bytes | None:
         result: bytes | None = self._call(lambda r: r.get(self.key(tenant, cache_key)), None)

@@ -61,7 +61,7 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
             logging.getLogger(__name__).warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        RedisCache(s.redis_url),
+        RedisCache(s.redis_url, prefix=s.cache_redis_prefix),
         default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s),
         tenant_overrides=dict(s.cache_tenants),  # type: ignore[arg-type]
         lru_size=s.cache_lru_size,

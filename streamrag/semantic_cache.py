@@ -248,6 +248,7 @@ class SemanticCache:
             try:
                 current = self.is_current(entry.tenant, cites)
             except Exception:
+                log.warning("cache currency check failed; entry dropped", exc_info=True)
                 current = False
             if not current:
                 # a cited document changed while this worker was not following index events

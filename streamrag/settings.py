@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_tenants: dict[str, dict[str, float | bool | dict[str, float]]] = Field(default_factory=dict)
     cache_lru_size: int = Field(10_000, ge=0)
+    # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
+    cache_redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
 
     # Worker
     recovery_dir: str = ""
