@@ -71,6 +71,8 @@ class CacheFollower:
             while not self._stop.is_set():
                 for m in c.consume(500, 0.1):
                     self._handle(m)
+                if self.cache.pending():
+                    self.cache.verify_pending()
                 if time.monotonic() - last_report >= self.report_every_s:
                     last_report = time.monotonic()
                     self.report()

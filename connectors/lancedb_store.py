@@ -188,6 +188,14 @@ class LanceStore:
                 out[r["doc_key"]] = DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
         return out
 
+    def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
+        """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""
+        from streamrag.security import doc_key
+
+        keys = {doc_key(tenant, d): d for d in set(doc_ids)}
+        states = self.doc_states(keys)
+        return {keys[k]: st.version for k, st in states.items() if not st.deleted and k in keys}
+
     def cites_current(self, tenant: str, cites: Sequence[tuple[str, int]]) -> bool:
         """True when every cited (doc_id, version) is still the document's live version."""
         from streamrag.security import doc_key

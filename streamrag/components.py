@@ -68,4 +68,5 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
         defaults=(s.fusion, s.alpha, s.rerank),
         publish=publish,
         is_current=store.cites_current,
+        live_versions=store.live_versions,
     )

@@ -124,9 +124,12 @@ class SemanticCache:
         defaults: tuple[str, float, str] = ("rrf", 0.5, "none"),
         publish: Callable[[str, CacheEntry | None], None] | None = None,
         is_current: Callable[[str, list[tuple[str, int]]], bool] | None = None,
+        live_versions: Callable[[str, list[str]], dict[str, int]] | None = None,
     ) -> None:
         self.is_current = is_current
+        self.live_versions = live_versions
         self._verified: set[str] = set()
+        self._pending: set[str] = set()  # in the index, not yet checked against it (verify_pending)
         # (tenant, doc_id) -> (newest version seen in index events, when): entries built from a
         # retrieval that started before such an event must not be stored (see put)
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
@@ -257,6 +260,7 @@ class SemanticCache:
                 return None
             with self._lock:
                 self._verified.add(entry.cache_key)
+                self._pending.discard(entry.cache_key)
         return entry.answer.model_copy(update={"query_id": q.query_id, "cached": True, "cache_lookup": kind})
 
     def _get(self, tenant: str, key: str) -> CacheEntry | None:
@@ -315,9 +319,7 @@ class SemanticCache:
                 seen = self._seen.get((entry.tenant, c.doc_id))
                 if seen is not None and seen[0] > c.version:
                     return False
-            self._remember(entry, lru=True)
-            if started is not None and time.time() - started < self.race_window_s:
-                self._verified.add(entry.cache_key)
+            self._remember(entry, lru=True, verified=started is not None and time.time() - started < self.race_window_s)
         if self.redis is not None:
             self.redis.put(entry.tenant, entry.cache_key, entry.model_dump_json().encode(), ttl)
         if self.publish is not None:
@@ -335,9 +337,14 @@ class SemanticCache:
             return
         self._remember(entry, lru=False)
 
-    def _remember(self, e: CacheEntry, lru: bool) -> None:
+    def _remember(self, e: CacheEntry, lru: bool, verified: bool = False) -> None:
         exp = e.expires_at.timestamp() if e.expires_at else float("inf")
         with self._lock:
+            if verified:
+                self._verified.add(e.cache_key)
+                self._pending.discard(e.cache_key)
+            elif e.cache_key not in self._verified and self.is_current is not None:
+                self._pending.add(e.cache_key)
             if lru:
                 self.lru[e.cache_key] = e
                 self.lru.move_to_end(e.cache_key)
@@ -361,6 +368,7 @@ class SemanticCache:
         with self._lock:
             self.lru.pop(key, None)
             self._verified.discard(key)
+            self._pending.discard(key)
             for a in self._aliases_of.pop(key, ()):
                 self.alias.pop(a, None)
             m = self.meta.pop(key, None)
@@ -397,6 +405,53 @@ class SemanticCache:
                 for k in keys:
                     self.publish(f"{tenant}/{k}", None)
         return keys
+
+    def verify_pending(self, limit: int = 1000) -> int:
+        """Check up to ``limit`` unchecked entries (rebuilt from the topic, or written by other
+        workers) against the index in bulk, so their first hit needs no index read. Call it from
+        the thread that applies index events: an event newer than the read is applied after it.
+        Returns how many entries were checked."""
+        if self.live_versions is None:
+            return 0
+        with self._lock:
+            keys = [k for _, k in zip(range(limit), self._pending, strict=False)]
+            metas = [m for k in keys if (m := self.meta.get(k)) is not None]
+            self._pending.difference_update(keys)
+        by_tenant: dict[str, list[_Meta]] = {}
+        for m in metas:
+            by_tenant.setdefault(m.tenant, []).append(m)
+        for tenant, ms in by_tenant.items():
+            try:
+                live = self.live_versions(tenant, sorted({d for m in ms for d in m.cites}))
+            except Exception:
+                log.warning("cache currency check failed; entries checked on their first hit", exc_info=True)
+                continue
+            stale: list[str] = []
+            with self._lock:
+                for m in ms:
+                    if self.meta.get(m.key) is not m:  # gone or replaced meanwhile
+                        continue
+                    if all(live.get(d) == v for d, v in m.cites.items()):
+                        self._verified.add(m.key)
+                    else:
+                        stale.append(m.key)
+            for k in stale:
+                self._drop(tenant, k)
+        return len(metas)
+
+    def _drop(self, tenant: str, key: str) -> None:
+        """Remove one entry here, in Redis and (tombstone) on the topic."""
+        if self._forget(key) is None:
+            return
+        with self._lock:
+            self.stats.invalidated += 1
+        if self.redis is not None:
+            self.redis.delete(tenant, [key])
+        if self.publish is not None:
+            self.publish(f"{tenant}/{key}", None)
+
+    def pending(self) -> int:
+        return len(self._pending)
 
     def _note_event(self, tenant: str, doc_id: str, version: int) -> None:
         now = time.time()

@@ -108,6 +108,33 @@ def test_rebuilt_entry_is_checked_against_the_index_once(settings: Settings, sto
     assert b.cached and len(calls) == 1  # built here, after the change: current without a check
 
 
+def test_rebuilt_entries_are_verified_in_bulk(settings: Settings, store: LanceStore) -> None:
+    ing, qp, cache = setup(settings, store)
+    qp.answer_many([q("vacation days employees")])
+    qp.answer_many([q("salary bands engineers", roles=["hr"])])
+    entries = [cache.lru[k] for k in cache.lru]
+    assert len(entries) == 2
+    ing.process_batch([rec(change("pay", 2, "Salary bands are now reviewed twice a year.", acl={"users": [], "roles": ["hr"]}))])
+    calls: list[Any] = []
+
+    def is_current(tenant: str, cites: list[tuple[str, int]]) -> bool:
+        calls.append(cites)
+        return store.cites_current(tenant, cites)
+
+    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9), is_current=is_current,
+                          live_versions=store.live_versions)
+    for e in entries:
+        fresh.apply_topic_record(e)
+    assert fresh.pending() == 2
+    assert fresh.verify_pending() == 2
+    assert fresh.pending() == 0 and fresh.size() == 1  # the entry citing pay v1 is gone
+    qp.cache = fresh
+    (a,) = qp.answer_many([q("vacation days employees")])
+    assert a.cached and not calls  # verified in bulk: no index read on the hit
+    (b,) = qp.answer_many([q("salary bands engineers", roles=["hr"])])
+    assert not b.cached and "twice" in b.answer
+
+
 def test_entry_built_across_an_index_event_is_not_stored(settings: Settings, store: LanceStore) -> None:
     """The race: a newer version's event arrives between retrieval and put."""
     ing, qp, cache = setup(settings, store)
