@@ -62,7 +62,9 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
 
     return SemanticCache(
         RedisCache(s.redis_url, prefix=s.cache_redis_prefix),
-        default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s),
+        default_policy=TenantPolicy(
+            threshold=s.cache_threshold, ttl_s=s.cache_ttl_s, guard=s.cache_polarity_guard
+        ),
         tenant_overrides=dict(s.cache_tenants),  # type: ignore[arg-type]
         lru_size=s.cache_lru_size,
         defaults=(s.fusion, s.alpha, s.rerank),

@@ -32,7 +32,15 @@ import numpy as np
 
 from connectors.redis_cache import RedisCache
 from schemas.models import Answer, CacheEntry, CitedDoc, Query
-from streamrag.cache_policy import TenantPolicy, exact_key, normalize, options_hash, scope_of, tenant_policy
+from streamrag.cache_policy import (
+    TenantPolicy,
+    exact_key,
+    normalize,
+    options_hash,
+    polarity_conflict,
+    scope_of,
+    tenant_policy,
+)
 from streamrag.security import principal_may_see, principal_tokens
 
 log = logging.getLogger(__name__)
@@ -99,6 +107,7 @@ class CacheStats:
     exact_hits: int = 0
     semantic_hits: int = 0
     unsafe_skips: int = 0
+    guarded: int = 0
     invalidated: int = 0
     lookup_ms: list[float] = field(default_factory=list)
 
@@ -108,6 +117,7 @@ class CacheStats:
         return {
             "lookups": self.lookups, "exact_hits": self.exact_hits, "semantic_hits": self.semantic_hits,
             "hit_rate": round(hits / self.lookups, 4) if self.lookups else 0.0, "unsafe_skips": self.unsafe_skips,
+            "guarded": self.guarded,
             "invalidated": self.invalidated, "lookup_ms_p50": round(float(np.percentile(lat, 50)), 3),
             "lookup_ms_p95": round(float(np.percentile(lat, 95)), 3),
         }
@@ -184,7 +194,7 @@ class SemanticCache:
         if not q.options.use_cache or not pol.enabled:
             return None
         t = time.perf_counter()
-        _, _, opts, own = self.keys_for(q)
+        norm, _, opts, own = self.keys_for(q)
         ans = None
         with self._lock:
             group = self.groups.get((q.tenant, opts))
@@ -192,6 +202,10 @@ class SemanticCache:
         for key, _sim in cands:
             entry = self._get(q.tenant, key)
             if entry is not None:
+                if pol.guard and polarity_conflict(norm, entry.normalized_text):
+                    with self._lock:
+                        self.stats.guarded += 1
+                    continue
                 ans = self._serve(q, entry, "semantic")
                 if ans is not None:
                     self._add_alias(own, key)

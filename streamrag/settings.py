@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # Semantic cache
     cache_enabled: bool = True
     cache_threshold: float = Field(0.92, gt=0.0, le=1.0)
+    # refuse semantic hits between questions differing in a negation / comparison / number word
+    cache_polarity_guard: bool = True
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_tenants: dict[str, dict[str, float | bool | dict[str, float]]] = Field(default_factory=dict)
     cache_lru_size: int = Field(10_000, ge=0)

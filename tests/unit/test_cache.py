@@ -222,3 +222,31 @@ def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore)
     assert entry.expires_at is not None
     left = (entry.expires_at - datetime.now(UTC)).total_seconds()
     assert 50 < left <= 60
+
+
+@pytest.mark.parametrize(("a", "b", "conflict"), [
+    ("ALDH1 expression is associated with better breast cancer outcomes.",
+     "ALDH1 expression is associated with poorer prognosis in breast cancer.", True),
+    ("Tau phosphorylation causing GABA neuron degeneration.", "Tau phosphorylation, delaying GABA neuron degeneration.", True),
+    ("revenue in 2019", "revenue in 2020", True),
+    ("is the drug safe", "isn't the drug safe", True),
+    ("X lowers Y", "X raises Y", True),
+    ("0-dimensional biomaterials show inductive properties.", "Is it true that 0-dimensional biomaterials show inductive properties?", False),
+    ("Does X cause Y", "X causes Y", False),
+    ("X increased Y", "X increases Y", False),
+])
+def test_polarity_conflict(a: str, b: str, conflict: bool) -> None:
+    from streamrag.cache_policy import polarity_conflict
+
+    assert polarity_conflict(a, b) is conflict
+
+
+def test_polarity_guard_refuses_the_opposite_question(settings: Settings, store: LanceStore) -> None:
+    _, qp, cache = setup(settings, store, threshold=0.5)
+    (a,) = qp.answer_many([q("do employees get more vacation days")])
+    assert a.status == "ok" and not a.cached
+    (b,) = qp.answer_many([q("do employees get fewer vacation days")])
+    assert not b.cached and cache.stats.guarded == 1
+    cache.default_policy = TenantPolicy(threshold=0.5, guard=False)
+    (c,) = qp.answer_many([q("do employees get less vacation days")])
+    assert c.cached and c.cache_lookup == "semantic"
