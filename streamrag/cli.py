@@ -500,7 +500,9 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
         out.print(kt)
     for worker, st in report["cache_workers"].items():
         if isinstance(st, dict):
-            out.print(f"cache {worker}: entries {st.get('entries')}, hit rate {st.get('hit_rate')}, "
+            out.print(f"cache {worker}: entries {st.get('entries')}, hit rate {st.get('hit_rate')} "
+                      f"(exact {st.get('exact_hits')}, semantic {st.get('semantic_hits')}, "
+                      f"refused: unsafe {st.get('unsafe_skips')}, guard {st.get('guarded')}), "
                       f"lookup p95 {st.get('lookup_ms_p95')} ms", highlight=False)
 
 

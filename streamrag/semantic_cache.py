@@ -144,7 +144,9 @@ class SemanticCache:
         # retrieval that started before such an event must not be stored (see put)
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
         self.race_window_s = 300.0
+        self.seen_max = 200_000
         self._seen_pruned = 0.0
+        self._seen_lost_at = 0.0  # when _seen last overflowed: puts that started before are unverified
         self.alias: OrderedDict[str, str] = OrderedDict()
         self._aliases_of: dict[str, set[str]] = {}
         self.redis = redis
@@ -333,7 +335,10 @@ class SemanticCache:
                 seen = self._seen.get((entry.tenant, c.doc_id))
                 if seen is not None and seen[0] > c.version:
                     return False
-            self._remember(entry, lru=True, verified=started is not None and time.time() - started < self.race_window_s)
+            verified = (
+                started is not None and time.time() - started < self.race_window_s and started > self._seen_lost_at
+            )
+            self._remember(entry, lru=True, verified=verified)
         if self.redis is not None:
             self.redis.put(entry.tenant, entry.cache_key, entry.model_dump_json().encode(), ttl)
         if self.publish is not None:
@@ -474,6 +479,10 @@ class SemanticCache:
         if len(self._seen) > 10_000 and now - self._seen_pruned > 10:
             self._seen_pruned = now
             self._seen = {k: v for k, v in self._seen.items() if now - v[1] < self.race_window_s}
+        if len(self._seen) > self.seen_max:
+            # A reindex storm: forget, and let entries built meanwhile be checked on their first hit.
+            self._seen.clear()
+            self._seen_lost_at = now
 
     def size(self) -> int:
         return len(self.meta)

@@ -250,3 +250,15 @@ def test_polarity_guard_refuses_the_opposite_question(settings: Settings, store:
     cache.default_policy = TenantPolicy(threshold=0.5, guard=False)
     (c,) = qp.answer_many([q("do employees get less vacation days")])
     assert c.cached and c.cache_lookup == "semantic"
+
+
+def test_event_memory_is_bounded(settings: Settings, store: LanceStore) -> None:
+    _, qp, cache = setup(settings, store)
+    cache.seen_max = 50
+    for i in range(60):
+        cache.invalidate("acme", f"doc{i}", 2)
+    assert len(cache._seen) <= 50
+    # answers built across the overflow are stored but checked against the index on first hit
+    cache._seen_lost_at = __import__("time").time() + 1
+    qp.answer_many([q("vacation days employees")])
+    assert cache.size() == 1 and cache.pending() == 1
