@@ -157,6 +157,48 @@ class OffsetCommitter:
             self._c.commit(offsets=tps, asynchronous=False)
 
 
+class BackgroundCommitter:
+    """Commits offsets off the hot path: positions handed in are committed by a daemon thread
+    one to two intervals later (by then their results have left through the sink), so a restart
+    resumes after them and re-reads at most the last two intervals (at-least-once). Each commit
+    costs the hot path a little CPU on a small machine: keep the interval at seconds."""
+
+    def __init__(self, s: Settings, group: str, every_s: float = 1.0) -> None:
+        self._inner = OffsetCommitter(s, group)
+        self.every_s = every_s
+        self._pending: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, positions: Iterable[tuple[str, int, int]]) -> None:
+        with self._lock:
+            for topic, part, off in positions:
+                if off > self._pending.get((topic, part), -1):
+                    self._pending[(topic, part)] = off
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="offset-committer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        import logging
+        import time
+
+        ready: dict[tuple[str, int], int] = {}
+        while True:
+            time.sleep(self.every_s)
+            if ready:
+                try:
+                    self._inner.commit((t, p, o) for (t, p), o in ready.items())
+                except Exception as exc:
+                    logging.getLogger(__name__).warning("offset commit failed (will retry): %s", exc)
+                    with self._lock:  # keep them, unless newer ones arrived meanwhile
+                        for k, o in ready.items():
+                            if o > self._pending.get(k, -1):
+                                self._pending[k] = o
+            with self._lock:
+                ready, self._pending = self._pending, {}
+
+
 def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
     """End offsets per topic and partition, and a group's committed offsets and lag."""
     from confluent_kafka import Consumer, TopicPartition

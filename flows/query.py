@@ -12,11 +12,13 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_STORED
 
 from connectors.cache_topic import CacheFollower
-from connectors.kafka import LOW_LATENCY, check_reachable, ensure_topics, source_config
+from connectors.kafka import LOW_LATENCY, BackgroundCommitter, check_reachable, ensure_topics, source_config
 from flows.common import dead_to_sink, from_kafka, kafka_error_to_dead
 from streamrag.components import embedder_for, make_query_processor, make_store
+from streamrag.ingest import RawRecord
 from streamrag.query import QueryProcessor, Reply
 from streamrag.settings import Settings, load_settings
 
@@ -25,12 +27,25 @@ def build_flow(settings: Settings, *, processor: QueryProcessor | None = None) -
     flow = Dataflow("query")
     if processor is None:
         processor = QueryProcessor(settings, make_store(settings), embedder_for(settings))
+    # Resume from the query group's committed offsets: a restarted worker answers what arrived while
+    # it was down, not the whole retained topic again (a new group starts at the beginning).
+    cfg = {**source_config(settings), "group.id": settings.query_group, "auto.offset.reset": "earliest"}
     kin = kop.input(
         "in", flow, brokers=settings.brokers, topics=[settings.topic_queries],
-        tail=True, batch_size=settings.source_batch_size, add_config=source_config(settings),
+        tail=True, batch_size=settings.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,
     )
     raw = op.map("raw", kin.oks, from_kafka)
-    results = op.flat_map_batch("answer", raw, processor.process_batch)
+    committer = BackgroundCommitter(settings, settings.query_group, every_s=5.0)
+
+    def answer(records: list[RawRecord]) -> list[Any]:
+        out = processor.process_batch(records)
+        committer.add(
+            (r.topic, r.partition, r.offset) for r in records
+            if r.topic is not None and r.partition is not None and r.offset is not None
+        )
+        return out
+
+    results = op.flat_map_batch("answer", raw, answer)
     b = op.branch("split", results, lambda x: isinstance(x, Reply))
     dead = op.merge("all_dead", b.falses, op.map("consume_err", kin.errs, kafka_error_to_dead))
     kop.output("answers_out", op.map("ans_msg", b.trues, _answer_msg), brokers=settings.brokers,

@@ -473,7 +473,8 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
     report: dict[str, Any] = {"index": make_store(s).stats()}
     try:
         topics = topic_offsets(s, [s.topic_documents], group=s.ingest_group)
-        others = [s.topic_queries, s.topic_answers, s.topic_cache, s.topic_index_events, s.topic_dead_letters]
+        topics.update(topic_offsets(s, [s.topic_queries], group=s.query_group))
+        others = [s.topic_answers, s.topic_cache, s.topic_index_events, s.topic_dead_letters]
         topics.update(topic_offsets(s, others))
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
     except StreamragError as exc:
@@ -493,7 +494,7 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
         out.print(f"kafka: {k['error']}", highlight=False)
     else:
         kt = Table(title=f"kafka {k['bootstrap']}")
-        for c in ("topic", "messages", "ingest lag"):
+        for c in ("topic", "messages", "worker lag"):
             kt.add_column(c)
         for name, info in k["topics"].items():
             kt.add_row(name, str(info.get("messages", "-")), str(info.get("lag", "")))

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     topic_index_events: str = "streamrag.index-events"
     topic_dead_letters: str = "streamrag.dead-letters"
     ingest_group: str = "streamrag-ingest"
+    # the query flow resumes from this group's committed offsets (answered queries are not re-read)
     query_group: str = "streamrag-query"
 
     # Stores

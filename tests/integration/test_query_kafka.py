@@ -106,3 +106,23 @@ def test_cli_ask_via_kafka(env: dict[str, str], workers: Any) -> None:
     assert r.returncode == 0, r.stderr
     a = json.loads(r.stdout)
     assert a["status"] == "ok" and a["citations"][0]["doc_id"] == "vacation"
+
+
+def test_restarted_worker_resumes_after_answered_queries(settings: Settings, workers: Any, start_worker: Any) -> None:
+    """The query flow commits answered offsets to STREAMRAG_QUERY_GROUP: a restart does not
+    re-read (and re-answer) the retained topic."""
+    import time
+
+    ask(settings, query("How many vacation days do employees get?"))
+    time.sleep(11.0)  # committed five to ten seconds after answering
+    workers[1].kill()
+    start_worker("query")
+    qid, body = query("How many vacation days do employees get?")
+    msgs = ask(settings, (qid, body), timeout=150)
+    assert len(msgs[qid]) == 1
+    answers = read_topic(settings, settings.topic_answers, lambda m: False, timeout=3)
+    counts: dict[str, int] = {}
+    for a in answers:
+        if a:
+            counts[a["query_id"]] = counts.get(a["query_id"], 0) + 1
+    assert counts and max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
