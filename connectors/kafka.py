@@ -163,7 +163,7 @@ class BackgroundCommitter:
     resumes after them and re-reads at most the last two intervals (at-least-once). Each commit
     costs the hot path a little CPU on a small machine: keep the interval at seconds."""
 
-    def __init__(self, s: Settings, group: str, every_s: float = 1.0) -> None:
+    def __init__(self, s: Settings, group: str, every_s: float = 5.0) -> None:
         self._inner = OffsetCommitter(s, group)
         self.every_s = every_s
         self._pending: dict[tuple[str, int], int] = {}

@@ -193,18 +193,14 @@ class LanceStore:
         from streamrag.security import doc_key
 
         keys = {doc_key(tenant, d): d for d in set(doc_ids)}
-        states = self.doc_states(keys)
-        return {keys[k]: st.version for k, st in states.items() if not st.deleted and k in keys}
+        return {keys[k]: st.version for k, st in self.doc_states(keys).items() if not st.deleted}
 
     def cites_current(self, tenant: str, cites: Sequence[tuple[str, int]]) -> bool:
         """True when every cited (doc_id, version) is still the document's live version."""
-        from streamrag.security import doc_key
-
         if not cites:
             return True
-        keys = {doc_key(tenant, d): v for d, v in cites}
-        states = self.doc_states(keys)
-        return all(k in states and not states[k].deleted and states[k].version == v for k, v in keys.items())
+        live = self.live_versions(tenant, (d for d, _ in cites))
+        return all(live.get(d) == v for d, v in cites)
 
     def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Document rows (title, version, metadata) for the enrichment stage."""

@@ -35,7 +35,7 @@ def build_flow(settings: Settings, *, processor: QueryProcessor | None = None) -
         tail=True, batch_size=settings.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,
     )
     raw = op.map("raw", kin.oks, from_kafka)
-    committer = BackgroundCommitter(settings, settings.query_group, every_s=5.0)
+    committer = BackgroundCommitter(settings, settings.query_group)
 
     def answer(records: list[RawRecord]) -> list[Any]:
         out = processor.process_batch(records)

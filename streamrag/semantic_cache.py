@@ -414,16 +414,7 @@ class SemanticCache:
             if event:
                 self._note_event(tenant, doc_id, version)
             keys = [k for k in self.by_doc.get((tenant, doc_id), set()) if self.meta[k].cites.get(doc_id, -1) < version]
-            for k in keys:
-                self._forget(k)
-            self.stats.invalidated += len(keys)
-        if keys:
-            if self.redis is not None:
-                self.redis.delete(tenant, keys)
-            if publish and self.publish is not None:
-                for k in keys:
-                    self.publish(f"{tenant}/{k}", None)
-        return keys
+        return self._drop(tenant, keys, publish)
 
     def verify_pending(self, limit: int = 1000) -> int:
         """Check up to ``limit`` unchecked entries (rebuilt from the topic, or written by other
@@ -454,20 +445,21 @@ class SemanticCache:
                         self._verified.add(m.key)
                     else:
                         stale.append(m.key)
-            for k in stale:
-                self._drop(tenant, k)
+            self._drop(tenant, stale)
         return len(metas)
 
-    def _drop(self, tenant: str, key: str) -> None:
-        """Remove one entry here, in Redis and (tombstone) on the topic."""
-        if self._forget(key) is None:
-            return
+    def _drop(self, tenant: str, keys: list[str], publish: bool = True) -> list[str]:
+        """Remove entries here, in Redis and (tombstones) on the topic; returns those removed."""
         with self._lock:
-            self.stats.invalidated += 1
-        if self.redis is not None:
-            self.redis.delete(tenant, [key])
-        if self.publish is not None:
-            self.publish(f"{tenant}/{key}", None)
+            keys = [k for k in keys if self._forget(k) is not None]
+            self.stats.invalidated += len(keys)
+        if keys:
+            if self.redis is not None:
+                self.redis.delete(tenant, keys)
+            if publish and self.publish is not None:
+                for k in keys:
+                    self.publish(f"{tenant}/{k}", None)
+        return keys
 
     def pending(self) -> int:
         return len(self._pending)
