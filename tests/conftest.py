@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from connectors.lancedb_store import LanceStore
-from streamrag.ingest import IngestProcessor, RawRecord
-from streamrag.settings import Settings
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.ingest.processor import IngestProcessor, RawRecord
+from streamrag.core.settings import Settings
 from tests.fakes import HashEmbedder
 
 

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from streamrag.chunking import regex_tokenize
+from streamrag.core.chunking import regex_tokenize
 
 
 class HashEmbedder:

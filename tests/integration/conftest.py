@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka import check_reachable, ensure_topics
-from connectors.lancedb_store import LanceStore
-from streamrag.errors import ServiceUnavailable
-from streamrag.settings import Settings
+from streamrag.connectors.kafka import check_reachable, ensure_topics
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamrag.settings import Settings
+from streamrag.core.settings import Settings
 from tests.integration.conftest import chunk_rows, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_sigkill_and_recovery_lose_nothing(settings: Settings, start_worker: Any
     overrides = {"STREAMRAG_TOPIC_DOCUMENTS": settings.topic_documents + ".r", "STREAMRAG_TENANT": "rec",
                  "STREAMRAG_SOURCE_BATCH_SIZE": "8"}
     s = Settings(**{**settings.model_dump(), "topic_documents": overrides["STREAMRAG_TOPIC_DOCUMENTS"]})
-    from connectors.kafka import ensure_topics
+    from streamrag.connectors.kafka import ensure_topics
 
     ensure_topics(s)
     rdir = str(tmp_path / "recovery")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamrag.settings import Settings
+from streamrag.core.settings import Settings
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
 

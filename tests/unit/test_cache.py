@@ -3,14 +3,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from connectors.lancedb_store import LanceStore
-from connectors.redis_cache import RedisCache
-from schemas.models import Query
-from streamrag.cache_policy import TenantPolicy, normalize
-from streamrag.ingest import IngestProcessor
-from streamrag.query import QueryProcessor
-from streamrag.semantic_cache import SemanticCache, _Matrix
-from streamrag.settings import Settings
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.connectors.redis_cache import RedisCache
+from streamrag.schemas.models import Query
+from streamrag.core.cache.policy import TenantPolicy, normalize
+from streamrag.core.ingest.processor import IngestProcessor
+from streamrag.core.query.processor import QueryProcessor
+from streamrag.core.cache.semantic_cache import SemanticCache, _Matrix
+from streamrag.core.settings import Settings
 from tests.conftest import change, rec
 from tests.fakes import HashEmbedder
 
@@ -208,7 +208,7 @@ def test_rebuild_from_topic_records(n: int, settings: Settings, store: LanceStor
 def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore) -> None:
     from datetime import UTC, datetime
 
-    from streamrag.cache_policy import tenant_policy
+    from streamrag.core.cache.policy import tenant_policy
 
     pol = tenant_policy("acme", TenantPolicy(ttl_s=3600), {"acme": {"ttl_s": 600, "ttl_by_type": {"news": 60}}})
     assert pol.ttl_for([]) == 600 and pol.ttl_for(["news", "memo"]) == 60
@@ -236,7 +236,7 @@ def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore)
     ("X increased Y", "X increases Y", False),
 ])
 def test_polarity_conflict(a: str, b: str, conflict: bool) -> None:
-    from streamrag.cache_policy import polarity_conflict
+    from streamrag.core.cache.policy import polarity_conflict
 
     assert polarity_conflict(a, b) is conflict
 

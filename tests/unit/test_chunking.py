@@ -1,6 +1,6 @@
 import itertools
 
-from streamrag.chunking import chunk_text, regex_tokenize
+from streamrag.core.chunking import chunk_text, regex_tokenize
 
 
 def test_short_text_is_one_chunk() -> None:

@@ -1,9 +1,9 @@
 from typing import Any
 
-from connectors.lancedb_store import LanceStore
-from schemas.models import DeadLetter, IndexEvent
-from streamrag.ingest import IngestProcessor
-from streamrag.settings import Settings
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.schemas.models import DeadLetter, IndexEvent
+from streamrag.core.ingest.processor import IngestProcessor
+from streamrag.core.settings import Settings
 from tests.conftest import change, rec
 from tests.fakes import HashEmbedder
 

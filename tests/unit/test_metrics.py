@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from streamrag.metrics import evaluate
+from streamrag.tools.ir_metrics import evaluate
 
 QRELS = {"q1": {"d1": 1, "d3": 2}, "q2": {"d9": 1}}
 RUN = {

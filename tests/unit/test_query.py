@@ -5,13 +5,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from connectors.lancedb_store import Hit, LanceStore
-from schemas.models import Acl, Answer, DeadLetter, Principal, Query
-from streamrag.ingest import IngestProcessor, RawRecord
-from streamrag.query import QueryProcessor, Reply
-from streamrag.retrieval import fuse, rrf
-from streamrag.security import acl_tokens, principal_may_see, principal_tokens
-from streamrag.settings import Settings
+from streamrag.connectors.lancedb_store import Hit, LanceStore
+from streamrag.schemas.models import Acl, Answer, DeadLetter, Principal, Query
+from streamrag.core.ingest.processor import IngestProcessor, RawRecord
+from streamrag.core.query.processor import QueryProcessor, Reply
+from streamrag.core.retrieval import fuse, rrf
+from streamrag.core.security import acl_tokens, principal_may_see, principal_tokens
+from streamrag.core.settings import Settings
 from tests.conftest import change, rec
 from tests.fakes import HashEmbedder
 

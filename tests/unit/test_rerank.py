@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.lancedb_store import Hit
-from streamrag.errors import ModelLoadError
-from streamrag.rerank import CrossEncoderReranker, make_reranker
-from streamrag.retrieval import Ranked
+from streamrag.connectors.lancedb_store import Hit
+from streamrag.core.errors import ModelLoadError
+from streamrag.core.rerank import CrossEncoderReranker, make_reranker
+from streamrag.core.retrieval import Ranked
 
 
 def tiny_cross_encoder(path: Path) -> Path:

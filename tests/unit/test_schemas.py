@@ -3,8 +3,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from schemas.generate import main as check_schemas
-from schemas.models import DeadLetter, DocumentChange, Query
+from streamrag.schemas.generate import main as check_schemas
+from streamrag.schemas.models import DeadLetter, DocumentChange, Query
 
 
 def test_json_schema_files_match_models() -> None:

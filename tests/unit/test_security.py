@@ -1,7 +1,7 @@
 import pytest
 
-from schemas.models import Acl, Principal
-from streamrag.security import (
+from streamrag.schemas.models import Acl, Principal
+from streamrag.core.security import (
     PUBLIC,
     acl_tokens,
     chunk_id,

@@ -1,7 +1,7 @@
 import pytest
 
-from streamrag.errors import ConfigError
-from streamrag.settings import Settings, load_settings
+from streamrag.core.errors import ConfigError
+from streamrag.core.settings import Settings, load_settings
 
 
 def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,1 +1,0 @@
-"""Adapters to the outside world: Kafka, the LanceDB store, the Redis cache. One adapter per module."""

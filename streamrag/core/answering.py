@@ -1,0 +1,82 @@
+"""Answers without any model download: extractive by default, with numbered citations.
+
+The extractive answerer picks the best-supported sentences from the top chunks (query-term
+overlap weighted by the chunk's rank) and cites their chunks as [1], [2], ... A
+``Generator`` protocol is what an LLM generator (OpenAI-compatible endpoint) plugs into.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streamrag.schemas.models import Citation
+from streamrag.core.retrieval import Ranked
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
+_WORD = re.compile(r"[a-z0-9]+")
+STOP = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "do", "does", "did", "can", "could", "should", "would", "you", "your", "we", "our", "they", "their", "there", "these", "those", "not", "no", "yes", "if", "then", "than", "so", "about", "into", "over", "under"]
+)
+
+
+def terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP and len(w) > 1]
+
+
+@dataclass(frozen=True)
+class Draft:
+    status: str
+    answer: str
+    citations: list[Citation]
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, question: str, ranked: Sequence[Ranked], top_k: int) -> Draft: ...
+
+
+def snippet(text: str, n: int = 240) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+class ExtractiveAnswerer:
+    name = "extractive"
+
+    def __init__(self, max_sentences: int = 3, max_chunks: int = 5) -> None:
+        self.max_sentences = max_sentences
+        self.max_chunks = max_chunks
+
+    def generate(self, question: str, ranked: Sequence[Ranked], top_k: int) -> Draft:
+        top = list(ranked[:top_k])
+        citations = [
+            Citation(
+                doc_id=r.hit.doc_id, version=r.hit.version, chunk_id=r.hit.id, title=r.hit.title,
+                snippet=snippet(r.hit.text), score=round(r.score, 6),
+            )
+            for r in top
+        ]
+        qterms = set(terms(question))
+        cands: list[tuple[float, int, int, str]] = []
+        for ci, r in enumerate(top[: self.max_chunks]):
+            rank_w = 1.0 / (1.0 + 0.35 * ci)
+            for si, sent in enumerate(s.strip() for s in _SENT.split(r.hit.text)):
+                if len(sent) < 20:
+                    continue
+                st = terms(sent)
+                if not st:
+                    continue
+                overlap = len(qterms & set(st))
+                score = rank_w * (overlap + 0.1) / math.sqrt(len(st) + 4)
+                cands.append((score, ci, si, sent))
+        if not cands:
+            return Draft("no_answer", "", citations)
+        best = sorted(cands, key=lambda c: -c[0])[: self.max_sentences]
+        best.sort(key=lambda c: (c[1], c[2]))
+        parts = [f"{' '.join(sent.split())} [{ci + 1}]" for _, ci, _, sent in best]
+        return Draft("ok", " ".join(parts), citations)

@@ -1,0 +1,109 @@
+"""Cache keys and policy (pure): normalisation, ACL scope, options hash, per-tenant thresholds and TTLs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from streamrag.schemas.models import Query
+from streamrag.core.security import principal_tokens
+
+_WS = re.compile(r"\s+")
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def normalize(text: str) -> str:
+    t = unicodedata.normalize("NFKC", text).casefold()
+    return _EDGE.sub("", _WS.sub(" ", t)).strip()
+
+
+def _h(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def scope_of(q: Query) -> str:
+    """The asker's ACL scope: a hash of the principal's tokens (user and roles)."""
+    return _h(principal_tokens(q.principal))
+
+
+def options_hash(q: Query, default_fusion: str, default_alpha: float, default_rerank: str) -> str:
+    o = q.options
+    return _h({
+        "k": q.top_k, "f": q.filters.model_dump(mode="json"), "fusion": o.fusion or default_fusion,
+        "alpha": default_alpha if o.alpha is None else o.alpha, "rerank": o.rerank or default_rerank,
+        "variants": list(o.variants),
+    })
+
+
+def exact_key(tenant: str, normalized: str, scope: str, opts: str) -> str:
+    return _h([tenant, normalized, scope, opts])
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    threshold: float = 0.92
+    ttl_s: float = 3600.0
+    enabled: bool = True
+    # refuse semantic hits between questions that differ in a negation, comparison or number
+    guard: bool = True
+    # document metadata "type" -> TTL; an entry lives as long as the shortest TTL of what it cites
+    ttl_by_type: tuple[tuple[str, float], ...] = ()
+
+    def ttl_for(self, doc_types: list[str]) -> float:
+        by_type = dict(self.ttl_by_type)
+        return min([self.ttl_s, *(by_type[t] for t in doc_types if t in by_type)])
+
+
+def tenant_policy(tenant: str, default: TenantPolicy, overrides: dict[str, dict[str, object]]) -> TenantPolicy:
+    o = overrides.get(tenant)
+    if not o:
+        return default
+    return TenantPolicy(
+        threshold=float(o.get("threshold", default.threshold)),  # type: ignore[arg-type]
+        ttl_s=float(o.get("ttl_s", default.ttl_s)),  # type: ignore[arg-type]
+        enabled=bool(o.get("enabled", default.enabled)),
+        guard=bool(o.get("guard", default.guard)),
+        ttl_by_type=tuple(sorted((str(k), float(v)) for k, v in dict(o.get("ttl_by_type") or {}).items())),  # type: ignore[call-overload]
+    )
+
+
+# -- the polarity guard on semantic hits ---------------------------------------------------------
+# Embeddings put a claim and its opposite close together ("ALDH1 ... better outcomes" vs "... poorer
+# prognosis": cosine 0.97 with all-MiniLM-L6-v2). A semantic hit is refused when the two questions
+# differ in a word that flips or scales the meaning (negation, comparison, direction, effect) or in
+# a number. Words are compared after light stemming, so "causes" / "caused" / "cause" agree.
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_POLARITY_TEXT = """not no never none nor neither without cannot lack absent fail
+    less fewer more most least higher high lower low better best worse worst poorer poor greater great
+    smaller small larger large bigger big shorter longer faster slower earlier later
+    increase decrease reduce raise improve worsen cause delay prevent inhibit promote block induce enhance
+    suppress accelerate impair protect harm benefit activate deactivate upregulate downregulate
+    before after above below under down positive negative always rarely"""
+POLARITY_WORDS = frozenset(_POLARITY_TEXT.split())
+
+
+def _stem(word: str) -> str:
+    w = word.removesuffix("'s")
+    if w.endswith("n't"):
+        return "not"
+    for suffix in ("ing", "ed", "es", "s"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    return w.removesuffix("e") if len(w) > 3 else w
+
+
+POLARITY_STEMS = frozenset(_stem(w) for w in POLARITY_WORDS)
+
+
+def stems(text: str) -> set[str]:
+    return {_stem(t) for t in _TOKEN.findall(normalize(text))}
+
+
+def polarity_conflict(asked: str, cached: str) -> bool:
+    """True when the questions differ in a polarity word or a number (see POLARITY_STEMS)."""
+    diff = stems(asked) ^ stems(cached)
+    return any(t in POLARITY_STEMS or any(ch.isdigit() for ch in t) for t in diff)

@@ -1,0 +1,91 @@
+"""Keys, ACL tokens and filter literals.
+
+Nothing a user sends is ever written into a LanceDB filter string. Tenants match a strict
+pattern; doc keys, ACL entries and metadata values are hashed into hex tokens that the
+store filters on with ``array_has_any``. A document with no ACL (no users, no roles) is
+visible to every principal of its tenant: it carries the token ``*``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+
+from streamrag.schemas.models import Acl, Principal
+
+PUBLIC = "*"
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_:*.=-]{1,80}$")
+
+
+def _h(*parts: str, n: int = 32) -> str:
+    m = hashlib.sha256()
+    for p in parts:
+        m.update(p.encode("utf-8"))
+        m.update(b"\x00")
+    return m.hexdigest()[:n]
+
+
+def doc_key(tenant: str, doc_id: str) -> str:
+    return _h("doc", tenant, doc_id)
+
+
+def chunk_id(tenant: str, doc_id: str, chunk_no: int) -> str:
+    return f"{doc_key(tenant, doc_id)}:{chunk_no:05d}"
+
+
+def content_hash(title: str, text: str, metadata: dict[str, object], acl: Acl) -> str:
+    blob = json.dumps(
+        {"t": title, "x": text, "m": metadata, "a": [sorted(acl.users), sorted(acl.roles)]},
+        sort_keys=True,
+        default=str,
+    )
+    return _h(blob)
+
+
+def acl_tokens(acl: Acl) -> list[str]:
+    if not acl.users and not acl.roles:
+        return [PUBLIC]
+    return sorted({f"u:{_h('user', u, n=24)}" for u in acl.users} | {f"r:{_h('role', r, n=24)}" for r in acl.roles})
+
+
+def principal_tokens(principal: Principal) -> list[str]:
+    toks = {PUBLIC}
+    if principal.user:
+        toks.add(f"u:{_h('user', principal.user, n=24)}")
+    toks |= {f"r:{_h('role', r, n=24)}" for r in principal.roles}
+    return sorted(toks)
+
+
+def principal_may_see(principal_toks: Iterable[str], doc_toks: Iterable[str]) -> bool:
+    return bool(set(principal_toks) & set(doc_toks))
+
+
+def meta_token(key: str, value: object) -> str:
+    return f"m:{_h('meta', key, json.dumps(value, sort_keys=True, default=str), n=24)}"
+
+
+def meta_tokens(metadata: dict[str, object]) -> list[str]:
+    return sorted(meta_token(k, v) for k, v in metadata.items())
+
+
+def tenant_literal(tenant: str) -> str:
+    """A quoted SQL literal for a tenant, refusing anything outside the tenant pattern."""
+    if not _TENANT_RE.match(tenant):
+        raise ValueError(f"invalid tenant {tenant!r}")
+    return f"'{tenant}'"
+
+
+def token_list_literal(tokens: Iterable[str]) -> str:
+    """A SQL list literal of generated tokens (hex, prefixes); refuses anything else."""
+    toks = list(tokens)
+    for t in toks:
+        if not _TOKEN_RE.match(t):
+            raise ValueError(f"refusing to put {t!r} in a filter")
+    return "[" + ", ".join(f"'{t}'" for t in toks) + "]"
+
+
+def in_list_literal(tokens: Iterable[str]) -> str:
+    return "(" + token_list_literal(tokens)[1:-1] + ")"

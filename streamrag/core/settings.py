@@ -1,0 +1,115 @@
+"""One frozen settings object, read once at the entry point and passed down.
+
+Every field can be set with an environment variable prefixed ``STREAMRAG_``
+(for example ``STREAMRAG_KAFKA_BOOTSTRAP``) or in a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamrag.core.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMRAG_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = Field(2, ge=1, le=1024)
+    kafka_timeout_s: float = Field(10.0, gt=0)
+    kafka_stats_interval_ms: int = Field(0, ge=0)
+    topic_documents: str = "streamrag.documents"
+    topic_queries: str = "streamrag.queries"
+    topic_answers: str = "streamrag.answers"
+    topic_cache: str = "streamrag.cache"
+    topic_index_events: str = "streamrag.index-events"
+    topic_dead_letters: str = "streamrag.dead-letters"
+    ingest_group: str = "streamrag-ingest"
+    # the query flow resumes from this group's committed offsets (answered queries are not re-read)
+    query_group: str = "streamrag-query"
+
+    # Stores
+    lancedb_uri: str = ".local/lancedb"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Embedding
+    embedding_model: str = "all-MiniLM-L6-v2"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    torch_threads: int = Field(0, ge=0, le=1024)
+    source_batch_size: int = Field(256, ge=1, le=100_000)
+
+    # Chunking (in model tokens)
+    chunk_size: int = Field(200, ge=16, le=8192)
+    chunk_overlap: int = Field(32, ge=0)
+    max_doc_chars: int = Field(500_000, ge=1)
+
+    # Indexing
+    ann_index_min_rows: int = Field(5_000, ge=256)
+    ann_nprobes: int = Field(32, ge=1)
+    fts_rebuild_every_s: float = Field(0.0, ge=0)
+    optimize_every_s: float = Field(120.0, ge=0)
+
+    # Retrieval and answering
+    top_k: int = Field(5, ge=1, le=100)
+    overfetch: int = Field(4, ge=1, le=50)
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
+    rerank: Literal["none", "cross-encoder", "mmr"] = "none"
+    rerank_model: str = ""
+    query_max_age_s: float = Field(300.0, gt=0)
+
+    # Semantic cache
+    cache_enabled: bool = True
+    cache_threshold: float = Field(0.92, gt=0.0, le=1.0)
+    # refuse semantic hits between questions differing in a negation / comparison / number word
+    cache_polarity_guard: bool = True
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    cache_tenants: dict[str, dict[str, float | bool | dict[str, float]]] = Field(default_factory=dict)
+    cache_lru_size: int = Field(10_000, ge=0)
+    # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
+    cache_redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
+
+    # Worker
+    recovery_dir: str = ""
+    snapshot_interval_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+    @cached_property
+    def brokers(self) -> list[str]:
+        return [b.strip() for b in self.kafka_bootstrap.split(",") if b.strip()]
+
+    @property
+    def lancedb_is_local(self) -> bool:
+        return "://" not in self.lancedb_uri
+
+    def lancedb_path(self) -> str:
+        """The URI to hand LanceDB: local folders are made absolute, object-store URIs pass through."""
+        if self.lancedb_is_local:
+            return str(Path(self.lancedb_uri).expanduser().resolve())
+        return self.lancedb_uri
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; raise ConfigError with one readable line on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        env = f"STREAMRAG_{field.upper()}" if field != "settings" else "settings"
+        raise ConfigError(f"invalid {env}: {first.get('msg')}") from exc
