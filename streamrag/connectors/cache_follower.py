@@ -1,44 +1,94 @@
 """Follow the compacted cache topic (rebuild at start, then tail) and the index-events topic
-(invalidate within a second) in a background thread of every query worker process."""
+(invalidate within a second) in a supervised background thread of every query worker process.
+
+Supervision: if the thread dies, the cache stops serving at once (lookups miss, answers keep
+flowing uncached), ``state`` says so (``streamrag status`` shows it), and the thread is started
+again after a pause. A restart cannot know which index events it missed, so every entry becomes
+unverified and is checked against the index in bulk before the cache serves again.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
-import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from streamrag.connectors.kafka import client_config
-from streamrag.schemas.models import CacheEntry
-from streamrag.core.errors import ServiceUnavailable
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from pydantic import ValidationError
+
+from streamrag.connectors.kafka_admin import client_config
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
+from streamrag.schemas.models import CacheEntry, IndexEvent
 
 log = logging.getLogger(__name__)
+StatsSink = Callable[[dict[str, Any]], None]
 
 
 class CacheFollower:
-    def __init__(self, s: Settings, cache: SemanticCache) -> None:
+    def __init__(self, s: Settings, cache: SemanticCache, publish_stats: StatsSink | None = None,
+                 restart_after_s: float = 2.0, report_every_s: float = 10.0) -> None:
         self.s = s
         self.cache = cache
+        self.publish_stats = publish_stats
+        self.restart_after_s = restart_after_s
+        self.report_every_s = report_every_s
+        self.state = "starting"
+        self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.rebuilt = 0
-        self.report_every_s = 10.0
 
-    def _consumer(self) -> Any:
-        from confluent_kafka import Consumer
-
-        return Consumer(client_config(self.s, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
-
+    # -- start and supervise --------------------------------------------------------------------
     def start(self, rebuild_timeout_s: float = 60.0) -> None:
         """Rebuild the in-process index from the cache topic, then follow both topics."""
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        c = self._consumer(rebuild=True, rebuild_timeout_s=rebuild_timeout_s)
+        self.state = "following"
+        self._thread = threading.Thread(target=self._supervise, args=(c,), name="cache-follower", daemon=True)
+        self._thread.start()
 
-        c = self._consumer()
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _supervise(self, c: Consumer) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow(c)
+                return
+            except Exception:  # the follower must never die silently: stop serving, restart
+                log.exception("cache follower died; cache hits are off until it is back")
+                self.cache.serving = False
+                self.state = "restarting"
+                self.restarts += 1
+                self._report()
+                self._close(c)
+            while not self._stop.wait(self.restart_after_s):
+                try:
+                    c = self._consumer(rebuild=False)
+                    self.cache.tracker.verified.clear()  # events may have been missed: check all
+                    self.cache.tracker.pending.update(self.cache.index.meta)
+                    while self.cache.pending() and not self._stop.is_set():
+                        self.cache.verify_pending(limit=5000)
+                    self.cache.serving = True
+                    self.state = "following"
+                    log.info("cache follower restarted (%d restarts)", self.restarts)
+                    break
+                except Exception:  # Kafka or the index still unavailable: try again later
+                    log.warning("cache follower restart failed; retrying", exc_info=True)
+
+    @staticmethod
+    def _close(c: Consumer) -> None:
+        with contextlib.suppress(RuntimeError):  # already closed
+            c.close()
+
+    # -- the consumer -----------------------------------------------------------------------------
+    def _consumer(self, rebuild: bool, rebuild_timeout_s: float = 60.0) -> Consumer:
+        c = Consumer(client_config(self.s, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
         md = c.list_topics(timeout=self.s.kafka_timeout_s)
         cache_t, ev_t = self.s.topic_cache, self.s.topic_index_events
         if cache_t not in md.topics or ev_t not in md.topics:
@@ -49,23 +99,23 @@ class CacheFollower:
         for p in md.topics[cache_t].partitions:
             lo, hi = c.get_watermark_offsets(TopicPartition(cache_t, p), timeout=self.s.kafka_timeout_s)
             ends[p], pos[p] = hi, lo
-            assign.append(TopicPartition(cache_t, p, OFFSET_BEGINNING))
+            assign.append(TopicPartition(cache_t, p, OFFSET_BEGINNING if rebuild else hi))
         for p in md.topics[ev_t].partitions:
             _, hi = c.get_watermark_offsets(TopicPartition(ev_t, p), timeout=self.s.kafka_timeout_s)
             assign.append(TopicPartition(ev_t, p, hi))
         c.assign(assign)
-        # Rebuild: read the cache topic up to the end offsets seen at start.
-        deadline = time.monotonic() + rebuild_timeout_s
-        while any(pos[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.2):
-                self._handle(m)
-                if m.error() is None and m.topic() == cache_t:
-                    pos[m.partition()] = m.offset() + 1
-        log.info("semantic cache rebuilt from %s: %d entries", cache_t, self.cache.size())
-        self._thread = threading.Thread(target=self._run, args=(c,), name="cache-follower", daemon=True)
-        self._thread.start()
+        if rebuild:  # read the cache topic up to the end offsets seen at start
+            deadline = time.monotonic() + rebuild_timeout_s
+            while any(pos[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+                for m in c.consume(1000, 0.2):
+                    self._handle(m)
+                    part, off = m.partition(), m.offset()
+                    if m.error() is None and m.topic() == cache_t and part is not None and off is not None:
+                        pos[part] = off + 1
+            log.info("semantic cache rebuilt from %s: %d entries", cache_t, self.cache.size())
+        return c
 
-    def _run(self, c: Any) -> None:
+    def _follow(self, c: Consumer) -> None:
         last_report = 0.0
         try:
             while not self._stop.is_set():
@@ -75,36 +125,30 @@ class CacheFollower:
                     self.cache.verify_pending()
                 if time.monotonic() - last_report >= self.report_every_s:
                     last_report = time.monotonic()
-                    self.report()
-        except Exception:  # pragma: no cover - keep the worker answering without the follower
-            log.exception("cache follower stopped")
+                    self._report()
         finally:
-            c.close()
+            self._close(c)
 
-    def _handle(self, m: Any) -> None:
+    def _handle(self, m: Message) -> None:
         if m.error() is not None:
             return
+        value = m.value()
         try:
             if m.topic() == self.s.topic_cache:
-                key = m.key().decode() if m.key() else None
-                entry = CacheEntry.model_validate_json(m.value()) if m.value() else None
-                self.cache.apply_topic_record(entry, key)
-                self.rebuilt += 1
-            elif m.value():
-                ev = json.loads(m.value())
-                if ev.get("status") in ("indexed", "deleted"):
-                    self.cache.invalidate(ev["tenant"], ev["doc_id"], int(ev["version"]))
-        except Exception as exc:
+                raw_key = m.key()
+                key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+                self.cache.apply_topic_record(CacheEntry.model_validate_json(value) if value else None, key)
+            elif value:
+                ev = IndexEvent.model_validate_json(value)
+                if ev.status in ("indexed", "deleted"):
+                    self.cache.invalidate(ev.tenant, ev.doc_id, ev.version)
+        except (ValidationError, UnicodeDecodeError) as exc:
             log.warning("ignoring unreadable record on %s: %s", m.topic(), exc)
 
-    def report(self) -> None:
-        """Hit rates and lookup latency: logged, and published to Redis for ``streamrag status``."""
-        stats = {**self.cache.stats.as_dict(), "entries": self.cache.size(), "at": time.time()}
+    def _report(self) -> None:
+        """Hit rates, lookup latency and follower state: logged, and handed to ``publish_stats``."""
+        stats = {**self.cache.stats.as_dict(), "entries": self.cache.size(), "follower": self.state,
+                 "follower_restarts": self.restarts, "serving": self.cache.serving, "at": time.time()}
         log.info("cache stats: %s", stats)
-        r = self.cache.redis
-        if r is not None:
-            key = f"streamrag:stats:cache:{socket.gethostname()}:{os.getpid()}"
-            r._call(lambda cl: cl.set(key, json.dumps(stats), ex=int(self.report_every_s * 3) + 1), None)
-
-    def stop(self) -> None:
-        self._stop.set()
+        if self.publish_stats is not None:
+            self.publish_stats(stats)

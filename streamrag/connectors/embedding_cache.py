@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrag.connectors.sentence_embedder import Embedder
+from streamrag.core.ports import Embedder
 
 
 class CachingEmbedder:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from streamrag.core.errors import StreamragError
-from streamrag.core.ingest.processor import RawRecord
+from streamrag.core.records import RawRecord
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 SUFFIXES = TEXT_SUFFIXES | {".jsonl"}

@@ -8,93 +8,23 @@ Filters are built only from validated tenants and generated hex tokens (see secu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import lancedb
 import pyarrow as pa
 
+from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.security import in_list_literal, tenant_literal, token_list_literal
+from streamrag.core.ports import DocState, DocWrite, Hit
+from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 log = logging.getLogger(__name__)
-
-CHUNKS = "chunks"
-DOCS = "docs"
-
-
-def chunk_schema(dim: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("doc_key", pa.string(), nullable=False),
-            pa.field("tenant", pa.string(), nullable=False),
-            pa.field("doc_id", pa.string(), nullable=False),
-            pa.field("chunk_no", pa.int32(), nullable=False),
-            pa.field("version", pa.int64(), nullable=False),
-            pa.field("content_hash", pa.string()),
-            pa.field("title", pa.string()),
-            pa.field("text", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dim)),
-            pa.field("acl", pa.list_(pa.string())),
-            pa.field("meta", pa.list_(pa.string())),
-            pa.field("updated_ms", pa.int64()),
-        ]
-    )
-
-
-DOC_SCHEMA = pa.schema(
-    [
-        pa.field("doc_key", pa.string(), nullable=False),
-        pa.field("tenant", pa.string(), nullable=False),
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("version", pa.int64(), nullable=False),
-        pa.field("deleted", pa.bool_()),
-        pa.field("content_hash", pa.string()),
-        pa.field("title", pa.string()),
-        pa.field("chunk_count", pa.int32()),
-        pa.field("metadata_json", pa.string()),
-        pa.field("updated_ms", pa.int64()),
-        pa.field("indexed_ms", pa.int64()),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DocState:
-    doc_key: str
-    version: int
-    deleted: bool
-    content_hash: str
-
-
-@dataclass(slots=True)
-class DocWrite:
-    """One document's new state: its full chunk rows (empty for a delete) and its doc row."""
-
-    doc_key: str
-    doc_row: dict[str, Any]
-    chunk_rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    id: str
-    doc_key: str
-    doc_id: str
-    chunk_no: int
-    version: int
-    title: str
-    text: str
-    score: float
-    acl: tuple[str, ...] = ()
-
 
 class LanceStore:
     """Embedded LanceDB (a folder, ``memory://``, or an object-store URI)."""
@@ -103,9 +33,9 @@ class LanceStore:
         self,
         uri: str,
         *,
-        ann_index_min_rows: int = 100_000,
-        fts_rebuild_every_s: float = 30.0,
-        optimize_every_s: float = 300.0,
+        ann_index_min_rows: int = 5_000,
+        fts_rebuild_every_s: float = 0.0,
+        optimize_every_s: float = 120.0,
         read_consistency_s: float | None = 0.0,
         nprobes: int = 32,
     ) -> None:
@@ -119,17 +49,16 @@ class LanceStore:
         self._lock = threading.RLock()
         self._last_fts = 0.0
         self._last_optimize = time.monotonic()
-        self._fts_dirty = False
+        self._fts_version = -1  # chunks table version the FTS index was last built at
         self._has_fts_index = False
         self._scalar_built = False
         self.nprobes = nprobes
+        self.maintenance_failures = 0
 
     # -- connection -------------------------------------------------------------------------
     @property
     def db(self) -> Any:
         if self._db is None:
-            import lancedb
-
             try:
                 interval = None if self.read_consistency_s is None else timedelta(seconds=self.read_consistency_s)
                 self._db = lancedb.connect(self.uri, read_consistency_interval=interval)
@@ -161,12 +90,6 @@ class LanceStore:
                 self._tables[name] = t
             return t
 
-    def refresh(self) -> None:
-        """Pick up commits made by other processes (readers call this before searching)."""
-        for t in list(self._tables.values()):
-            with contextlib.suppress(Exception):
-                t.checkout_latest()
-
     # -- document state ---------------------------------------------------------------------
     def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
         keys = sorted(set(doc_keys))
@@ -190,8 +113,6 @@ class LanceStore:
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
         """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""
-        from streamrag.core.security import doc_key
-
         keys = {doc_key(tenant, d): d for d in set(doc_ids)}
         return {keys[k]: st.version for k, st in self.doc_states(keys).items() if not st.deleted}
 
@@ -237,7 +158,6 @@ class LanceStore:
             docs = self._ensure(DOCS, DOC_SCHEMA)
             doc_data = pa.Table.from_pylist([w.doc_row for w in writes], schema=DOC_SCHEMA)
             docs.merge_insert("doc_key").when_matched_update_all().when_not_matched_insert_all().execute(doc_data)
-            self._fts_dirty = True
 
     # -- indexes and housekeeping -----------------------------------------------------------
     def maintain(self, force: bool = False) -> None:
@@ -248,7 +168,8 @@ class LanceStore:
         """
         try:
             self._maintain(force)
-        except Exception as exc:
+        except Exception as exc:  # retried on the next call; counted for status and metrics
+            self.maintenance_failures += 1
             log.warning("index maintenance deferred: %s", str(exc).splitlines()[0][:200])
 
     def _maintain(self, force: bool) -> None:
@@ -262,7 +183,7 @@ class LanceStore:
             if not self._scalar_built:
                 self.build_scalar_indexes()
             if force or not self._fts_built(t) or (
-                self.fts_rebuild_every_s > 0 and self._fts_dirty and now - self._last_fts >= self.fts_rebuild_every_s
+                self.fts_rebuild_every_s > 0 and t.version != self._fts_version and now - self._last_fts >= self.fts_rebuild_every_s
             ):
                 self.build_fts()
             if force or now - self._last_optimize >= self.optimize_every_s:
@@ -301,7 +222,7 @@ class LanceStore:
         t.create_fts_index("text", replace=True, with_position=False, stem=True, remove_stop_words=True)
         self._has_fts_index = True
         self._last_fts = time.monotonic()
-        self._fts_dirty = False
+        self._fts_version = t.version
 
     def optimize(self) -> None:
         """Compact fragments, fold new rows into indexes, drop old versions; build ANN past a size."""
@@ -326,14 +247,6 @@ class LanceStore:
         self._last_optimize = time.monotonic()
 
     # -- reads ------------------------------------------------------------------------------
-    @staticmethod
-    def scope_filter(
-        tenant: str, principal_tokens: Sequence[str], extra: Sequence[str] = ()
-    ) -> str:
-        parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(principal_tokens)})"]
-        parts.extend(extra)
-        return " AND ".join(parts)
-
     _COLS = ["id", "doc_key", "doc_id", "chunk_no", "version", "title", "text", "acl"]
 
     def _hits(self, rows: list[dict[str, Any]], score_of: Any) -> list[Hit]:
@@ -345,7 +258,7 @@ class LanceStore:
             for r in rows
         ]
 
-    def vector_search(self, vector: Sequence[float], where: str, limit: int, with_vectors: bool = False) -> list[Hit]:
+    def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]:
         t = self.table(CHUNKS)
         if t is None:
             return []
@@ -354,14 +267,10 @@ class LanceStore:
             .distance_type("cosine")
             .nprobes(self.nprobes)
             .where(where, prefilter=True)
-            .select([*self._COLS, "_distance", *(["vector"] if with_vectors else [])])
+            .select([*self._COLS, "_distance"])
             .limit(limit)
         )
-        rows = q.to_arrow().to_pylist()
-        hits = self._hits(rows, lambda r: 1.0 - r["_distance"])
-        if with_vectors:
-            self.last_vectors = {r["id"]: r["vector"] for r in rows}
-        return hits
+        return self._hits(q.to_arrow().to_pylist(), lambda r: 1.0 - r["_distance"])
 
     def text_search(self, text: str, where: str, limit: int) -> list[Hit]:
         t = self.table(CHUNKS)

@@ -6,13 +6,17 @@ counted and logged at most once per interval, and calls resume when Redis answer
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from typing import Any
 
+import redis
+
 log = logging.getLogger(__name__)
 PREFIX = "streamrag:cache:"
+STATS_PREFIX = "streamrag:stats:cache:"
 
 
 class RedisCache:
@@ -34,8 +38,6 @@ class RedisCache:
     @property
     def client(self) -> Any:
         if self._r is None:
-            import redis
-
             self._r = redis.Redis.from_url(
                 self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, health_check_interval=10
             )
@@ -49,7 +51,7 @@ class RedisCache:
             return default
         try:
             return fn(self.client)
-        except Exception as exc:
+        except (redis.RedisError, OSError) as exc:
             with self._lock:
                 self.errors += 1
                 self._down_until = time.monotonic() + self.retry_after_s
@@ -73,3 +75,19 @@ class RedisCache:
     def delete(self, tenant: str, keys: list[str]) -> None:
         if keys:
             self._call(lambda r: r.delete(*[self.key(tenant, k) for k in keys]), 0)
+
+    # -- per-worker cache statistics, for ``streamrag status`` ----------------------------------
+    def put_stats(self, worker: str, stats: dict[str, Any], ttl_s: int) -> None:
+        self._call(lambda r: r.set(f"{STATS_PREFIX}{worker}", json.dumps(stats), ex=ttl_s), None)
+
+    def all_stats(self) -> dict[str, Any] | None:
+        """worker -> its last statistics; None when Redis does not answer."""
+        keys = self._call(lambda r: list(r.scan_iter(f"{STATS_PREFIX}*", count=100)), None)
+        if keys is None:
+            return None
+        out: dict[str, Any] = {}
+        for k in keys:
+            raw = self._call(lambda r, k=k: r.get(k), None)
+            if raw:
+                out[k.decode().removeprefix(STATS_PREFIX)] = json.loads(raw)
+        return out

@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from streamrag.core.chunking import regex_tokenize
 from streamrag.core.errors import ModelLoadError
 from streamrag.core.lazy import Lazy
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
-
-
-class Embedder(Protocol):
-    name: str
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(self, texts: list[str]) -> np.ndarray: ...
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
 
 
 def resolve_model_path(name: str) -> str:
@@ -128,8 +118,6 @@ class SentenceTransformerEmbedder:
             self._tokenizer = getattr(tok, "_tokenizer", None) or getattr(tok, "backend_tokenizer", None)
         fast = self._tokenizer
         if fast is None:  # pragma: no cover - slow tokenizers only
-            from streamrag.core.chunking import regex_tokenize
-
             return regex_tokenize(text)
         fast.no_truncation()
         enc = fast.encode(text, add_special_tokens=False)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamrag.schemas.models import Citation
 from streamrag.core.retrieval import Ranked
+from streamrag.schemas.models import Citation
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
 _WORD = re.compile(r"[a-z0-9]+")

@@ -15,3 +15,7 @@ class ServiceUnavailable(StreamragError):
 
 class ModelLoadError(StreamragError):
     """The embedding or rerank model could not be loaded."""
+
+
+class TemporaryFailure(StreamragError):
+    """A temporary failure outlasted its retry budget: the worker stops without moving its offsets."""

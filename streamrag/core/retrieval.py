@@ -7,15 +7,16 @@ scales) or a weighted sum of min-max normalised scores with ``alpha`` (1 = dense
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from streamrag.connectors.lancedb_store import Hit, LanceStore
+from streamrag.core.ports import Hit, IndexReader
+from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
 from streamrag.schemas.models import Query, QueryFilters
-from streamrag.core.security import meta_token, principal_tokens, token_list_literal
 
 RRF_K = 60
 Fusion = Literal["rrf", "weighted", "dense", "bm25"]
@@ -58,8 +59,15 @@ def _utc(d: datetime) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
+def scope_filter(tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> str:
+    """The prefilter of every search: the tenant, the principal's ACL tokens, validated filters."""
+    parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(principal_toks)})"]
+    parts.extend(extra)
+    return " AND ".join(parts)
+
+
 def scope_for(q: Query) -> str:
-    return LanceStore.scope_filter(q.tenant, principal_tokens(q.principal), filter_clauses(q.filters))
+    return scope_filter(q.tenant, principal_tokens(q.principal), filter_clauses(q.filters))
 
 
 def rrf(lists: Sequence[Sequence[Hit]], k: int = RRF_K, weights: Sequence[float] | None = None) -> dict[str, float]:
@@ -117,7 +125,7 @@ def fuse(
 
 
 class Retriever:
-    def __init__(self, store: LanceStore, overfetch: int = 4, min_candidates: int = 20) -> None:
+    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 20) -> None:
         self.store = store
         self.overfetch = overfetch
         self.min_candidates = min_candidates
@@ -133,8 +141,6 @@ class Retriever:
         k: int | None = None,
     ) -> RetrievalResult:
         """vectors/texts: the query and its variants (same order). Every search runs restricted in the store."""
-        import time
-
         where = scope_for(q)
         n = max((k or q.top_k) * self.overfetch, self.min_candidates) if k is None or k <= q.top_k else k
         t0 = time.perf_counter()

@@ -20,6 +20,10 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_:*.=-]{1,80}$")
 
 
+def valid_tenant(tenant: str) -> bool:
+    return bool(_TENANT_RE.match(tenant))
+
+
 def _h(*parts: str, n: int = 32) -> str:
     m = hashlib.sha256()
     for p in parts:

@@ -6,14 +6,27 @@ Every field can be set with an environment variable prefixed ``STREAMRAG_``
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamrag.core.errors import ConfigError
+
+
+class CacheTenantSettings(BaseModel):
+    """One tenant's cache overrides in STREAMRAG_CACHE_TENANTS; unset fields keep the defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    ttl_s: float | None = Field(None, gt=0)
+    enabled: bool | None = None
+    guard: bool | None = None
+    # document metadata "type" -> TTL; an entry lives as long as the shortest TTL of what it cites
+    ttl_by_type: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -54,14 +67,16 @@ class Settings(BaseSettings):
 
     # Indexing
     ann_index_min_rows: int = Field(5_000, ge=256)
+    # "thread": the ingest worker maintains indexes in a thread of its own; "off": run
+    # `streamrag worker maintain` (or nothing) instead
+    maintenance: Literal["thread", "off"] = "thread"
     ann_nprobes: int = Field(32, ge=1)
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
 
     # Retrieval and answering
-    top_k: int = Field(5, ge=1, le=100)
     overfetch: int = Field(4, ge=1, le=50)
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["rrf", "weighted", "dense", "bm25"] = "rrf"
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
     rerank: Literal["none", "cross-encoder", "mmr"] = "none"
@@ -74,10 +89,13 @@ class Settings(BaseSettings):
     # refuse semantic hits between questions differing in a negation / comparison / number word
     cache_polarity_guard: bool = True
     cache_ttl_s: float = Field(3600.0, gt=0)
-    cache_tenants: dict[str, dict[str, float | bool | dict[str, float]]] = Field(default_factory=dict)
+    cache_tenants: dict[str, CacheTenantSettings] = Field(default_factory=dict)
     cache_lru_size: int = Field(10_000, ge=0)
     # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
     cache_redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
+
+    # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
+    retry_max_s: float = Field(60.0, gt=0)
 
     # Worker
     recovery_dir: str = ""
@@ -113,3 +131,17 @@ def load_settings(**overrides: object) -> Settings:
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         env = f"STREAMRAG_{field.upper()}" if field != "settings" else "settings"
         raise ConfigError(f"invalid {env}: {first.get('msg')}") from exc
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    """The environment that reproduces ``s`` in another process (workers started by tools and tests)."""
+    env: dict[str, str] = {}
+    for name, value in s.model_dump(mode="json").items():
+        if isinstance(value, dict | list):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"STREAMRAG_{name.upper()}"] = text
+    return env

@@ -1,14 +1,13 @@
-"""Small wiring helpers shared by the flows."""
+"""Small wiring helpers shared by the flows: Kafka messages in, dead letters of consume errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
-from pydantic import BaseModel
+from bytewax.connectors.kafka import KafkaSourceMessage
 
+from streamrag.core.records import RawRecord
 from streamrag.schemas.models import DeadLetter
-from streamrag.core.ingest.processor import RawRecord
 
 
 def from_kafka(msg: KafkaSourceMessage[Any, Any]) -> RawRecord:
@@ -23,18 +22,3 @@ def kafka_error_to_dead(err: Any) -> DeadLetter:
     return DeadLetter.make(
         stage="consume", error=str(err.err), value=getattr(msg, "value", None), key=getattr(msg, "key", None)
     )
-
-
-def to_sink(key: str | None, model: BaseModel) -> KafkaSinkMessage[bytes | None, bytes]:
-    return KafkaSinkMessage(
-        key=None if key is None else key.encode("utf-8"), value=model.model_dump_json().encode("utf-8")
-    )
-
-
-def dead_to_sink(d: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]:
-    key = None
-    if d.original_key_b64:
-        import base64
-
-        key = base64.b64decode(d.original_key_b64)
-    return KafkaSinkMessage(key=key, value=d.model_dump_json().encode("utf-8"))

@@ -1,17 +1,32 @@
-"""Factories for the heavy clients, built from settings. Each worker process builds its own."""
+"""Factories that wire adapters to the core from settings. Each worker process builds its own."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
+from confluent_kafka import KafkaException
+
+from streamrag.connectors.cache_follower import CacheFollower
+from streamrag.connectors.cross_encoder import CrossEncoderReranker
+from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.connectors.redis_cache import RedisCache
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
+from streamrag.core.cache.policy import TenantPolicy
+from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.ports import Embedder
+from streamrag.core.query.processor import QueryProcessor
+from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
+from streamrag.schemas.models import CacheEntry
 
-if TYPE_CHECKING:
-    from streamrag.core.query.processor import QueryProcessor
-    from streamrag.core.cache.semantic_cache import SemanticCache
+log = logging.getLogger(__name__)
 
 
 def make_store(s: Settings) -> LanceStore:
@@ -34,41 +49,68 @@ def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
     return make_embedder(s.embedding_model, s.device, s.batch_size, s.torch_threads)
 
 
-def make_query_processor(s: Settings, with_cache: bool = False) -> QueryProcessor:
-    from streamrag.core.query.processor import QueryProcessor
+def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
+    return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s))
 
-    store = make_store(s)
+
+class Rerankers:
+    """Rerankers by kind, built on first use (the cross-encoder loads its model lazily)."""
+
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        self._made: dict[str, Reranker] = {}
+
+    def __call__(self, kind: str) -> Reranker:
+        r = self._made.get(kind)
+        if r is None:
+            if kind == "cross-encoder":
+                r = CrossEncoderReranker(self.s.rerank_model, self.s.device)
+            elif kind == "mmr":
+                r = MMRReranker()
+            else:
+                r = NoRerank()
+            self._made[kind] = r
+        return r
+
+
+def make_query_processor(
+    s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None
+) -> QueryProcessor:
+    store = store or make_store(s)
     cache = make_cache(s, store) if with_cache and s.cache_enabled else None
-    return QueryProcessor(s, store, embedder_for(s), cache=cache)
+    return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), cache=cache)
 
 
 def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
-    """The semantic cache of a query worker: Redis payloads, cache-topic publishing, store checks."""
-    from streamrag.connectors.kafka import JsonProducer
-    from streamrag.connectors.redis_cache import RedisCache
-    from streamrag.schemas.models import CacheEntry
-    from streamrag.core.cache.policy import TenantPolicy
-    from streamrag.core.cache.semantic_cache import SemanticCache
-
+    """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks."""
     producer = JsonProducer(s)
 
     def publish(key: str, entry: CacheEntry | None) -> None:
         try:
             producer.send(s.topic_cache, key, None if entry is None else entry.model_dump_json())
-        except Exception as exc:  # the cache must never fail a query
-            import logging
-
-            logging.getLogger(__name__).warning("cache topic publish failed: %s", exc)
+        except (KafkaException, BufferError, ServiceUnavailable) as exc:  # the cache must never fail a query
+            log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
         RedisCache(s.redis_url, prefix=s.cache_redis_prefix),
-        default_policy=TenantPolicy(
-            threshold=s.cache_threshold, ttl_s=s.cache_ttl_s, guard=s.cache_polarity_guard
-        ),
-        tenant_overrides=dict(s.cache_tenants),  # type: ignore[arg-type]
+        default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s, guard=s.cache_polarity_guard),
+        tenant_overrides=s.cache_tenants,
         lru_size=s.cache_lru_size,
         defaults=(s.fusion, s.alpha, s.rerank),
         publish=publish,
         is_current=store.cites_current,
         live_versions=store.live_versions,
     )
+
+
+def make_cache_follower(s: Settings, cache: SemanticCache) -> CacheFollower:
+    """The follower, publishing this worker's cache statistics to Redis for ``streamrag status``."""
+    redis = RedisCache(s.redis_url, prefix=s.cache_redis_prefix)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    follower: CacheFollower
+
+    def publish_stats(stats: dict[str, Any]) -> None:
+        redis.put_stats(worker, stats, ttl_s=int(follower.report_every_s * 3) + 1)
+
+    follower = CacheFollower(s, cache, publish_stats=publish_stats)
+    return follower

@@ -1,25 +1,57 @@
-"""Ingest dataflow: documents topic -> parse/validate -> stale check -> chunk -> embed -> LanceDB -> index events.
+"""Ingest dataflow, one named step per stage:
 
-Run as a long-lived worker:  python -m bytewax.run "streamrag.flows.ingest:main()" [-r RECOVERY_DIR -s 5 -b 0]
-or:                          streamrag worker ingest
+    documents topic -> parse -> newest -> stale_check -> chunk -> embed -> write -> events -> Kafka
+                                                                                 (index events, dead letters)
+
+The sink produces the index events and dead letters, flushes, and only then commits the offsets of
+the records they answer to STREAMRAG_INGEST_GROUP. Index maintenance runs in a thread of its own.
+
+Run as a long-lived worker:  streamrag worker ingest [-r RECOVERY_DIR]
+or:                          python -m bytewax.run "streamrag.flows.ingest:main()"
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import operators as kop
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from confluent_kafka import KafkaException
 
-from streamrag.connectors.kafka import LOW_LATENCY, OffsetCommitter, check_reachable, ensure_topics, source_config
-from streamrag.flows.common import dead_to_sink, from_kafka, kafka_error_to_dead, to_sink
-from streamrag.schemas.models import IndexEvent
-from streamrag.flows.components import embedder_for, make_store
-from streamrag.core.ingest.processor import IngestProcessor, RawRecord
+from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
+from streamrag.connectors.kafka_offsets import OffsetCommitter
+from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.core.ingest.changes import Finished, Item
+from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
+from streamrag.flows.common import from_kafka, kafka_error_to_dead
+from streamrag.flows.components import embedder_for, make_ingest_stages
+from streamrag.flows.maintenance import Maintainer
+from streamrag.schemas.models import DeadLetter, IndexEvent
+
+log = logging.getLogger(__name__)
+
+
+def stage_steps(raw: Stream[RawRecord], stages: IngestStages) -> Stream[Finished]:
+    """The named steps from raw records to finished ones (shared by every ingest flow)."""
+    items: Stream[Item] = op.flat_map_batch("parse", raw, stages.parse)
+    for name, fn in (("newest", stages.newest), ("stale_check", stages.stale_check), ("chunk", stages.chunk),
+                     ("embed", stages.embed), ("write", stages.write)):
+        items = op.flat_map_batch(name, items, fn)
+    return op.filter_map("finished", items, lambda i: i if isinstance(i, Finished) else None)
+
+
+def to_message(s: Settings, f: Finished) -> Outgoing:
+    """An index event (key tenant/doc_id) or a dead letter (the original key), with its record."""
+    out = f.output
+    if isinstance(out, IndexEvent):
+        return Outgoing.of(s.topic_index_events, f"{out.tenant}/{out.doc_id}", out, f.rec)
+    return Outgoing.of(s.topic_dead_letters, f.rec.key, out, f.rec)
 
 
 def build_flow(
@@ -27,67 +59,52 @@ def build_flow(
     *,
     source: Source[RawRecord] | None = None,
     sink: Sink[Any] | None = None,
-    processor: IngestProcessor | None = None,
+    stages: IngestStages | None = None,
 ) -> Dataflow:
-    """Kafka in and out by default; a bytewax Source/Sink instead for the embedded path."""
+    """Kafka in and out by default. With ``source``/``sink`` (the embedded path and tests) the
+    sink receives the finished outputs (IndexEvent | DeadLetter) instead of Kafka messages."""
     flow = Dataflow("ingest")
-    if processor is None:
-        committer = OffsetCommitter(settings, settings.ingest_group) if source is None else None
-        processor = IngestProcessor(
-            settings,
-            make_store(settings),
-            embedder_for(settings),
-            on_applied=_commit_with(committer) if committer else None,
-        )
-
+    stages = stages or make_ingest_stages(settings)
     if source is None:
         kin = kop.input(
             "in", flow, brokers=settings.brokers, topics=[settings.topic_documents],
             tail=True, batch_size=settings.source_batch_size, add_config=source_config(settings),
         )
         raw = op.map("raw", kin.oks, from_kafka)
-        consume_errors = op.map("consume_err", kin.errs, kafka_error_to_dead)
+        consume_errors: Stream[DeadLetter] | None = op.map("consume_err", kin.errs, kafka_error_to_dead)
     else:
         raw = op.input("in", flow, source)
         consume_errors = None
-
-    results = op.flat_map_batch("index", raw, processor.process_batch)
-    b = op.branch("split", results, lambda x: isinstance(x, IndexEvent))
-    events, dead = b.trues, b.falses
-    if consume_errors is not None:
-        dead = op.merge("all_dead", dead, consume_errors)
-
+    finished = stage_steps(raw, stages)
     if sink is not None:
-        op.output("out", op.merge("all_out", events, dead), sink)
+        op.output("out", op.map("outputs", finished, lambda f: f.output), sink)
         return flow
-    ev_msgs = op.map("ev_msg", events, _event_msg)
-    dl_msgs = op.map("dl_msg", dead, _dead_msg)
-    kop.output("events_out", ev_msgs, brokers=settings.brokers, topic=settings.topic_index_events, add_config=dict(LOW_LATENCY))
-    kop.output("dlq_out", dl_msgs, brokers=settings.brokers, topic=settings.topic_dead_letters, add_config=dict(LOW_LATENCY))
+    msgs = op.map("events", finished, lambda f: to_message(settings, f))
+    if consume_errors is not None:
+        errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topic_dead_letters, None, d))
+        msgs = op.merge("all_out", msgs, errs)
+    op.output("kafka_out", msgs, FlushThenCommitSink(settings, _logged(OffsetCommitter(settings, settings.ingest_group))))
     return flow
 
 
-def _event_msg(ev: Any) -> Any:
-    return to_sink(f"{ev.tenant}/{ev.doc_id}", ev)
+def _logged(committer: OffsetCommitter) -> Any:
+    """A failed offset commit loses nothing (the next batch commits past it): log it and go on."""
 
-
-def _dead_msg(d: Any) -> Any:
-    return dead_to_sink(d)
-
-
-def _commit_with(committer: OffsetCommitter) -> Any:
-    def commit(records: Any) -> None:
-        committer.commit(
-            (r.topic, r.partition, r.offset) for r in records if r.topic is not None and r.offset is not None
-        )
+    def commit(positions: Any) -> None:
+        try:
+            committer.commit(positions)
+        except KafkaException as exc:
+            log.warning("ingest offset commit failed (next batch retries): %s", exc)
 
     return commit
 
 
-def main() -> Dataflow:
+def main(settings: Settings | None = None) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
-    settings = load_settings()
+    settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
+    if settings.maintenance == "thread":
+        Maintainer(settings).start()
     return build_flow(settings)

@@ -1,17 +1,23 @@
-"""The embedded path: the same ingest dataflow over files, with no Kafka."""
+"""The embedded path: the same ingest dataflow over records (files, a corpus), with no Kafka."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from streamrag.schemas.models import DeadLetter, IndexEvent
-from streamrag.core.ingest.processor import IngestProcessor, RawRecord
+from streamrag.connectors.files import records_from_paths
+from streamrag.core.errors import StreamragError
+from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
+from streamrag.flows.components import make_store
+from streamrag.flows.ingest import build_flow
+from streamrag.schemas.models import DeadLetter, IndexEvent
 
 
 @dataclass
@@ -37,6 +43,8 @@ class _CallbackPartition(StatelessSinkPartition[Any]):
 
 
 class CallbackSink(DynamicSink[Any]):
+    """Hands every output batch to a function (the embedded path's report, tests)."""
+
     def __init__(self, fn: Callable[[list[Any]], None]) -> None:
         self.fn = fn
 
@@ -48,11 +56,9 @@ def ingest_records(
     settings: Settings,
     records: Iterable[RawRecord],
     on_progress: Callable[[int], None] | None = None,
-    processor: IngestProcessor | None = None,
+    stages: IngestStages | None = None,
 ) -> IngestReport:
-    """Run the ingest dataflow over records; ``processor`` overrides the one built from settings."""
-    from streamrag.flows.ingest import build_flow
-
+    """Run the ingest dataflow over records; ``stages`` overrides the ones built from settings."""
     report = IngestReport()
 
     def collect(items: list[Any]) -> None:
@@ -65,7 +71,20 @@ def ingest_records(
         settings,
         source=TestingSource(list(records), batch_size=settings.source_batch_size),
         sink=CallbackSink(collect),
-        processor=processor,
+        stages=stages,
     )
     run_main(flow)
+    return report
+
+
+def index_paths(
+    settings: Settings, paths: list[Path], tenant: str, on_progress: Callable[[int], None] | None = None
+) -> IngestReport:
+    """``streamrag ingest``: files -> the ingest dataflow -> the local index, then index upkeep
+    (the embedded path has no maintenance thread: FTS and optimize run once, here)."""
+    records = list(records_from_paths(paths, tenant))
+    if not records:
+        raise StreamragError("no .txt, .md or .jsonl files found in the given paths")
+    report = ingest_records(settings, records, on_progress=on_progress)
+    make_store(settings).maintain(force=True)
     return report

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -35,6 +35,18 @@ def utcnow() -> datetime:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_absent(cls, data: Any) -> Any:
+        """JSON producers send null for an absent optional field: read it as the field's default."""
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            return {
+                k: v for k, v in data.items()
+                if not (v is None and k in fields and not fields[k].is_required() and fields[k].default is not None)
+            }
+        return data
 
 
 class Acl(_Model):
@@ -91,7 +103,6 @@ class QueryOptions(_Model):
     alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     fusion: Literal["rrf", "weighted", "dense", "bm25"] | None = None
     rerank: Literal["none", "cross-encoder", "mmr"] | None = None
-    expand: bool = False
     variants: list[Annotated[str, StringConstraints(min_length=1, max_length=4_000)]] = Field(
         default_factory=list, max_length=8
     )

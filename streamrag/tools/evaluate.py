@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamrag.schemas.models import Query
+from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.core.errors import StreamragError
-from streamrag.core.ingest.processor import RawRecord
-from streamrag.tools.ir_metrics import evaluate
+from streamrag.core.ports import Embedder
+from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import Ranked, fuse
 from streamrag.core.settings import Settings
+from streamrag.flows.components import embedder_for, make_ingest_stages, make_query_processor, make_store
+from streamrag.flows.local import ingest_records
+from streamrag.schemas.models import Query
+from streamrag.tools.ir_metrics import evaluate
 
 TENANT = "eval"
 
@@ -41,7 +45,7 @@ DEFAULT_CONFIGS = [
 ]
 
 
-def _open(path: Path) -> Any:
+def open_text(path: Path) -> Any:
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
 
 
@@ -65,7 +69,7 @@ def load_beir(d: Path, split: str = "test") -> tuple[Path, dict[str, str], dict[
 
 
 def corpus_records(corpus: Path) -> Iterator[RawRecord]:
-    with _open(corpus) as f:
+    with open_text(corpus) as f:
         for line in f:
             if not line.strip():
                 continue
@@ -94,10 +98,6 @@ def run_eval(
     cache_path: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    from streamrag.flows.components import embedder_for, make_store
-    from streamrag.connectors.embedding_cache import CachingEmbedder
-    from streamrag.core.query.processor import QueryProcessor
-
     corpus, queries, qrels = load_beir(dataset)
     s = settings.model_copy(update={"lancedb_uri": str(db_dir), "fts_rebuild_every_s": 1e9, "optimize_every_s": 1e9})
     emb = CachingEmbedder(embedder_for(s), cache_path)
@@ -109,7 +109,7 @@ def run_eval(
     log(f"indexed {report['documents']} documents, {report['chunks']} chunks in {index_s:.1f}s "
         f"(embedding cache: {emb.hits} hits, {emb.misses} encoded)")
 
-    qp = QueryProcessor(s, store, emb)
+    qp = make_query_processor(s, embedder=emb, store=store)
     depth = 100
     t1 = time.perf_counter()
     qids = list(queries)
@@ -131,7 +131,7 @@ def run_eval(
             else:
                 ranked = fuse(dl, bl, cfg.fusion, cfg.alpha)  # type: ignore[arg-type]
             if cfg.rerank != "none":
-                ranked = qp.reranker(cfg.rerank).rerank(queries[qid], ranked, 10)
+                ranked = qp.reranker_for(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)
         runs[cfg.name] = run
         results[cfg.name] = evaluate(qrels, run)
@@ -143,12 +143,9 @@ def run_eval(
     }
 
 
-def index_corpus(s: Settings, store: Any, emb: Any, records: Iterator[RawRecord]) -> dict[str, int]:
+def index_corpus(s: Settings, store: Any, emb: Embedder, records: Iterator[RawRecord]) -> dict[str, int]:
     """The ingest dataflow over a corpus, with the given (caching) embedder."""
-    from streamrag.core.ingest.processor import IngestProcessor
-    from streamrag.flows.local import ingest_records
-
-    report = ingest_records(s, records, processor=IngestProcessor(s, store, emb))
+    report = ingest_records(s, records, stages=make_ingest_stages(s, embedder=emb, store=store))
     counts = report.counts()
     documents = counts.get("indexed", 0) + counts.get("unchanged", 0)
     chunks = counts["chunks"] or sum(1 for _ in store.chunk_rows(TENANT))
@@ -161,3 +158,29 @@ def write_trec(runs: dict[str, dict[str, dict[str, float]]], path: Path) -> None
             for qid, docs in run.items():
                 for rank, (doc, score) in enumerate(sorted(docs.items(), key=lambda kv: -kv[1]), 1):
                     f.write(f"{qid} Q0 {doc} {rank} {score:.6f} {name}\n")
+
+
+def parse_configs(names: list[str] | None, default_rerank: str = "none") -> list[EvalConfig]:
+    """``--config`` names (dense, bm25, hybrid-rrf, weighted-A, each optionally +RERANK) -> configs."""
+    if not names:
+        configs = list(DEFAULT_CONFIGS)
+        if default_rerank != "none":
+            configs.append(EvalConfig(f"hybrid-rrf+{default_rerank}", "rrf", rerank=default_rerank))
+        return configs
+    known = {c.name: c for c in DEFAULT_CONFIGS}
+    configs = []
+    for name in names:
+        base, _, rr = name.partition("+")
+        if base in known:
+            c = known[base]
+        elif base.startswith("weighted-"):
+            try:
+                c = EvalConfig(base, "weighted", float(base.split("-", 1)[1]))
+            except ValueError as exc:
+                raise StreamragError(f"bad config {name!r}") from exc
+        else:
+            raise StreamragError(f"unknown config {name!r} (dense, bm25, hybrid-rrf, weighted-0.5, ...+mmr)")
+        if rr and rr not in ("mmr", "cross-encoder"):
+            raise StreamragError(f"unknown reranker {rr!r} in {name!r} (mmr, cross-encoder)")
+        configs.append(EvalConfig(name, c.fusion, c.alpha, rr) if rr else c)
+    return configs

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytrec_eval
+
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
 
@@ -12,8 +14,6 @@ MEASURES = {"ndcg_cut_10": "NDCG@10", "recall_10": "Recall@10", "recall_100": "R
 
 def evaluate(qrels: Qrels, run: Run) -> dict[str, float]:
     """Mean NDCG@10, Recall@10, Recall@100, MRR@10 and MAP over the queries in qrels."""
-    import pytrec_eval
-
     qrels_d = {q: dict(d) for q, d in qrels.items()}
     run_d = {q: dict(run.get(q, {})) or {"__none__": 0.0} for q in qrels_d}
     ev = pytrec_eval.RelevanceEvaluator(qrels_d, {"ndcg_cut.10", "recall.10,100", "map"})

@@ -1,3 +1,4 @@
+import time
 from typing import Any
 
 import numpy as np
@@ -5,20 +6,23 @@ import pytest
 
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.redis_cache import RedisCache
-from streamrag.schemas.models import Query
-from streamrag.core.cache.policy import TenantPolicy, normalize
-from streamrag.core.ingest.processor import IngestProcessor
+from streamrag.core.cache.policy import TenantPolicy, normalize, tenant_policy
+from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.query.processor import QueryProcessor
-from streamrag.core.cache.semantic_cache import SemanticCache, _Matrix
-from streamrag.core.settings import Settings
-from tests.conftest import change, rec
+from streamrag.core.settings import CacheTenantSettings, Settings
+from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
+from tests.conftest import Indexer, change, query_processor, rec
 from tests.fakes import HashEmbedder
 
 
-class FakeRedis(RedisCache):
+class FakeRedis:
+    """The payload-store port in memory."""
+
     def __init__(self) -> None:
-        super().__init__("redis://127.0.0.1:1/0")
         self.data: dict[str, bytes] = {}
+
+    def key(self, tenant: str, cache_key: str) -> str:
+        return f"{tenant}:{cache_key}"
 
     def get(self, tenant: str, cache_key: str) -> bytes | None:
         return self.data.get(self.key(tenant, cache_key))
@@ -32,16 +36,16 @@ class FakeRedis(RedisCache):
             self.data.pop(self.key(tenant, k), None)
 
 
-def setup(settings: Settings, store: LanceStore, threshold: float = 0.9) -> tuple[IngestProcessor, QueryProcessor, SemanticCache]:
+def setup(settings: Settings, store: LanceStore, threshold: float = 0.9) -> tuple[Indexer, QueryProcessor, SemanticCache]:
     emb = HashEmbedder()
     s = settings.model_copy(update={"answer_min_score": 0.05})
     cache = SemanticCache(FakeRedis(), default_policy=TenantPolicy(threshold=threshold), is_current=store.cites_current)
-    ing = IngestProcessor(s, store, emb)
+    ing = Indexer(s, store, emb)
     ing.process_batch([
         rec(change("vac", 1, "Employees get twenty five days of paid vacation per year.")),
         rec(change("pay", 1, "Salary bands for engineers are reviewed yearly.", acl={"users": [], "roles": ["hr"]})),
     ])
-    return ing, QueryProcessor(s, store, emb, cache=cache), cache
+    return ing, query_processor(s, store, emb, cache=cache), cache
 
 
 def q(text: str, tenant: str = "acme", user: str | None = "u1", roles: list[str] | None = None) -> Query:
@@ -90,7 +94,7 @@ def test_rebuilt_entry_is_checked_against_the_index_once(settings: Settings, sto
     """An entry from the topic (or Redis) may predate changes this worker never saw as events."""
     ing, qp, cache = setup(settings, store)
     qp.answer_many([q("vacation days employees")])
-    entries = [cache.lru[k] for k in cache.lru]
+    entries = list(cache.storage.lru.values())
     ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
     calls: list[Any] = []
 
@@ -98,7 +102,7 @@ def test_rebuilt_entry_is_checked_against_the_index_once(settings: Settings, sto
         calls.append(cites)
         return store.cites_current(tenant, cites)
 
-    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9), is_current=is_current)
+    fresh = SemanticCache(cache.storage.payloads, default_policy=TenantPolicy(threshold=0.9), is_current=is_current)
     for e in entries:
         fresh.apply_topic_record(e)
     qp.cache = fresh
@@ -112,7 +116,7 @@ def test_rebuilt_entries_are_verified_in_bulk(settings: Settings, store: LanceSt
     ing, qp, cache = setup(settings, store)
     qp.answer_many([q("vacation days employees")])
     qp.answer_many([q("salary bands engineers", roles=["hr"])])
-    entries = [cache.lru[k] for k in cache.lru]
+    entries = list(cache.storage.lru.values())
     assert len(entries) == 2
     ing.process_batch([rec(change("pay", 2, "Salary bands are now reviewed twice a year.", acl={"users": [], "roles": ["hr"]}))])
     calls: list[Any] = []
@@ -121,7 +125,7 @@ def test_rebuilt_entries_are_verified_in_bulk(settings: Settings, store: LanceSt
         calls.append(cites)
         return store.cites_current(tenant, cites)
 
-    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9), is_current=is_current,
+    fresh = SemanticCache(cache.storage.payloads, default_policy=TenantPolicy(threshold=0.9), is_current=is_current,
                           live_versions=store.live_versions)
     for e in entries:
         fresh.apply_topic_record(e)
@@ -163,7 +167,7 @@ def test_semantic_hit_leaves_an_exact_alias(settings: Settings, store: LanceStor
     assert b.cached and b.cache_lookup == "exact" and b.answer == a.answer
     ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
     cache.invalidate("acme", "vac", 2)
-    assert not cache.alias
+    assert not cache.index.alias
     (c,) = qp.answer_many([q("how many vacation days do employees get", user="u2")])
     assert not c.cached and "thirty" in c.answer
 
@@ -172,53 +176,59 @@ def test_redis_down_bypasses_cache(settings: Settings, store: LanceStore) -> Non
     r = RedisCache("redis://127.0.0.1:1/0", timeout_s=0.05)
     assert r.get("t", "k") is None and not r.healthy() and r.errors >= 1
     emb = HashEmbedder()
-    qp = QueryProcessor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb,
+    qp = query_processor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb,
                         cache=SemanticCache(r, lru_size=0))
-    IngestProcessor(settings, store, emb).process_batch([rec(change("vac", 1, "Vacation is twenty days."))])
+    Indexer(settings, store, emb).process_batch([rec(change("vac", 1, "Vacation is twenty days."))])
     assert qp.answer_many([q("vacation")])[0].status == "ok"
     assert qp.answer_many([q("vacation")])[0].status == "ok"
 
 
-def test_matrix_search_and_remove() -> None:
-    m = _Matrix(4)
-    rng = np.random.default_rng(0)
-    vs = rng.normal(size=(300, 4)).astype(np.float32)
-    vs /= np.linalg.norm(vs, axis=1, keepdims=True)
-    for i, v in enumerate(vs):
-        m.add(f"k{i}", v)
-    assert m.search(vs[7], 0.999)[0][0] == "k7"
-    m.remove("k7")
-    assert all(k != "k7" for k, _ in m.search(vs[7], 0.0, limit=300))
-    assert len(m.keys) == 299
+def entry_for(i: int, tenant: str = "acme") -> CacheEntry:
+    v = np.zeros(8, dtype=np.float32)
+    v[i % 8] = 1.0
+    ans = Answer(query_id=f"q{i}", tenant=tenant, status="ok", answer=f"answer {i}")
+    return CacheEntry(tenant=tenant, cache_key=f"key{i:04d}", normalized_text=f"question {i}", scope="s",
+                      options_hash="o", embedding=v.tolist(), answer=ans, cites=[CitedDoc(doc_id=f"d{i}", version=1)])
 
 
-@pytest.mark.parametrize("n", [1000])
-def test_rebuild_from_topic_records(n: int, settings: Settings, store: LanceStore) -> None:
-    _, qp, cache = setup(settings, store)
-    qp.answer_many([q("vacation days employees")])
-    entries: list[Any] = [cache.lru[k] for k in cache.lru]
-    fresh = SemanticCache(cache.redis, default_policy=TenantPolicy(threshold=0.9))
+@pytest.mark.parametrize("n", [1, 1000])
+def test_rebuild_from_topic_records(n: int) -> None:
+    """A starting worker rebuilds every entry from the topic; tombstones remove them again."""
+    fresh = SemanticCache(FakeRedis(), default_policy=TenantPolicy(threshold=0.9))
+    entries = [entry_for(i) for i in range(n)]
     for e in entries:
         fresh.apply_topic_record(e)
-    assert fresh.size() == 1
-    fresh.apply_topic_record(None, f"acme/{entries[0].cache_key}")
-    assert fresh.size() == 0
+    assert fresh.size() == n
+    assert sum(len(g) for g in fresh.index.groups.values()) == n
+    assert len(fresh.index.by_doc) == n
+    for e in entries[: n // 2]:
+        fresh.apply_topic_record(None, f"acme/{e.cache_key}")
+    assert fresh.size() == n - n // 2
+    assert fresh.invalidate("acme", f"d{n - 1}", 2) == [entries[-1].cache_key]
+
+
+def test_not_serving_while_the_follower_is_down(settings: Settings, store: LanceStore) -> None:
+    _, qp, cache = setup(settings, store)
+    qp.answer_many([q("vacation days employees")])
+    assert qp.answer_many([q("vacation days employees")])[0].cached
+    cache.serving = False
+    (a,) = qp.answer_many([q("vacation days employees")])
+    assert not a.cached and a.status == "ok" and cache.stats.bypassed >= 1
 
 
 def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore) -> None:
     from datetime import UTC, datetime
 
-    from streamrag.core.cache.policy import tenant_policy
-
-    pol = tenant_policy("acme", TenantPolicy(ttl_s=3600), {"acme": {"ttl_s": 600, "ttl_by_type": {"news": 60}}})
+    acme = {"acme": CacheTenantSettings(ttl_s=600, ttl_by_type={"news": 60})}
+    pol = tenant_policy("acme", TenantPolicy(ttl_s=3600), acme)
     assert pol.ttl_for([]) == 600 and pol.ttl_for(["news", "memo"]) == 60
-    assert tenant_policy("other", TenantPolicy(ttl_s=3600), {"acme": {"ttl_s": 1}}).ttl_s == 3600
+    assert tenant_policy("other", TenantPolicy(ttl_s=3600), acme).ttl_s == 3600
     emb = HashEmbedder()
-    cache = SemanticCache(FakeRedis(), tenant_overrides={"acme": {"ttl_s": 600, "ttl_by_type": {"news": 60}}})
-    qp = QueryProcessor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb, cache=cache)
-    IngestProcessor(settings, store, emb).process_batch([rec(change("n", 1, "Breaking news about rates.", metadata={"type": "news"}))])
+    cache = SemanticCache(FakeRedis(), tenant_overrides=acme)
+    qp = query_processor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb, cache=cache)
+    Indexer(settings, store, emb).process_batch([rec(change("n", 1, "Breaking news about rates.", metadata={"type": "news"}))])
     qp.answer_many([q("breaking news rates")])
-    (entry,) = cache.lru.values()
+    (entry,) = cache.storage.lru.values()
     assert entry.expires_at is not None
     left = (entry.expires_at - datetime.now(UTC)).total_seconds()
     assert 50 < left <= 60
@@ -254,11 +264,11 @@ def test_polarity_guard_refuses_the_opposite_question(settings: Settings, store:
 
 def test_event_memory_is_bounded(settings: Settings, store: LanceStore) -> None:
     _, qp, cache = setup(settings, store)
-    cache.seen_max = 50
+    cache.tracker.seen_max = 50
     for i in range(60):
         cache.invalidate("acme", f"doc{i}", 2)
-    assert len(cache._seen) <= 50
+    assert len(cache.tracker.seen) <= 50
     # answers built across the overflow are stored but checked against the index on first hit
-    cache._seen_lost_at = __import__("time").time() + 1
+    cache.tracker.lost_at = time.time() + 1
     qp.answer_many([q("vacation days employees")])
     assert cache.size() == 1 and cache.pending() == 1

@@ -1,10 +1,15 @@
+import json
 from typing import Any
 
+import pytest
+
+
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.schemas.models import DeadLetter, IndexEvent
-from streamrag.core.ingest.processor import IngestProcessor
 from streamrag.core.settings import Settings
-from tests.conftest import change, rec
+from streamrag.core.errors import TemporaryFailure
+from streamrag.core.retry import is_transient
+from streamrag.schemas.models import DeadLetter, IndexEvent
+from tests.conftest import Indexer, change, rec
 from tests.fakes import HashEmbedder
 
 LONG = " ".join(f"Sentence number {i} talks about topic{i}." for i in range(30))
@@ -69,26 +74,73 @@ def test_bad_input_goes_to_dead_letters(run: Any, store: LanceStore, settings: S
     dead = [o for o in out if isinstance(o, DeadLetter)]
     assert len(dead) == len(bad)
     assert all(d.error and d.stage in {"parse", "validate"} for d in dead)
+    sent = sorted(b if isinstance(b, bytes) else json.dumps(b).encode() for b in bad)
+    assert sorted(d.original() for d in dead) == sent  # each carries its own original bytes
     assert [o.doc_id for o in out if isinstance(o, IndexEvent)] == ["good"]
 
 
-def test_embed_failure_is_a_dead_letter_not_a_crash(settings: Settings, store: LanceStore) -> None:
-    p = IngestProcessor(settings, store, HashEmbedder(fail_on="boom"))
-    out = p.process_batch([rec(change("d1", 1, "boom goes here")), rec(change("d2", 1, "fine"))])
-    assert all(isinstance(o, DeadLetter) and o.stage == "embed" for o in out)
-    out = p.process_batch([rec(change("d2", 1, "fine"))])
+def test_null_optional_fields_are_accepted(run: Any, store: LanceStore) -> None:
+    out = run(change("n", 1, "null acl and metadata", acl=None, metadata=None, title=None))
     assert statuses(out) == ["indexed"]
 
 
-def test_store_failure_is_a_dead_letter(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
-    p = IngestProcessor(settings, store, HashEmbedder())
+def test_one_poisonous_document_is_dead_lettered_alone(settings: Settings, store: LanceStore) -> None:
+    """The embedder fails on one text: the batch is split around it, every other document is indexed."""
+    emb = HashEmbedder(fail_on="boom")
+    p = Indexer(settings, store, emb)
+    docs = [change(f"d{i}", 1, f"fine document number {i}") for i in range(7)]
+    docs.insert(3, change("poison", 1, "boom goes here"))
+    out = p.process_batch([rec(d, key=d["doc_id"].encode()) for d in docs])
+    dead = [o for o in out if isinstance(o, DeadLetter)]
+    assert [(d.stage, d.original()) for d in dead] == [("embed", json.dumps(docs[3]).encode())]
+    assert sorted(o.doc_id for o in out if isinstance(o, IndexEvent) and o.status == "indexed") == [f"d{i}" for i in range(7)]
+    assert {r["doc_id"] for r in rows(store)} == {f"d{i}" for i in range(7)}
 
-    def broken(*a: Any, **k: Any) -> None:
-        raise OSError("disk full")
 
-    monkeypatch.setattr(store, "apply", broken)
-    out = p.process_batch([rec(change("d1", 1, "text")), rec(change("d2", 1, "text"))])
-    assert statuses(out) == ["dead:upsert", "dead:upsert"]
+def test_a_document_the_store_refuses_is_dead_lettered_alone(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
+    real = store.apply
+
+    def refuse_poison(writes: Any, dim: int) -> None:
+        if any(w.doc_row["doc_id"] == "poison" for w in writes):
+            raise ValueError("row rejected by the store")
+        real(writes, dim)
+
+    monkeypatch.setattr(store, "apply", refuse_poison)
+    out = Indexer(settings, store).process_batch([rec(change(d, 1, f"text of {d}")) for d in ("a", "poison", "b", "c")])
+    assert sorted(statuses(out)) == ["dead:write", "indexed", "indexed", "indexed"]
+    assert {r["doc_id"] for r in rows(store)} == {"a", "b", "c"}
+
+
+def test_store_failing_three_times_then_recovering_loses_nothing(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
+    real = store.apply
+    failures = {"left": 3}
+
+    def flaky(writes: Any, dim: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("object store: connection reset")
+        real(writes, dim)
+
+    monkeypatch.setattr(store, "apply", flaky)
+    out = Indexer(settings, store).process_batch([rec(change(f"d{i}", 1, f"text {i}")) for i in range(5)])
+    assert failures["left"] == 0
+    assert statuses(out) == ["indexed"] * 5
+    assert len({r["doc_id"] for r in rows(store)}) == 5
+
+
+def test_a_store_that_stays_down_stops_the_worker_instead_of_dead_lettering(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
+    def down(*a: Any, **k: Any) -> None:
+        raise OSError("disk unavailable")
+
+    monkeypatch.setattr(store, "apply", down)
+    p = Indexer(settings.model_copy(update={"retry_max_s": 0.3}), store)
+    with pytest.raises(TemporaryFailure):
+        p.process_batch([rec(change("d1", 1, "text")), rec(change("d2", 1, "text"))])
+
+
+def test_transient_errors_are_told_apart() -> None:
+    assert is_transient(OSError("io")) and is_transient(TimeoutError()) and is_transient(RuntimeError("Commit conflict"))
+    assert not is_transient(ValueError("bad row")) and not is_transient(RuntimeError("embedder exploded"))
 
 
 def test_acl_and_metadata_tokens_stored(run: Any, store: LanceStore) -> None:

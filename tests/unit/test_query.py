@@ -6,13 +6,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from streamrag.connectors.lancedb_store import Hit, LanceStore
-from streamrag.schemas.models import Acl, Answer, DeadLetter, Principal, Query
-from streamrag.core.ingest.processor import IngestProcessor, RawRecord
 from streamrag.core.query.processor import QueryProcessor, Reply
+from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import fuse, rrf
 from streamrag.core.security import acl_tokens, principal_may_see, principal_tokens
 from streamrag.core.settings import Settings
-from tests.conftest import change, rec
+from streamrag.schemas.models import Acl, Answer, DeadLetter, Principal, Query
+from tests.conftest import Indexer, change, query_processor, rec
 from tests.fakes import HashEmbedder
 
 DOCS = {
@@ -22,10 +22,10 @@ DOCS = {
 }
 
 
-def make(settings: Settings, store: LanceStore, **kw: Any) -> tuple[IngestProcessor, QueryProcessor]:
+def make(settings: Settings, store: LanceStore, **kw: Any) -> tuple[Indexer, QueryProcessor]:
     emb = HashEmbedder()
     s = settings.model_copy(update={"answer_min_score": 0.05, **kw})
-    return IngestProcessor(s, store, emb), QueryProcessor(s, store, emb)
+    return Indexer(s, store, emb), query_processor(s, store, emb)
 
 
 def q(text: str, tenant: str = "acme", **kw: Any) -> Query:
@@ -66,11 +66,11 @@ def test_metadata_and_date_filters(settings: Settings, store: LanceStore) -> Non
 
 def test_bad_query_gets_dead_letter_and_error_answer(settings: Settings, store: LanceStore) -> None:
     _, qp = make(settings, store)
-    out = qp.process_batch([
+    out = [o for _, o in qp.process_batch([
         RawRecord(value=json.dumps({"query_id": "q9", "tenant": "acme"}).encode(), key=b"q9"),
         RawRecord(value=b"not json", key=b"q10"),
         RawRecord(value=b"[]", key=None),
-    ])
+    ])]
     dead = [o for o in out if isinstance(o, DeadLetter)]
     answers = [o.answer for o in out if isinstance(o, Reply)]
     assert len(dead) == 3

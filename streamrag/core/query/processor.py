@@ -1,8 +1,8 @@
 """The query logic, independent of transport: validate -> (cache) -> embed -> retrieve -> rerank -> answer.
 
-``QueryProcessor.process_batch`` turns raw records into answers and dead letters; every
-query whose id can be read gets exactly one answer, an ``error`` one when it is invalid,
-so nobody waits forever. Nothing raises out of it.
+``QueryProcessor.process_batch`` turns raw records into (record, output) pairs; every query whose id
+can be read gets exactly one answer, an ``error`` one when it is invalid, so nobody waits forever.
+Nothing raises out of it.
 """
 
 from __future__ import annotations
@@ -10,22 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.schemas.models import Answer, Citation, DeadLetter, Query
 from streamrag.core.answering import ExtractiveAnswerer, Generator
-from streamrag.connectors.sentence_embedder import Embedder
-from streamrag.core.ingest.processor import RawRecord, describe_validation, json_object
-from streamrag.core.rerank import Reranker, make_reranker
+from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.ports import Embedder, IndexReader
+from streamrag.core.query.parse import parse_query
+from streamrag.core.records import RawRecord
+from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Retriever
 from streamrag.core.security import doc_key
 from streamrag.core.settings import Settings
+from streamrag.core.timing import StageTimer
+from streamrag.schemas.models import Answer, Citation, DeadLetter, Query
 
 log = logging.getLogger(__name__)
 
@@ -39,76 +39,56 @@ class Reply:
 
 
 Output = Reply | DeadLetter
-
-
-def parse_query(rec: RawRecord) -> Query | tuple[DeadLetter, Answer | None]:
-    def bad(stage: str, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
-        dead = DeadLetter.make(stage=stage, error=error, value=rec.value, key=rec.key, source=rec.position)
-        qid = data.get("query_id") if isinstance(data, dict) else None
-        if qid is None and rec.key:
-            qid = rec.key.decode("utf-8", "replace")
-        tenant = data.get("tenant") if isinstance(data, dict) else None
-        ans = None
-        if isinstance(qid, str) and qid:
-            ans = Answer(query_id=qid[:128], tenant=str(tenant or ""), status="error", error=f"invalid query: {error}")
-        return dead, ans
-
-    data = json_object(rec.value)
-    if isinstance(data, str):
-        return bad("parse", data)
-    try:
-        return Query.model_validate(data)
-    except ValidationError as exc:
-        return bad("validate", describe_validation(exc), data)
+Parsed = Query | Output
 
 
 class QueryProcessor:
     def __init__(
         self,
         settings: Settings,
-        store: LanceStore,
+        store: IndexReader,
         embedder: Embedder,
+        reranker_for: Callable[[str], Reranker],
         generator: Generator | None = None,
-        cache: Any = None,
+        cache: SemanticCache | None = None,
     ) -> None:
         self.s = settings
         self.store = store
         self.embedder = embedder
         self.retriever = Retriever(store, overfetch=settings.overfetch)
         self.generator: Generator = generator or ExtractiveAnswerer()
-        self._rerankers: dict[str, Reranker] = {}
+        self.reranker_for = reranker_for
         self.cache = cache
 
-    def reranker(self, kind: str) -> Reranker:
-        r = self._rerankers.get(kind)
-        if r is None:
-            r = self._rerankers[kind] = make_reranker(kind, self.s.rerank_model, self.s.device)
-        return r
-
     # -- transport-facing -------------------------------------------------------------------
-    def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
-        out: list[Output] = []
-        queries: list[Query] = []
+    def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
+        """Each record -> its query, or its dead letter and error answer; expired queries answered."""
+        out: list[tuple[RawRecord, Parsed]] = []
+        now_ms = time.time() * 1000
         for rec in records:
-            try:
-                parsed = parse_query(rec)
-            except Exception as exc:  # pragma: no cover - defensive
-                out.append(DeadLetter.make(stage="parse", error=str(exc), value=rec.value, key=rec.key))
-                continue
+            parsed = parse_query(rec)
             if isinstance(parsed, Query):
-                if rec.timestamp_ms is not None and time.time() * 1000 - rec.timestamp_ms > self.s.query_max_age_s * 1000:
-                    out.append(Reply(self._error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read")))
-                    continue
-                queries.append(parsed)
+                if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.query_max_age_s * 1000:
+                    out.append((rec, Reply(_error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
+                else:
+                    out.append((rec, parsed))
             else:
                 dead, ans = parsed
-                out.append(dead)
+                out.append((rec, dead))
                 if ans is not None:
-                    out.append(Reply(ans))
-        if queries:
-            for q, a in zip(queries, self.answer_many(queries), strict=True):
-                out.append(Reply(a, q.reply_to))
+                    out.append((rec, Reply(ans)))
         return out
+
+    def answer(self, items: Sequence[tuple[RawRecord, Parsed]]) -> list[tuple[RawRecord, Output]]:
+        """Answer the queries among parsed items; other items pass through."""
+        todo = [(rec, q) for rec, q in items if isinstance(q, Query)]
+        out: list[tuple[RawRecord, Output]] = [(rec, o) for rec, o in items if not isinstance(o, Query)]
+        answers = self.answer_many([q for _, q in todo])
+        out.extend((rec, Reply(a, q.reply_to)) for (rec, q), a in zip(todo, answers, strict=True))
+        return out
+
+    def process_batch(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Output]]:
+        return self.answer(self.parse(records))
 
     # -- the work ---------------------------------------------------------------------------
     def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
@@ -116,7 +96,7 @@ class QueryProcessor:
         todo: list[int] = []
         for i, q in enumerate(queries):
             if _expired(q):
-                answers[i] = Answer(query_id=q.query_id, tenant=q.tenant, status="error", error="deadline exceeded")
+                answers[i] = _error(q, "deadline exceeded")
             elif (hit := self._cache_exact(q)) is not None:
                 answers[i] = hit
             else:
@@ -124,19 +104,18 @@ class QueryProcessor:
         texts: list[str] = []
         spans: list[tuple[int, int]] = []
         for i in todo:
-            q = queries[i]
             start = len(texts)
-            texts.append(q.text)
-            texts.extend(q.options.variants)
+            texts.append(queries[i].text)
+            texts.extend(queries[i].options.variants)
             spans.append((start, len(texts)))
         started = time.time()  # before retrieval: index events after this may supersede what it reads
         t0 = time.perf_counter()
         try:
             vecs = self.embedder.embed(texts) if texts else None
-        except Exception as exc:
+        except Exception as exc:  # the model failed: every waiting query gets an error answer
             log.exception("query embedding failed")
             for i in todo:
-                answers[i] = self._error(queries[i], f"embedding failed: {exc}")
+                answers[i] = _error(queries[i], f"embedding failed: {exc}")
             return [a for a in answers if a is not None]
         embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
         for i, (a, b) in zip(todo, spans, strict=True):
@@ -150,79 +129,56 @@ class QueryProcessor:
                 ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms)
                 answers[i] = ans
                 self._cache_put(q, vecs[a], ans, acl, started)
-            except Exception as exc:
+            except Exception as exc:  # one query's failure is its own error answer
                 log.exception("answering %s failed", q.query_id)
-                answers[i] = self._error(q, f"{type(exc).__name__}: {exc}")
+                answers[i] = _error(q, f"{type(exc).__name__}: {exc}")
         return [a for a in answers if a is not None]
 
-    # -- cache hooks (never fail a query) ------------------------------------------------------
+    # -- cache hooks (the cache never fails a query: see SemanticCache) -------------------------
     def _cache_exact(self, q: Query) -> Answer | None:
         if self.cache is None:
             return None
-        t = time.perf_counter()
-        try:
+        timer = StageTimer()
+        with timer.stage("cache"):
             hit = self.cache.lookup_exact(q)
-        except Exception:
-            log.warning("cache lookup failed", exc_info=True)
-            return None
-        if hit is None:
-            return None
-        return hit.model_copy(update={"timings_ms": {"cache": round((time.perf_counter() - t) * 1000, 3)}})
+        return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
     def _cache_semantic(self, q: Query, vec: Any, embed_ms: float) -> Answer | None:
         if self.cache is None:
             return None
-        t = time.perf_counter()
-        try:
+        timer = StageTimer(embed=embed_ms)
+        with timer.stage("cache"):
             hit = self.cache.lookup_semantic(q, vec)
-        except Exception:
-            log.warning("cache lookup failed", exc_info=True)
-            return None
-        if hit is None:
-            return None
-        ms = round((time.perf_counter() - t) * 1000, 3)
-        return hit.model_copy(update={"timings_ms": {"embed": round(embed_ms, 3), "cache": ms}})
+        return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
     def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float) -> None:
-        if self.cache is None:
-            return
-        try:
-            entry = self.cache.make_entry(q, vec, ans, acl)
-            if entry is not None:
-                self.cache.put(entry, started)
-        except Exception:
-            log.warning("cache write failed", exc_info=True)
-
-    def answer_one(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float = 0.0) -> Answer:
-        return self._answer(q, vecs, texts, embed_ms)[0]
+        if self.cache is not None:
+            self.cache.store_answer(q, vec, ans, acl, started)
 
     def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float) -> tuple[Answer, list[list[str]]]:
         """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
-        timings = {"embed": round(embed_ms, 3)}
+        timer = StageTimer(embed=embed_ms)
         fusion = q.options.fusion or self.s.fusion
         alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
         res = self.retriever.retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
-        timings.update({k: round(v, 3) for k, v in res.timings_ms.items()})
-        t = time.perf_counter()
-        ranked = self.reranker(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)
-        timings["rerank"] = round((time.perf_counter() - t) * 1000, 3)
-        t = time.perf_counter()
-        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= self.s.answer_min_score)
-        if relevant:
-            draft = self.generator.generate(q.text, ranked, q.top_k)
-            status, text, cites = draft.status, draft.answer, draft.citations
-        else:
-            status, text, cites = "no_answer", "", []
-        timings["answer"] = round((time.perf_counter() - t) * 1000, 3)
+        timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
+        with timer.stage("rerank"):
+            ranked = self.reranker_for(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)
+        with timer.stage("answer"):
+            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= self.s.answer_min_score)
+            if relevant:
+                draft = self.generator.generate(q.text, ranked, q.top_k)
+                status, text, cites = draft.status, draft.answer, draft.citations
+            else:
+                status, text, cites = "no_answer", "", []
         if cites:
-            t = time.perf_counter()
-            cites = self._enrich(q.tenant, cites)
-            timings["enrich"] = round((time.perf_counter() - t) * 1000, 3)
+            with timer.stage("enrich"):
+                cites = self._enrich(q.tenant, cites)
         acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
-        answer = Answer(
-            query_id=q.query_id, tenant=q.tenant, status=status,  # type: ignore[arg-type]
-            answer=text, citations=cites, timings_ms=timings, model=f"{self.embedder.name}+{self.generator.name}",
-        )
+        answer = Answer.model_validate({
+            "query_id": q.query_id, "tenant": q.tenant, "status": status, "answer": text, "citations": cites,
+            "timings_ms": timer.ms, "model": f"{self.embedder.name}+{self.generator.name}",
+        })
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
     def _enrich(self, tenant: str, cites: list[Citation]) -> list[Citation]:
@@ -242,9 +198,9 @@ class QueryProcessor:
             }))
         return out
 
-    @staticmethod
-    def _error(q: Query, msg: str) -> Answer:
-        return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
+
+def _error(q: Query, msg: str) -> Answer:
+    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
 
 
 def _expired(q: Query) -> bool:

@@ -1,162 +1,25 @@
-"""Benchmarks (scripts that print figures, not timed tests): ingest and query through real Kafka."""
+"""``streamrag bench query`` and ``bench cache``: publish -> answer round trips through a real query worker."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from confluent_kafka import Consumer, TopicPartition
 
-from streamrag.connectors.kafka import JsonProducer, client_config, ensure_topics
-from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.security import tenant_literal
+from streamrag.connectors.embedding_cache import CachingEmbedder
+from streamrag.connectors.kafka_admin import client_config, ensure_topics
+from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.core.cache.vector_index import VectorIndex
 from streamrag.core.settings import Settings
-
-Log = Callable[[str], None]
-
-
-def machine(settings: Settings) -> dict[str, Any]:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "gpu": gpu,
-            "device": "cuda" if gpu and settings.device in ("auto", "cuda") else "cpu",
-            "model": settings.embedding_model, "python": platform.python_version(), "torch": torch.__version__}
-
-
-def load_docs(dataset: Path | None, n: int) -> list[dict[str, str]]:
-    docs: list[dict[str, str]] = []
-    if dataset is not None:
-        from streamrag.tools.evaluate import _open, load_beir
-
-        corpus, _, _ = load_beir(dataset)
-        with _open(corpus) as f:
-            for line in f:
-                o = json.loads(line)
-                docs.append({"doc_id": str(o["_id"]), "title": o.get("title", ""), "text": o.get("text") or "(empty)"})
-                if len(docs) >= n:
-                    break
-        return docs
-    rng = np.random.default_rng(0)
-    words = ["stream", "index", "vector", "query", "answer", "tenant", "kafka", "lance", "chunk", "embed", "latency", "cache", "model", "token"]
-    for i in range(n):
-        text = ". ".join(" ".join(rng.choice(words, 12)) for _ in range(14)) + "."
-        docs.append({"doc_id": f"syn{i}", "title": f"Synthetic {i}", "text": text})
-    return docs
-
-
-def bench_env(s: Settings, tag: str, db: Path, partitions: int) -> tuple[Settings, dict[str, str]]:
-    env = {
-        "STREAMRAG_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "STREAMRAG_LANCEDB_URI": str(db),
-        "STREAMRAG_INGEST_GROUP": f"bench-{tag}", "STREAMRAG_KAFKA_PARTITIONS": str(partitions),
-        "STREAMRAG_CHUNK_SIZE": str(s.chunk_size), "STREAMRAG_CHUNK_OVERLAP": str(s.chunk_overlap),
-        "STREAMRAG_BATCH_SIZE": str(s.batch_size), "STREAMRAG_EMBEDDING_MODEL": s.embedding_model,
-        "STREAMRAG_DEVICE": s.device,
-    }
-    for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters"):
-        env[f"STREAMRAG_TOPIC_{t.upper()}"] = f"bench-{tag}.{t}"
-    bs = Settings(**{k.removeprefix("STREAMRAG_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    return bs, env
-
-
-def start_workers(kind: str, env: dict[str, str], n: int, logdir: Path, extra_env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
-    base = 23000 + (os.getpid() % 1000) * 4
-    addrs = ";".join(f"127.0.0.1:{base + i}" for i in range(n))
-    procs = []
-    for i in range(n):
-        args = [sys.executable, "-m", "streamrag.cli", "worker", kind]
-        if n > 1:
-            args += ["-i", str(i), "-a", addrs]
-        log = (logdir / f"{kind}-{i}.log").open("ab")
-        procs.append(subprocess.Popen(args, env={**os.environ, **env, **(extra_env or {}), "HF_HUB_OFFLINE": "1"},
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-    return procs
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-
-
-_STORES: dict[Path, LanceStore] = {}
-
-
-def _count(db: Path, tenant: str) -> int:
-    store = _STORES.setdefault(db, LanceStore(str(db)))
-    t = store.table("chunks")
-    if t is None:
-        return 0
-    return int(t.count_rows(f"tenant = {tenant_literal(tenant)}"))
-
-
-def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list[int], workdir: Path, log: Log) -> dict[str, Any]:
-    from streamrag.core.chunking import chunk_text
-    from streamrag.flows.components import embedder_for
-
-    docs = load_docs(dataset, n_docs)
-    emb = embedder_for(s)
-    emb.embed(["warm up"])
-    texts = []
-    for d in docs:
-        for c in chunk_text(d["text"], size=s.chunk_size, overlap=s.chunk_overlap, tokenize=emb.token_spans):
-            texts.append(f"{d['title']}\n{c.text}" if d["title"] and c.chunk_no == 0 else c.text)
-    t0 = time.perf_counter()
-    emb.embed(texts)
-    raw_s = time.perf_counter() - t0
-    raw = len(texts) / raw_s
-    log(f"raw encoder: {len(texts)} chunks in {raw_s:.1f}s = {raw:.1f} chunks/s")
-    runs = []
-    for p in processes:
-        tag = uuid.uuid4().hex[:6]
-        db = workdir / f"ingest-{tag}"
-        bs, env = bench_env(s, tag, db, max(p, 2))
-        ensure_topics(bs, max(p, 2))
-        threads = {"STREAMRAG_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // p))}
-        procs = start_workers("ingest", env, p, workdir, threads)
-        try:
-            prod = JsonProducer(bs)
-            # warm every worker: a few docs on every partition, wait until searchable
-            for i in range(4 * p):
-                prod.send(bs.topic_documents, f"warm/w{i}", {"op": "upsert", "tenant": "warm", "doc_id": f"w{i}", "version": 1, "text": "warm up text."})
-            prod.flush()
-            deadline = time.monotonic() + 300
-            while _count(db, "warm") < 4 * p:
-                if time.monotonic() > deadline or any(x.poll() is not None for x in procs):
-                    raise RuntimeError(f"ingest workers did not start (logs in {workdir})")
-                time.sleep(0.2)
-            t0 = time.perf_counter()
-            for d in docs:
-                prod.send(bs.topic_documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
-            prod.flush()
-            while (got := _count(db, "bench")) < len(texts):
-                if time.perf_counter() - t0 > 1800:
-                    raise RuntimeError(f"only {got}/{len(texts)} chunks searchable after 30 min")
-                time.sleep(0.25)
-            el = time.perf_counter() - t0
-        finally:
-            stop(procs)
-        rate = len(texts) / el
-        runs.append({"processes": p, "seconds": round(el, 2), "chunks_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw, 3)})
-        log(f"pipeline, {p} process(es): {len(texts)} chunks Kafka -> searchable in {el:.1f}s = {rate:.1f} chunks/s "
-            f"(ratio {rate / raw:.2f})")
-    return {"machine": machine(s), "docs": len(docs), "chunks": len(texts), "chunk_size": s.chunk_size,
-            "batch_size": s.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}
+from streamrag.flows.components import embedder_for, make_store
+from streamrag.tools.bench_common import Log, bench_env, machine, start_workers, stop
+from streamrag.tools.evaluate import corpus_records, index_corpus, load_beir
 
 
 class QueryRig:
@@ -164,10 +27,6 @@ class QueryRig:
     client that publishes queries and times each answer."""
 
     def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
-        from streamrag.flows.components import embedder_for, make_store
-        from streamrag.connectors.embedding_cache import CachingEmbedder
-        from streamrag.tools.evaluate import corpus_records, index_corpus, load_beir
-
         corpus, self.queries, _ = load_beir(dataset)
         db = workdir / "query-index"
         is_ = s.model_copy(update={"lancedb_uri": str(db), "optimize_every_s": 1e9})
@@ -193,8 +52,6 @@ class QueryRig:
         self.prod = JsonProducer(self.bs)
 
     def _consume(self) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
         c = Consumer(client_config(self.bs, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
         c.assign([TopicPartition(self.bs.topic_answers, p, 0) for p in range(2)])
         while not self._stop.is_set():
@@ -277,8 +134,6 @@ PARAPHRASES = ["{q}", "{ql}?", "Is it true that {ql}?", "Evidence for: {q}", "{q
 
 def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: Path, log: Log) -> dict[str, Any]:
     """Cache-hit round trip via Kafka, hit rate on paraphrases, semantic lookup latency vs entries."""
-    from streamrag.core.cache.semantic_cache import _Matrix
-
     rig = QueryRig(s, dataset, workdir, log)
     try:
         rig.warm()
@@ -313,7 +168,7 @@ def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: P
     rng = np.random.default_rng(0)
     lookup: dict[str, dict[str, float]] = {}
     for n in (1_000, 10_000, 100_000):
-        m = _Matrix(384)
+        m = VectorIndex(384)
         vs = rng.normal(size=(n, 384)).astype(np.float32)
         vs /= np.linalg.norm(vs, axis=1, keepdims=True)
         for i in range(n):
@@ -328,40 +183,3 @@ def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: P
         log(f"semantic lookup at {n} entries: {lookup[str(n)]} ms")
     res["semantic_lookup_ms"] = lookup
     return res
-
-
-def plot_latencies(lat: list[float], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(lat, bins=40)
-    for p in (50, 95, 99):
-        v = float(np.percentile(lat, p))
-        ax.axvline(v, linestyle="--", color="k", linewidth=0.8)
-        ax.text(v, ax.get_ylim()[1] * 0.9, f"p{p}", rotation=90, fontsize=8)
-    ax.set_xlabel("round trip (ms)")
-    ax.set_ylabel("queries")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_scaling(runs: list[dict[str, Any]], raw: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([r["processes"] for r in runs], [r["chunks_per_s"] for r in runs], marker="o", label="pipeline")
-    ax.axhline(raw, linestyle="--", color="gray", label="raw encoder (1 process)")
-    ax.set_xlabel("ingest worker processes")
-    ax.set_ylabel("chunks/s (Kafka -> searchable)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -1,0 +1,93 @@
+"""``streamrag ask``: answer from the local index, or through a query worker with --via-kafka."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+
+from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.connectors.kafka_request import request_answer
+from streamrag.core.errors import StreamragError
+from streamrag.core.records import describe_validation
+from streamrag.flows.components import make_query_processor
+from streamrag.schemas.models import Answer, Query
+
+
+class Fusion(StrEnum):
+    rrf = "rrf"
+    weighted = "weighted"
+    dense = "dense"
+    bm25 = "bm25"
+
+
+class Rerank(StrEnum):
+    none = "none"
+    cross_encoder = "cross-encoder"
+    mmr = "mmr"
+
+
+def build_query(
+    text: str, tenant: str, user: str | None = None, roles: str | None = None, top_k: int = 5,
+    fusion: str | None = None, alpha: float | None = None, rerank: str | None = None,
+    filters: list[str] | None = None,
+) -> Query:
+    """Command-line arguments -> a validated Query (one clear line when they are not valid)."""
+    meta: dict[str, Any] = {}
+    for f in filters or []:
+        if "=" not in f:
+            raise StreamragError(f"bad --filter {f!r}: use key=value or key=v1|v2")
+        k, v = f.split("=", 1)
+        meta[k] = v.split("|") if "|" in v else v
+    try:
+        return Query.model_validate({
+            "query_id": uuid.uuid4().hex, "tenant": tenant, "text": text, "top_k": top_k,
+            "principal": {"user": user, "roles": [r for r in (roles or "").split(",") if r]},
+            "filters": {"metadata": meta}, "options": {"fusion": fusion, "alpha": alpha, "rerank": rerank},
+        })
+    except ValidationError as exc:
+        raise StreamragError(f"invalid query: {describe_validation(exc)}") from exc
+
+
+def print_answer(a: Answer, json_out: bool) -> None:
+    if json_out:
+        out.print_json(a.model_dump_json())
+        return
+    out.print(f"[bold]{a.status}[/bold]" + (f" (cached: {a.cache_lookup})" if a.cached else ""))
+    if a.error:
+        out.print(f"error: {a.error}", markup=False, highlight=False)
+    if a.answer:
+        out.print(a.answer, markup=False, highlight=False)
+    for i, c in enumerate(a.citations, 1):
+        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}", markup=False, highlight=False)
+    if a.timings_ms:
+        out.print("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in a.timings_ms.items()), highlight=False)
+
+
+@app.command()
+@cli_errors
+def ask(
+    question: str = typer.Argument(...),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    user: str = typer.Option(None, "--user", "-u"),
+    roles: str = typer.Option(None, "--roles", help="comma-separated"),
+    top_k: int = typer.Option(5, "--top-k", "-k"),
+    fusion: Fusion = typer.Option(None, "--fusion"),
+    alpha: float = typer.Option(None, "--alpha"),
+    rerank: Rerank = typer.Option(None, "--rerank"),
+    filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
+    via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
+    timeout: float = typer.Option(30.0, "--timeout"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Answer a question from the index (locally, or through the query worker with --via-kafka)."""
+    s = settings()
+    q = build_query(question, tenant, user, roles, top_k, fusion and fusion.value, alpha, rerank and rerank.value,
+                    filters)
+    a = request_answer(s, q, timeout) if via_kafka else make_query_processor(s).answer_many([q])[0]
+    print_answer(a, json_out)
+    if a.status == "error":
+        raise typer.Exit(1)

@@ -1,0 +1,96 @@
+"""``streamrag bench ingest | query | cache``: benchmarks through real Kafka (figures, not tests).
+
+The tools are imported inside the commands: matplotlib and pytrec-eval are the optional [tools]
+dependencies, and the workers (which share this CLI) must not import them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+
+from streamrag.cli.app import bench_app, cli_errors, log_line, out, settings
+from streamrag.connectors.kafka_admin import check_reachable
+from streamrag.core.errors import StreamragError
+
+_DS = typer.Option(None, "--dataset", "-d", help="BEIR folder for realistic text (default: ../shared/data/beir-scifact if present)")
+_OUTDIR = typer.Option(Path("docs/bench"), "--out", help="where JSON (and plots) are written")
+
+
+def _dataset(d: Path | None) -> Path | None:
+    if d is not None:
+        return d
+    guess = Path(__file__).resolve().parents[3] / "shared" / "data" / "beir-scifact"
+    return guess if guess.exists() else None
+
+
+def _work() -> Path:
+    work = Path(".local/bench")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+@bench_app.command("ingest")
+@cli_errors
+def bench_ingest_cmd(
+    docs: int = typer.Option(300, "--docs"),
+    processes: str = typer.Option("1,2,4", "--processes", help="comma-separated worker process counts"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Chunks/s from the documents topic to searchable, beside the raw encoder on the same chunks."""
+    from streamrag.tools.bench_ingest import bench_ingest  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    procs = [int(x) for x in processes.split(",") if x.strip()]
+    with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
+        res = write_report("ingest", bench_ingest(s, _dataset(dataset), docs, procs, Path(tmp), log_line), outdir)
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
+def _rig_dataset(dataset: Path | None, kind: str) -> Path:
+    ds = _dataset(dataset)
+    if ds is None:
+        raise StreamragError(f"bench {kind} needs --dataset (a BEIR folder) for its index and questions")
+    return ds
+
+
+@bench_app.command("query")
+@cli_errors
+def bench_query_cmd(
+    n: int = typer.Option(300, "--queries", "-n"), rate: float = typer.Option(10.0, "--rate"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Publish -> answer round trip p50/p95/p99 and per-stage timings at a steady rate."""
+    from streamrag.tools.bench_query import bench_query  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    res = bench_query(s, _rig_dataset(dataset, "query"), n, rate, _work(), log_line)
+    res = write_report("query", res, outdir, f"query round trip (cache off), {rate}/s")
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
+@bench_app.command("cache")
+@cli_errors
+def bench_cache_cmd(
+    n: int = typer.Option(40, "--base-queries", "-n"), rate: float = typer.Option(20.0, "--rate"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Cache-hit round trip p50/p95/p99, paraphrase hit rate, semantic lookup latency vs entries."""
+    from streamrag.tools.bench_query import bench_cache  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    res = bench_cache(s, _rig_dataset(dataset, "cache"), n, rate, _work(), log_line)
+    res = write_report("cache", res, outdir, f"cache-hit round trip, {rate}/s")
+    if json_out:
+        out.print_json(json.dumps(res))

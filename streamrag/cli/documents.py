@@ -1,0 +1,82 @@
+"""``streamrag ingest``, ``publish`` and ``topics create``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streamrag.cli.app import app, check_tenant, cli_errors, console, out, settings, topics_app
+from streamrag.connectors.files import delete_record, records_from_paths
+from streamrag.connectors.kafka_admin import ensure_topics
+from streamrag.core.errors import StreamragError
+from streamrag.core.records import RawRecord
+from streamrag.flows.local import index_paths
+from streamrag.tools.publish import publish_records
+
+
+@app.command()
+@cli_errors
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="files or folders: .txt, .md, .jsonl (DocumentChange per line)"),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Index files into the local LanceDB through the ingest dataflow (no Kafka)."""
+    check_tenant(tenant)
+    s = settings()
+    with Progress(
+        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=json_out or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("ingest", total=None)
+        report = index_paths(s, paths, tenant, on_progress=lambda n: bar.advance(task, n))
+    counts = report.counts()
+    if json_out:
+        out.print_json(json.dumps({"counts": counts, "dead_letters": [d.model_dump(mode="json") for d in report.dead]}))
+    else:
+        out.print(
+            f"indexed {counts.get('indexed', 0)} documents ({counts['chunks']} chunks), "
+            f"unchanged {counts.get('unchanged', 0)}, stale {counts.get('stale', 0)}, "
+            f"dead letters {counts['dead_letters']} -> {s.lancedb_uri}",
+            highlight=False,
+        )
+        for d in report.dead[:10]:
+            out.print(f"  dead letter [{d.stage}] {d.source.topic or ''}: {d.error}", highlight=False, markup=False)
+    if report.dead and not any(e.status in ("indexed", "unchanged") for e in report.events):
+        raise typer.Exit(1)
+
+
+@app.command()
+@cli_errors
+def publish(
+    paths: list[Path] = typer.Argument(None, help="files or folders to upsert"),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    delete: list[str] = typer.Option(None, "--delete", help="doc id to delete (repeatable)"),
+) -> None:
+    """Publish document changes to the documents topic."""
+    check_tenant(tenant)
+    s = settings()
+    records = list(records_from_paths(paths or [], tenant)) + [delete_record(tenant, d) for d in (delete or [])]
+    if not records:
+        raise StreamragError("nothing to publish: give paths or --delete DOC_ID")
+    bad: list[str] = []
+
+    def skipped(r: RawRecord, error: str) -> None:
+        bad.append(error)
+        console.print(f"skipped {r.topic or ''}:{r.offset or ''}: {error}", highlight=False, markup=False)
+
+    n = publish_records(s, records, skipped)
+    out.print(f"published {n} document changes to {s.topic_documents}", highlight=False)
+    if bad:
+        raise StreamragError(f"{len(bad)} invalid document change(s) were not published")
+
+
+@topics_app.command("create")
+@cli_errors
+def topics_create(partitions: int = typer.Option(None, "--partitions", "-p")) -> None:
+    """Create the project's topics (compacted documents and cache topics)."""
+    for name, state in ensure_topics(settings(), partitions).items():
+        out.print(f"{name}: {state}", highlight=False)

@@ -1,0 +1,72 @@
+"""``streamrag worker ingest | query | maintain``: the long-lived workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from streamrag.cli.app import cli_errors, console, settings, worker_app
+from streamrag.core.settings import Settings
+from streamrag.flows import ingest as ingest_flow
+from streamrag.flows import query as query_flow
+from streamrag.flows.maintenance import Maintainer
+
+
+def run_worker(
+    make_flow: Callable[[Settings], Dataflow], workers: int, process_id: int | None, addresses: str | None,
+    recovery_dir: str | None,
+) -> None:
+    s = settings()
+    flow = make_flow(s)
+    rdir = recovery_dir or s.recovery_dir
+    recovery = None
+    if rdir:
+        d = Path(rdir)
+        d.mkdir(parents=True, exist_ok=True)
+        if not any(d.glob("part-*.sqlite3")):
+            init_db_dir(d, 1)
+        recovery = RecoveryConfig(str(d))
+    console.print(f"{flow.flow_id} worker running (Ctrl-C to stop)", highlight=False)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses.split(";") if addresses else None,
+        epoch_interval=timedelta(seconds=s.snapshot_interval_s),
+        recovery_config=recovery,
+    )
+
+
+_W = typer.Option(1, "--workers", "-w", help="worker threads per process (use processes to scale embedding)")
+_I = typer.Option(None, "--process-id", "-i")
+_A = typer.Option(None, "--addresses", "-a", help="host:port;host:port of every process")
+_R = typer.Option(None, "--recovery-dir", "-r", help="resume from here after a restart")
+
+
+@worker_app.command("ingest")
+@cli_errors
+def worker_ingest(workers: int = _W, process_id: int = _I, addresses: str = _A, recovery_dir: str = _R) -> None:
+    """Run the ingest dataflow against Kafka until stopped."""
+    run_worker(ingest_flow.main, workers, process_id, addresses, recovery_dir)
+
+
+@worker_app.command("query")
+@cli_errors
+def worker_query(workers: int = _W, process_id: int = _I, addresses: str = _A, recovery_dir: str = _R) -> None:
+    """Run the query dataflow against Kafka until stopped."""
+    run_worker(query_flow.main, workers, process_id, addresses, recovery_dir)
+
+
+@worker_app.command("maintain")
+@cli_errors
+def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds between maintenance passes")) -> None:
+    """Index maintenance (FTS, ANN builds, optimize) on its own; pair with STREAMRAG_MAINTENANCE=off."""
+    m = Maintainer(settings(), every_s=every)
+    console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
+    m.run_forever()

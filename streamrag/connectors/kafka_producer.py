@@ -1,0 +1,50 @@
+"""A JSON event producer keyed by string (idempotent, Nagle off)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streamrag.connectors.kafka_admin import client_config
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.settings import Settings
+
+
+class JsonProducer:
+    """A thin, lazily-connected producer for JSON events keyed by string."""
+
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        self._p: Any = None
+        self._errors: list[str] = []
+
+    @property
+    def producer(self) -> Any:
+        if self._p is None:
+            self._p = Producer(client_config(self.s, **{"linger.ms": 0, "enable.idempotence": True}))
+        return self._p
+
+    def _cb(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def send(self, topic: str, key: str | None, value: bytes | str | dict[str, Any] | None) -> None:
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        self.producer.produce(
+            topic,
+            key=None if key is None else key.encode("utf-8"),
+            value=value.encode("utf-8") if isinstance(value, str) else value,
+            on_delivery=self._cb,
+        )
+        self.producer.poll(0)
+
+    def flush(self, timeout: float | None = None) -> None:
+        left = self.producer.flush(self.s.kafka_timeout_s if timeout is None else timeout)
+        if left:
+            raise ServiceUnavailable(f"{left} messages not delivered to Kafka at {self.s.kafka_bootstrap}")
+        if self._errors:
+            errs, self._errors = self._errors, []
+            raise ServiceUnavailable(f"Kafka delivery failed: {errs[0]}")

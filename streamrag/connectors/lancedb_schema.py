@@ -1,0 +1,45 @@
+"""Arrow schemas of the LanceDB tables: chunk rows (vectors, text, ACL tokens) and one row per document."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CHUNKS = "chunks"
+DOCS = "docs"
+
+
+def chunk_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("doc_key", pa.string(), nullable=False),
+            pa.field("tenant", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("chunk_no", pa.int32(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("content_hash", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("acl", pa.list_(pa.string())),
+            pa.field("meta", pa.list_(pa.string())),
+            pa.field("updated_ms", pa.int64()),
+        ]
+    )
+
+
+DOC_SCHEMA = pa.schema(
+    [
+        pa.field("doc_key", pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
+        pa.field("deleted", pa.bool_()),
+        pa.field("content_hash", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("chunk_count", pa.int32()),
+        pa.field("metadata_json", pa.string()),
+        pa.field("updated_ms", pa.int64()),
+        pa.field("indexed_ms", pa.int64()),
+    ]
+)

@@ -1,0 +1,66 @@
+"""Cache entry payloads: an in-process LRU in front of a shared payload store (Redis) with TTLs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+
+from pydantic import ValidationError
+
+from streamrag.core.ports import PayloadStore
+from streamrag.schemas.models import CacheEntry
+
+log = logging.getLogger(__name__)
+
+
+class EntryStorage:
+    def __init__(self, payloads: PayloadStore | None, lru_size: int = 10_000) -> None:
+        self.payloads = payloads
+        self.lru: OrderedDict[str, CacheEntry] = OrderedDict()
+        self.lru_size = lru_size
+        self._lock = threading.Lock()
+
+    def cached(self, key: str) -> CacheEntry | None:
+        """From the LRU only."""
+        with self._lock:
+            e = self.lru.get(key)
+            if e is not None:
+                self.lru.move_to_end(key)
+            return e
+
+    def fetch(self, tenant: str, key: str) -> CacheEntry | None:
+        """From the shared store (a miss when it is down or the payload is unreadable)."""
+        if self.payloads is None:
+            return None
+        raw = self.payloads.get(tenant, key)
+        if raw is None:
+            return None
+        try:
+            return CacheEntry.model_validate_json(raw)
+        except ValidationError as exc:
+            log.warning("unreadable cache payload %s ignored: %s", key, exc)
+            return None
+
+    def keep(self, e: CacheEntry) -> None:
+        """Into the LRU (evicting the least recently used)."""
+        with self._lock:
+            self.lru[e.cache_key] = e
+            self.lru.move_to_end(e.cache_key)
+            while len(self.lru) > self.lru_size:
+                self.lru.popitem(last=False)
+
+    def save(self, e: CacheEntry, ttl_s: float) -> None:
+        if self.payloads is not None:
+            self.payloads.put(e.tenant, e.cache_key, e.model_dump_json().encode(), ttl_s)
+
+    def drop_local(self, key: str) -> None:
+        with self._lock:
+            self.lru.pop(key, None)
+
+    def delete(self, tenant: str, keys: list[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self.lru.pop(k, None)
+        if self.payloads is not None and keys:
+            self.payloads.delete(tenant, keys)

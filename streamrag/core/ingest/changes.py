@@ -1,0 +1,123 @@
+"""Per-record ingest logic: parse and check a change, decide whether it needs applying, build its rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from streamrag.core.chunking import Chunk
+from streamrag.core.ports import DocState, DocWrite
+from streamrag.core.records import RawRecord, describe_validation, json_object
+from streamrag.core.security import acl_tokens, chunk_id, meta_tokens
+from streamrag.schemas.models import DeadLetter, DocumentChange, IndexEvent
+
+Output = IndexEvent | DeadLetter
+
+
+@dataclass(slots=True)
+class Pending:
+    """A record on its way through the ingest stages, with what each stage added."""
+
+    rec: RawRecord
+    change: DocumentChange
+    key: str
+    content_hash: str = ""
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A record that needs nothing more: its index event or dead letter."""
+
+    rec: RawRecord
+    output: Output
+
+
+Item = Pending | Finished
+
+
+def parse_change(rec: RawRecord) -> DocumentChange | DeadLetter:
+    """Bytes -> DocumentChange, or a dead letter saying exactly what is wrong."""
+    data = json_object(rec.value, "empty message (null value); deletes must be explicit op=delete events")
+    if isinstance(data, str):
+        return rec.dead("parse", data)
+    try:
+        return DocumentChange.model_validate(data)
+    except ValidationError as exc:
+        return rec.dead("validate", describe_validation(exc))
+
+
+def check_change(ch: DocumentChange, max_doc_chars: int) -> str | None:
+    """What is wrong with a well-formed change that cannot be indexed, or None."""
+    if ch.op == "upsert":
+        if not ch.text.strip():
+            return "empty text: an upsert needs non-blank text (send op=delete to remove a document)"
+        if len(ch.text) > max_doc_chars:
+            return f"text too large: {len(ch.text)} characters > STREAMRAG_MAX_DOC_CHARS={max_doc_chars}"
+    return None
+
+
+def verdict(ch: DocumentChange, st: DocState | None, h: str) -> str | None:
+    """None: apply it. Otherwise the status of a change that need not be applied."""
+    if st is None:
+        return "unchanged" if ch.op == "delete" else None
+    if ch.version < st.version:
+        return "stale"
+    if ch.version == st.version:
+        if ch.op == "delete":
+            return "unchanged" if st.deleted else None
+        if st.deleted:
+            return "stale"  # a delete at the same version wins
+        return "unchanged" if st.content_hash == h else "stale"
+    return None
+
+
+def event(ch: DocumentChange, status: str, content_hash: str = "", chunk_count: int = 0) -> IndexEvent:
+    return IndexEvent.model_validate({
+        "tenant": ch.tenant, "doc_id": ch.doc_id, "version": ch.version, "op": ch.op,
+        "status": status, "content_hash": content_hash, "chunk_count": chunk_count,
+    })
+
+
+def embed_text(ch: DocumentChange, c: Chunk) -> str:
+    """The text that is embedded for a chunk: the title leads the first chunk."""
+    return f"{ch.title}\n{c.text}" if ch.title and c.chunk_no == 0 else c.text
+
+
+def _ms(dt: datetime | None) -> int:
+    if dt is None:
+        return 0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def doc_write(p: Pending, now_ms: int) -> DocWrite:
+    """The rows that replace a document in the index (no chunk rows for a delete)."""
+    ch = p.change
+    upd = _ms(ch.updated_at)
+    acl = acl_tokens(ch.acl)
+    meta = meta_tokens(dict(ch.metadata))
+    vecs: Any = p.vectors if p.vectors is not None else []
+    rows = [
+        {
+            "id": chunk_id(ch.tenant, ch.doc_id, c.chunk_no), "doc_key": p.key, "tenant": ch.tenant,
+            "doc_id": ch.doc_id, "chunk_no": c.chunk_no, "version": ch.version, "content_hash": p.content_hash,
+            "title": ch.title, "text": c.text, "vector": vecs[j].tolist(), "acl": acl, "meta": meta,
+            "updated_ms": upd,
+        }
+        for j, c in enumerate(p.chunks)
+    ]
+    doc_row = {
+        "doc_key": p.key, "tenant": ch.tenant, "doc_id": ch.doc_id, "version": ch.version,
+        "deleted": ch.op == "delete", "content_hash": p.content_hash, "title": ch.title,
+        "chunk_count": len(rows), "metadata_json": json.dumps(ch.metadata, sort_keys=True, default=str),
+        "updated_ms": upd, "indexed_ms": now_ms,
+    }
+    return DocWrite(p.key, doc_row, rows)

@@ -1,0 +1,179 @@
+"""The ingest stages, each a function of a batch: parse -> newest per document -> stale check ->
+chunk -> embed -> write. The ingest flow runs each as a named bytewax step; ``process_batch``
+runs them in the same order in-process.
+
+Items are ``Pending`` (still to do) or ``Finished`` (an index event or a dead letter); a stage
+passes finished items through untouched. A record that fails for good in a stage becomes a dead
+letter alone (the batch is split around it); temporary failures are retried (core.retry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamrag.core.chunking import chunk_text
+from streamrag.core.ingest.changes import (
+    Finished,
+    Item,
+    Output,
+    Pending,
+    check_change,
+    doc_write,
+    embed_text,
+    event,
+    parse_change,
+    verdict,
+)
+from streamrag.core.ports import Embedder, IndexWriter
+from streamrag.core.records import RawRecord
+from streamrag.core.retry import RetryPolicy, run_isolating
+from streamrag.core.security import content_hash, doc_key
+from streamrag.core.settings import Settings
+from streamrag.schemas.models import DeadLetter, DocumentChange
+
+log = logging.getLogger(__name__)
+
+
+def _split(items: Sequence[Item]) -> tuple[list[Pending], list[Item]]:
+    todo = [i for i in items if isinstance(i, Pending)]
+    done: list[Item] = [i for i in items if isinstance(i, Finished)]
+    return todo, done
+
+
+class IngestStages:
+    def __init__(
+        self,
+        store: IndexWriter,
+        embedder: Embedder,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+        max_doc_chars: int,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.max_doc_chars = max_doc_chars
+        self.policy = policy or RetryPolicy()
+
+    @classmethod
+    def from_settings(cls, s: Settings, store: IndexWriter, embedder: Embedder) -> IngestStages:
+        return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
+                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s))
+
+    # -- the stages, in order -----------------------------------------------------------------
+    def parse(self, records: Sequence[RawRecord]) -> list[Item]:
+        out: list[Item] = []
+        for rec in records:
+            parsed = parse_change(rec)
+            if isinstance(parsed, DeadLetter):
+                out.append(Finished(rec, parsed))
+            elif (problem := check_change(parsed, self.max_doc_chars)) is not None:
+                out.append(Finished(rec, rec.dead("validate", problem)))
+            else:
+                out.append(Pending(rec, parsed, doc_key(parsed.tenant, parsed.doc_id)))
+        return out
+
+    def newest(self, items: Sequence[Item]) -> list[Item]:
+        """Keep the newest version of each document in the batch; older ones are stale."""
+        todo, out = _split(items)
+        latest: dict[str, Pending] = {}
+        for p in todo:
+            prev = latest.get(p.key)
+            if prev is None or p.change.version >= prev.change.version:
+                if prev is not None:
+                    out.append(Finished(prev.rec, event(prev.change, "stale")))
+                latest[p.key] = p
+            else:
+                out.append(Finished(p.rec, event(p.change, "stale")))
+        return out + list(latest.values())
+
+    def stale_check(self, items: Sequence[Item]) -> list[Item]:
+        """Compare with the index: older or identical versions need no write."""
+        todo, out = _split(items)
+        for part, states, exc in run_isolating(
+            "reading document state", todo, lambda b: self.store.doc_states(p.key for p in b), self.policy
+        ):
+            if exc is not None or states is None:
+                out.extend(Finished(p.rec, p.rec.dead("write", f"reading document state failed: {exc}")) for p in part)
+                continue
+            for p in part:
+                ch = p.change
+                p.content_hash = content_hash(ch.title, ch.text, dict(ch.metadata), ch.acl) if ch.op == "upsert" else ""
+                st = states.get(p.key)
+                v = verdict(ch, st, p.content_hash)
+                if v is None:
+                    out.append(p)
+                else:
+                    out.append(Finished(p.rec, event(ch, v, content_hash=st.content_hash if st else "")))
+        return out
+
+    def chunk(self, items: Sequence[Item]) -> list[Item]:
+        todo, out = _split(items)
+        for p in todo:
+            if p.change.op != "upsert":
+                out.append(p)
+                continue
+            try:
+                p.chunks = chunk_text(p.change.text, size=self.chunk_size, overlap=self.chunk_overlap,
+                                      tokenize=self.embedder.token_spans)
+            except Exception as exc:  # a tokenizer error is a property of this text alone
+                log.warning("chunking %s failed: %s", p.change.key, exc)
+                out.append(Finished(p.rec, p.rec.dead("chunk", f"{type(exc).__name__}: {exc}")))
+                continue
+            out.append(p if p.chunks else Finished(p.rec, p.rec.dead("chunk", "text has no tokens to index")))
+        return out
+
+    def embed(self, items: Sequence[Item]) -> list[Item]:
+        """Every chunk of the batch in one encoder call; a text that fails is isolated."""
+        todo, out = _split(items)
+        upserts = [p for p in todo if p.chunks]
+        out.extend(p for p in todo if not p.chunks)
+
+        def encode(batch: list[Pending]) -> np.ndarray:
+            return self.embedder.embed([embed_text(p.change, c) for p in batch for c in p.chunks])
+
+        for part, vecs, exc in run_isolating("embedding", upserts, encode, self.policy):
+            if exc is not None or vecs is None:
+                out.extend(Finished(p.rec, p.rec.dead("embed", f"{type(exc).__name__}: {exc}")) for p in part)
+                continue
+            i = 0
+            for p in part:
+                p.vectors = vecs[i : i + len(p.chunks)]
+                i += len(p.chunks)
+                out.append(p)
+        return out
+
+    def write(self, items: Sequence[Item]) -> list[Item]:
+        """One atomic write for the batch (each document's chunks replaced); failures isolated."""
+        todo, out = _split(items)
+        now_ms = int(time.time() * 1000)
+        dim = self.embedder.dim
+
+        def apply(batch: list[Pending]) -> None:
+            self.store.apply([doc_write(p, now_ms) for p in batch], dim)
+
+        for part, _, exc in run_isolating("index write", todo, apply, self.policy):
+            for p in part:
+                if exc is not None:
+                    out.append(Finished(p.rec, p.rec.dead("write", f"{type(exc).__name__}: {exc}")))
+                else:
+                    out.append(Finished(p.rec, applied(p.change, p.content_hash, len(p.chunks))))
+        return out
+
+    # -- all of them, in-process ----------------------------------------------------------------
+    def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
+        items = self.parse(records)
+        for stage in (self.newest, self.stale_check, self.chunk, self.embed, self.write):
+            items = stage(items)
+        return [i.output for i in items if isinstance(i, Finished)]
+
+
+def applied(ch: DocumentChange, h: str, chunk_count: int) -> Output:
+    return event(ch, "deleted" if ch.op == "delete" else "indexed", content_hash=h, chunk_count=chunk_count)

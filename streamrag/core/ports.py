@@ -1,0 +1,100 @@
+"""The ports the core logic needs, as Protocols, and the plain data that crosses them.
+
+Adapters in ``streamrag.connectors`` implement these (LanceDB, Redis, Kafka, sentence-transformers);
+tests implement them with small fakes. Nothing here imports an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamrag.schemas.models import CacheEntry
+
+
+@dataclass(frozen=True, slots=True)
+class DocState:
+    """What the index holds for one document: its version, tombstone and content hash."""
+
+    doc_key: str
+    version: int
+    deleted: bool
+    content_hash: str
+
+
+@dataclass(slots=True)
+class DocWrite:
+    """One document's new state: its full chunk rows (empty for a delete) and its doc row."""
+
+    doc_key: str
+    doc_row: dict[str, Any]
+    chunk_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One retrieved chunk."""
+
+    id: str
+    doc_key: str
+    doc_id: str
+    chunk_no: int
+    version: int
+    title: str
+    text: str
+    score: float
+    acl: tuple[str, ...] = ()
+
+
+class Embedder(Protocol):
+    """Text -> L2-normalised vectors, and the model's own token spans (for chunking)."""
+
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class DocStateReader(Protocol):
+    def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]: ...
+
+
+class IndexWriter(DocStateReader, Protocol):
+    """What the ingest stages need of the index."""
+
+    def apply(self, writes: Sequence[DocWrite], dim: int) -> None: ...
+
+
+class IndexReader(Protocol):
+    """What the query path needs of the index. ``where`` is built by core.security only."""
+
+    def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]: ...
+
+    def text_search(self, text: str, where: str, limit: int) -> list[Hit]: ...
+
+    def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]: ...
+
+
+class PayloadStore(Protocol):
+    """Shared payloads with a TTL (Redis). Never raises: unavailable means a miss / no-op."""
+
+    def get(self, tenant: str, cache_key: str) -> bytes | None: ...
+
+    def put(self, tenant: str, cache_key: str, payload: bytes, ttl_s: float) -> bool: ...
+
+    def delete(self, tenant: str, keys: list[str]) -> None: ...
+
+
+class EntryPublisher(Protocol):
+    """Publishes a cache entry (or a tombstone, ``None``) under ``tenant/cache_key``."""
+
+    def __call__(self, key: str, entry: CacheEntry | None) -> None: ...

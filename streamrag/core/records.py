@@ -1,0 +1,67 @@
+"""Records as they arrive (from Kafka or files) and messages as they leave, independent of transport."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from streamrag.schemas.models import DeadLetter, SourcePosition
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One input record, whatever its origin."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp_ms: int | None = None
+
+    @property
+    def position(self) -> SourcePosition:
+        return SourcePosition(topic=self.topic, partition=self.partition, offset=self.offset)
+
+    def dead(self, stage: str, error: str) -> DeadLetter:
+        """A dead letter carrying this record's original bytes, key and position."""
+        return DeadLetter.make(stage=stage, error=error, value=self.value, key=self.key, source=self.position)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for a topic, and the input record it answers (for flush-then-commit)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    source: RawRecord | None = None
+
+    @classmethod
+    def of(cls, topic: str, key: str | bytes | None, model: BaseModel, source: RawRecord | None = None) -> Outgoing:
+        k = key.encode("utf-8") if isinstance(key, str) else key
+        return cls(topic, k, model.model_dump_json().encode("utf-8"), source)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def json_object(value: bytes | None, empty: str = "empty message") -> dict[str, Any] | str:
+    """Bytes -> a JSON object, or the reason it is not one."""
+    if value is None:
+        return empty
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"malformed JSON: {exc}"
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    return data

@@ -1,0 +1,96 @@
+"""The failure policy: temporary errors are retried with backoff for a bounded time; a batch that
+fails for good is split until the records that fail are alone, so only they are dead-lettered.
+
+A temporary error that outlasts its retry budget is raised as ``TemporaryFailure``: the worker
+stops with that line and its offsets stay where they are, so a restart applies the records again
+(nothing is dead-lettered for an outage).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from streamrag.core.errors import ServiceUnavailable, TemporaryFailure
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Messages of errors that pass: commit conflicts between writers, I/O and network hiccups,
+# device memory pressure (a smaller batch fits). Anything else is a property of the input.
+_TRANSIENT_WORDS = ("commit conflict", "retryable", "timed out", "timeout", "temporarily", "out of memory",
+                    "connection reset", "connection refused", "too many requests", "throttl", "unavailable")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that may pass on their own (I/O, network, conflicts, overload)."""
+    if isinstance(exc, OSError | ServiceUnavailable):  # OSError covers ConnectionError, TimeoutError
+        return True
+    retriable = getattr(exc, "retriable", None)  # confluent_kafka.KafkaError
+    if callable(retriable):
+        try:
+            return bool(retriable())
+        except TypeError:
+            return False
+    text = str(exc).lower()
+    return any(w in text for w in _TRANSIENT_WORDS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter (tenacity) on transient errors, for at most ``max_s``."""
+
+    max_s: float = 60.0
+    initial_s: float = 0.1
+    max_wait_s: float = 5.0
+
+    def call(self, what: str, fn: Callable[[], R]) -> R:
+        """fn() with transient errors retried; the last error is re-raised as it was."""
+
+        def note(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("%s failed (attempt %d, retrying): %s", what, state.attempt_number, exc)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_delay(self.max_s),
+            wait=wait_exponential_jitter(initial=self.initial_s, max=self.max_wait_s),
+            before_sleep=note,
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+def run_isolating(
+    what: str, items: Sequence[T], fn: Callable[[list[T]], R], policy: RetryPolicy
+) -> list[tuple[list[T], R | None, BaseException | None]]:
+    """Apply ``fn`` to the whole batch; on a permanent error split it in halves, recursively, so
+    every item that can succeed does, and each failing item is reported alone with its error.
+
+    Transient errors are retried by ``policy``; one that outlasts it raises ``TemporaryFailure``.
+    """
+    batch = list(items)
+    if not batch:
+        return []
+    try:
+        return [(batch, policy.call(what, lambda: fn(batch)), None)]
+    except Exception as exc:
+        if is_transient(exc):
+            raise TemporaryFailure(f"{what} kept failing for {policy.max_s:g} s: {exc}") from exc
+        if len(batch) == 1:
+            log.warning("%s failed for good for one record: %s", what, exc)
+            return [(batch, None, exc)]
+        log.info("%s failed for a batch of %d (%s); splitting it", what, len(batch), exc)
+    mid = len(batch) // 2
+    return run_isolating(what, batch[:mid], fn, policy) + run_isolating(what, batch[mid:], fn, policy)

@@ -1,0 +1,43 @@
+"""Index maintenance off the hot path: FTS upkeep, ANN builds and ``optimize()`` on a schedule,
+in a thread of the ingest worker (STREAMRAG_MAINTENANCE=thread) or as ``streamrag worker maintain``.
+
+It uses a store of its own (its own LanceDB handles and lock), so a long optimize never blocks a
+write; a commit conflict with a write is retried by whichever side lost (core.retry).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from streamrag.core.settings import Settings
+from streamrag.flows.components import make_store
+
+log = logging.getLogger(__name__)
+
+
+class Maintainer:
+    def __init__(self, s: Settings, every_s: float = 1.0) -> None:
+        self.store = make_store(s)
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def run_once(self, force: bool = False) -> None:
+        self.store.maintain(force=force)
+        self.runs += 1
+
+    def run_forever(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.run_once()
+
+    def start(self) -> Maintainer:
+        self._thread = threading.Thread(target=self.run_forever, name="index-maintenance", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
