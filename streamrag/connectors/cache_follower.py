@@ -73,7 +73,8 @@ class CacheFollower:
                     self.cache.tracker.verified.clear()  # events may have been missed: check all
                     self.cache.tracker.pending.update(self.cache.index.meta)
                     while self.cache.pending() and not self._stop.is_set():
-                        self.cache.verify_pending(limit=5000)
+                        if not self.cache.verify_pending(limit=5000):
+                            break  # no way to check here: each entry is checked on its first hit
                     self.cache.serving = True
                     self.state = "following"
                     log.info("cache follower restarted (%d restarts)", self.restarts)

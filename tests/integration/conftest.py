@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from streamrag.connectors.kafka import check_reachable, ensure_topics
+from streamrag.connectors.kafka_admin import check_reachable, ensure_topics
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.settings import Settings
+from streamrag.core.settings import Settings, settings_env
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,34 +35,31 @@ def pytest_collection_modifyitems(items: list[Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """This module's own topics, groups and index, on the Kafka and Redis scripts/test started."""
     tag = uuid.uuid4().hex[:8]
     d = tmp_path_factory.mktemp(f"it-{tag}")
-    e = {
-        "STREAMRAG_KAFKA_BOOTSTRAP": os.environ.get("STREAMRAG_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        "STREAMRAG_REDIS_URL": os.environ.get("STREAMRAG_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "STREAMRAG_LANCEDB_URI": str(d / "lancedb"),
-        "STREAMRAG_CHUNK_SIZE": "48",
-        "STREAMRAG_CHUNK_OVERLAP": "8",
-        "STREAMRAG_FTS_REBUILD_EVERY_S": "1",
-        "STREAMRAG_SNAPSHOT_INTERVAL_S": "1",
-        "STREAMRAG_INGEST_GROUP": f"ingest-{tag}",
-        "STREAMRAG_QUERY_GROUP": f"query-{tag}",
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": os.environ.get("STREAMRAG_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        "redis_url": os.environ.get("STREAMRAG_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "lancedb_uri": str(d / "lancedb"), "chunk_size": 48, "chunk_overlap": 8, "fts_rebuild_every_s": 1,
+        "snapshot_interval_s": 1, "ingest_group": f"ingest-{tag}", "query_group": f"query-{tag}",
     }
     for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters"):
-        e[f"STREAMRAG_TOPIC_{t.upper()}"] = f"it-{tag}.{t}"
-    return e
-
-
-@pytest.fixture(scope="module")
-def settings(env: dict[str, str]) -> Settings:
-    s = Settings(**{k.removeprefix("STREAMRAG_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+        fields[f"topic_{t}"] = f"it-{tag}.{t}"
+    s = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     try:
         check_reachable(s, timeout=10)
     except ServiceUnavailable as exc:
         pytest.fail(f"integration tests need Kafka (scripts/test starts it): {exc}")
     ensure_topics(s)
     return s
+
+
+@pytest.fixture(scope="module")
+def env(settings: Settings) -> dict[str, str]:
+    """The environment of this module's worker processes (tests may add to it before starting one)."""
+    return settings_env(settings)
 
 
 class Worker:

@@ -160,3 +160,35 @@ def test_status_shows_cache_hit_rates(cache_env: dict[str, str], workers: Any) -
 
     got = wait_for(stats, timeout=40, interval=2)
     assert all("hit_rate" in v and "lookup_ms_p95" in v for v in got)
+
+
+def test_a_dead_follower_turns_hits_off_and_is_restarted(settings: Settings) -> None:
+    """Kill the follower thread (an error applying an index event): the cache stops serving at once,
+    the follower comes back, re-checks its entries against the index, and serving resumes."""
+    from streamrag.connectors.cache_follower import CacheFollower
+    from streamrag.core.cache.semantic_cache import SemanticCache
+
+    cache = SemanticCache(None)
+    follower = CacheFollower(settings, cache, restart_after_s=3.0, report_every_s=0.5)
+    reports: list[dict[str, Any]] = []
+    follower.publish_stats = reports.append
+    real = cache.invalidate
+    calls = {"n": 0}
+
+    def dies_once(*a: Any, **k: Any) -> list[str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("follower bug")
+        return real(*a, **k)
+
+    cache.invalidate = dies_once  # type: ignore[method-assign]
+    follower.start(rebuild_timeout_s=10)
+    try:
+        produce(settings, settings.topic_index_events, [("acme/x", {"tenant": "acme", "doc_id": "x", "version": 9,
+                                                                     "op": "upsert", "status": "indexed"})])
+        wait_for(lambda: follower.restarts == 1, timeout=30, interval=0.05)
+        assert not cache.serving and follower.state == "restarting"
+        assert any(r["follower"] == "restarting" and r["serving"] is False for r in reports)
+        wait_for(lambda: follower.state == "following" and cache.serving, timeout=30, interval=0.1)
+    finally:
+        follower.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 from typing import Any
 
 import pytest
 
+from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.core.settings import Settings
 from tests.integration.conftest import chunk_rows, produce, read_topic, wait_for
 
@@ -89,7 +92,11 @@ def test_thousand_bad_events_go_to_dead_letters(settings: Settings, worker: Any)
     produce(settings, settings.topic_documents, items)
     dead = read_topic(settings, settings.topic_dead_letters, lambda m: len(m) >= 1000, timeout=120)
     assert len(dead) == 1000
-    assert all(d["error"] and d["stage"] in {"parse", "validate"} and d["original_b64"] is not None for d in dead)
+    assert all(d["error"] and d["stage"] in {"parse", "validate"} for d in dead)
+    sent = {f"bad{i}".encode(): v if isinstance(v, bytes) else json.dumps(v).encode()
+            for i, v in ((i, bad_kinds[i % len(bad_kinds)]) for i in range(1000))}
+    got = {base64.b64decode(d["original_key_b64"]): base64.b64decode(d["original_b64"]) for d in dead}
+    assert got == sent  # every dead letter carries its own record's key and original bytes
     wait_for(lambda: len({r["doc_id"] for r in chunk_rows(settings, "acme") if r["doc_id"].startswith("good")}) == good)
     assert worker.alive()
 
@@ -97,9 +104,7 @@ def test_thousand_bad_events_go_to_dead_letters(settings: Settings, worker: Any)
 def test_sigkill_and_recovery_lose_nothing(settings: Settings, start_worker: Any, tmp_path: Any) -> None:
     overrides = {"STREAMRAG_TOPIC_DOCUMENTS": settings.topic_documents + ".r", "STREAMRAG_TENANT": "rec",
                  "STREAMRAG_SOURCE_BATCH_SIZE": "8"}
-    s = Settings(**{**settings.model_dump(), "topic_documents": overrides["STREAMRAG_TOPIC_DOCUMENTS"]})
-    from streamrag.connectors.kafka import ensure_topics
-
+    s = settings.model_copy(update={"topic_documents": overrides["STREAMRAG_TOPIC_DOCUMENTS"]})
     ensure_topics(s)
     rdir = str(tmp_path / "recovery")
     docs = [doc(f"r{i}", 1, f"Recovery document {i}. " + LONG[: 200 + 37 * (i % 9)], tenant="rec") for i in range(60)]

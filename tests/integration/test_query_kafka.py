@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from streamrag.connectors.kafka_admin import topic_offsets
 from streamrag.core.settings import Settings
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
@@ -108,21 +109,30 @@ def test_cli_ask_via_kafka(env: dict[str, str], workers: Any) -> None:
     assert a["status"] == "ok" and a["citations"][0]["doc_id"] == "vacation"
 
 
-def test_restarted_worker_resumes_after_answered_queries(settings: Settings, workers: Any, start_worker: Any) -> None:
-    """The query flow commits answered offsets to STREAMRAG_QUERY_GROUP: a restart does not
-    re-read (and re-answer) the retained topic."""
-    import time
+def committed_all(settings: Settings) -> bool:
+    """The query group has committed every offset of the queries topic (all answered and flushed)."""
+    info = topic_offsets(settings, [settings.topic_queries], group=settings.query_group)[settings.topic_queries]
+    return bool(info["exists"]) and info["lag"] == 0
 
+
+def all_answers(settings: Settings) -> list[Any]:
+    """Every message of the answers topic, read up to its end offsets."""
+    end = topic_offsets(settings, [settings.topic_answers])[settings.topic_answers]["messages"]
+    return read_topic(settings, settings.topic_answers, lambda m: len(m) >= end, timeout=60)
+
+
+def test_restarted_worker_resumes_after_answered_queries(settings: Settings, workers: Any, start_worker: Any) -> None:
+    """The query flow commits the offsets of flushed answers to STREAMRAG_QUERY_GROUP: a restart
+    does not re-read (and re-answer) the retained topic."""
     ask(settings, query("How many vacation days do employees get?"))
-    time.sleep(11.0)  # committed five to ten seconds after answering
+    wait_for(lambda: committed_all(settings), timeout=30)
     workers[1].kill()
     start_worker("query")
     qid, body = query("How many vacation days do employees get?")
-    msgs = ask(settings, (qid, body), timeout=150)
-    assert len(msgs[qid]) == 1
-    answers = read_topic(settings, settings.topic_answers, lambda m: False, timeout=3)
+    assert len(ask(settings, (qid, body), timeout=150)[qid]) == 1
+    wait_for(lambda: committed_all(settings), timeout=30)  # the new worker is done with everything it read
     counts: dict[str, int] = {}
-    for a in answers:
+    for a in all_answers(settings):
         if a:
             counts[a["query_id"]] = counts.get(a["query_id"], 0) + 1
     assert counts and max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}

@@ -3,11 +3,10 @@ from typing import Any
 
 import pytest
 
-
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.settings import Settings
 from streamrag.core.errors import TemporaryFailure
 from streamrag.core.retry import is_transient
+from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter, IndexEvent
 from tests.conftest import Indexer, change, rec
 from tests.fakes import HashEmbedder

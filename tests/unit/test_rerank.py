@@ -29,7 +29,7 @@ def tiny_cross_encoder(path: Path) -> Path:
 
 def test_cross_encoder_orders_by_its_own_scores(tmp_path: Path) -> None:
     rr = CrossEncoderReranker(str(tiny_cross_encoder(tmp_path / "ce")), device="cpu", depth=6)
-    texts = [f"text number {i} about {w}" for i, w in enumerate("kafka lance redis torch bytewax arrow tenant embed".split())]
+    texts = [f"text number {i} about {w}" for i, w in enumerate(["kafka", "lance", "redis", "torch", "bytewax", "arrow", "tenant", "embed"])]
     ranked = [Ranked(Hit(f"c{i}", "k", f"d{i}", 0, 1, "", t, 0.0), 1.0 / (i + 1)) for i, t in enumerate(texts)]
     predicted = [float(x) for x in rr.model.predict([("a question", t) for t in texts[:6]], show_progress_bar=False)]
     want = [f"c{i}" for i in sorted(range(6), key=lambda i: -predicted[i])]

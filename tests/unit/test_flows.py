@@ -1,0 +1,73 @@
+"""Both dataflows in-process with bytewax.testing: the named steps, outputs with their records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.records import Outgoing, RawRecord
+from streamrag.core.settings import Settings
+from streamrag.flows import ingest as ingest_flow
+from streamrag.flows import query as query_flow
+from streamrag.flows.local import ingest_records
+from streamrag.schemas.models import DeadLetter, IndexEvent
+from tests.conftest import change, query_processor
+from tests.fakes import HashEmbedder
+
+
+def kafka_rec(obj: Any, offset: int, key: bytes = b"k") -> RawRecord:
+    value = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return RawRecord(value=value, key=key, topic="docs", partition=0, offset=offset)
+
+
+def test_ingest_flow_has_one_named_step_per_stage(settings: Settings, store: LanceStore) -> None:
+    flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
+                                  stages=IngestStages.from_settings(settings, store, HashEmbedder()))
+    steps = [s.step_name for s in flow.substeps]
+    for stage in ("parse", "newest", "stale_check", "chunk", "embed", "write"):
+        assert stage in steps
+    assert steps.index("parse") < steps.index("newest") < steps.index("stale_check") < steps.index("chunk") \
+        < steps.index("embed") < steps.index("write")
+
+
+def test_ingest_flow_indexes_and_dead_letters_in_process(settings: Settings, store: LanceStore) -> None:
+    stages = IngestStages.from_settings(settings, store, HashEmbedder(fail_on="boom"))
+    recs = [kafka_rec(change("a", 1, "alpha text"), 0), kafka_rec(b"{bad", 1),
+            kafka_rec(change("b", 1, "boom text"), 2), kafka_rec(change("c", 1, "gamma text"), 3)]
+    report = ingest_records(settings, recs, stages=stages)
+    assert sorted(e.doc_id for e in report.events if e.status == "indexed") == ["a", "c"]
+    assert sorted((d.stage, d.source.offset) for d in report.dead) == [("embed", 2), ("parse", 1)]
+    assert {r["doc_id"] for r in store.chunk_rows()} == {"a", "c"}
+
+
+def test_ingest_messages_carry_the_record_they_answer(settings: Settings) -> None:
+    rec = kafka_rec(change("a", 1, "x"), 7, key=b"acme/a")
+    ev = IndexEvent(tenant="acme", doc_id="a", version=1, op="upsert", status="indexed")
+    msg = ingest_flow.to_message(settings, ingest_flow.Finished(rec, ev))
+    assert (msg.topic, msg.key, msg.source) == (settings.topic_index_events, b"acme/a", rec)
+    dead = ingest_flow.to_message(settings, ingest_flow.Finished(rec, rec.dead("parse", "bad")))
+    assert dead.topic == settings.topic_dead_letters and dead.key == b"acme/a"
+    assert DeadLetter.model_validate_json(dead.value).original() == rec.value
+
+
+def test_query_flow_answers_each_query_once_in_process(settings: Settings, store: LanceStore) -> None:
+    s = settings.model_copy(update={"answer_min_score": 0.05})
+    ingest_records(s, [kafka_rec(change("vac", 1, "Employees get twenty five vacation days."), 0)],
+                   stages=IngestStages.from_settings(s, store, HashEmbedder()))
+    store.maintain(force=True)
+    qp = query_processor(s, store, HashEmbedder())
+    got: list[Outgoing] = []
+    queries = [kafka_rec({"query_id": f"q{i}", "tenant": "acme", "text": "vacation days"}, i, key=f"q{i}".encode())
+               for i in range(3)]
+    queries.append(kafka_rec(b"not json", 3, key=b"q3"))
+    flow = query_flow.build_flow(s, processor=qp, source=TestingSource(queries), sink=TestingSink(got))
+    assert [x.step_name for x in flow.substeps][:3] == ["in", "parse", "answer"]
+    run_main(flow)
+    answers = [json.loads(m.value) for m in got if m.topic == s.topic_answers]
+    assert sorted(a["query_id"] for a in answers) == ["q0", "q1", "q2", "q3"]
+    assert all(a["status"] == "ok" and a["citations"][0]["doc_id"] == "vac" for a in answers if a["query_id"] != "q3")
+    assert [m.source.offset for m in got if m.topic == s.topic_dead_letters and m.source] == [3]
