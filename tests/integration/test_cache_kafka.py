@@ -186,9 +186,9 @@ def test_a_dead_follower_turns_hits_off_and_is_restarted(settings: Settings) -> 
     try:
         produce(settings, settings.topic_index_events, [("acme/x", {"tenant": "acme", "doc_id": "x", "version": 9,
                                                                      "op": "upsert", "status": "indexed"})])
-        wait_for(lambda: follower.restarts == 1, timeout=30, interval=0.05)
-        assert not cache.serving and follower.state == "restarting"
-        assert any(r["follower"] == "restarting" and r["serving"] is False for r in reports)
+        wait_for(lambda: any(r["follower"] == "restarting" for r in reports), timeout=30, interval=0.05)
+        assert not cache.serving and follower.state == "restarting" and follower.restarts == 1
+        assert all(r["serving"] is False for r in reports if r["follower"] == "restarting")
         wait_for(lambda: follower.state == "following" and cache.serving, timeout=30, interval=0.1)
     finally:
         follower.stop()
