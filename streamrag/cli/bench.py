@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from streamrag.cli.app import bench_app, cli_errors, log_line, out, settings
 from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.core.errors import StreamragError
+from streamrag.core.settings import Settings
 
 _DS = typer.Option(None, "--dataset", "-d", help="BEIR folder for realistic text (default: ../shared/data/beir-scifact if present)")
 _OUTDIR = typer.Option(Path("docs/bench"), "--out", help="where JSON (and plots) are written")
@@ -53,11 +56,19 @@ def bench_ingest_cmd(
         out.print_json(json.dumps(res))
 
 
-def _rig_dataset(dataset: Path | None, kind: str) -> Path:
+def _rig_run(kind: str, title: str, run: Callable[[Settings, Path, Path], dict[str, Any]], dataset: Path | None,
+             outdir: Path, json_out: bool) -> None:
+    """The query-worker rig benchmarks: settings, broker check, dataset, run, report."""
+    from streamrag.tools.bench_report import write_report  # optional tooling: see the module docstring
+
+    s = settings()
+    check_reachable(s)
     ds = _dataset(dataset)
     if ds is None:
         raise StreamragError(f"bench {kind} needs --dataset (a BEIR folder) for its index and questions")
-    return ds
+    res = write_report(kind, run(s, ds, _work()), outdir, title)
+    if json_out:
+        out.print_json(json.dumps(res))
 
 
 @bench_app.command("query")
@@ -68,14 +79,9 @@ def bench_query_cmd(
 ) -> None:
     """Publish -> answer round trip p50/p95/p99 and per-stage timings at a steady rate."""
     from streamrag.tools.bench_query import bench_query  # optional tooling: see the module docstring
-    from streamrag.tools.bench_report import write_report
 
-    s = settings()
-    check_reachable(s)
-    res = bench_query(s, _rig_dataset(dataset, "query"), n, rate, _work(), log_line)
-    res = write_report("query", res, outdir, f"query round trip (cache off), {rate}/s")
-    if json_out:
-        out.print_json(json.dumps(res))
+    _rig_run("query", f"query round trip (cache off), {rate}/s",
+             lambda s, ds, work: bench_query(s, ds, n, rate, work, log_line), dataset, outdir, json_out)
 
 
 @bench_app.command("cache")
@@ -86,11 +92,6 @@ def bench_cache_cmd(
 ) -> None:
     """Cache-hit round trip p50/p95/p99, paraphrase hit rate, semantic lookup latency vs entries."""
     from streamrag.tools.bench_query import bench_cache  # optional tooling: see the module docstring
-    from streamrag.tools.bench_report import write_report
 
-    s = settings()
-    check_reachable(s)
-    res = bench_cache(s, _rig_dataset(dataset, "cache"), n, rate, _work(), log_line)
-    res = write_report("cache", res, outdir, f"cache-hit round trip, {rate}/s")
-    if json_out:
-        out.print_json(json.dumps(res))
+    _rig_run("cache", f"cache-hit round trip, {rate}/s",
+             lambda s, ds, work: bench_cache(s, ds, n, rate, work, log_line), dataset, outdir, json_out)

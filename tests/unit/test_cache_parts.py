@@ -30,6 +30,8 @@ def test_vector_index_search_and_remove() -> None:
     m.remove("k7")
     assert all(k != "k7" for k, _ in m.search(vs[7], 0.0, limit=300))
     assert len(m) == 299 and m.search(vs[299], 0.999)[0][0] == "k299"  # the moved row still answers
+    m.remove("k299")  # ... and can itself be removed where it now lives
+    assert len(m) == 298 and all(k != "k299" for k, _ in m.search(vs[299], 0.0, limit=300))
 
 
 def test_tracker_refuses_answers_overtaken_by_an_event() -> None:

@@ -33,6 +33,9 @@ def test_ingest_then_ask(env: Path) -> None:
     assert r.exit_code == 0, r.output
     a = json.loads(r.stdout)
     assert a["status"] == "ok" and a["citations"][0]["doc_id"] == "travel.md" and "180 euros" in a["answer"]
+    # the full-text index was built after ingest: BM25 alone finds it too
+    r = CliRunner().invoke(app, ["ask", "hotel Berlin", "--tenant", "acme", "--fusion", "bm25", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["citations"][0]["doc_id"] == "travel.md", r.output
 
 
 def test_bad_arguments_are_one_line_and_non_zero(env: Path) -> None:
