@@ -50,8 +50,9 @@ def test_bad_arguments_are_one_line_and_non_zero(env: Path) -> None:
 def test_demo_answers_from_the_bundled_docs(env: Path) -> None:
     r = CliRunner().invoke(app, ["demo"])
     assert r.exit_code == 0, r.output
-    assert "ingested" in r.stdout and "0 dead letters" in r.stdout
-    assert r.stdout.count("ok") >= 3 and "no_answer" in r.stdout  # the capital of Mongolia is not in the docs
+    text = " ".join(r.stdout.split())  # the console wraps long paths
+    assert "ingested" in text and "0 dead letters" in text
+    assert text.count("ok") >= 3 and "no_answer" in text  # the capital of Mongolia is not in the docs
 
 
 def test_eval_scores_a_tiny_beir_folder(env: Path) -> None:
