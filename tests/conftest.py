@@ -40,7 +40,7 @@ def query_processor(settings: Settings, store: LanceStore, embedder: Embedder, *
 
 @pytest.fixture
 def settings(tmp_path: Any) -> Settings:
-    return Settings(lancedb_uri=str(tmp_path / "db"), chunk_size=20, chunk_overlap=4, retry_max_s=2, _env_file=None)  # type: ignore[call-arg]
+    return Settings(lancedb_uri=str(tmp_path / "db"), generator="extractive", chunk_size=20, chunk_overlap=4, retry_max_s=2, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture

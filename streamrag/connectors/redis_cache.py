@@ -46,6 +46,10 @@ class RedisCache:
     def healthy(self) -> bool:
         return self._call(lambda r: bool(r.ping()), False)
 
+    def run(self, fn: Any, default: Any) -> Any:
+        """``fn(client)``, or ``default`` while Redis is down (for other adapters sharing this client)."""
+        return self._call(fn, default)
+
     def _call(self, fn: Any, default: Any) -> Any:
         if time.monotonic() < self._down_until:
             return default

@@ -1,8 +1,8 @@
 """Answers without any model download: extractive by default, with numbered citations.
 
 The extractive answerer picks the best-supported sentences from the top chunks (query-term
-overlap weighted by the chunk's rank) and cites their chunks as [1], [2], ... A
-``Generator`` protocol is what an LLM generator (OpenAI-compatible endpoint) plugs into.
+overlap weighted by the chunk's rank) and cites their chunks as [1], [2], ... It is the
+last tier of every generator chain (see ``core/generation/chain.py``): it needs no model and never fails.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
+from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.models import Citation
 
@@ -27,17 +26,11 @@ def terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOP and len(w) > 1]
 
 
-@dataclass(frozen=True)
-class Draft:
-    status: str
-    answer: str
-    citations: list[Citation]
-
-
-class Generator(Protocol):
-    name: str
-
-    def generate(self, question: str, ranked: Sequence[Ranked], top_k: int) -> Draft: ...
+def citation(r: Ranked) -> Citation:
+    return Citation(
+        doc_id=r.hit.doc_id, version=r.hit.version, chunk_id=r.hit.id, title=r.hit.title,
+        snippet=snippet(r.hit.text), score=round(r.score, 6),
+    )
 
 
 def snippet(text: str, n: int = 240) -> str:
@@ -52,15 +45,12 @@ class ExtractiveAnswerer:
         self.max_sentences = max_sentences
         self.max_chunks = max_chunks
 
-    def generate(self, question: str, ranked: Sequence[Ranked], top_k: int) -> Draft:
+    def generate(self, req: GenerationRequest) -> Draft:
+        return self.answer(req.question, req.ranked, req.top_k)
+
+    def answer(self, question: str, ranked: Sequence[Ranked], top_k: int) -> Draft:
         top = list(ranked[:top_k])
-        citations = [
-            Citation(
-                doc_id=r.hit.doc_id, version=r.hit.version, chunk_id=r.hit.id, title=r.hit.title,
-                snippet=snippet(r.hit.text), score=round(r.score, 6),
-            )
-            for r in top
-        ]
+        citations = [citation(r) for r in top]
         qterms = set(terms(question))
         cands: list[tuple[float, int, int, str]] = []
         for ci, r in enumerate(top[: self.max_chunks]):

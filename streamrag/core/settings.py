@@ -11,10 +11,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamrag.core.errors import ConfigError
+from streamrag.core.generation.routing import GeneratorRoute, parse_chain
+from streamrag.core.generation.usage import ModelPrice
 
 
 class CacheTenantSettings(BaseModel):
@@ -83,6 +85,41 @@ class Settings(BaseSettings):
     rerank_model: str = ""
     query_max_age_s: float = Field(300.0, gt=0)
 
+    # Generation: a chain of tiers tried in order (local, openai, extractive); extractive always ends it
+    generator: str = "local"
+    generator_tenants: dict[str, str] = Field(default_factory=dict)
+    generator_routes: list[GeneratorRoute] = Field(default_factory=list)
+    # a packaged model name (see `streamrag models list`) or a path to a GGUF file
+    local_model: str = "qwen2.5-coder-1.5b-instruct"
+    model_dir: str = ".local/models"
+    local_context: int = Field(4096, ge=512, le=131_072)
+    local_threads: int = Field(0, ge=0, le=1024)
+    # layers offloaded to a GPU when llama.cpp was built with one (-1: all)
+    local_gpu_layers: int = Field(-1, ge=-1)
+    openai_base_url: str = ""
+    openai_model: str = ""
+    # the name of the environment variable holding the API key (the key itself never sits in settings)
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    openai_context: int = Field(8192, ge=512)
+    # a GGUF path or packaged name whose tokenizer counts the server's tokens ("": ~3 characters a token)
+    openai_tokenizer: str = ""
+    answer_max_tokens: int = Field(256, ge=8, le=8192)
+    prompt_max_tokens: int = Field(2048, ge=128)
+    answer_sentences: int = Field(4, ge=1, le=50)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    generation_timeout_ms: int = Field(30_000, ge=100)
+    # an answer citing no provided source: replace it with the extractive answer, or keep it flagged
+    ungrounded: Literal["extractive", "flag"] = "extractive"
+    injection_guard: bool = True
+    breaker_fail_max: int = Field(3, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
+    stream_deltas: bool = True
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    # tokens a tenant may spend per UTC day (0: unlimited); over it, answers are extractive
+    tenant_daily_tokens: int = Field(0, ge=0)
+    tenant_daily_tokens_by_tenant: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    expand_budget_ms: int = Field(1500, ge=50)
+
     # Semantic cache
     cache_enabled: bool = True
     cache_threshold: float = Field(0.92, gt=0.0, le=1.0)
@@ -100,6 +137,16 @@ class Settings(BaseSettings):
     # Worker
     recovery_dir: str = ""
     snapshot_interval_s: float = Field(5.0, gt=0)
+
+    @field_validator("generator")
+    @classmethod
+    def _chain(cls, v: str) -> str:
+        return ",".join(parse_chain(v))
+
+    @field_validator("generator_tenants")
+    @classmethod
+    def _tenant_chains(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k: ",".join(parse_chain(c)) for k, c in v.items()}
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -19,11 +19,13 @@ from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.generation.backend import Generator
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
-from streamrag.core.query.processor import QueryProcessor
+from streamrag.core.query.processor import DeltaStreams, QueryProcessor
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
+from streamrag.flows.generators import kafka_deltas, make_expander, make_generator, redis_ledger, warm_up
 from streamrag.schemas.models import CacheEntry
 
 log = logging.getLogger(__name__)
@@ -74,11 +76,21 @@ class Rerankers:
 
 
 def make_query_processor(
-    s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None
+    s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None,
+    *, generator: Generator | None = None, deltas: DeltaStreams | None = None, with_kafka: bool = False,
 ) -> QueryProcessor:
+    """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up)."""
     store = store or make_store(s)
     cache = make_cache(s, store) if with_cache and s.cache_enabled else None
-    return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), cache=cache)
+    if generator is None:
+        chain = make_generator(s, redis_ledger(s) if with_kafka else None)
+        if with_kafka:
+            warm_up(chain)
+        generator = chain
+    if deltas is None and with_kafka:
+        deltas = kafka_deltas(s)
+    return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
+                          expander=make_expander(s), deltas=deltas)
 
 
 def make_cache(s: Settings, store: LanceStore) -> SemanticCache:

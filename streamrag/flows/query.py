@@ -78,7 +78,7 @@ def main(settings: Settings | None = None) -> Dataflow:
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
-    processor = make_query_processor(settings, with_cache=True)
+    processor = make_query_processor(settings, with_cache=True, with_kafka=True)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()
     flow = build_flow(settings, processor=processor)

@@ -4,7 +4,7 @@ Topic                     key                     value
 ------------------------  ----------------------  -------------
 documents (compacted)     tenant + "/" + doc_id   DocumentChange
 queries                   query_id                Query
-answers                   query_id                Answer
+answers                   query_id                AnswerDelta* then Answer (header streamrag-kind: delta|final)
 cache (compacted)         tenant + "/" + key      CacheEntry (tombstone = null value)
 index-events              tenant + "/" + doc_id   IndexEvent
 dead-letters              original key            DeadLetter
@@ -107,6 +107,10 @@ class QueryOptions(_Model):
         default_factory=list, max_length=8
     )
     use_cache: bool = True
+    # up to this many generated rephrasings of the question are searched too (on their own time budget)
+    expand: Annotated[int, Field(ge=0, le=5)] = 0
+    # answer deltas are published while the answer is written (final answer always follows)
+    stream: bool = False
 
 
 class Query(_Model):
@@ -134,8 +138,19 @@ class Citation(_Model):
     updated_at: datetime | None = None
 
 
+class Usage(_Model):
+    """Tokens a generated answer cost (0 for extractive answers) and their price by the configured table."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
 class Answer(_Model):
+    """The final answer to a query (``kind`` = final), after any number of ``AnswerDelta`` messages."""
+
     schema_version: Literal[1] = 1
+    kind: Literal["final"] = "final"
     query_id: str
     tenant: str
     status: Literal["ok", "no_answer", "error"]
@@ -146,6 +161,29 @@ class Answer(_Model):
     cache_lookup: Literal["exact", "semantic"] | None = None
     model: str = ""
     error: str | None = None
+    # which generator wrote the answer, and why earlier tiers did not (empty: the first tier answered)
+    generator: str = ""
+    fallback: list[str] = Field(default_factory=list)
+    # false: the generator cited no provided source (see STREAMRAG_UNGROUNDED)
+    grounded: bool = True
+    usage: Usage = Field(default_factory=Usage)
+    # number of AnswerDelta messages published before this one (0: none)
+    deltas: int = 0
+
+
+class AnswerDelta(_Model):
+    """A piece of an answer being written; the final ``Answer`` (same key) is authoritative.
+
+    ``reset``: the text so far is void (the generator failed mid-answer; another tier continues).
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["delta"] = "delta"
+    query_id: str
+    seq: int
+    delta: str = ""
+    generator: str = ""
+    reset: bool = False
 
 
 class CitedDoc(_Model):
@@ -181,6 +219,8 @@ class IndexEvent(_Model):
     status: Literal["indexed", "deleted", "stale", "unchanged"]
     chunk_count: int = 0
     content_hash: str = ""
+    # e.g. "injection": the text carries instructions aimed at a model (neutralised in answers' context)
+    flags: list[str] = Field(default_factory=list)
     indexed_at: datetime = Field(default_factory=utcnow)
 
 
@@ -230,6 +270,7 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "document_change": DocumentChange,
     "query": Query,
     "answer": Answer,
+    "answer_delta": AnswerDelta,
     "cache_entry": CacheEntry,
     "index_event": IndexEvent,
     "dead_letter": DeadLetter,

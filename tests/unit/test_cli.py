@@ -17,6 +17,7 @@ from streamrag.tools.evaluate import parse_configs, run_eval
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STREAMRAG_LANCEDB_URI", str(tmp_path / "db"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("STREAMRAG_GENERATOR", "extractive")  # generated answers: tests/unit/test_generation_local.py
     return tmp_path
 
 

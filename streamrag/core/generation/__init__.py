@@ -1,0 +1,1 @@
+"""Generated answers: prompts within a token budget, grounding, injection defence, fallback chains."""

@@ -1,0 +1,145 @@
+"""The fallback chain: routed tiers, each behind a circuit breaker, one retry when time remains,
+extractive last. The draft says which generator answered and why earlier ones did not."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Literal
+
+import pybreaker
+
+from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.generation.backend import (
+    DeadlineExceeded,
+    Draft,
+    GenerationError,
+    GenerationRequest,
+    Generator,
+)
+from streamrag.core.generation.routing import Router
+from streamrag.core.generation.usage import TokenBudget
+
+log = logging.getLogger(__name__)
+Ungrounded = Literal["extractive", "flag"]
+
+
+class _Counting:
+    """Passes deltas on and remembers whether any went out (to void them if the tier fails)."""
+
+    def __init__(self, req: GenerationRequest) -> None:
+        self.inner = req.stream
+        self.sent = 0
+
+    def delta(self, text: str, generator: str) -> None:
+        if self.inner is not None:
+            self.sent += 1
+            self.inner.delta(text, generator)
+
+    def reset(self, generator: str) -> None:
+        if self.inner is not None and self.sent:
+            self.inner.reset(generator)
+            self.sent = 0
+
+
+class GeneratorChain:
+    name = "chain"
+
+    def __init__(
+        self,
+        tiers: Mapping[str, Generator],
+        router: Router,
+        *,
+        ungrounded: Ungrounded = "extractive",
+        budget: TokenBudget | None = None,
+        breaker_fail_max: int = 3,
+        breaker_reset_s: float = 30.0,
+        retry_backoff_s: float = 0.2,
+        extractive: ExtractiveAnswerer | None = None,
+    ) -> None:
+        self.tiers = dict(tiers)
+        self.router = router
+        self.ungrounded = ungrounded
+        self.budget = budget
+        self.retry_backoff_s = retry_backoff_s
+        self.extractive = extractive or ExtractiveAnswerer()
+        self.breakers = {
+            n: pybreaker.CircuitBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n)
+            for n in self.tiers
+        }
+        self.stats: Counter[str] = Counter()
+
+    def breaker_state(self, tier: str) -> str:
+        return str(self.breakers[tier].current_state)
+
+    def generate(self, req: GenerationRequest) -> Draft:
+        reasons: list[str] = []
+        chain = self.router.route(req)
+        if self.budget is not None and self.budget.exhausted(req.tenant) and any(t != "extractive" for t in chain):
+            reasons.append("over the tenant's daily token budget")
+            chain = ["extractive"]
+        for tier in chain:
+            if tier == "extractive" or tier not in self.tiers:
+                if tier not in ("extractive", *self.tiers):
+                    reasons.append(f"{tier}: not configured")
+                if tier == "extractive":
+                    break
+                continue
+            draft = self._try(tier, req, reasons)
+            if draft is not None:
+                self.stats[f"answered:{tier}"] += 1
+                if self.budget is not None:
+                    self.budget.spend(req.tenant, draft.prompt_tokens + draft.completion_tokens)
+                return replace(draft, fallback=reasons)
+        self.stats["answered:extractive"] += 1
+        return replace(self.extractive.generate(req), generator="extractive", fallback=reasons)
+
+    def _try(self, tier: str, req: GenerationRequest, reasons: list[str]) -> Draft | None:
+        gen = self.tiers[tier]
+        breaker = self.breakers[tier]
+        stream = _Counting(req)
+        sub = replace(req, stream=stream if req.stream is not None else None)
+        for attempt in (1, 2):
+            if breaker.current_state == pybreaker.STATE_OPEN:
+                reasons.append(f"{tier}: circuit open after repeated failures")
+                self.stats[f"breaker_open:{tier}"] += 1
+                return None
+            if time.monotonic() >= req.deadline:
+                reasons.append(f"{tier}: no time left before the deadline")
+                return None
+            try:
+                draft = breaker.call(gen.generate, sub)
+            except pybreaker.CircuitBreakerError as exc:
+                stream.reset(tier)
+                reasons.append(f"{tier}: circuit opened ({exc.__cause__ or exc})")
+                self.stats[f"breaker_open:{tier}"] += 1
+                return None
+            except DeadlineExceeded as exc:
+                stream.reset(tier)
+                reasons.append(f"{tier}: deadline exceeded ({exc})")
+                self.stats[f"deadline:{tier}"] += 1
+                return None
+            except GenerationError as exc:
+                stream.reset(tier)
+                reasons.append(f"{tier}: {exc}")
+                self.stats[f"error:{tier}"] += 1
+            except Exception as exc:  # a bug or an unexpected client error: logged, counted, next tier
+                log.exception("generator %s failed", tier)
+                stream.reset(tier)
+                reasons.append(f"{tier}: {type(exc).__name__}: {exc}")
+                self.stats[f"error:{tier}"] += 1
+            else:
+                if draft.grounded or self.ungrounded == "flag":
+                    return draft
+                stream.reset(tier)
+                reasons.append(f"{tier}: the answer cited no source")
+                self.stats[f"ungrounded:{tier}"] += 1
+                return None
+            if attempt == 1 and time.monotonic() + self.retry_backoff_s < req.deadline:
+                time.sleep(self.retry_backoff_s)
+                continue
+            return None
+        return None
