@@ -33,7 +33,7 @@ class Rerank(StrEnum):
 def build_query(
     text: str, tenant: str, user: str | None = None, roles: str | None = None, top_k: int = 5,
     fusion: str | None = None, alpha: float | None = None, rerank: str | None = None,
-    filters: list[str] | None = None,
+    filters: list[str] | None = None, stream: bool = False, expand: int = 0,
 ) -> Query:
     """Command-line arguments -> a validated Query (one clear line when they are not valid)."""
     meta: dict[str, Any] = {}
@@ -46,25 +46,58 @@ def build_query(
         return Query.model_validate({
             "query_id": uuid.uuid4().hex, "tenant": tenant, "text": text, "top_k": top_k,
             "principal": {"user": user, "roles": [r for r in (roles or "").split(",") if r]},
-            "filters": {"metadata": meta}, "options": {"fusion": fusion, "alpha": alpha, "rerank": rerank},
+            "filters": {"metadata": meta}, "options": {"fusion": fusion, "alpha": alpha, "rerank": rerank, "stream": stream,
+                                                           "expand": expand},
         })
     except ValidationError as exc:
         raise StreamragError(f"invalid query: {describe_validation(exc)}") from exc
 
 
-def print_answer(a: Answer, json_out: bool) -> None:
+class TerminalStream:
+    """Prints an answer's pieces as they are written (a reset marks text that was voided)."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def delta(self, text: str, generator: str) -> None:
+        if self.seq == 0:
+            out.print(f"[dim]{generator}:[/dim] ", end="")
+        self.seq += 1
+        out.print(text, end="", markup=False, highlight=False)
+        out.file.flush()
+
+    def reset(self, generator: str) -> None:
+        out.print(f"\n[dim]({generator} failed; the text above is void)[/dim]")
+        self.seq = 0
+
+    def close(self) -> None:
+        if self.seq:
+            out.print()
+
+
+def print_answer(a: Answer, json_out: bool, streamed: bool = False) -> None:
     if json_out:
         out.print_json(a.model_dump_json())
         return
-    out.print(f"[bold]{a.status}[/bold]" + (f" (cached: {a.cache_lookup})" if a.cached else ""))
+    how = f" by {a.generator}" if a.generator else ""
+    if a.fallback:
+        how += f" (fell back: {'; '.join(a.fallback)})"
+    out.print(f"[bold]{a.status}[/bold]" + (f" (cached: {a.cache_lookup})" if a.cached else ""), end="")
+    out.print(how, markup=False, highlight=False)
     if a.error:
         out.print(f"error: {a.error}", markup=False, highlight=False)
-    if a.answer:
+    if a.answer and not (streamed and a.deltas and not a.fallback):
         out.print(a.answer, markup=False, highlight=False)
+    if not a.grounded:
+        out.print("  (not grounded: the answer cites no source)", highlight=False)
     for i, c in enumerate(a.citations, 1):
         out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}", markup=False, highlight=False)
     if a.timings_ms:
         out.print("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in a.timings_ms.items()), highlight=False)
+    if a.usage.prompt_tokens:
+        u = a.usage
+        out.print(f"  tokens: {u.prompt_tokens} in, {u.completion_tokens} out" + (f", cost {u.cost:g}" if u.cost else ""),
+                  highlight=False)
 
 
 @app.command()
@@ -80,14 +113,22 @@ def ask(
     rerank: Rerank = typer.Option(None, "--rerank"),
     filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
     via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
+    stream: bool = typer.Option(False, "--stream", help="print the answer's tokens as they are written"),
+    expand: int = typer.Option(0, "--expand", help="also search up to N generated rephrasings"),
     timeout: float = typer.Option(30.0, "--timeout"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Answer a question from the index (locally, or through the query worker with --via-kafka)."""
     s = settings()
     q = build_query(question, tenant, user, roles, top_k, fusion and fusion.value, alpha, rerank and rerank.value,
-                    filters)
-    a = request_answer(s, q, timeout) if via_kafka else make_query_processor(s).answer_many([q])[0]
-    print_answer(a, json_out)
+                    filters, stream=stream, expand=expand)
+    term = TerminalStream() if stream and not json_out else None
+    if via_kafka:
+        a = request_answer(s, q, timeout, on_delta=term)
+    else:
+        a = make_query_processor(s, deltas=(lambda _q, _t: term) if term else None).answer_many([q])[0]
+    if term is not None:
+        term.close()
+    print_answer(a, json_out, streamed=term is not None)
     if a.status == "error":
         raise typer.Exit(1)

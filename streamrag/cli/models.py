@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -21,7 +22,7 @@ app.add_typer(models_app, name="models")
 def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     """Packaged models, their files, and whether they are ready here."""
     s = settings()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in PACKAGED.items():
         target = Path(s.model_dir).expanduser().resolve() / spec.file
         ready = target.exists() if len(spec.packages) > 1 else _installed(name, s.model_dir)

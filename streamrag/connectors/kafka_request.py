@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Protocol
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -10,11 +12,18 @@ from streamrag.connectors.kafka_admin import check_reachable, client_config
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import Answer, Query
+from streamrag.schemas.models import Answer, AnswerDelta, Query
 
 
-def request_answer(s: Settings, query: Query, timeout: float) -> Answer:
-    """Publish a query and wait for its answer on the answers topic (or its reply_to topic)."""
+class DeltaPrinter(Protocol):
+    def delta(self, text: str, generator: str) -> None: ...
+
+    def reset(self, generator: str) -> None: ...
+
+
+def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPrinter | None = None) -> Answer:
+    """Publish a query and wait for its final answer on the answers topic (or its reply_to topic);
+    answer deltas on the way go to ``on_delta`` (or are skipped)."""
     check_reachable(s)
     topic = query.reply_to or s.topic_answers
     c = Consumer(client_config(s, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
@@ -34,8 +43,15 @@ def request_answer(s: Settings, query: Query, timeout: float) -> Answer:
         want = query.query_id.encode()
         while time.monotonic() < deadline:
             m = c.poll(0.1)
-            if m is not None and m.error() is None and m.key() == want and m.value():
-                return Answer.model_validate_json(m.value() or b"")
+            if m is None or m.error() is not None or m.key() != want or not m.value():
+                continue
+            data = json.loads(m.value() or b"{}")
+            if data.get("kind") == "delta":
+                if on_delta is not None:
+                    d = AnswerDelta.model_validate(data)
+                    (on_delta.reset if d.reset else lambda g, d=d: on_delta.delta(d.delta, g))(d.generator)
+                continue
+            return Answer.model_validate(data)
         raise ServiceUnavailable(
             f"no answer within {timeout:g} s (is a query worker running? streamrag worker query)"
         )

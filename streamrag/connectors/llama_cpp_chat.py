@@ -15,7 +15,7 @@ from streamrag.core.generation.backend import Completion, DeadlineExceeded, Gene
 try:  # optional: workers that never generate locally do not need the native build
     import llama_cpp
 except ImportError:  # pragma: no cover - depends on the installation
-    llama_cpp = None
+    llama_cpp = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 _PER_MESSAGE = 6  # chat-template tokens around each message

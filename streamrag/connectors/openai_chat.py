@@ -40,8 +40,8 @@ class OpenAIChat:
         usage = None
         finish = "stop"
         try:
-            stream = self.client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=max_tokens,  # type: ignore[arg-type]
+            stream = self.client.chat.completions.create(  # type: ignore[call-overload]
+                model=self.model, messages=messages, max_tokens=max_tokens,
                 temperature=temperature, stream=True, stream_options={"include_usage": True},
                 timeout=openai.Timeout(left, connect=min(left, 3.0)),
             )

@@ -103,8 +103,8 @@ class Settings(BaseSettings):
     openai_context: int = Field(8192, ge=512)
     # a GGUF path or packaged name whose tokenizer counts the server's tokens ("": ~3 characters a token)
     openai_tokenizer: str = ""
-    answer_max_tokens: int = Field(256, ge=8, le=8192)
-    prompt_max_tokens: int = Field(2048, ge=128)
+    answer_max_tokens: int = Field(200, ge=8, le=8192)
+    prompt_max_tokens: int = Field(1024, ge=128)
     answer_sentences: int = Field(4, ge=1, le=50)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     generation_timeout_ms: int = Field(30_000, ge=100)

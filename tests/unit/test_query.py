@@ -37,7 +37,7 @@ def test_answers_cite_the_right_document(settings: Settings, store: LanceStore) 
     ing.process_batch([rec(change(k, 1, v, title=k)) for k, v in DOCS.items()])
     (a,) = qp.answer_many([q("which store is a cache with expiry?")])
     assert a.status == "ok" and a.citations[0].doc_id == "redis"
-    assert "[1]" in a.answer and {"embed", "search", "fuse", "rerank", "answer"} <= set(a.timings_ms)
+    assert "[1]" in a.answer and {"embed", "search", "fuse", "rerank", "generate"} <= set(a.timings_ms)
 
 
 def test_update_changes_next_answer_and_empty_tenant_has_no_answer(settings: Settings, store: LanceStore) -> None:

@@ -12,8 +12,8 @@ from streamrag.core.generation.prompt import build_prompt
 
 @dataclass(frozen=True)
 class AnswerBudget:
-    max_tokens: int = 256  # answer tokens
-    prompt_tokens: int = 2048  # context budget (never more than the model's window minus the answer)
+    max_tokens: int = 200  # answer tokens
+    prompt_tokens: int = 1024  # context budget (never more than the model's window minus the answer)
     temperature: float = 0.1
     sentences: int = 4
     injection_guard: bool = True

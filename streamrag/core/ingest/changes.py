@@ -78,10 +78,11 @@ def verdict(ch: DocumentChange, st: DocState | None, h: str) -> str | None:
     return None
 
 
-def event(ch: DocumentChange, status: str, content_hash: str = "", chunk_count: int = 0) -> IndexEvent:
+def event(ch: DocumentChange, status: str, content_hash: str = "", chunk_count: int = 0,
+          flags: list[str] | None = None) -> IndexEvent:
     return IndexEvent.model_validate({
         "tenant": ch.tenant, "doc_id": ch.doc_id, "version": ch.version, "op": ch.op,
-        "status": status, "content_hash": content_hash, "chunk_count": chunk_count,
+        "status": status, "content_hash": content_hash, "chunk_count": chunk_count, "flags": flags or [],
     })
 
 

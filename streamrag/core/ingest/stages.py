@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamrag.core.chunking import chunk_text
+from streamrag.core.generation.injection import flags as injection_flags
 from streamrag.core.ingest.changes import (
     Finished,
     Item,
@@ -176,4 +177,7 @@ class IngestStages:
 
 
 def applied(ch: DocumentChange, h: str, chunk_count: int) -> Output:
-    return event(ch, "deleted" if ch.op == "delete" else "indexed", content_hash=h, chunk_count=chunk_count)
+    """The index event; an indexed text that addresses a model is flagged (it is neutralised in answers)."""
+    marks = injection_flags(f"{ch.title}\n{ch.text}") if ch.op == "upsert" else []
+    return event(ch, "deleted" if ch.op == "delete" else "indexed", content_hash=h, chunk_count=chunk_count,
+                 flags=marks)
