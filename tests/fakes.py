@@ -39,3 +39,44 @@ class HashEmbedder:
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return regex_tokenize(text)
+
+
+class ScriptedChat:
+    """A ChatModel double for the chain's logic (the real models: test_generation_local / _openai):
+    answers from a script, or raises, and records every call."""
+
+    def __init__(self, name: str = "fake", reply: str = "Hotels get 180 euros [1].", fail: Exception | None = None,
+                 context_window: int = 4096, delay_s: float = 0.0) -> None:
+        self.name = f"fake:{name}"
+        self.model = name
+        self.context_window = context_window
+        self.reply = reply
+        self.fail = fail
+        self.delay_s = delay_s
+        self.calls: list[list[dict[str, str]]] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def complete(self, messages, *, max_tokens, temperature, deadline, on_delta=None):  # type: ignore[no-untyped-def]
+        import time
+
+        from streamrag.core.generation.backend import Completion, DeadlineExceeded
+
+        self.calls.append(messages)
+        if self.fail is not None:
+            raise self.fail
+        out = []
+        for piece in self.reply.split(" "):
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded("fake: past the deadline")
+            out.append(piece)
+            if on_delta is not None:
+                on_delta(piece + " ")
+        text = " ".join(out)
+        return Completion(text, sum(self.count_tokens(m["content"]) for m in messages), len(out))

@@ -24,7 +24,7 @@ _ROLE_BLOCKS = re.compile(
     r"<\|im_start\|>.*?(?:<\|im_end\|>|\Z)|\[INST\].*?(?:\[/INST\]|\Z)|<<\s*SYS\s*>>.*?(?:<<\s*/SYS\s*>>|\Z)"
     r"|<(system|assistant|developer)>.*?(?:</\1>|\Z)"
     r"|^[ \t]*#{2,}[ \t]*(?:system|instructions?|assistant|response)\b[^\n]*"
-    r"|^[ \t]*(?:system|assistant|developer)[ \t]*(?:prompt|message)?[ \t]*:[^\n]*",
+    r"|(?:^|(?<=[.!?])\s)[ \t]*(?:system|assistant|developer)[ \t]*(?:prompt|message)?[ \t]*:[^\n.!?]*[.!?]?",
     re.I | re.M | re.S,
 )
 _ROLE_TAGS = re.compile(r"<\|[a-z_]*\|?>|\[/?INST\]|<<\s*/?SYS\s*>>|</?s>|</?(?:system|assistant|user)>", re.I)
