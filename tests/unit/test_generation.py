@@ -190,3 +190,10 @@ def test_a_tenant_over_its_daily_budget_gets_extractive_answers() -> None:
 def test_extractive_is_always_there() -> None:
     d = ExtractiveAnswerer().generate(req())
     assert d.status == "ok" and "[1]" in d.answer
+
+
+def test_a_citation_must_be_supported_by_its_source() -> None:
+    g = ground("Flights are booked in economy class. [1]", 2, [HOTEL, FLIGHT])
+    assert g.text == "Flights are booked in economy class [2]." and g.cited == [2]  # moved to the right source
+    made_up = ground("The capital of Mongolia is Ulaanbaatar [1].", 2, [HOTEL, FLIGHT])
+    assert not made_up.grounded and "[1]" not in made_up.text  # cited, but not in the source

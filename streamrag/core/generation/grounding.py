@@ -1,30 +1,40 @@
-"""Grounding: every [n] in a generated answer must point to a provided source.
+"""Grounding: every [n] in a generated answer must point to a provided source that supports it.
 
-Invalid markers are removed; an answer that cites nothing valid is ungrounded (the caller decides:
-flag it, or replace it with the extractive answer); an answer that says the sources do not answer
-is a ``no_answer``.
+Small models cite the wrong number and cite sources for facts that are not in them. Per sentence, the
+content words are compared with each source: a marker pointing to a source that does not support the
+sentence is moved to the one that does, or removed when none does; a supported sentence without a
+marker gets one. An answer left with no valid citation is ungrounded (the caller decides: flag it, or
+replace it with the extractive answer); an answer saying the sources do not answer is a ``no_answer``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streamrag.core.answering import terms
+
 _MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
+_AFTER_STOP = re.compile(r"([.!?])[ \t]*((?:\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\][ \t]*)+)")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=\])\s+(?=[A-Z])|\n+")
 _REFUSAL = re.compile(
-    r"\b(?:sources?|context|documents?|provided\s+(?:text|information))\s+(?:do(?:es)?\s+not|don't|doesn't)\s+"
-    r"(?:say|contain|mention|provide|include|specify|state|answer|cover|address|give)"
-    r"|\b(?:i\s+(?:do\s+not|don't|cannot|can't)\s+(?:know|find|answer))"
+    r"\b(?:sources?|context|documents?|provided\s+(?:text|information))\b(?:\W+\w+){0,2}?\W+"
+    r"(?:do(?:es)?\s+not|don't|doesn't)\s+"
+    r"(?:say|contain|mention|provide|include|specify|state|answer|cover|address|give|have)"
+    r"|\bi\s+(?:do\s+not|don't|cannot|can't)\s+(?:know|find|answer)"
     r"|\bno\s+(?:information|mention|answer)\b(?:\W+\w+){0,4}?\W+(?:sources?|context|documents?)",
     re.I,
 )
+SUPPORTED = 0.5  # share of a sentence's content words found in a source
+UNSUPPORTED = 0.34
 
 
 @dataclass(frozen=True)
 class Grounded:
     text: str
     cited: list[int]  # 1-based source numbers, in order of first use
-    invalid: int  # markers removed
+    invalid: int  # markers removed or moved
     refusal: bool
 
     @property
@@ -32,23 +42,41 @@ class Grounded:
         return bool(self.cited)
 
 
-def ground(text: str, n_sources: int) -> Grounded:
+def _numbers(m: re.Match[str]) -> list[int]:
+    return [int(p) for p in re.split(r"\s*[,;]\s*", m.group(1))]
+
+
+def ground(text: str, n_sources: int, sources: Sequence[str] | None = None) -> Grounded:
+    """Valid markers only; with ``sources`` (their texts, in prompt order) markers must be supported."""
+    src_terms = [set(terms(s)) for s in sources] if sources is not None else None
     cited: list[int] = []
     invalid = 0
-
-    def fix(m: re.Match[str]) -> str:
-        nonlocal invalid
-        keep = []
-        for part in re.split(r"\s*[,;]\s*", m.group(1)):
-            n = int(part)
-            if 1 <= n <= n_sources:
-                keep.append(n)
-                if n not in cited:
-                    cited.append(n)
-            else:
-                invalid += 1
-        return "".join(f"[{n}]" for n in dict.fromkeys(keep))
-
-    fixed = _MARKER.sub(fix, text)
-    fixed = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", fixed)).strip()
-    return Grounded(fixed, cited, invalid, refusal=not cited and bool(_REFUSAL.search(fixed)))
+    out: list[str] = []
+    refusal = bool(_REFUSAL.search(text))
+    # "… class. [1]" -> "… class [1]." so that a trailing marker stays with its sentence
+    text = _AFTER_STOP.sub(lambda m: f" {m.group(2).strip()}{m.group(1)} ", text)
+    for sent in _SENTENCE.split(text.strip()):
+        if not sent.strip():
+            continue
+        marks = [n for m in _MARKER.finditer(sent) for n in _numbers(m)]
+        body = re.sub(r"\s+([.!?,;:])", r"\1", _MARKER.sub("", sent)).strip()
+        keep = [n for n in dict.fromkeys(marks) if 1 <= n <= n_sources]
+        invalid += len(marks) - len(keep)
+        if src_terms is not None and not refusal:
+            words = set(terms(body))
+            if words:
+                support = [len(words & st) / len(words) for st in src_terms]
+                best = max(range(len(support)), key=support.__getitem__) + 1 if support else 0
+                good = [n for n in keep if support[n - 1] >= UNSUPPORTED]
+                if not good and best and support[best - 1] >= SUPPORTED:
+                    good = [best]
+                invalid += len([n for n in keep if n not in good])
+                keep = good
+        for n in keep:
+            if n not in cited:
+                cited.append(n)
+        end = re.search(r"[.!?]+$", body)
+        core, punct = (body[: end.start()], end.group()) if end else (body, "")
+        out.append(core + "".join(f" [{n}]" for n in keep) + punct if keep else body)
+    fixed = re.sub(r"[ \t]{2,}", " ", " ".join(out)).strip()
+    return Grounded(fixed, cited, invalid, refusal=refusal and not cited)

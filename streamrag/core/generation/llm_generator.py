@@ -39,7 +39,7 @@ class LLMGenerator:
         on_delta = None if stream is None else (lambda t: stream.delta(t, self.name))
         comp = self.model.complete(prompt.messages, max_tokens=b.max_tokens, temperature=b.temperature,
                                    deadline=req.deadline, on_delta=on_delta)
-        g = ground(comp.text, len(prompt.sources))
+        g = ground(comp.text, len(prompt.sources), [s.text for s in prompt.sources])
         return Draft(
             status="no_answer" if g.refusal else "ok",
             answer=g.text,
