@@ -55,6 +55,7 @@ def publish(
     paths: list[Path] = typer.Argument(None, help="files or folders to upsert"),
     tenant: str = typer.Option(..., "--tenant", "-t"),
     delete: list[str] = typer.Option(None, "--delete", help="doc id to delete (repeatable)"),
+    wait: float = typer.Option(0.0, "--wait", help="seconds to wait until the ingest worker applied them"),
 ) -> None:
     """Publish document changes to the documents topic."""
     check_tenant(tenant)
@@ -68,8 +69,9 @@ def publish(
         bad.append(error)
         console.print(f"skipped {r.topic or ''}:{r.offset or ''}: {error}", highlight=False, markup=False)
 
-    n = publish_records(s, records, skipped)
-    out.print(f"published {n} document changes to {s.topic_documents}", highlight=False)
+    n = publish_records(s, records, skipped, wait_s=wait)
+    out.print(f"published {n} document changes to {s.topic_documents}" + (" (applied)" if wait and n else ""),
+              highlight=False)
     if bad:
         raise StreamragError(f"{len(bad)} invalid document change(s) were not published")
 

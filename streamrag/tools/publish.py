@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from streamrag.connectors.kafka_admin import check_reachable
+from streamrag.connectors.kafka_index_events import IndexEventWatcher
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.core.ingest.changes import parse_change
 from streamrag.core.records import RawRecord
@@ -12,8 +13,11 @@ from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter
 
 
-def publish_records(s: Settings, records: Iterable[RawRecord], skipped: Callable[[RawRecord, str], None]) -> int:
-    """Publish the valid changes (key tenant/doc_id); report each invalid one to ``skipped``."""
+def publish_records(
+    s: Settings, records: Iterable[RawRecord], skipped: Callable[[RawRecord, str], None], wait_s: float = 0.0,
+) -> int:
+    """Publish the valid changes (key tenant/doc_id); report each invalid one to ``skipped``; with
+    ``wait_s``, return only once the ingest worker has applied them (their index events arrived)."""
     good = []
     for r in records:
         parsed = parse_change(r)
@@ -23,8 +27,11 @@ def publish_records(s: Settings, records: Iterable[RawRecord], skipped: Callable
             good.append(parsed)
     if good:
         check_reachable(s)
+        watcher = IndexEventWatcher(s) if wait_s > 0 else None
         p = JsonProducer(s)
         for ch in good:
             p.send(s.topic_documents, ch.key, ch.model_dump_json(exclude_none=True))
         p.flush()
+        if watcher is not None:
+            watcher.wait({ch.key: ch.version for ch in good}, wait_s)
     return len(good)
