@@ -95,3 +95,23 @@ def bench_cache_cmd(
 
     _rig_run("cache", f"cache-hit round trip, {rate}/s",
              lambda s, ds, work: bench_cache(s, ds, n, rate, work, log_line), dataset, outdir, json_out)
+
+
+@bench_app.command("generate")
+@cli_errors
+def bench_generate_cmd(
+    n: int = typer.Option(20, "--questions", "-n"),
+    distractors: int = typer.Option(300, "--distractors", help="extra abstracts indexed beside the relevant ones"),
+    expand: int = typer.Option(2, "--expand", help="query variants for the expansion comparison"),
+    kafka: bool = typer.Option(True, "--kafka/--no-kafka", help="also time answers through the query worker"),
+    attacks: bool = typer.Option(True, "--attacks/--no-attacks", help="measure injection resistance"),
+    expand_budget_ms: int = typer.Option(None, "--expand-budget-ms", help="default: STREAMRAG_EXPAND_BUDGET_MS"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Generated answers: grounding, citations, injection resistance, expansion, tokens/s, TTFT via Kafka."""
+    from streamrag.tools.bench_generate import bench_generate  # optional tooling: see the module docstring
+
+    _rig_run("generate", "generated answers (local model)",
+             lambda s, ds, work: bench_generate(s, ds, n, distractors, expand, work, log_line, kafka,
+                                                expand_budget_ms, attacks),
+             dataset, outdir, json_out)

@@ -65,6 +65,8 @@ class LlamaCppChat:
         self.warm_up()
         prompt_tokens = sum(self.count_tokens(m["content"]) + _PER_MESSAGE for m in messages)
         parts: list[str] = []
+        t0 = time.monotonic()
+        first: float | None = None
         finish = "stop"
         with self._lock:
             if time.monotonic() >= deadline:
@@ -78,6 +80,7 @@ class LlamaCppChat:
                     piece = choice.get("delta", {}).get("content") or ""
                     if piece:
                         parts.append(piece)
+                        first = first if first is not None else time.monotonic() - t0
                         if on_delta is not None:
                             on_delta(piece)
                     finish = choice.get("finish_reason") or finish
@@ -87,7 +90,7 @@ class LlamaCppChat:
             except (ValueError, RuntimeError) as exc:  # llama.cpp reports decode / context errors so
                 raise GenerationError(f"llama.cpp: {exc}") from exc
         text = "".join(parts)
-        return Completion(text, prompt_tokens, self.count_tokens(text), finish)
+        return Completion(text, prompt_tokens, self.count_tokens(text), finish, first, time.monotonic() - t0)
 
 
 def gguf_token_counter(path: Path) -> Callable[[str], int]:

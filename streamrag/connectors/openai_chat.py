@@ -37,6 +37,8 @@ class OpenAIChat:
         if left <= 0:
             raise DeadlineExceeded("no time left before the call")
         parts: list[str] = []
+        t0 = time.monotonic()
+        first: float | None = None
         usage = None
         finish = "stop"
         try:
@@ -53,6 +55,7 @@ class OpenAIChat:
                         piece = choice.delta.content or ""
                         if piece:
                             parts.append(piece)
+                            first = first if first is not None else time.monotonic() - t0
                             if on_delta is not None:
                                 on_delta(piece)
                         finish = choice.finish_reason or finish
@@ -64,6 +67,7 @@ class OpenAIChat:
             raise GenerationError(f"{type(exc).__name__}: {exc}") from exc
         text = "".join(parts)
         if usage is not None:
-            return Completion(text, usage.prompt_tokens, usage.completion_tokens, finish)
+            return Completion(text, usage.prompt_tokens, usage.completion_tokens, finish, first,
+                              time.monotonic() - t0)
         prompt = sum(self._count(m["content"]) + _PER_MESSAGE for m in messages)
-        return Completion(text, prompt, self._count(text), finish)
+        return Completion(text, prompt, self._count(text), finish, first, time.monotonic() - t0)

@@ -37,6 +37,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    first_token_s: float | None = None  # seconds from the call to the first piece
+    total_s: float = 0.0
 
 
 class ChatModel(Protocol):
