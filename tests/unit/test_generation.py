@@ -197,3 +197,22 @@ def test_a_citation_must_be_supported_by_its_source() -> None:
     assert g.text == "Flights are booked in economy class [2]." and g.cited == [2]  # moved to the right source
     made_up = ground("The capital of Mongolia is Ulaanbaatar [1].", 2, [HOTEL, FLIGHT])
     assert not made_up.grounded and "[1]" not in made_up.text  # cited, but not in the source
+
+
+def test_no_model_is_called_when_nothing_relevant_is_found(settings: Any, store: Any) -> None:
+    from streamrag.core.settings import Settings
+    from streamrag.schemas.models import Query
+    from tests.conftest import Indexer, change, query_processor, rec
+    from tests.fakes import HashEmbedder
+
+    emb = HashEmbedder()
+    Indexer(settings, store, emb).process_batch([rec(change("travel", 1, HOTEL, title="Travel"))])
+    spy = ScriptedChat()
+    s: Settings = settings
+    qp = query_processor(s, store, emb, generator=chain({"local": spy}, ["local"]))
+    relevant, unrelated = qp.answer_many([
+        Query(query_id="q1", tenant="acme", text="hotel night in Berlin reimbursed"),
+        Query(query_id="q2", tenant="acme", text="capital of Mongolia"),
+    ])
+    assert relevant.status == "ok" and relevant.generator == "fake:fake" and len(spy.calls) == 1
+    assert unrelated.status == "no_answer" and unrelated.generator == "" and len(spy.calls) == 1
