@@ -12,7 +12,7 @@ from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.settings import CacheTenantSettings, Settings
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
 from tests.conftest import Indexer, change, query_processor, rec
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, ScriptedChat
 
 
 class FakeRedis:
@@ -272,3 +272,20 @@ def test_event_memory_is_bounded(settings: Settings, store: LanceStore) -> None:
     cache.tracker.lost_at = time.time() + 1
     qp.answer_many([q("vacation days employees")])
     assert cache.size() == 1 and cache.pending() == 1
+
+
+def test_a_fallback_answer_is_not_cached(settings: Settings, store: LanceStore) -> None:
+    from streamrag.core.generation.backend import GenerationError
+    from tests.unit.test_generation import chain
+
+    _, qp, _ = setup(settings, store)
+    down = ScriptedChat(fail=GenerationError("server down"))
+    qp.generator = chain({"openai": down}, ["openai"])
+    (a,) = qp.answer_many([q("how many vacation days do employees get")])
+    assert a.generator == "extractive" and a.fallback
+    up = ScriptedChat(reply="Employees get twenty five days of paid vacation per year [1].")
+    qp.generator = chain({"openai": up}, ["openai"])
+    (b,) = qp.answer_many([q("how many vacation days do employees get")])
+    assert not b.cached and b.generator == "fake:fake" and len(up.calls) == 1  # the model is back: asked again
+    (c,) = qp.answer_many([q("how many vacation days do employees get")])
+    assert c.cached and c.generator == "fake:fake"

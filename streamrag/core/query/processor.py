@@ -175,7 +175,8 @@ class QueryProcessor:
         return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
     def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float) -> None:
-        if self.cache is not None:
+        """A degraded answer (a generator fell back, or cited nothing) is not kept for later askers."""
+        if self.cache is not None and not ans.fallback and ans.grounded:
             self.cache.store_answer(q, vec, ans, acl, started)
 
     def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float,
