@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     ingest_group: str = "streamrag-ingest"
     # the query flow resumes from this group's committed offsets (answered queries are not re-read)
     query_group: str = "streamrag-query"
+    # a query's reply_to must start with one of these and name an existing topic (never a project topic)
+    reply_topic_prefixes: list[str] = Field(default_factory=lambda: ["streamrag.replies."])
 
     # Stores
     lancedb_uri: str = ".local/lancedb"

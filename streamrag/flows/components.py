@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.cross_encoder import CrossEncoderReranker
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.redis_cache import RedisCache
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
@@ -90,7 +91,8 @@ def make_query_processor(
     if deltas is None and with_kafka:
         deltas = kafka_deltas(s)
     return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
-                          expander=make_expander(s), deltas=deltas)
+                          expander=make_expander(s), deltas=deltas,
+                          topic_exists=TopicDirectory(s).exists if with_kafka else None)
 
 
 def make_cache(s: Settings, store: LanceStore) -> SemanticCache:

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from streamrag.core.security import (
@@ -40,3 +42,31 @@ def test_filters_refuse_user_input() -> None:
     with pytest.raises(ValueError):
         token_list_literal(["x' OR 1=1 --"])
     assert tenant_literal("acme") == "'acme'"
+
+
+@pytest.mark.parametrize("reply_to, allowed", [
+    ("streamrag.documents", False),  # the compacted source of truth
+    ("streamrag.answers", False),
+    ("attacker.topic", False),  # would have been created by the broker
+    ("streamrag.replies.missing", False),  # allowed prefix, but no such topic
+    ("streamrag.replies.app1", True),
+    ("streamrag.replies.a b", False),
+])
+def test_answers_go_only_to_allowed_existing_reply_topics(settings: Any, store: Any, reply_to: str,
+                                                          allowed: bool) -> None:
+    import json as _json
+
+    from streamrag.core.query.processor import Reply
+    from streamrag.schemas.models import DeadLetter, Query
+    from tests.conftest import query_processor, rec
+    from tests.fakes import HashEmbedder
+
+    qp = query_processor(settings, store, HashEmbedder(), topic_exists=lambda t: t == "streamrag.replies.app1")
+    out = qp.parse([rec(_json.dumps({"query_id": "q1", "tenant": "acme", "text": "hi", "reply_to": reply_to}).encode())])
+    if allowed:
+        assert [type(o) for _, o in out] == [Query]
+        return
+    dead = [o for _, o in out if isinstance(o, DeadLetter)]
+    replies = [o for _, o in out if isinstance(o, Reply)]
+    assert len(dead) == 1 and "reply_to" in dead[0].error and dead[0].stage == "validate"
+    assert len(replies) == 1 and replies[0].topic is None and replies[0].answer.status == "error"  # the answers topic

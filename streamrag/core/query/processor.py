@@ -21,7 +21,7 @@ from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequ
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
 from streamrag.core.ports import Embedder, IndexReader
-from streamrag.core.query.parse import parse_query
+from streamrag.core.query.parse import parse_query, reply_topic_error
 from streamrag.core.records import RawRecord
 from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Retriever
@@ -67,6 +67,7 @@ class QueryProcessor:
         *,
         expander: QueryExpander | None = None,
         deltas: DeltaStreams | None = None,
+        topic_exists: Callable[[str], bool] | None = None,
     ) -> None:
         self.s = settings
         self.store = store
@@ -77,6 +78,9 @@ class QueryProcessor:
         self.cache = cache
         self.expander = expander
         self.deltas = deltas
+        self.topic_exists = topic_exists
+        self.project_topics = {settings.topic_documents, settings.topic_queries, settings.topic_answers,
+                               settings.topic_cache, settings.topic_index_events, settings.topic_dead_letters}
 
     # -- transport-facing -------------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
@@ -85,7 +89,13 @@ class QueryProcessor:
         now_ms = time.time() * 1000
         for rec in records:
             parsed = parse_query(rec)
-            if isinstance(parsed, Query):
+            if isinstance(parsed, Query) and parsed.reply_to is not None and (why := reply_topic_error(
+                parsed.reply_to, self.s.reply_topic_prefixes, self.project_topics, self.topic_exists,
+            )):
+                # answered (with the error) on the answers topic, never on the topic the query named
+                out.append((rec, rec.dead("validate", why)))
+                out.append((rec, Reply(_error(parsed, f"invalid query: {why}"))))
+            elif isinstance(parsed, Query):
                 if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.query_max_age_s * 1000:
                     out.append((rec, Reply(_error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
                 else:
