@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from streamrag.cli.app import app, cli_errors, out, settings
 from streamrag.connectors.kafka_request import request_answer
+from streamrag.core.auth import sign_token
 from streamrag.core.errors import StreamragError
 from streamrag.core.records import describe_validation
 from streamrag.flows.components import make_query_processor
@@ -115,6 +117,8 @@ def ask(
     via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
     stream: bool = typer.Option(False, "--stream", help="print the answer's tokens as they are written"),
     expand: int = typer.Option(0, "--expand", help="also search up to N generated rephrasings"),
+    sign_secret_env: str = typer.Option(None, "--sign-secret-env",
+                                        help="sign the query (HS256 JWT: tenant, --user, --roles) with the secret in this variable"),
     timeout: float = typer.Option(30.0, "--timeout"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -122,6 +126,11 @@ def ask(
     s = settings()
     q = build_query(question, tenant, user, roles, top_k, fusion and fusion.value, alpha, rerank and rerank.value,
                     filters, stream=stream, expand=expand)
+    if sign_secret_env:
+        secret = os.environ.get(sign_secret_env, "")
+        if not secret:
+            raise StreamragError(f"--sign-secret-env: ${sign_secret_env} is empty")
+        q = q.model_copy(update={"auth_token": sign_token(secret, tenant, user or "cli", q.principal.roles)})
     term = TerminalStream() if stream and not json_out else None
     if via_kafka:
         a = request_answer(s, q, timeout, on_delta=term)

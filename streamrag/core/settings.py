@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamrag.core.auth import TenantKeySettings
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.routing import GeneratorRoute, parse_chain
 from streamrag.core.generation.usage import ModelPrice
@@ -133,6 +134,11 @@ class Settings(BaseSettings):
     # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
     cache_redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
 
+    # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise
+    profile: Literal["development", "production"] = "development"
+    auth_required: bool | None = None
+    auth_tenants: dict[str, TenantKeySettings] = Field(default_factory=dict)
+
     # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
     retry_max_s: float = Field(60.0, gt=0)
 
@@ -155,6 +161,10 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
+
+    @property
+    def auth_on(self) -> bool:
+        return self.auth_required if self.auth_required is not None else self.profile == "production"
 
     @cached_property
     def brokers(self) -> list[str]:
@@ -186,6 +196,8 @@ def settings_env(s: Settings) -> dict[str, str]:
     """The environment that reproduces ``s`` in another process (workers started by tools and tests)."""
     env: dict[str, str] = {}
     for name, value in s.model_dump(mode="json").items():
+        if value is None:
+            continue
         if isinstance(value, dict | list):
             text = json.dumps(value)
         elif isinstance(value, bool):

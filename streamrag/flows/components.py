@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from streamrag.connectors.auth_keys import load_verifier
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.cross_encoder import CrossEncoderReranker
 from streamrag.connectors.kafka_producer import JsonProducer
@@ -92,7 +93,8 @@ def make_query_processor(
         deltas = kafka_deltas(s)
     return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s), deltas=deltas,
-                          topic_exists=TopicDirectory(s).exists if with_kafka else None)
+                          topic_exists=TopicDirectory(s).exists if with_kafka else None,
+                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None)
 
 
 def make_cache(s: Settings, store: LanceStore) -> SemanticCache:

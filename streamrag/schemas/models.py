@@ -123,6 +123,8 @@ class Query(_Model):
     filters: QueryFilters = Field(default_factory=QueryFilters)
     options: QueryOptions = Field(default_factory=QueryOptions)
     reply_to: str | None = None
+    # a signed JWT; with auth on, tenant, user and roles come only from its verified claims
+    auth_token: Annotated[str, StringConstraints(max_length=8_192)] | None = None
     deadline_ms: Annotated[int, Field(ge=1)] | None = None
     sent_at: datetime | None = None
 

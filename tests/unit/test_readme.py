@@ -22,6 +22,8 @@ def table() -> dict[str, str]:
 
 
 def shown(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequest, Generator
 from streamrag.core.generation.expansion import QueryExpander
@@ -68,6 +69,7 @@ class QueryProcessor:
         expander: QueryExpander | None = None,
         deltas: DeltaStreams | None = None,
         topic_exists: Callable[[str], bool] | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.s = settings
         self.store = store
@@ -79,6 +81,7 @@ class QueryProcessor:
         self.expander = expander
         self.deltas = deltas
         self.topic_exists = topic_exists
+        self.verifier = verifier
         self.project_topics = {settings.topic_documents, settings.topic_queries, settings.topic_answers,
                                settings.topic_cache, settings.topic_index_events, settings.topic_dead_letters}
 
@@ -89,6 +92,13 @@ class QueryProcessor:
         now_ms = time.time() * 1000
         for rec in records:
             parsed = parse_query(rec)
+            if isinstance(parsed, Query) and self.s.auth_on:
+                verified = self.verifier.verify(parsed) if self.verifier is not None else "unauthenticated: no keys"
+                if isinstance(verified, str):
+                    out.append((rec, rec.dead("auth", verified)))
+                    out.append((rec, Reply(_error(parsed, verified))))
+                    continue
+                parsed = verified
             if isinstance(parsed, Query) and parsed.reply_to is not None and (why := reply_topic_error(
                 parsed.reply_to, self.s.reply_topic_prefixes, self.project_topics, self.topic_exists,
             )):

@@ -1,0 +1,87 @@
+"""Verified identity: with auth on, a query's tenant, user and roles come only from a signed token (JWT,
+PyJWT), never from what the message says. Keys are per tenant: an HS256 secret, an RS256 public key, or
+a JWKS (keys by ``kid``). A token must carry ``sub``, ``exp`` and ``tenant`` (the query's tenant)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+from pydantic import BaseModel, ConfigDict
+
+from streamrag.schemas.models import Principal, Query
+
+Algorithm = Literal["HS256", "RS256"]
+
+
+class TenantKeySettings(BaseModel):
+    """One tenant's verification key in STREAMRAG_AUTH_TENANTS (where the key is, never the key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    algorithm: Algorithm = "HS256"
+    secret_env: str = ""  # HS256: the environment variable holding the shared secret
+    public_key_file: str = ""  # RS256: a PEM public key
+    jwks_file: str = ""  # RS256: a JWKS file (keys chosen by the token's kid)
+    issuer: str = ""
+    audience: str = ""
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    algorithm: Algorithm
+    keys: Mapping[str | None, Any]  # kid -> key material (None: the only key)
+    issuer: str = ""
+    audience: str = ""
+
+
+@dataclass
+class TokenVerifier:
+    keys: Mapping[str, TenantKey]
+    leeway_s: float = 30.0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def verify(self, q: Query) -> Query | str:
+        """The query with its principal from the token's claims, or why it is refused."""
+        why = self._verify(q)
+        if isinstance(why, str):
+            self.rejected[why.split(":")[0]] = self.rejected.get(why.split(":")[0], 0) + 1
+        return why
+
+    def _verify(self, q: Query) -> Query | str:
+        if not q.auth_token:
+            return "unauthenticated: the query carries no auth_token"
+        key = self.keys.get(q.tenant)
+        if key is None:
+            return f"unauthenticated: no verification key for tenant {q.tenant}"
+        try:
+            kid = jwt.get_unverified_header(q.auth_token).get("kid")
+            material = key.keys.get(kid, key.keys.get(None)) if kid is not None else key.keys.get(None)
+            if material is None:
+                return f"unauthenticated: unknown key id {str(kid)[:40]!r}"
+            claims = jwt.decode(
+                q.auth_token, material, algorithms=[key.algorithm], audience=key.audience or None,
+                issuer=key.issuer or None, leeway=self.leeway_s,
+                options={"require": ["exp", "sub"], "verify_aud": bool(key.audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            return "unauthenticated: the token has expired"
+        except jwt.PyJWTError as exc:
+            return f"unauthenticated: {exc}"
+        if claims.get("tenant") != q.tenant:
+            return "forbidden: the token is for another tenant"
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            return "unauthenticated: the token's roles claim must be a list of strings"
+        principal = Principal(user=str(claims["sub"]), roles=roles)
+        return q.model_copy(update={"principal": principal, "auth_token": None})
+
+
+def sign_token(secret: str, tenant: str, user: str, roles: Sequence[str] = (), ttl_s: float = 300,
+               algorithm: Algorithm = "HS256", kid: str | None = None) -> str:
+    """A token for local use (``streamrag ask --sign-secret-env``, tests)."""
+    now = int(time.time())
+    claims = {"sub": user, "tenant": tenant, "roles": list(roles), "iat": now, "exp": now + int(ttl_s)}
+    return jwt.encode(claims, secret, algorithm=algorithm, headers={"kid": kid} if kid else None)
