@@ -18,6 +18,7 @@ from streamrag.core.auth import TenantKeySettings
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.routing import GeneratorRoute, parse_chain
 from streamrag.core.generation.usage import ModelPrice
+from streamrag.core.pii import PiiSettings
 
 
 class CacheTenantSettings(BaseModel):
@@ -133,6 +134,10 @@ class Settings(BaseSettings):
     cache_lru_size: int = Field(10_000, ge=0)
     # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
     cache_redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
+
+    # PII redaction at ingest: on for every tenant, or per tenant (with kinds and extra patterns)
+    pii_redaction: bool = False
+    pii_tenants: dict[str, PiiSettings] = Field(default_factory=dict)
 
     # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise
     profile: Literal["development", "production"] = "development"

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 def stage_steps(raw: Stream[RawRecord], stages: IngestStages) -> Stream[Finished]:
     """The named steps from raw records to finished ones (shared by every ingest flow)."""
     items: Stream[Item] = op.flat_map_batch("parse", raw, stages.parse)
-    for name, fn in (("newest", stages.newest), ("stale_check", stages.stale_check), ("chunk", stages.chunk),
+    for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check), ("chunk", stages.chunk),
                      ("embed", stages.embed), ("write", stages.write)):
         items = op.flat_map_batch(name, items, fn)
     return op.filter_map("finished", items, lambda i: i if isinstance(i, Finished) else None)

@@ -28,9 +28,9 @@ def test_ingest_flow_has_one_named_step_per_stage(settings: Settings, store: Lan
     flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
                                   stages=IngestStages.from_settings(settings, store, HashEmbedder()))
     steps = [s.step_name for s in flow.substeps]
-    for stage in ("parse", "newest", "stale_check", "chunk", "embed", "write"):
+    for stage in ("parse", "redact", "newest", "stale_check", "chunk", "embed", "write"):
         assert stage in steps
-    assert steps.index("parse") < steps.index("newest") < steps.index("stale_check") < steps.index("chunk") \
+    assert steps.index("parse") < steps.index("redact") < steps.index("newest") < steps.index("stale_check") < steps.index("chunk") \
         < steps.index("embed") < steps.index("write")
 
 

@@ -29,6 +29,7 @@ from streamrag.core.ingest.changes import (
     parse_change,
     verdict,
 )
+from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import Embedder, IndexWriter
 from streamrag.core.records import RawRecord
 from streamrag.core.retry import RetryPolicy, run_isolating
@@ -55,7 +56,9 @@ class IngestStages:
         chunk_overlap: int,
         max_doc_chars: int,
         policy: RetryPolicy | None = None,
+        redactors: TenantRedactors | None = None,
     ) -> None:
+        self.redactors = redactors
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
@@ -65,8 +68,9 @@ class IngestStages:
 
     @classmethod
     def from_settings(cls, s: Settings, store: IndexWriter, embedder: Embedder) -> IngestStages:
+        redactors = TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
         return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s))
+                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors)
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -79,6 +83,24 @@ class IngestStages:
                 out.append(Finished(rec, rec.dead("validate", problem)))
             else:
                 out.append(Pending(rec, parsed, doc_key(parsed.tenant, parsed.doc_id)))
+        return out
+
+    def redact(self, items: Sequence[Item]) -> list[Item]:
+        """PII out of title, text and metadata before anything is chunked, embedded or stored."""
+        if self.redactors is None:
+            return list(items)
+        out: list[Item] = []
+        for p in items:
+            if not isinstance(p, Pending) or p.change.op != "upsert":
+                out.append(p)
+                continue
+            ch = p.change
+            strings = {k: v for k, v in ch.metadata.items() if isinstance(v, str)}
+            red = self.redactors.redact(ch.tenant, [ch.title, ch.text, *strings.values()])
+            if red is not None:
+                meta = {**ch.metadata, **dict(zip(strings, red[2:], strict=True))}
+                p.change = ch.model_copy(update={"title": red[0], "text": red[1], "metadata": meta})
+            out.append(p)
         return out
 
     def newest(self, items: Sequence[Item]) -> list[Item]:
@@ -171,7 +193,7 @@ class IngestStages:
     # -- all of them, in-process ----------------------------------------------------------------
     def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
         items = self.parse(records)
-        for stage in (self.newest, self.stale_check, self.chunk, self.embed, self.write):
+        for stage in (self.redact, self.newest, self.stale_check, self.chunk, self.embed, self.write):
             items = stage(items)
         return [i.output for i in items if isinstance(i, Finished)]
 
