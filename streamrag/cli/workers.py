@@ -12,6 +12,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamrag.cli.app import cli_errors, console, settings, worker_app
+from streamrag.connectors.metrics_server import serve_metrics
 from streamrag.core.settings import Settings
 from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
@@ -19,11 +20,11 @@ from streamrag.flows.maintenance import Maintainer
 
 
 def run_worker(
-    make_flow: Callable[[Settings], Dataflow], workers: int, process_id: int | None, addresses: str | None,
+    make_flow: Callable[[Settings, int], Dataflow], workers: int, process_id: int | None, addresses: str | None,
     recovery_dir: str | None,
 ) -> None:
     s = settings()
-    flow = make_flow(s)
+    flow = make_flow(s, process_id or 0)
     rdir = recovery_dir or s.recovery_dir
     recovery = None
     if rdir:
@@ -67,6 +68,8 @@ def worker_query(workers: int = _W, process_id: int = _I, addresses: str = _A, r
 @cli_errors
 def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds between maintenance passes")) -> None:
     """Index maintenance (FTS, ANN builds, optimize) on its own; pair with STREAMRAG_MAINTENANCE=off."""
-    m = Maintainer(settings(), every_s=every)
+    s = settings()
+    serve_metrics(s, "maintain")
+    m = Maintainer(s, every_s=every)
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
     m.run_forever()

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     auth_required: bool | None = None
     auth_tenants: dict[str, TenantKeySettings] = Field(default_factory=dict)
 
+    # Metrics: each worker serves /metrics on this port + 0 (ingest), 1 (query), 2 (maintain),
+    # + 10 per bytewax process id (0: no endpoint)
+    metrics_port: int = Field(9464, ge=0, le=65_000)
+    metrics_host: str = "127.0.0.1"
+
     # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
     retry_max_s: float = Field(60.0, gt=0)
 

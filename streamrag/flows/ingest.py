@@ -13,6 +13,7 @@ or:                          python -m bytewax.run "streamrag.flows.ingest:main(
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import bytewax.operators as op
@@ -25,6 +26,8 @@ from confluent_kafka import KafkaException
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import OffsetCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.metrics_server import LagReporter, serve_metrics
+from streamrag.core import telemetry
 from streamrag.core.ingest.changes import Finished, Item
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.records import Outgoing, RawRecord
@@ -39,11 +42,34 @@ log = logging.getLogger(__name__)
 
 def stage_steps(raw: Stream[RawRecord], stages: IngestStages) -> Stream[Finished]:
     """The named steps from raw records to finished ones (shared by every ingest flow)."""
-    items: Stream[Item] = op.flat_map_batch("parse", raw, stages.parse)
-    for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check), ("chunk", stages.chunk),
-                     ("embed", stages.embed), ("write", stages.write)):
-        items = op.flat_map_batch(name, items, fn)
-    return op.filter_map("finished", items, lambda i: i if isinstance(i, Finished) else None)
+    items: Stream[Item] = op.flat_map_batch("parse", raw, timed("parse", stages.parse))
+    for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check),
+                     ("chunk", stages.chunk), ("embed", stages.embed), ("write", stages.write)):
+        items = op.flat_map_batch(name, items, timed(name, fn))
+    return op.filter_map("finished", items, lambda i: counted(i) if isinstance(i, Finished) else None)
+
+
+def timed(stage: str, fn: Callable[[Sequence[Any]], list[Any]]) -> Callable[[Sequence[Any]], list[Any]]:
+    """The stage, observed in streamrag_stage_seconds{flow="ingest"} per batch."""
+    hist = telemetry.STAGE_SECONDS.labels("ingest", stage)
+
+    def run(batch: Sequence[Any]) -> list[Any]:
+        with hist.time():
+            return fn(batch)
+
+    return run
+
+
+def counted(f: Finished) -> Finished:
+    out = f.output
+    if isinstance(out, IndexEvent):
+        telemetry.RECORDS.labels("ingest", out.status).inc()
+        for flag in out.flags:
+            telemetry.INJECTION_FLAGS.labels(flag).inc()
+    else:
+        telemetry.RECORDS.labels("ingest", "dead").inc()
+        telemetry.DEAD_LETTERS.labels("ingest", out.stage, telemetry.reason_category(out.error)).inc()
+    return f
 
 
 def to_message(s: Settings, f: Finished) -> Outgoing:
@@ -99,12 +125,15 @@ def _logged(committer: OffsetCommitter) -> Any:
     return commit
 
 
-def main(settings: Settings | None = None) -> Dataflow:
+def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
+    serve_metrics(settings, "ingest", process_id)
+    if process_id == 0:
+        LagReporter(settings, settings.ingest_group, settings.topic_documents).start()
     if settings.maintenance == "thread":
         Maintainer(settings).start()
     return build_flow(settings)

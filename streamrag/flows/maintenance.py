@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from streamrag.core import telemetry
 from streamrag.core.settings import Settings
 from streamrag.flows.components import make_store
 
@@ -17,8 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class Maintainer:
-    def __init__(self, s: Settings, every_s: float = 1.0) -> None:
+    def __init__(self, s: Settings, every_s: float = 1.0, sizes_every_s: float = 60.0) -> None:
         self.store = make_store(s)
+        self.sizes_every_s = sizes_every_s
+        self._sizes_at = 0.0
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -27,6 +31,10 @@ class Maintainer:
     def run_once(self, force: bool = False) -> None:
         self.store.maintain(force=force)
         self.runs += 1
+        if force or time.monotonic() - self._sizes_at >= self.sizes_every_s:
+            self._sizes_at = time.monotonic()
+            for tenant, v in self.store.stats()["tenants"].items():  # index size per tenant, for /metrics
+                telemetry.INDEX_CHUNKS.labels(tenant).set(v["chunks"])
 
     def run_forever(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -23,6 +23,8 @@ from confluent_kafka import OFFSET_STORED
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.metrics_server import LagReporter, serve_metrics
+from streamrag.core import telemetry
 from streamrag.core.query.processor import Output, QueryProcessor, Reply
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
@@ -33,7 +35,9 @@ from streamrag.flows.components import embedder_for, make_cache_follower, make_q
 def to_message(s: Settings, item: tuple[RawRecord, Output]) -> Outgoing:
     rec, out = item
     if isinstance(out, Reply):
+        telemetry.RECORDS.labels("query", out.answer.status).inc()
         return Outgoing.of(out.topic or s.topic_answers, out.answer.query_id, out.answer, rec)
+    telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
     return Outgoing.of(s.topic_dead_letters, rec.key, out, rec)
 
 
@@ -72,12 +76,15 @@ def build_flow(
     return flow
 
 
-def main(settings: Settings | None = None) -> Dataflow:
+def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.query:main()"``."""
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
+    serve_metrics(settings, "query", process_id)
+    if process_id == 0:
+        LagReporter(settings, settings.query_group, settings.topic_queries).start()
     processor = make_query_processor(settings, with_cache=True, with_kafka=True)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from streamrag.core import telemetry
 from streamrag.core.chunking import chunk_text
 from streamrag.core.generation.injection import flags as injection_flags
 from streamrag.core.ingest.changes import (
@@ -59,6 +60,7 @@ class IngestStages:
         redactors: TenantRedactors | None = None,
     ) -> None:
         self.redactors = redactors
+        self._pii_seen: dict[str, int] = {}
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
@@ -96,12 +98,23 @@ class IngestStages:
                 continue
             ch = p.change
             strings = {k: v for k, v in ch.metadata.items() if isinstance(v, str)}
+            before = sum(self.redactors.counts.values())
             red = self.redactors.redact(ch.tenant, [ch.title, ch.text, *strings.values()])
+            if sum(self.redactors.counts.values()) != before:
+                self._publish_pii()
             if red is not None:
                 meta = {**ch.metadata, **dict(zip(strings, red[2:], strict=True))}
                 p.change = ch.model_copy(update={"title": red[0], "text": red[1], "metadata": meta})
             out.append(p)
         return out
+
+    def _publish_pii(self) -> None:
+        assert self.redactors is not None
+        for kind, n in self.redactors.counts.items():
+            seen = self._pii_seen.get(kind, 0)
+            if n > seen:
+                telemetry.PII_REDACTIONS.labels(kind).inc(n - seen)
+                self._pii_seen[kind] = n
 
     def newest(self, items: Sequence[Item]) -> list[Item]:
         """Keep the newest version of each document in the batch; older ones are stale."""
@@ -188,6 +201,8 @@ class IngestStages:
                     out.append(Finished(p.rec, p.rec.dead("write", f"{type(exc).__name__}: {exc}")))
                 else:
                     out.append(Finished(p.rec, applied(p.change, p.content_hash, len(p.chunks))))
+                    if p.rec.timestamp_ms:  # event time (the record's) -> searchable
+                        telemetry.FRESHNESS.observe(max(0.0, time.time() - p.rec.timestamp_ms / 1000))
         return out
 
     # -- all of them, in-process ----------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from streamrag.core import telemetry
 from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
@@ -95,6 +96,7 @@ class QueryProcessor:
             if isinstance(parsed, Query) and self.s.auth_on:
                 verified = self.verifier.verify(parsed) if self.verifier is not None else "unauthenticated: no keys"
                 if isinstance(verified, str):
+                    telemetry.AUTH_REJECTED.labels(telemetry.reason_category(verified)).inc()
                     out.append((rec, rec.dead("auth", verified)))
                     out.append((rec, Reply(_error(parsed, verified))))
                     continue
@@ -175,7 +177,27 @@ class QueryProcessor:
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("answering %s failed", q.query_id)
                 answers[i] = _error(q, f"{type(exc).__name__}: {exc}")
-        return [a for a in answers if a is not None]
+        done = [x for x in answers if x is not None]
+        for x in done:
+            self._observe(x)
+        return done
+
+    def _observe(self, a: Answer) -> None:
+        """One answer's metrics: stages, status, cache result, tokens, cost, fallbacks."""
+        telemetry.observe_stages("query", a.timings_ms)
+        telemetry.ANSWER_SECONDS.observe(sum(a.timings_ms.values()) / 1000)
+        telemetry.ANSWERS.labels(a.tenant, a.status, "cache" if a.cached else (a.generator or "none")).inc()
+        if self.cache is not None and a.status != "error":
+            telemetry.CACHE_LOOKUPS.labels(a.cache_lookup if a.cached else "miss").inc()
+            telemetry.CACHE_ERRORS.set(self.cache.stats.errors)
+        if a.usage.prompt_tokens or a.usage.completion_tokens:
+            model = a.model.split("+", 1)[-1]
+            telemetry.LLM_TOKENS.labels(a.tenant, model, "prompt").inc(a.usage.prompt_tokens)
+            telemetry.LLM_TOKENS.labels(a.tenant, model, "completion").inc(a.usage.completion_tokens)
+            if a.usage.cost:
+                telemetry.LLM_COST.labels(a.tenant, model).inc(a.usage.cost)
+        for reason in a.fallback:
+            telemetry.FALLBACKS.labels(reason.split(":", 1)[0][:40]).inc()
 
     # -- cache hooks (the cache never fails a query: see SemanticCache) -------------------------
     def _cache_exact(self, q: Query) -> Answer | None:
@@ -208,6 +230,8 @@ class QueryProcessor:
         fusion = q.options.fusion or self.s.fusion
         alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
         res = self.retriever.retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
+        if not res.ranked:
+            telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
             ranked = self.reranker_for(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)

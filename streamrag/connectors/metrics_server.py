@@ -1,0 +1,58 @@
+"""Serving this process's Prometheus metrics, and a thread that keeps the consumer-lag gauge current."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka import KafkaException
+from prometheus_client import start_http_server
+
+from streamrag.connectors.kafka_admin import topic_offsets
+from streamrag.core import telemetry
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.settings import Settings
+
+log = logging.getLogger(__name__)
+OFFSETS = {"ingest": 0, "query": 1, "maintain": 2}
+
+
+def metrics_port(s: Settings, kind: str, process_id: int = 0) -> int:
+    """STREAMRAG_METRICS_PORT + 0 (ingest), 1 (query), 2 (maintain), + 10 per bytewax process."""
+    return s.metrics_port + OFFSETS[kind] + 10 * process_id
+
+
+def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:
+    """Start the /metrics endpoint; a port in use is logged, and the worker runs on without metrics."""
+    if s.metrics_port == 0:
+        return None
+    port = metrics_port(s, kind, process_id)
+    try:
+        start_http_server(port, addr=s.metrics_host)
+    except OSError as exc:
+        log.error("metrics endpoint %s:%d not started: %s", s.metrics_host, port, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics", s.metrics_host, port)
+    return port
+
+
+class LagReporter(threading.Thread):
+    """Every few seconds: end offset minus committed offset, per partition of the group's topic."""
+
+    def __init__(self, s: Settings, group: str, topic: str, every_s: float = 15.0) -> None:
+        super().__init__(name=f"lag-{group}", daemon=True)
+        self.s, self.group, self.topic, self.every_s = s, group, topic, every_s
+        self.stopped = threading.Event()
+
+    def report(self) -> None:
+        info = topic_offsets(self.s, [self.topic], self.group).get(self.topic, {})
+        ends, done = info.get("end_offsets", {}), info.get("committed", {})
+        for p, end in ends.items():
+            telemetry.CONSUMER_LAG.labels(self.group, self.topic, str(p)).set(max(end - done.get(p, 0), 0))
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            try:
+                self.report()
+            except (KafkaException, ServiceUnavailable) as exc:  # the next round tries again
+                log.warning("consumer lag not measured: %s", exc)

@@ -1,0 +1,50 @@
+"""Prometheus metrics of every worker (prometheus_client). Each worker process serves its own registry
+(``STREAMRAG_METRICS_PORT`` + an offset per worker kind and process), so nothing is counted twice:
+Prometheus sums over targets. Labels are bounded: stage names, statuses, tenants, model names, and a
+dead letter's reason category (the text before its first colon), never free text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+STAGE_SECONDS = Histogram("streamrag_stage_seconds", "Time spent per stage and batch or query",
+                          ["flow", "stage"], buckets=_LATENCY)
+RECORDS = Counter("streamrag_records_total", "Records in and out of each flow, by outcome",
+                  ["flow", "outcome"])
+DEAD_LETTERS = Counter("streamrag_dead_letters_total", "Dead-lettered records by stage and reason category",
+                       ["flow", "stage", "reason"])
+ANSWERS = Counter("streamrag_answers_total", "Answers by tenant, status and generator",
+                  ["tenant", "status", "generator"])
+ANSWER_SECONDS = Histogram("streamrag_answer_seconds", "Time to answer a query in the worker (all stages)",
+                           buckets=_LATENCY)
+EMPTY_RESULTS = Counter("streamrag_empty_results_total", "Queries whose retrieval found no chunk", ["tenant"])
+CACHE_LOOKUPS = Counter("streamrag_cache_lookups_total", "Semantic cache lookups by result", ["result"])
+CACHE_ERRORS = Gauge("streamrag_cache_errors", "Redis errors seen by this worker's cache (cumulative)")
+LLM_TOKENS = Counter("streamrag_llm_tokens_total", "Generator tokens by tenant, model and kind",
+                     ["tenant", "model", "kind"])
+LLM_COST = Counter("streamrag_llm_cost_total", "Generator cost by the configured price table", ["tenant", "model"])
+FALLBACKS = Counter("streamrag_generator_fallbacks_total", "Answers a later tier wrote, by the tier that failed",
+                    ["tier"])
+FRESHNESS = Histogram("streamrag_index_freshness_seconds", "Document event time to searchable",
+                      buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
+CONSUMER_LAG = Gauge("streamrag_consumer_lag", "Messages not yet processed per partition",
+                     ["group", "topic", "partition"])
+INDEX_CHUNKS = Gauge("streamrag_index_chunks", "Chunks in the index per tenant", ["tenant"])
+PII_REDACTIONS = Counter("streamrag_pii_redactions_total", "PII redacted at ingest, by kind", ["kind"])
+INJECTION_FLAGS = Counter("streamrag_injection_flagged_total", "Documents flagged at ingest", ["flag"])
+AUTH_REJECTED = Counter("streamrag_auth_rejected_total", "Queries refused by identity checks", ["reason"])
+
+
+def reason_category(error: str) -> str:
+    """A bounded label from a dead letter's error text."""
+    head = error.split(":", 1)[0].strip().lower()
+    return head[:40] if head else "unknown"
+
+
+def observe_stages(flow: str, timings_ms: Mapping[str, float]) -> None:
+    for stage, ms in timings_ms.items():
+        STAGE_SECONDS.labels(flow, stage).observe(ms / 1000)
