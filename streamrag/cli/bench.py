@@ -103,8 +103,8 @@ def bench_generate_cmd(
     n: int = typer.Option(20, "--questions", "-n"),
     distractors: int = typer.Option(300, "--distractors", help="extra abstracts indexed beside the relevant ones"),
     expand: int = typer.Option(2, "--expand", help="query variants for the expansion comparison"),
-    kafka: bool = typer.Option(True, "--kafka/--no-kafka", help="also time answers through the query worker"),
-    attacks: bool = typer.Option(True, "--attacks/--no-attacks", help="measure injection resistance"),
+    parts: str = typer.Option("quality,injection,expansion,kafka", "--parts",
+                              help="comma-separated: quality, injection, expansion, kafka (through the workers)"),
     expand_budget_ms: int = typer.Option(None, "--expand-budget-ms", help="default: STREAMRAG_EXPAND_BUDGET_MS"),
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -112,6 +112,6 @@ def bench_generate_cmd(
     from streamrag.tools.bench_generate import bench_generate  # optional tooling: see the module docstring
 
     _rig_run("generate", "generated answers (local model)",
-             lambda s, ds, work: bench_generate(s, ds, n, distractors, expand, work, log_line, kafka,
-                                                expand_budget_ms, attacks),
+             lambda s, ds, work: bench_generate(s, ds, n, distractors, expand, work, log_line,
+                                                [p.strip() for p in parts.split(",") if p.strip()], expand_budget_ms),
              dataset, outdir, json_out)
