@@ -39,6 +39,7 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
         s.topic_cache: COMPACTED,
         s.topic_index_events: {"retention.ms": str(7 * 24 * 3600 * 1000)},
         s.topic_dead_letters: {"retention.ms": str(30 * 24 * 3600 * 1000)},
+        s.topic_audit: {"retention.ms": str(int(s.audit_retention_days * 24 * 3600 * 1000))},
     }
 
 

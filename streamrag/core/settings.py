@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     topic_cache: str = "streamrag.cache"
     topic_index_events: str = "streamrag.index-events"
     topic_dead_letters: str = "streamrag.dead-letters"
+    topic_audit: str = "streamrag.audit"
+    # every answer also writes an audit record (tenant, principal, query hash, cited versions, status)
+    audit_enabled: bool = True
+    audit_retention_days: float = Field(90.0, gt=0)
+    # tenants whose audit records may keep the query text (others: its SHA-256 only)
+    audit_text_tenants: list[str] = Field(default_factory=list)
     ingest_group: str = "streamrag-ingest"
     # the query flow resumes from this group's committed offsets (answered queries are not re-read)
     query_group: str = "streamrag-query"

@@ -48,3 +48,7 @@ def reason_category(error: str) -> str:
 def observe_stages(flow: str, timings_ms: Mapping[str, float]) -> None:
     for stage, ms in timings_ms.items():
         STAGE_SECONDS.labels(flow, stage).observe(ms / 1000)
+EMBEDDING_DRIFT = Gauge("streamrag_embedding_drift", "1 - cosine(reference centroid, recent centroid) of embeddings",
+                        ["kind", "tenant"])
+EMBEDDING_NORM_SPREAD = Gauge("streamrag_embedding_norm_spread", "std / mean of embedding norms in the recent window",
+                              ["kind", "tenant"])

@@ -20,6 +20,7 @@ from streamrag.connectors.redis_cache import RedisCache
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.drift import DriftMonitor
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.generation.backend import Generator
 from streamrag.core.ingest.stages import IngestStages
@@ -94,7 +95,7 @@ def make_query_processor(
     return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
-                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None)
+                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None, drift=DriftMonitor())
 
 
 def make_cache(s: Settings, store: LanceStore) -> SemanticCache:

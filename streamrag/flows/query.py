@@ -25,6 +25,7 @@ from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import LagReporter, serve_metrics
 from streamrag.core import telemetry
+from streamrag.core.query.audit import audit_record
 from streamrag.core.query.processor import Output, QueryProcessor, Reply
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
@@ -32,13 +33,17 @@ from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import embedder_for, make_cache_follower, make_query_processor
 
 
-def to_message(s: Settings, item: tuple[RawRecord, Output]) -> Outgoing:
+def to_messages(s: Settings, item: tuple[RawRecord, Output]) -> list[Outgoing]:
+    """An answer (and its audit record), or a dead letter."""
     rec, out = item
     if isinstance(out, Reply):
         telemetry.RECORDS.labels("query", out.answer.status).inc()
-        return Outgoing.of(out.topic or s.topic_answers, out.answer.query_id, out.answer, rec)
+        msgs = [Outgoing.of(out.topic or s.topic_answers, out.answer.query_id, out.answer, rec)]
+        if s.audit_enabled:
+            msgs.append(Outgoing.of(s.topic_audit, out.answer.query_id, audit_record(s, out), rec))
+        return msgs
     telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
-    return Outgoing.of(s.topic_dead_letters, rec.key, out, rec)
+    return [Outgoing.of(s.topic_dead_letters, rec.key, out, rec)]
 
 
 def build_flow(
@@ -67,7 +72,7 @@ def build_flow(
         raw = op.input("in", flow, source)
     parsed = op.flat_map_batch("parse", raw, processor.parse)
     answered = op.flat_map_batch("answer", parsed, processor.answer)
-    msgs = op.map("messages", answered, lambda item: to_message(settings, item))
+    msgs = op.flat_map("messages", answered, lambda item: to_messages(settings, item))
     if errs is not None:
         msgs = op.merge("all_out", msgs, errs)
     if sink is None:

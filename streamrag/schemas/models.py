@@ -8,6 +8,7 @@ answers                   query_id                AnswerDelta* then Answer (head
 cache (compacted)         tenant + "/" + key      CacheEntry (tombstone = null value)
 index-events              tenant + "/" + doc_id   IndexEvent
 dead-letters              original key            DeadLetter
+audit                     query_id                AuditRecord
 
 Every model carries ``schema_version``; a consumer rejects versions it does not know.
 """
@@ -210,6 +211,25 @@ class CacheEntry(_Model):
     expires_at: datetime | None = None
 
 
+class AuditRecord(_Model):
+    """Who asked what and what they were told: one per answer on the audit topic (key query_id)."""
+
+    schema_version: Literal[1] = 1
+    query_id: str
+    tenant: str
+    principal: str | None = None  # the (verified, when auth is on) user id
+    roles: list[str] = Field(default_factory=list)
+    query_sha256: str = ""
+    query_text: str | None = None  # only for tenants in STREAMRAG_AUDIT_TEXT_TENANTS
+    cites: list[CitedDoc] = Field(default_factory=list)
+    generator: str = ""
+    model: str = ""
+    status: str
+    cached: bool = False
+    latency_ms: float = 0.0
+    at: datetime = Field(default_factory=utcnow)
+
+
 class IndexEvent(_Model):
     """Emitted by the ingest flow once a change is applied (or knowingly not applied)."""
 
@@ -275,5 +295,6 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "answer_delta": AnswerDelta,
     "cache_entry": CacheEntry,
     "index_event": IndexEvent,
+    "audit_record": AuditRecord,
     "dead_letter": DeadLetter,
 }

@@ -52,7 +52,7 @@ def load_docs(dataset: Path | None, n: int) -> list[dict[str, str]]:
 def bench_env(s: Settings, tag: str, db: Path, partitions: int) -> tuple[Settings, dict[str, str]]:
     """Settings of a benchmark run (own topics, group and index) and the environment of its workers."""
     update: dict[str, object] = {"lancedb_uri": str(db), "ingest_group": f"bench-{tag}", "kafka_partitions": partitions}
-    for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters"):
+    for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit"):
         update[f"topic_{t}"] = f"bench-{tag}.{t}"
     bs = s.model_copy(update=update)
     return bs, settings_env(bs)

@@ -136,3 +136,14 @@ def test_restarted_worker_resumes_after_answered_queries(settings: Settings, wor
         if a:
             counts[a["query_id"]] = counts.get(a["query_id"], 0) + 1
     assert counts and max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+
+
+def test_every_answer_is_audited(settings: Settings, workers: Any) -> None:
+    qid, body = query("How many vacation days do employees get?", user="alice")
+    got = ask(settings, (qid, body))
+    assert got[qid][0]["status"] == "ok"
+    audits = read_topic(settings, settings.topic_audit, lambda m: any(a and a["query_id"] == qid for a in m))
+    (audit,) = [a for a in audits if a and a["query_id"] == qid]
+    assert audit["tenant"] == "acme" and audit["principal"] == "alice" and audit["status"] == "ok"
+    assert audit["cites"][0]["doc_id"] == "vacation" and audit["query_text"] is None  # acme keeps no text
+    assert len(audit["query_sha256"]) == 64 and audit["latency_ms"] > 0

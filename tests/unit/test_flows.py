@@ -71,3 +71,21 @@ def test_query_flow_answers_each_query_once_in_process(settings: Settings, store
     assert sorted(a["query_id"] for a in answers) == ["q0", "q1", "q2", "q3"]
     assert all(a["status"] == "ok" and a["citations"][0]["doc_id"] == "vac" for a in answers if a["query_id"] != "q3")
     assert [m.source.offset for m in got if m.topic == s.topic_dead_letters and m.source] == [3]
+
+
+def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings: Settings) -> None:
+    from streamrag.core.query.processor import Reply
+    from streamrag.schemas.models import Answer, Citation, Query
+
+    s = settings.model_copy(update={"audit_text_tenants": ["globex"]})
+    for tenant, keeps_text in (("acme", False), ("globex", True)):
+        q = Query.model_validate({"query_id": "q1", "tenant": tenant, "text": "How many vacation days?",
+                                  "principal": {"user": "u1", "roles": ["hr"]}})
+        a = Answer(query_id="q1", tenant=tenant, status="ok", answer="25 [1]", generator="local:x",
+                   citations=[Citation(doc_id="vac", version=3, chunk_id="c")], timings_ms={"search": 2.0, "generate": 8.0})
+        answer_msg, audit_msg = query_flow.to_messages(s, (RawRecord(value=b"{}", key=b"q1"), Reply(a, None, q)))
+        assert answer_msg.topic == s.topic_answers and audit_msg.topic == s.topic_audit and audit_msg.key == b"q1"
+        audit = json.loads(audit_msg.value)
+        assert audit["principal"] == "u1" and audit["roles"] == ["hr"] and audit["status"] == "ok"
+        assert audit["cites"] == [{"doc_id": "vac", "version": 3}] and audit["latency_ms"] == 10.0
+        assert len(audit["query_sha256"]) == 64 and (audit.get("query_text") == q.text) is keeps_text

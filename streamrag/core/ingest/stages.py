@@ -17,6 +17,7 @@ import numpy as np
 
 from streamrag.core import telemetry
 from streamrag.core.chunking import chunk_text
+from streamrag.core.drift import DriftMonitor
 from streamrag.core.generation.injection import flags as injection_flags
 from streamrag.core.ingest.changes import (
     Finished,
@@ -58,7 +59,9 @@ class IngestStages:
         max_doc_chars: int,
         policy: RetryPolicy | None = None,
         redactors: TenantRedactors | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
+        self.drift = drift
         self.redactors = redactors
         self._pii_seen: dict[str, int] = {}
         self.store = store
@@ -72,7 +75,8 @@ class IngestStages:
     def from_settings(cls, s: Settings, store: IndexWriter, embedder: Embedder) -> IngestStages:
         redactors = TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
         return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors)
+                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors,
+                   drift=DriftMonitor())
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -183,6 +187,8 @@ class IngestStages:
             for p in part:
                 p.vectors = vecs[i : i + len(p.chunks)]
                 i += len(p.chunks)
+                if self.drift is not None:
+                    self.drift.observe("document", p.change.tenant, p.vectors)
                 out.append(p)
         return out
 

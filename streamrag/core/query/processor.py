@@ -19,6 +19,7 @@ from streamrag.core import telemetry
 from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.drift import DriftMonitor
 from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequest, Generator
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
@@ -41,6 +42,7 @@ class Reply:
 
     answer: Answer
     topic: str | None = None
+    query: Query | None = None  # None: the record was not a valid query
 
 
 Output = Reply | DeadLetter
@@ -71,6 +73,7 @@ class QueryProcessor:
         deltas: DeltaStreams | None = None,
         topic_exists: Callable[[str], bool] | None = None,
         verifier: TokenVerifier | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.s = settings
         self.store = store
@@ -83,6 +86,7 @@ class QueryProcessor:
         self.deltas = deltas
         self.topic_exists = topic_exists
         self.verifier = verifier
+        self.drift = drift
         self.project_topics = {settings.topic_documents, settings.topic_queries, settings.topic_answers,
                                settings.topic_cache, settings.topic_index_events, settings.topic_dead_letters}
 
@@ -124,7 +128,7 @@ class QueryProcessor:
         todo = [(rec, q) for rec, q in items if isinstance(q, Query)]
         out: list[tuple[RawRecord, Output]] = [(rec, o) for rec, o in items if not isinstance(o, Query)]
         answers = self.answer_many([q for _, q in todo])
-        out.extend((rec, Reply(a, q.reply_to)) for (rec, q), a in zip(todo, answers, strict=True))
+        out.extend((rec, Reply(a, q.reply_to, q)) for (rec, q), a in zip(todo, answers, strict=True))
         return out
 
     def process_batch(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Output]]:
@@ -165,6 +169,8 @@ class QueryProcessor:
         embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
         for i, (a, b) in zip(todo, spans, strict=True):
             q = queries[i]
+            if self.drift is not None and vecs is not None:
+                self.drift.observe("query", q.tenant, vecs[a])
             try:
                 assert vecs is not None
                 hit = self._cache_semantic(q, vecs[a], embed_ms)
