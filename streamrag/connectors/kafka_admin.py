@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,16 +17,30 @@ from streamrag.core.settings import Settings
 LOW_LATENCY = {"socket.nagle.disable": "true"}
 
 
+def security_config(s: Settings) -> dict[str, str]:
+    """TLS and SASL settings of every Kafka client (none for PLAINTEXT)."""
+    proto = s.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return {}
+    cfg: dict[str, str] = {"security.protocol": proto}
+    if proto.startswith("SASL"):
+        cfg.update({"sasl.mechanism": s.kafka_sasl_mechanism, "sasl.username": s.kafka_sasl_username,
+                    "sasl.password": os.environ.get(s.kafka_sasl_password_env, "")})
+    if proto.endswith("SSL") and s.kafka_ssl_ca_location:
+        cfg["ssl.ca.location"] = s.kafka_ssl_ca_location
+    return cfg
+
+
 def client_config(s: Settings, **extra: Any) -> dict[str, Any]:
     """librdkafka configuration for every client the project makes."""
-    return {"bootstrap.servers": s.kafka_bootstrap, **LOW_LATENCY, **extra}
+    return {"bootstrap.servers": s.kafka_bootstrap, **LOW_LATENCY, **security_config(s), **extra}
 
 
 def source_config(s: Settings) -> dict[str, str]:
     """Extra configuration for bytewax's Kafka source. Its librdkafka statistics callback (for
     bytewax's consumer-lag gauge) runs in Python every interval and stalls the worker: it is off
     unless STREAMRAG_KAFKA_STATS_INTERVAL_MS is set."""
-    return {**LOW_LATENCY, "statistics.interval.ms": str(s.kafka_stats_interval_ms)}
+    return {**LOW_LATENCY, **security_config(s), "statistics.interval.ms": str(s.kafka_stats_interval_ms)}
 
 
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
@@ -44,7 +59,7 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
 
 
 def admin(s: Settings) -> Any:
-    return AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 5000})
+    return AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 5000, **security_config(s)})
 
 
 def check_reachable(s: Settings, timeout: float | None = None) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any
 
 import redis
+
+from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 PREFIX = "streamrag:cache:"
@@ -22,8 +25,10 @@ STATS_PREFIX = "streamrag:stats:cache:"
 class RedisCache:
     def __init__(
         self, url: str, *, retry_after_s: float = 2.0, log_every_s: float = 30.0, timeout_s: float = 0.2,
-        prefix: str = PREFIX,
+        prefix: str = PREFIX, password: str | None = None, ssl_ca: str = "",
     ) -> None:
+        self.password = password or None
+        self.ssl_ca = ssl_ca
         self.url = url
         self.prefix = prefix
         self.retry_after_s = retry_after_s
@@ -38,8 +43,10 @@ class RedisCache:
     @property
     def client(self) -> Any:
         if self._r is None:
+            tls = {"ssl_ca_certs": self.ssl_ca} if self.ssl_ca and self.url.startswith("rediss://") else {}
             self._r = redis.Redis.from_url(
-                self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, health_check_interval=10
+                self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, health_check_interval=10,
+                password=self.password, **tls,
             )
         return self._r
 
@@ -95,3 +102,8 @@ class RedisCache:
             if raw:
                 out[k.decode().removeprefix(STATS_PREFIX)] = json.loads(raw)
         return out
+
+
+def redis_for(s: Settings, **kw: Any) -> RedisCache:
+    """The project's Redis client from settings (TLS by a rediss:// URL, AUTH password from the environment)."""
+    return RedisCache(s.redis_url, password=os.environ.get(s.redis_password_env) or None, ssl_ca=s.redis_ssl_ca, **kw)

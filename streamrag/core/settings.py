@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(2, ge=1, le=1024)
     kafka_timeout_s: float = Field(10.0, gt=0)
     kafka_stats_interval_ms: int = Field(0, ge=0)
+    # transport security: SASL/SCRAM over TLS in production; the password is read from the variable named here
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password_env: str = "STREAMRAG_KAFKA_PASSWORD"
+    kafka_ssl_ca_location: str = ""
     topic_documents: str = "streamrag.documents"
     topic_queries: str = "streamrag.queries"
     topic_answers: str = "streamrag.answers"
@@ -63,7 +69,10 @@ class Settings(BaseSettings):
 
     # Stores
     lancedb_uri: str = ".local/lancedb"
+    # rediss://… for TLS; the AUTH password is read from the variable named here (never put it in the URL)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_env: str = "STREAMRAG_REDIS_PASSWORD"
+    redis_ssl_ca: str = ""
 
     # Embedding
     embedding_model: str = "all-MiniLM-L6-v2"

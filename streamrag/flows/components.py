@@ -16,7 +16,7 @@ from streamrag.connectors.cross_encoder import CrossEncoderReranker
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.connectors.redis_cache import RedisCache
+from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
@@ -109,7 +109,7 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
             log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        RedisCache(s.redis_url, prefix=s.cache_redis_prefix),
+        redis_for(s, prefix=s.cache_redis_prefix),
         default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s, guard=s.cache_polarity_guard),
         tenant_overrides=s.cache_tenants,
         lru_size=s.cache_lru_size,
@@ -122,7 +122,7 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
 
 def make_cache_follower(s: Settings, cache: SemanticCache) -> CacheFollower:
     """The follower, publishing this worker's cache statistics to Redis for ``streamrag status``."""
-    redis = RedisCache(s.redis_url, prefix=s.cache_redis_prefix)
+    redis = redis_for(s, prefix=s.cache_redis_prefix)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     follower: CacheFollower
 

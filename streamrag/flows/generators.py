@@ -11,7 +11,7 @@ from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.llama_cpp_chat import LlamaCppChat, gguf_token_counter
 from streamrag.connectors.model_assets import PACKAGED, resolve_model
 from streamrag.connectors.openai_chat import OpenAIChat
-from streamrag.connectors.redis_cache import RedisCache
+from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.redis_usage_ledger import RedisUsageLedger
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.backend import ChatModel, Generator
@@ -77,7 +77,7 @@ def make_generator(s: Settings, ledger: UsageLedger | None = None) -> GeneratorC
 
 
 def redis_ledger(s: Settings) -> RedisUsageLedger:
-    return RedisUsageLedger(RedisCache(s.redis_url, prefix=s.cache_redis_prefix))
+    return RedisUsageLedger(redis_for(s, prefix=s.cache_redis_prefix))
 
 
 def warm_up(chain: GeneratorChain) -> None:

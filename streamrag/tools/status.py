@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamrag.connectors.kafka_admin import topic_offsets
-from streamrag.connectors.redis_cache import RedisCache
+from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import StreamragError
 from streamrag.core.settings import Settings
 from streamrag.flows.components import make_store
@@ -22,6 +22,6 @@ def collect_status(s: Settings) -> dict[str, Any]:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
     except StreamragError as exc:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
-    stats = RedisCache(s.redis_url, timeout_s=0.5).all_stats()
+    stats = redis_for(s, timeout_s=0.5).all_stats()
     report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis_url} unavailable"}
     return report
