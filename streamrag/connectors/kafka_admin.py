@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,7 +98,27 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
                     result[name] = "exists"
                 else:
                     raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc
+    wait_for_group_coordinator(s)
     return result
+
+
+def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
+    """On a fresh broker the offsets topic and group coordinator appear on first use; a worker whose source
+    starts from stored offsets before then was seen never to consume. Ask for committed offsets until the
+    coordinator answers."""
+    c = Consumer(client_config(s, **{"group.id": s.query_group, "enable.auto.commit": False}))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                c.committed([TopicPartition(s.topic_queries, 0)], timeout=5)
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(f"Kafka's group coordinator did not answer: {exc}") from exc
+                time.sleep(0.5)
+    finally:
+        c.close()
 
 
 def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
