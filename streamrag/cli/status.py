@@ -35,6 +35,14 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
         for name, info in k["topics"].items():
             kt.add_row(name, str(info.get("messages", "-")), str(info.get("lag", "")))
         out.print(kt)
+    for kind, numbers in report.get("metrics", {}).items():
+        mt = Table(title=f"{kind} worker {numbers.get('endpoint', '')}")
+        mt.add_column("metric")
+        mt.add_column("value")
+        for name, value in numbers.items():
+            if name != "endpoint":
+                mt.add_row(name, f"{value:g}")
+        out.print(mt)
     for worker, st in report["cache_workers"].items():
         if isinstance(st, dict):
             out.print(f"cache {worker}: follower {st.get('follower')} (restarts {st.get('follower_restarts')}), "

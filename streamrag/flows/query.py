@@ -25,6 +25,7 @@ from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import LagReporter, serve_metrics
 from streamrag.core import telemetry
+from streamrag.core.pii import TenantRedactors
 from streamrag.core.query.audit import audit_record
 from streamrag.core.query.processor import Output, QueryProcessor, Reply
 from streamrag.core.records import Outgoing, RawRecord
@@ -33,14 +34,18 @@ from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import embedder_for, make_cache_follower, make_query_processor
 
 
-def to_messages(s: Settings, item: tuple[RawRecord, Output]) -> list[Outgoing]:
+def audit_redactors(s: Settings) -> TenantRedactors | None:
+    return TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
+
+
+def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRedactors | None = None) -> list[Outgoing]:
     """An answer (and its audit record), or a dead letter."""
     rec, out = item
     if isinstance(out, Reply):
         telemetry.RECORDS.labels("query", out.answer.status).inc()
         msgs = [Outgoing.of(out.topic or s.topic_answers, out.answer.query_id, out.answer, rec)]
         if s.audit_enabled:
-            msgs.append(Outgoing.of(s.topic_audit, out.answer.query_id, audit_record(s, out), rec))
+            msgs.append(Outgoing.of(s.topic_audit, out.answer.query_id, audit_record(s, out, redactors), rec))
         return msgs
     telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
     return [Outgoing.of(s.topic_dead_letters, rec.key, out, rec)]
@@ -72,7 +77,8 @@ def build_flow(
         raw = op.input("in", flow, source)
     parsed = op.flat_map_batch("parse", raw, processor.parse)
     answered = op.flat_map_batch("answer", parsed, processor.answer)
-    msgs = op.flat_map("messages", answered, lambda item: to_messages(settings, item))
+    redactors = audit_redactors(settings)
+    msgs = op.flat_map("messages", answered, lambda item: to_messages(settings, item, redactors))
     if errs is not None:
         msgs = op.merge("all_out", msgs, errs)
     if sink is None:

@@ -3,9 +3,15 @@ and each query worker's cache statistics and follower state."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from collections import defaultdict
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from streamrag.connectors.kafka_admin import topic_offsets
+from streamrag.connectors.metrics_server import OFFSETS, metrics_port
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import StreamragError
 from streamrag.core.settings import Settings
@@ -22,6 +28,34 @@ def collect_status(s: Settings) -> dict[str, Any]:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
     except StreamragError as exc:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
+    report["metrics"] = scrape_workers(s)
     stats = redis_for(s, timeout_s=0.5).all_stats()
     report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis_url} unavailable"}
     return report
+
+
+SUMMED = ("streamrag_records_total", "streamrag_dead_letters_total", "streamrag_answers_total",
+          "streamrag_cache_lookups_total", "streamrag_llm_tokens_total", "streamrag_generator_fallbacks_total",
+          "streamrag_auth_rejected_total", "streamrag_pii_redactions_total", "streamrag_injection_flagged_total")
+
+
+def scrape_workers(s: Settings, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The same numbers Prometheus scrapes, from this machine's workers (process 0 of each kind)."""
+    out: dict[str, Any] = {}
+    if s.metrics_port == 0:
+        return out
+    for kind in OFFSETS:
+        url = f"http://{host}:{metrics_port(s, kind)}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, OSError):
+            continue
+        sums: dict[str, float] = defaultdict(float)
+        for fam in text_string_to_metric_families(text):
+            for sample in fam.samples:
+                if sample.name in SUMMED:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    sums[f"{sample.name}{{{labels}}}"] += sample.value
+        out[kind] = {"endpoint": url, **dict(sorted(sums.items()))}
+    return out

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from streamrag.core.settings import Settings
+from streamrag.tools.status import scrape_workers
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, wait_for
 
@@ -50,6 +51,8 @@ def test_prometheus_scrapes_a_worker(settings: Settings, start_worker: Any, tmp_
 
     text = wait_for(scraped, 30)
     assert 'streamrag_stage_seconds_bucket{flow="ingest"' in text and "streamrag_index_freshness_seconds" in text
+    shown = scrape_workers(settings.model_copy(update={"metrics_port": base}))  # what `streamrag status` shows
+    assert shown["ingest"]["streamrag_records_total{flow=ingest,outcome=indexed}"] >= 3
 
     web = free_port()
     (tmp_path / "prometheus.yml").write_text(

@@ -89,3 +89,8 @@ def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings:
         assert audit["principal"] == "u1" and audit["roles"] == ["hr"] and audit["status"] == "ok"
         assert audit["cites"] == [{"doc_id": "vac", "version": 3}] and audit["latency_ms"] == 10.0
         assert len(audit["query_sha256"]) == 64 and (audit.get("query_text") == q.text) is keeps_text
+    q = Query.model_validate({"query_id": "q2", "tenant": "globex", "text": "Why was jane@example.com refused?"})
+    reply = Reply(Answer(query_id="q2", tenant="globex", status="no_answer"), None, q)
+    redacted = query_flow.to_messages(s.model_copy(update={"pii_redaction": True}), (RawRecord(value=b"{}"), reply),
+                                      query_flow.audit_redactors(s.model_copy(update={"pii_redaction": True})))[1]
+    assert json.loads(redacted.value)["query_text"] == "Why was [EMAIL] refused?"  # PII never reaches the audit
