@@ -24,6 +24,8 @@ ANSWER_SECONDS = Histogram("streamrag_answer_seconds", "Time to answer a query i
 EMPTY_RESULTS = Counter("streamrag_empty_results_total", "Queries whose retrieval found no chunk", ["tenant"])
 CACHE_LOOKUPS = Counter("streamrag_cache_lookups_total", "Semantic cache lookups by result", ["result"])
 CACHE_ERRORS = Gauge("streamrag_cache_errors", "Redis errors seen by this worker's cache (cumulative)")
+CACHE_REFUSALS = Gauge("streamrag_cache_refusals", "Cache hits refused, cumulative: guard (opposite question), "
+                       "unsafe (ACL or stale), bypassed (follower down)", ["reason"])
 LLM_TOKENS = Counter("streamrag_llm_tokens_total", "Generator tokens by tenant, model and kind",
                      ["tenant", "model", "kind"])
 LLM_COST = Counter("streamrag_llm_cost_total", "Generator cost by the configured price table", ["tenant", "model"])

@@ -195,7 +195,10 @@ class QueryProcessor:
         telemetry.ANSWERS.labels(a.tenant, a.status, "cache" if a.cached else (a.generator or "none")).inc()
         if self.cache is not None and a.status != "error":
             telemetry.CACHE_LOOKUPS.labels(a.cache_lookup if a.cached else "miss").inc()
-            telemetry.CACHE_ERRORS.set(self.cache.stats.errors)
+            st = self.cache.stats
+            telemetry.CACHE_ERRORS.set(st.errors)
+            for reason, n in (("guard", st.guarded), ("unsafe", st.unsafe_skips), ("bypassed", st.bypassed)):
+                telemetry.CACHE_REFUSALS.labels(reason).set(n)
         if a.usage.prompt_tokens or a.usage.completion_tokens:
             model = a.model.split("+", 1)[-1]
             telemetry.LLM_TOKENS.labels(a.tenant, model, "prompt").inc(a.usage.prompt_tokens)
