@@ -115,3 +115,23 @@ def bench_generate_cmd(
              lambda s, ds, work: bench_generate(s, ds, n, distractors, expand, work, log_line,
                                                 [p.strip() for p in parts.split(",") if p.strip()], expand_budget_ms),
              dataset, outdir, json_out)
+
+
+@bench_app.command("overhead")
+@cli_errors
+def bench_overhead_cmd(
+    docs: int = typer.Option(300, "--docs"), n: int = typer.Option(200, "--queries", "-n"),
+    rounds: int = typer.Option(4, "--rounds"), dataset: Path = _DS, outdir: Path = _OUTDIR,
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Metrics + audit + auth + PII redaction on vs off: query p95 and ingest chunks/s, same run."""
+    from streamrag.tools.bench_overhead import bench_overhead  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    ds = _dataset(dataset)
+    if ds is None:
+        raise StreamragError("bench overhead needs --dataset (a BEIR folder) for its documents and questions")
+    res = write_report("overhead", bench_overhead(settings(), ds, docs, n, rounds, _work(), log_line), outdir,
+                       "metrics, audit, auth, PII on vs off")
+    if json_out:
+        out.print_json(json.dumps(res))
