@@ -98,3 +98,19 @@ def test_a_short_secret_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("WEAK", "short")
     with pytest.raises(ConfigError, match="at least 32"):
         load_verifier({"acme": TenantKeySettings(secret_env="WEAK")})
+
+
+def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrag.core.auth import TokenVerifier
+
+    monkeypatch.setenv("ACME_JWT", ACME)
+    v = load_verifier({"acme": TenantKeySettings(secret_env="ACME_JWT")})
+    v = TokenVerifier(v.keys, leeway_s=0)
+    token = sign_token(ACME, "acme", "hana", roles=["hr"], ttl_s=1)
+    first = v.verify(Query(query_id="q", tenant="acme", text="x", auth_token=token))
+    assert isinstance(first, Query) and first.principal.roles == ["hr"]
+    again = v.verify(Query(query_id="q", tenant="acme", text="x", auth_token=token))
+    assert isinstance(again, Query) and again.principal.user == "hana"  # served from the cache
+    assert isinstance(v.verify(Query(query_id="q", tenant="globex", text="x", auth_token=token)), str)
+    time.sleep(2.1)
+    assert "expired" in str(v.verify(Query(query_id="q", tenant="acme", text="x", auth_token=token)))
