@@ -80,3 +80,18 @@ class ScriptedChat:
                 on_delta(piece + " ")
         text = " ".join(out)
         return Completion(text, sum(self.count_tokens(m["content"]) for m in messages), len(out))
+
+
+class CollectingStream:
+    """A DeltaStream that keeps the pieces (a reset clears them)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.resets = 0
+
+    def delta(self, text: str, generator: str) -> None:
+        self.pieces.append(text)
+
+    def reset(self, generator: str) -> None:
+        self.resets += 1
+        self.pieces.clear()

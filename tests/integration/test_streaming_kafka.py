@@ -11,6 +11,7 @@ import pytest
 from streamrag.connectors.kafka_request import request_answer
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Query
+from tests.fakes import CollectingStream
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
 
@@ -18,18 +19,6 @@ pytestmark = pytest.mark.integration
 # the fast packaged model: this checks the plumbing, not the answer's quality (test_generation_local does)
 LOCAL = {"STREAMRAG_GENERATOR": "local", "STREAMRAG_LOCAL_MODEL": "smollm2-135m-instruct",
          "STREAMRAG_UNGROUNDED": "flag", "STREAMRAG_ANSWER_MAX_TOKENS": "40", "STREAMRAG_CACHE_ENABLED": "false"}
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.resets = 0
-
-    def delta(self, text: str, generator: str) -> None:
-        self.pieces.append(text)
-
-    def reset(self, generator: str) -> None:
-        self.resets += 1
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def workers(settings: Settings, start_worker: Any) -> Any:
 def test_answer_deltas_stream_ahead_of_the_final_answer(settings: Settings, workers: Any) -> None:
     qid = uuid.uuid4().hex
     q = Query.model_validate({"query_id": qid, "tenant": "acme", "text": "How much is a hotel night in Berlin?"})
-    got = Collect()
+    got = CollectingStream()
     a = request_answer(settings, q, timeout=180, on_delta=got)
     assert a.status == "ok" and a.generator == "local:smollm2-135m-instruct" and a.fallback == [], a
     assert a.deltas == len(got.pieces) > 1 and got.resets == 0

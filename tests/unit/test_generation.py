@@ -19,7 +19,7 @@ from streamrag.core.generation.routing import GeneratorRoute, Router
 from streamrag.core.generation.usage import MemoryLedger, TokenBudget, today
 from streamrag.core.ports import Hit
 from streamrag.core.retrieval import Ranked
-from tests.fakes import ScriptedChat
+from tests.fakes import CollectingStream, ScriptedChat
 
 HOTEL = "A hotel night in Berlin is reimbursed up to 180 euros. Breakfast is included. Receipts are required."
 FLIGHT = "Flights are booked in economy class. Business class needs approval from a director."
@@ -35,17 +35,7 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-class Stream:
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.resets = 0
-
-    def delta(self, text: str, generator: str) -> None:
-        self.pieces.append(text)
-
-    def reset(self, generator: str) -> None:
-        self.resets += 1
-        self.pieces.clear()
+Stream = CollectingStream
 
 
 # -- prompt -------------------------------------------------------------------------------------
