@@ -36,6 +36,13 @@ def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:
     return port
 
 
+def observe_worker(s: Settings, kind: str, group: str, topic: str, process_id: int = 0) -> None:
+    """A worker's /metrics endpoint, and (process 0 only) the lag reporter of its consumer group."""
+    serve_metrics(s, kind, process_id)
+    if process_id == 0:
+        LagReporter(s, group, topic).start()
+
+
 class LagReporter(threading.Thread):
     """Every few seconds: end offset minus committed offset, per partition of the group's topic."""
 

@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import OffsetCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
-from streamrag.connectors.metrics_server import LagReporter, serve_metrics
+from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.ingest.changes import Finished, Item
 from streamrag.core.ingest.stages import IngestStages
@@ -131,9 +131,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
-    serve_metrics(settings, "ingest", process_id)
-    if process_id == 0:
-        LagReporter(settings, settings.ingest_group, settings.topic_documents).start()
+    observe_worker(settings, "ingest", settings.ingest_group, settings.topic_documents, process_id)
     if settings.maintenance == "thread":
         Maintainer(settings).start()
     return build_flow(settings)

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_STORED
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
-from streamrag.connectors.metrics_server import LagReporter, serve_metrics
+from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.query.audit import audit_record
@@ -93,9 +93,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     check_reachable(settings)
     ensure_topics(settings)
     embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
-    serve_metrics(settings, "query", process_id)
-    if process_id == 0:
-        LagReporter(settings, settings.query_group, settings.topic_queries).start()
+    observe_worker(settings, "query", settings.query_group, settings.topic_queries, process_id)
     processor = make_query_processor(settings, with_cache=True, with_kafka=True)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,14 +19,9 @@ from streamrag.core.settings import Settings
 from streamrag.tools.status import scrape_workers
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, wait_for
+from tests.net import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> Any:

@@ -5,7 +5,6 @@ clients without credentials are refused."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,18 +24,13 @@ from streamrag.core.settings import Settings
 from streamrag.schemas.models import Query
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import wait_for
+from tests.net import free_port
 from tests.tls import make_certs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_PASSWORD = "kafka-" + uuid.uuid4().hex
 REDIS_PASSWORD = "redis-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

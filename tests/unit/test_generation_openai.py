@@ -4,7 +4,6 @@ opens the breaker while answers keep coming (extractive)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,8 @@ from streamrag.core.generation.backend import GenerationRequest
 from streamrag.core.generation.chain import GeneratorChain
 from streamrag.core.generation.llm_generator import AnswerBudget, LLMGenerator
 from streamrag.core.generation.routing import Router
+from tests.net import free_port
 from tests.unit.test_generation import FLIGHT, HOTEL, Stream, ranked
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
