@@ -30,14 +30,18 @@ class JsonProducer:
         if err is not None:
             self._errors.append(str(err))
 
-    def send(self, topic: str, key: str | None, value: bytes | str | dict[str, Any] | None) -> None:
+    def send(
+        self, topic: str, key: str | bytes | None, value: bytes | str | dict[str, Any] | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         if isinstance(value, dict):
             value = json.dumps(value)
         self.producer.produce(
             topic,
-            key=None if key is None else key.encode("utf-8"),
+            key=key.encode("utf-8") if isinstance(key, str) else key,
             value=value.encode("utf-8") if isinstance(value, str) else value,
             on_delivery=self._cb,
+            headers=headers,
         )
         self.producer.poll(0)
 

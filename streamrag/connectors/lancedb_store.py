@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.ports import DocState, DocWrite, Hit
+from streamrag.core.ports import DocState, DocWrite, Hit, StoredChunk
 from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,11 @@ class LanceStore:
         optimize_every_s: float = 120.0,
         read_consistency_s: float | None = 0.0,
         nprobes: int = 32,
+        chunks_table: str = CHUNKS,
+        docs_table: str = DOCS,
     ) -> None:
+        self.chunks_name = chunks_table
+        self.docs_name = docs_table
         self.read_consistency_s = read_consistency_s
         self.uri = uri
         self.ann_index_min_rows = ann_index_min_rows
@@ -93,7 +97,7 @@ class LanceStore:
     # -- document state ---------------------------------------------------------------------
     def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
         keys = sorted(set(doc_keys))
-        t = self.table(DOCS)
+        t = self.table(self.docs_name)
         if t is None or not keys:
             return {}
         out: dict[str, DocState] = {}
@@ -126,11 +130,47 @@ class LanceStore:
     def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Document rows (title, version, metadata) for the enrichment stage."""
         keys = sorted(set(doc_keys))
-        t = self.table(DOCS)
+        t = self.table(self.docs_name)
         if t is None or not keys:
             return {}
         rows = t.search().where(f"doc_key IN {in_list_literal(keys)}").limit(len(keys) + 1).to_arrow().to_pylist()
         return {r["doc_key"]: r for r in rows}
+
+    def doc_versions(self) -> dict[str, tuple[int, bool]]:
+        """Every document's (version, deleted): blue and green compared before a promote."""
+        t = self.table(self.docs_name)
+        if t is None:
+            return {}
+        tbl = t.search().select(["doc_key", "version", "deleted"]).limit(None).to_arrow()
+        return {k: (int(v), bool(d)) for k, v, d in zip(
+            tbl.column("doc_key").to_pylist(), tbl.column("version").to_pylist(), tbl.column("deleted").to_pylist(),
+            strict=True,
+        )}
+
+    def stored_vectors(self, doc_keys: Sequence[str]) -> dict[str, StoredChunk]:
+        """The stored chunks of these documents by chunk id: unchanged chunks skip the encoder."""
+        t = self.table(self.chunks_name)
+        wanted = sorted(set(doc_keys))
+        if t is None or not wanted:
+            return {}
+        out: dict[str, StoredChunk] = {}
+        for i in range(0, len(wanted), 200):
+            part = wanted[i : i + 200]
+            rows = (
+                t.search().where(f"doc_key IN {in_list_literal(part)}")
+                .select(["id", "title", "text", "chunk_no", "vector"]).limit(None).to_arrow().to_pylist()
+            )
+            for r in rows:
+                out[r["id"]] = StoredChunk(r["title"] or "", r["text"] or "", int(r["chunk_no"]), r["vector"])
+        return out
+
+    def drop(self) -> None:
+        """Remove this index's tables (the registry refuses to drop the active index)."""
+        with self._lock:
+            for name in (self.chunks_name, self.docs_name):
+                if name in self._table_names():
+                    self.db.drop_table(name)
+                self._tables.pop(name, None)
 
     # -- writes -----------------------------------------------------------------------------
     def apply(self, writes: Sequence[DocWrite], dim: int) -> None:
@@ -143,7 +183,7 @@ class LanceStore:
         rows = [r for w in writes for r in w.chunk_rows]
         cond = f"doc_key IN {in_list_literal(keys)}"
         with self._lock:
-            chunks = self._ensure(CHUNKS, chunk_schema(dim))
+            chunks = self._ensure(self.chunks_name, chunk_schema(dim))
             if rows:
                 data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))
                 (
@@ -155,7 +195,7 @@ class LanceStore:
                 )
             else:
                 chunks.delete(cond)
-            docs = self._ensure(DOCS, DOC_SCHEMA)
+            docs = self._ensure(self.docs_name, DOC_SCHEMA)
             doc_data = pa.Table.from_pylist([w.doc_row for w in writes], schema=DOC_SCHEMA)
             docs.merge_insert("doc_key").when_matched_update_all().when_not_matched_insert_all().execute(doc_data)
 
@@ -173,7 +213,7 @@ class LanceStore:
             log.warning("index maintenance deferred: %s", str(exc).splitlines()[0][:200])
 
     def _maintain(self, force: bool) -> None:
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None:
             return
         now = time.monotonic()
@@ -192,10 +232,13 @@ class LanceStore:
     SCALAR = {CHUNKS: {"tenant": "BITMAP", "acl": "LABEL_LIST", "meta": "LABEL_LIST", "doc_key": "BTREE"},
               DOCS: {"doc_key": "BTREE", "tenant": "BITMAP"}}
 
+    def _named(self, kind: str) -> str:
+        return self.chunks_name if kind == CHUNKS else self.docs_name
+
     def build_scalar_indexes(self) -> None:
         """Indexes for the prefilters (tenant, ACL tokens, metadata tokens) and doc-key lookups."""
-        for name, cols in self.SCALAR.items():
-            t = self.table(name)
+        for kind, cols in self.SCALAR.items():
+            t = self.table(self._named(kind))
             if t is None:
                 return
             have = {c for i in t.list_indices() for c in getattr(i, "columns", [])}
@@ -216,7 +259,7 @@ class LanceStore:
         return self._has_fts_index
 
     def build_fts(self) -> None:
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None:
             return
         t.create_fts_index("text", replace=True, with_position=False, stem=True, remove_stop_words=True)
@@ -226,7 +269,7 @@ class LanceStore:
 
     def optimize(self) -> None:
         """Compact fragments, fold new rows into indexes, drop old versions; build ANN past a size."""
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None:
             return
         n = t.count_rows()
@@ -240,7 +283,7 @@ class LanceStore:
                     metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
                     num_partitions=min(max(n // 200, 16), 4096),
                 )
-        for name in (CHUNKS, DOCS):
+        for name in (self.chunks_name, self.docs_name):
             tb = self.table(name)
             if tb is not None:
                 tb.optimize(cleanup_older_than=timedelta(minutes=10))
@@ -259,7 +302,7 @@ class LanceStore:
         ]
 
     def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]:
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None:
             return []
         q = (
@@ -273,7 +316,7 @@ class LanceStore:
         return self._hits(q.to_arrow().to_pylist(), lambda r: 1.0 - r["_distance"])
 
     def text_search(self, text: str, where: str, limit: int) -> list[Hit]:
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None or not text.strip():
             return []
         try:
@@ -288,11 +331,11 @@ class LanceStore:
     # -- status -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"uri": self.uri, "tenants": {}, "versions": {}}
-        for name in (CHUNKS, DOCS):
+        for name in (self.chunks_name, self.docs_name):
             t = self.table(name)
             if t is not None:
                 out["versions"][name] = t.version
-        docs, chunks = self.table(DOCS), self.table(CHUNKS)
+        docs, chunks = self.table(self.docs_name), self.table(self.chunks_name)
         tenants: dict[str, dict[str, int]] = {}
         if docs is not None:
             tbl = docs.search().where("deleted = false").select(["tenant"]).limit(None).to_arrow()
@@ -307,7 +350,7 @@ class LanceStore:
 
     def chunk_rows(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """All chunk rows without vectors (tests and tooling)."""
-        t = self.table(CHUNKS)
+        t = self.table(self.chunks_name)
         if t is None:
             return []
         q = t.search()

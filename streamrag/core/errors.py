@@ -19,3 +19,7 @@ class ModelLoadError(StreamragError):
 
 class TemporaryFailure(StreamragError):
     """A temporary failure outlasted its retry budget: the worker stops without moving its offsets."""
+
+
+class IndexRefused(StreamragError):
+    """An index operation that was refused (unknown name, dropping the active index, promoting a lagging one)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -47,6 +47,23 @@ class Hit:
     text: str
     score: float
     acl: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk as an index holds it, for reusing its embedding when its text has not changed."""
+
+    title: str
+    text: str
+    chunk_no: int
+    vector: Sequence[float]
+
+
+@runtime_checkable
+class VectorSource(Protocol):
+    """The stored chunks of documents, by chunk id (an index built with the same embedding model)."""
+
+    def stored_vectors(self, doc_keys: Sequence[str]) -> dict[str, StoredChunk]: ...
 
 
 class Embedder(Protocol):

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ValidationError
 
 from streamrag.schemas.models import DeadLetter, SourcePosition
 
+# the header a re-published dead letter carries (its value: the dead letter's topic/partition/offset)
+REPLAYED_HEADER = "streamrag-replayed"
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -21,6 +24,7 @@ class RawRecord:
     partition: int | None = None
     offset: int | None = None
     timestamp_ms: int | None = None
+    replayed: bool = False  # re-published from the dead-letter topic (header streamrag-replayed)
 
     @property
     def position(self) -> SourcePosition:
@@ -28,7 +32,8 @@ class RawRecord:
 
     def dead(self, stage: str, error: str) -> DeadLetter:
         """A dead letter carrying this record's original bytes, key and position."""
-        return DeadLetter.make(stage=stage, error=error, value=self.value, key=self.key, source=self.position)
+        return DeadLetter.make(stage=stage, error=error, value=self.value, key=self.key, source=self.position,
+                               replayed=self.replayed)
 
 
 @dataclass(frozen=True, slots=True)

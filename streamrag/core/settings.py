@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
     retry_max_s: float = Field(60.0, gt=0)
 
+    # Index versions: how often workers read the active version from the registry (promote/rollback)
+    index_poll_s: float = Field(0.25, gt=0, le=60)
+
     # Worker
     recovery_dir: str = ""
     snapshot_interval_s: float = Field(5.0, gt=0)

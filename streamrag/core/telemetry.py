@@ -39,6 +39,11 @@ INDEX_CHUNKS = Gauge("streamrag_index_chunks", "Chunks in the index per tenant",
 PII_REDACTIONS = Counter("streamrag_pii_redactions_total", "PII redacted at ingest, by kind", ["kind"])
 INJECTION_FLAGS = Counter("streamrag_injection_flagged_total", "Documents flagged at ingest", ["flag"])
 AUTH_REJECTED = Counter("streamrag_auth_rejected_total", "Queries refused by identity checks", ["reason"])
+EMBEDDINGS = Counter("streamrag_embeddings_total", "Chunk embeddings at ingest: encoded, or reused from an index "
+                     "holding the same text and model", ["source"])
+STORE_READ_ERRORS = Counter("streamrag_store_read_errors_total", "Optional index reads that failed (work went on "
+                            "without them)", ["what"])
+ACTIVE_INDEX = Gauge("streamrag_active_index_info", "1 for the index version this worker serves or writes", ["index"])
 
 
 def reason_category(error: str) -> str:

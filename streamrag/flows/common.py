@@ -6,14 +6,15 @@ from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from streamrag.core.records import RawRecord
+from streamrag.core.records import REPLAYED_HEADER, RawRecord
 from streamrag.schemas.models import DeadLetter
 
 
 def from_kafka(msg: KafkaSourceMessage[Any, Any]) -> RawRecord:
     ts = msg.timestamp[1] if msg.timestamp and msg.timestamp[0] != 0 else None
     return RawRecord(
-        value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition, offset=msg.offset, timestamp_ms=ts
+        value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition, offset=msg.offset, timestamp_ms=ts,
+        replayed=any(k == REPLAYED_HEADER for k, _ in (msg.headers or ())),
     )
 
 

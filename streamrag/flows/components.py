@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +16,7 @@ from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.cross_encoder import CrossEncoderReranker
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
+from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
@@ -23,6 +25,7 @@ from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.generation.backend import Generator
+from streamrag.core.index_versions import IndexView
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor
@@ -34,13 +37,15 @@ from streamrag.schemas.models import CacheEntry
 log = logging.getLogger(__name__)
 
 
-def make_store(s: Settings) -> LanceStore:
+def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) -> LanceStore:
     return LanceStore(
         s.lancedb_path(),
         ann_index_min_rows=s.ann_index_min_rows,
         fts_rebuild_every_s=s.fts_rebuild_every_s,
         optimize_every_s=s.optimize_every_s,
         nprobes=s.ann_nprobes,
+        chunks_table=chunks_table,
+        docs_table=docs_table,
     )
 
 
@@ -81,10 +86,12 @@ class Rerankers:
 def make_query_processor(
     s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None,
     *, generator: Generator | None = None, deltas: DeltaStreams | None = None, with_kafka: bool = False,
+    views: Callable[[], IndexView] | None = None,
 ) -> QueryProcessor:
-    """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up)."""
+    """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up).
+    ``views``: the active index version, read per batch (else the default index, fixed)."""
     store = store or make_store(s)
-    cache = make_cache(s, store) if with_cache and s.cache_enabled else None
+    cache = make_cache(s, store, views) if with_cache and s.cache_enabled else None
     if generator is None:
         chain = make_generator(s, redis_ledger(s) if with_kafka else None)
         if with_kafka:
@@ -95,11 +102,13 @@ def make_query_processor(
     return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
-                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None, drift=DriftMonitor())
+                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None, drift=DriftMonitor(),
+                          views=views)
 
 
-def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
-    """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks."""
+def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | None = None) -> SemanticCache:
+    """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks
+    (against the active index version's store when ``views`` is given)."""
     producer = JsonProducer(s)
 
     def publish(key: str, entry: CacheEntry | None) -> None:
@@ -115,8 +124,8 @@ def make_cache(s: Settings, store: LanceStore) -> SemanticCache:
         lru_size=s.cache_lru_size,
         defaults=(s.fusion, s.alpha, s.rerank),
         publish=publish,
-        is_current=store.cites_current,
-        live_versions=store.live_versions,
+        is_current=store.cites_current if views is None else lambda t, c: views().store.cites_current(t, c),
+        live_versions=store.live_versions if views is None else lambda t, d: views().store.live_versions(t, d),
     )
 
 

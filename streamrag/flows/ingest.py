@@ -29,18 +29,19 @@ from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.ingest.changes import Finished, Item
-from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.ingest.routing import IngestSteps, RoutedStages
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
-from streamrag.flows.components import embedder_for, make_ingest_stages
+from streamrag.flows.components import make_ingest_stages
+from streamrag.flows.index_views import IndexViews
 from streamrag.flows.maintenance import Maintainer
 from streamrag.schemas.models import DeadLetter, IndexEvent
 
 log = logging.getLogger(__name__)
 
 
-def stage_steps(raw: Stream[RawRecord], stages: IngestStages) -> Stream[Finished]:
+def stage_steps(raw: Stream[RawRecord], stages: IngestSteps) -> Stream[Finished]:
     """The named steps from raw records to finished ones (shared by every ingest flow)."""
     items: Stream[Item] = op.flat_map_batch("parse", raw, timed("parse", stages.parse))
     for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check),
@@ -85,7 +86,7 @@ def build_flow(
     *,
     source: Source[RawRecord] | None = None,
     sink: Sink[Any] | None = None,
-    stages: IngestStages | None = None,
+    stages: IngestSteps | None = None,
 ) -> Dataflow:
     """Kafka in and out by default. With ``source``/``sink`` (the embedded path and tests) the
     sink receives the finished outputs (IndexEvent | DeadLetter) instead of Kafka messages."""
@@ -130,8 +131,9 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
-    embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
+    views = IndexViews(settings).start(settings.index_poll_s)  # writes follow the active index version
+    views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
     observe_worker(settings, "ingest", settings.ingest_group, settings.topic_documents, process_id)
     if settings.maintenance == "thread":
-        Maintainer(settings).start()
-    return build_flow(settings)
+        Maintainer(settings, views=views).start()
+    return build_flow(settings, stages=RoutedStages(views.target, views.ingest_stages))

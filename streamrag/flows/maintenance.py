@@ -11,22 +11,42 @@ import logging
 import threading
 import time
 
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core import telemetry
 from streamrag.core.settings import Settings
 from streamrag.flows.components import make_store
+from streamrag.flows.index_views import IndexViews
 
 log = logging.getLogger(__name__)
 
 
 class Maintainer:
-    def __init__(self, s: Settings, every_s: float = 1.0, sizes_every_s: float = 60.0) -> None:
-        self.store = make_store(s)
+    """Maintains the active index version (``views`` given: followed as it changes), else the default one."""
+
+    def __init__(
+        self, s: Settings, every_s: float = 1.0, sizes_every_s: float = 60.0, views: IndexViews | None = None
+    ) -> None:
+        self.s = s
+        self.views = views
+        self._stores: dict[str, LanceStore] = {}
+        self._store = make_store(s)
         self.sizes_every_s = sizes_every_s
         self._sizes_at = 0.0
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
+
+    @property
+    def store(self) -> LanceStore:
+        """A store of its own per version (its own handles and lock): never the one writes go through."""
+        if self.views is None:
+            return self._store
+        v = self.views.current()
+        st = self._stores.get(v.name)
+        if st is None:
+            st = self._stores[v.name] = make_store(v.settings, v.store.chunks_name, v.store.docs_name)
+        return st
 
     def run_once(self, force: bool = False) -> None:
         self.store.maintain(force=force)

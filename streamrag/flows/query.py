@@ -31,7 +31,8 @@ from streamrag.core.query.processor import Output, QueryProcessor, Reply
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
-from streamrag.flows.components import embedder_for, make_cache_follower, make_query_processor
+from streamrag.flows.components import make_cache_follower, make_query_processor
+from streamrag.flows.index_views import IndexViews
 
 
 def audit_redactors(s: Settings) -> TenantRedactors | None:
@@ -92,9 +93,10 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
-    embedder_for(settings).embed(["warm up"])  # load the model before the first record arrives
+    views = IndexViews(settings).start(settings.index_poll_s)  # promote / rollback followed without a restart
+    views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
     observe_worker(settings, "query", settings.query_group, settings.topic_queries, process_id)
-    processor = make_query_processor(settings, with_cache=True, with_kafka=True)
+    processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views.current)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()
     flow = build_flow(settings, processor=processor)

@@ -263,6 +263,8 @@ class DeadLetter(_Model):
     source: SourcePosition = Field(default_factory=SourcePosition)
     received_at: datetime | None = None
     failed_at: datetime = Field(default_factory=utcnow)
+    # the record was itself a replayed dead letter: `streamrag replay dead-letters` does not replay it again
+    replayed: bool = False
 
     @classmethod
     def make(
@@ -274,6 +276,7 @@ class DeadLetter(_Model):
         key: bytes | None = None,
         source: SourcePosition | None = None,
         received_at: datetime | None = None,
+        replayed: bool = False,
     ) -> DeadLetter:
         return cls(
             stage=stage,
@@ -282,10 +285,29 @@ class DeadLetter(_Model):
             original_key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
             source=source or SourcePosition(),
             received_at=received_at,
+            replayed=replayed,
         )
 
     def original(self) -> bytes:
         return base64.b64decode(self.original_b64)
+
+
+IndexName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+class IndexManifest(_Model):
+    """One index version: its tables and the settings that shaped it (model, chunking, fusion defaults).
+
+    Kept in the registry table beside the index; ``default`` is the index that predates versions.
+    """
+
+    schema_version: Literal[1] = 1
+    name: IndexName
+    chunks_table: str
+    docs_table: str
+    # values of the index-shaping settings fields (embedding_model, chunk_size, ...) for this version
+    settings: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 ALL_MODELS: dict[str, type[BaseModel]] = {
@@ -297,4 +319,5 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "index_event": IndexEvent,
     "audit_record": AuditRecord,
     "dead_letter": DeadLetter,
+    "index_manifest": IndexManifest,
 }

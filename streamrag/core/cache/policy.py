@@ -31,13 +31,17 @@ def scope_of(q: Query) -> str:
     return _h(principal_tokens(q.principal))
 
 
-def options_hash(q: Query, default_fusion: str, default_alpha: float, default_rerank: str) -> str:
+def options_hash(q: Query, default_fusion: str, default_alpha: float, default_rerank: str, index: str = "") -> str:
+    """Entries are shared only between queries of the same options on the same index version."""
     o = q.options
-    return _h({
+    fields: dict[str, object] = {
         "k": q.top_k, "f": q.filters.model_dump(mode="json"), "fusion": o.fusion or default_fusion,
         "alpha": default_alpha if o.alpha is None else o.alpha, "rerank": o.rerank or default_rerank,
         "variants": list(o.variants),
-    })
+    }
+    if index:
+        fields["index"] = index
+    return _h(fields)
 
 
 def exact_key(tenant: str, normalized: str, scope: str, opts: str) -> str:

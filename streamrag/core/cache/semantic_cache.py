@@ -76,10 +76,11 @@ class SemanticCache:
     def policy(self, tenant: str) -> TenantPolicy:
         return tenant_policy(tenant, self.default_policy, self.overrides)
 
-    def keys_for(self, q: Query) -> tuple[str, str, str, str]:
+    def keys_for(self, q: Query, index: str = "") -> tuple[str, str, str, str]:
+        """``index``: the index version's cache tag (entries of another version never match)."""
         norm = normalize(q.text)
         scope = scope_of(q)
-        opts = options_hash(q, *self.defaults)
+        opts = options_hash(q, *self.defaults, index=index)
         return norm, scope, opts, exact_key(q.tenant, norm, scope, opts)
 
     def _usable(self, q: Query) -> bool:
@@ -92,12 +93,12 @@ class SemanticCache:
         return True
 
     # -- lookups ------------------------------------------------------------------------------
-    def lookup_exact(self, q: Query) -> Answer | None:
+    def lookup_exact(self, q: Query, index: str = "") -> Answer | None:
         if not self._usable(q):
             return None
         t = time.perf_counter()
         try:
-            _, _, _, key = self.keys_for(q)
+            _, _, _, key = self.keys_for(q, index)
             entry = self._get(q.tenant, key)
             if entry is None:
                 with self._lock:
@@ -110,7 +111,7 @@ class SemanticCache:
         self._record(t, ans, count=False)
         return ans
 
-    def lookup_semantic(self, q: Query, vector: np.ndarray) -> Answer | None:
+    def lookup_semantic(self, q: Query, vector: np.ndarray, index: str = "") -> Answer | None:
         """Call after lookup_exact missed; counts one lookup for the pair."""
         if not self._usable(q):
             return None
@@ -118,7 +119,7 @@ class SemanticCache:
         t = time.perf_counter()
         ans = None
         try:
-            norm, _, opts, own = self.keys_for(q)
+            norm, _, opts, own = self.keys_for(q, index)
             with self._lock:
                 cands = self.index.search(q.tenant, opts, vector, pol.threshold)
             for key, _sim in cands:
@@ -196,12 +197,12 @@ class SemanticCache:
 
     # -- writes -------------------------------------------------------------------------------
     def make_entry(
-        self, q: Query, vector: Sequence[float], answer: Answer, acl_tokens: list[list[str]]
+        self, q: Query, vector: Sequence[float], answer: Answer, acl_tokens: list[list[str]], index: str = ""
     ) -> CacheEntry | None:
         pol = self.policy(q.tenant)
         if not pol.enabled or not q.options.use_cache or answer.status != "ok" or answer.cached:
             return None
-        norm, scope, opts, key = self.keys_for(q)
+        norm, scope, opts, key = self.keys_for(q, index)
         now = datetime.now(UTC)
         cites: dict[str, int] = {}
         doc_types = [str(c.metadata["type"]) for c in answer.citations if c.metadata.get("type") is not None]
@@ -214,12 +215,14 @@ class SemanticCache:
             created_at=now, expires_at=now + timedelta(seconds=pol.ttl_for(doc_types)),
         )
 
-    def store_answer(self, q: Query, vector: Sequence[float], answer: Answer, acl: list[list[str]], started: float) -> None:
+    def store_answer(
+        self, q: Query, vector: Sequence[float], answer: Answer, acl: list[list[str]], started: float, index: str = ""
+    ) -> None:
         """A new answer into the cache, when the policy allows; never raises into the query."""
         if not self.serving:
             return
         try:
-            entry = self.make_entry(q, vector, answer, acl)
+            entry = self.make_entry(q, vector, answer, acl, index)
             if entry is not None:
                 self.put(entry, started)
         except Exception:

@@ -27,6 +27,8 @@ class Pending:
     change: DocumentChange
     key: str
     content_hash: str = ""
+    existed: bool = False  # the index holds an older version (its chunks may be reused)
+    index: str = ""  # the index version this record is written to (fixed when it is parsed)
     chunks: list[Chunk] = field(default_factory=list)
     vectors: np.ndarray | None = None
 
@@ -88,7 +90,11 @@ def event(ch: DocumentChange, status: str, content_hash: str = "", chunk_count: 
 
 def embed_text(ch: DocumentChange, c: Chunk) -> str:
     """The text that is embedded for a chunk: the title leads the first chunk."""
-    return f"{ch.title}\n{c.text}" if ch.title and c.chunk_no == 0 else c.text
+    return embedded_text(ch.title, c.text, c.chunk_no)
+
+
+def embedded_text(title: str, text: str, chunk_no: int) -> str:
+    return f"{title}\n{text}" if title and chunk_no == 0 else text
 
 
 def _ms(dt: datetime | None) -> int:

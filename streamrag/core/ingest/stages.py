@@ -27,15 +27,16 @@ from streamrag.core.ingest.changes import (
     check_change,
     doc_write,
     embed_text,
+    embedded_text,
     event,
     parse_change,
     verdict,
 )
 from streamrag.core.pii import TenantRedactors
-from streamrag.core.ports import Embedder, IndexWriter
+from streamrag.core.ports import Embedder, IndexWriter, VectorSource
 from streamrag.core.records import RawRecord
 from streamrag.core.retry import RetryPolicy, run_isolating
-from streamrag.core.security import content_hash, doc_key
+from streamrag.core.security import chunk_id, content_hash, doc_key
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter, DocumentChange
 
@@ -60,7 +61,11 @@ class IngestStages:
         policy: RetryPolicy | None = None,
         redactors: TenantRedactors | None = None,
         drift: DriftMonitor | None = None,
+        reuse: Sequence[VectorSource] = (),
     ) -> None:
+        self.reuse = list(reuse)
+        self.encoded_chunks = 0
+        self.reused_chunks = 0
         self.drift = drift
         self.redactors = redactors
         self._pii_seen: dict[str, int] = {}
@@ -72,11 +77,13 @@ class IngestStages:
         self.policy = policy or RetryPolicy()
 
     @classmethod
-    def from_settings(cls, s: Settings, store: IndexWriter, embedder: Embedder) -> IngestStages:
+    def from_settings(
+        cls, s: Settings, store: IndexWriter, embedder: Embedder, reuse: Sequence[VectorSource] = ()
+    ) -> IngestStages:
         redactors = TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
         return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
                    max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors,
-                   drift=DriftMonitor())
+                   drift=DriftMonitor(), reuse=reuse)
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -147,6 +154,7 @@ class IngestStages:
                 ch = p.change
                 p.content_hash = content_hash(ch.title, ch.text, dict(ch.metadata), ch.acl) if ch.op == "upsert" else ""
                 st = states.get(p.key)
+                p.existed = st is not None and not st.deleted
                 v = verdict(ch, st, p.content_hash)
                 if v is None:
                     out.append(p)
@@ -171,13 +179,16 @@ class IngestStages:
         return out
 
     def embed(self, items: Sequence[Item]) -> list[Item]:
-        """Every chunk of the batch in one encoder call; a text that fails is isolated."""
+        """Every new chunk of the batch in one encoder call; a text that fails is isolated. A chunk whose
+        embedded text an index of the same model already holds (same id) reuses its stored vector."""
         todo, out = _split(items)
         upserts = [p for p in todo if p.chunks]
         out.extend(p for p in todo if not p.chunks)
+        known = self._reusable(upserts)
 
         def encode(batch: list[Pending]) -> np.ndarray:
-            return self.embedder.embed([embed_text(p.change, c) for p in batch for c in p.chunks])
+            texts = [embed_text(p.change, c) for p in batch for c in p.chunks if (p.key, c.chunk_no) not in known]
+            return self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
 
         for part, vecs, exc in run_isolating("embedding", upserts, encode, self.policy):
             if exc is not None or vecs is None:
@@ -185,12 +196,52 @@ class IngestStages:
                 continue
             i = 0
             for p in part:
-                p.vectors = vecs[i : i + len(p.chunks)]
-                i += len(p.chunks)
+                rows = []
+                for c in p.chunks:
+                    v = known.get((p.key, c.chunk_no))
+                    if v is None:
+                        v = vecs[i]
+                        i += 1
+                    rows.append(v)
+                p.vectors = np.asarray(rows, dtype=np.float32)
                 if self.drift is not None:
                     self.drift.observe("document", p.change.tenant, p.vectors)
                 out.append(p)
+            reused = sum(len(p.chunks) for p in part) - i
+            self.encoded_chunks += i
+            self.reused_chunks += reused
+            telemetry.EMBEDDINGS.labels("encoded").inc(i)
+            telemetry.EMBEDDINGS.labels("reused").inc(reused)
         return out
+
+    def _reusable(self, upserts: Sequence[Pending]) -> dict[tuple[str, int], np.ndarray]:
+        """(doc key, chunk number) -> a stored vector of the same embedded text (nothing on a read failure)."""
+        own = self.store if isinstance(self.store, VectorSource) else None
+        sources: list[tuple[VectorSource, bool]] = [(own, False)] if own is not None else []
+        sources += [(r, True) for r in self.reuse]
+        if not upserts or not sources:
+            return {}
+        want = {chunk_id(p.change.tenant, p.change.doc_id, c.chunk_no): (p, c) for p in upserts for c in p.chunks}
+        known: dict[tuple[str, int], np.ndarray] = {}
+        for source, every_doc in sources:
+            # this index holds chunks only of documents it had before (an update); another index may hold any
+            missing = {p.key for p, c in want.values() if (p.key, c.chunk_no) not in known and (every_doc or p.existed)}
+            if not missing:
+                break
+            try:
+                stored = source.stored_vectors(sorted(missing))
+            except Exception as exc:  # reuse is an optimisation: encode instead
+                log.warning("reading stored vectors failed (encoding instead): %s", exc)
+                telemetry.STORE_READ_ERRORS.labels("stored_vectors").inc()
+                continue
+            for cid, st in stored.items():
+                pc = want.get(cid)
+                if pc is None:
+                    continue
+                p, c = pc
+                if embedded_text(st.title, st.text, st.chunk_no) == embed_text(p.change, c) and st.chunk_no == c.chunk_no:
+                    known[(p.key, c.chunk_no)] = np.asarray(st.vector, dtype=np.float32)
+        return known
 
     def write(self, items: Sequence[Item]) -> list[Item]:
         """One atomic write for the batch (each document's chunks replaced); failures isolated."""

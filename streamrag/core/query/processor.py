@@ -23,6 +23,7 @@ from streamrag.core.drift import DriftMonitor
 from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequest, Generator
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
+from streamrag.core.index_versions import DEFAULT_INDEX, IndexView
 from streamrag.core.ports import Embedder, IndexReader
 from streamrag.core.query.parse import parse_query, reply_topic_error
 from streamrag.core.records import RawRecord
@@ -74,11 +75,16 @@ class QueryProcessor:
         topic_exists: Callable[[str], bool] | None = None,
         verifier: TokenVerifier | None = None,
         drift: DriftMonitor | None = None,
+        views: Callable[[], IndexView] | None = None,
     ) -> None:
         self.s = settings
         self.store = store
         self.embedder = embedder
         self.retriever = Retriever(store, overfetch=settings.overfetch)
+        fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
+        # the index version to answer on, read once per batch: a query finishes on the version it started on
+        self.views: Callable[[], IndexView] = views or (lambda: fixed)
+        self._retrievers: dict[int, tuple[IndexView, Retriever]] = {id(fixed): (fixed, self.retriever)}
         self.generator: Generator = generator or ExtractiveAnswerer()
         self.reranker_for = reranker_for
         self.cache = cache
@@ -135,13 +141,21 @@ class QueryProcessor:
         return self.answer(self.parse(records))
 
     # -- the work ---------------------------------------------------------------------------
+    def retriever_of(self, view: IndexView) -> Retriever:
+        got = self._retrievers.get(id(view))
+        if got is None or got[0] is not view:
+            got = (view, Retriever(view.store, overfetch=view.settings.overfetch))
+            self._retrievers[id(view)] = got
+        return got[1]
+
     def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
+        view = self.views()
         answers: list[Answer | None] = [None] * len(queries)
         todo: list[int] = []
         for i, q in enumerate(queries):
             if _expired(q):
                 answers[i] = _error(q, "deadline exceeded")
-            elif (hit := self._cache_exact(q)) is not None:
+            elif (hit := self._cache_exact(q, view)) is not None:
                 answers[i] = hit
             else:
                 todo.append(i)
@@ -160,7 +174,7 @@ class QueryProcessor:
         started = time.time()  # before retrieval: index events after this may supersede what it reads
         t0 = time.perf_counter()
         try:
-            vecs = self.embedder.embed(texts) if texts else None
+            vecs = view.embedder.embed(texts) if texts else None
         except Exception as exc:  # the model failed: every waiting query gets an error answer
             log.exception("query embedding failed")
             for i in todo:
@@ -173,13 +187,13 @@ class QueryProcessor:
                 self.drift.observe("query", q.tenant, vecs[a])
             try:
                 assert vecs is not None
-                hit = self._cache_semantic(q, vecs[a], embed_ms)
+                hit = self._cache_semantic(q, vecs[a], embed_ms, view)
                 if hit is not None:
                     answers[i] = hit
                     continue
-                ans, acl = self._answer(q, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i))
+                ans, acl = self._answer(q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i))
                 answers[i] = ans
-                self._cache_put(q, vecs[a], ans, acl, started)
+                self._cache_put(q, vecs[a], ans, acl, started, view)
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("answering %s failed", q.query_id)
                 answers[i] = _error(q, f"{type(exc).__name__}: {exc}")
@@ -209,44 +223,46 @@ class QueryProcessor:
             telemetry.FALLBACKS.labels(reason.split(":", 1)[0][:40]).inc()
 
     # -- cache hooks (the cache never fails a query: see SemanticCache) -------------------------
-    def _cache_exact(self, q: Query) -> Answer | None:
+    def _cache_exact(self, q: Query, view: IndexView) -> Answer | None:
         if self.cache is None:
             return None
         timer = StageTimer()
         with timer.stage("cache"):
-            hit = self.cache.lookup_exact(q)
+            hit = self.cache.lookup_exact(q, view.cache_tag)
         return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
-    def _cache_semantic(self, q: Query, vec: Any, embed_ms: float) -> Answer | None:
+    def _cache_semantic(self, q: Query, vec: Any, embed_ms: float, view: IndexView) -> Answer | None:
         if self.cache is None:
             return None
         timer = StageTimer(embed=embed_ms)
         with timer.stage("cache"):
-            hit = self.cache.lookup_semantic(q, vec)
+            hit = self.cache.lookup_semantic(q, vec, view.cache_tag)
         return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
-    def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float) -> None:
+    def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float,
+                   view: IndexView) -> None:
         """A degraded answer (a generator fell back, or cited nothing) is not kept for later askers."""
         if self.cache is not None and not ans.fallback and ans.grounded:
-            self.cache.store_answer(q, vec, ans, acl, started)
+            self.cache.store_answer(q, vec, ans, acl, started, view.cache_tag)
 
-    def _answer(self, q: Query, vecs: Any, texts: Sequence[str], embed_ms: float,
+    def _answer(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
                 expand_ms: float | None = None) -> tuple[Answer, list[list[str]]]:
         """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
         timer = StageTimer(embed=embed_ms)
         if expand_ms is not None:
             timer.ms["expand"] = expand_ms
-        fusion = q.options.fusion or self.s.fusion
-        alpha = self.s.alpha if q.options.alpha is None else q.options.alpha
-        res = self.retriever.retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
+        vs = view.settings
+        fusion = q.options.fusion or vs.fusion
+        alpha = vs.alpha if q.options.alpha is None else q.options.alpha
+        res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
         if not res.ranked:
             telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
-            ranked = self.reranker_for(q.options.rerank or self.s.rerank).rerank(q.text, res.ranked, q.top_k)
+            ranked = self.reranker_for(q.options.rerank or vs.rerank).rerank(q.text, res.ranked, q.top_k)
         stream: OpenStream | None = None
         with timer.stage("generate"):
-            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= self.s.answer_min_score)
+            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.answer_min_score)
             if relevant:  # nothing relevant: no_answer, and no model is called
                 if self.deltas is not None and (self.s.stream_deltas or q.options.stream):
                     stream = self.deltas(q, q.reply_to or self.s.topic_answers)
@@ -261,12 +277,12 @@ class QueryProcessor:
         cites = draft.citations
         if cites:
             with timer.stage("enrich"):
-                cites = self._enrich(q.tenant, cites)
+                cites = self._enrich(view.store, q.tenant, cites)
         acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
         model = draft.model or draft.generator
         answer = Answer.model_validate({
             "query_id": q.query_id, "tenant": q.tenant, "status": draft.status, "answer": draft.answer,
-            "citations": cites, "timings_ms": timer.ms, "model": f"{self.embedder.name}+{model}" if model else self.embedder.name,
+            "citations": cites, "timings_ms": timer.ms, "model": f"{view.embedder.name}+{model}" if model else view.embedder.name,
             "generator": draft.generator, "fallback": draft.fallback, "grounded": draft.grounded,
             "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                            cost=cost(self.s.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
@@ -284,10 +300,10 @@ class QueryProcessor:
             budget_s = min(budget_s, max(left, 0.0))
         return time.monotonic() + budget_s
 
-    def _enrich(self, tenant: str, cites: list[Citation]) -> list[Citation]:
+    def _enrich(self, store: IndexReader, tenant: str, cites: list[Citation]) -> list[Citation]:
         """Second stage: document rows (title, metadata, updated_at) for the cited documents only."""
         keys = {c.doc_id: doc_key(tenant, c.doc_id) for c in cites}
-        rows = self.store.docs(keys.values())
+        rows = store.docs(keys.values())
         out = []
         for c in cites:
             r = rows.get(keys[c.doc_id])

@@ -1,0 +1,174 @@
+"""``streamrag replay --index NAME``: build or catch up an index version from the compacted documents
+topic (the source of truth), through the same ingest stages as the ingest worker.
+
+Resumable: the replay's consumer group (``<ingest group>-replay-<NAME>``) is committed only after a
+batch has been written, and writes are idempotent (per-document versions), so a replay killed at
+any point and started again ends with the same index. Chunks whose embedded text an index of the
+same model already holds reuse the stored vectors instead of being encoded again.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamrag.connectors.kafka_admin import check_reachable
+from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.connectors.kafka_topic_reader import Start, TopicReader
+from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.errors import IndexRefused
+from streamrag.core.index_versions import (
+    DEFAULT_INDEX,
+    INDEX_FIELDS,
+    check_name,
+    differing_settings,
+    index_settings,
+    new_manifest,
+    with_overrides,
+)
+from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.settings import Settings
+from streamrag.flows.components import embedder_for
+from streamrag.flows.index_views import store_for
+from streamrag.schemas.models import DeadLetter, IndexEvent, IndexManifest
+
+Progress = Callable[[int, int], None]  # (records done, records known in total)
+
+
+@dataclass
+class ReplayReport:
+    index: str
+    created: bool = False
+    read: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    encoded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    caught_up: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "created": self.created, "read": self.read, "outcomes": self.outcomes,
+                "dead_letters": self.dead_letters, "chunks_encoded": self.encoded, "chunks_reused": self.reused,
+                "seconds": round(self.seconds, 2), "records_per_s": round(self.read / self.seconds, 1)
+                if self.seconds else 0.0, "caught_up": self.caught_up}
+
+
+def replay_group(s: Settings, name: str) -> str:
+    return f"{s.ingest_group}-replay-{name}"
+
+
+def ensure_default_registered(s: Settings, registry: LanceIndexRegistry) -> None:
+    """The index that predates versions keeps the settings it was built with: frozen in a manifest."""
+    if DEFAULT_INDEX not in registry.manifests():
+        registry.register(new_manifest(DEFAULT_INDEX, s))
+
+
+def prepare_index(
+    s: Settings, registry: LanceIndexRegistry, name: str, overrides: dict[str, str]
+) -> tuple[IndexManifest, bool]:
+    """The manifest of index ``name`` (created with ``overrides`` when new) and whether it is new.
+    An existing index keeps its settings: asking for others is refused with what differs."""
+    check_name(name)
+    shaped = {k: v for k, v in overrides.items() if k in INDEX_FIELDS}
+    known = registry.manifests()
+    if name in known or name == DEFAULT_INDEX:
+        ensure_default_registered(s, registry)
+        m = registry.manifests()[name]
+        if shaped:
+            wanted = new_manifest(name, with_overrides(index_settings(s, m), shaped))
+            diff = differing_settings(m, wanted)
+            if diff:
+                what = ", ".join(f"{k}={a} (asked {b})" for k, (a, b) in diff.items())
+                raise IndexRefused(f"index {name!r} exists with {what}: drop it or choose another name")
+        return m, False
+    ensure_default_registered(s, registry)
+    m = new_manifest(name, with_overrides(s, shaped))
+    registry.register(m)
+    return m, True
+
+
+def reuse_sources(s: Settings, registry: LanceIndexRegistry, m: IndexManifest) -> list[LanceStore]:
+    """Other versions built with the same embedding model, the active one first."""
+    active = registry.active()
+    others = [o for o in registry.manifests().values()
+              if o.name != m.name and o.settings.get("embedding_model") == m.settings.get("embedding_model")]
+    others.sort(key=lambda o: o.name != active)
+    return [store_for(s, o) for o in others[:2]]
+
+
+def replay(
+    s: Settings,
+    name: str,
+    *,
+    start: Start = "resume",
+    overrides: dict[str, str] | None = None,
+    follow: bool = False,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> ReplayReport:
+    check_reachable(s)
+    registry = LanceIndexRegistry(s.lancedb_path())
+    overrides = overrides or {}
+    m, created = prepare_index(s, registry, name, overrides)
+    # the index's own settings, then this run's (batch sizes, devices: fields that do not shape the index)
+    rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
+    store = store_for(rs, m)
+    stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m))
+    reader = TopicReader(s, s.topic_documents, replay_group(s, name), "beginning" if created else start)
+    report = ReplayReport(name, created=created)
+    stop = stop or _stop_on_signals()
+    producer: JsonProducer | None = None
+    t0 = time.perf_counter()
+    total = reader.behind()
+    last_maintain = time.monotonic()
+    try:
+        while not stop.is_set():
+            recs = reader.read(rs.source_batch_size, 0.5)
+            if recs:
+                outs = stages.process_batch(recs)
+                dead = [o for o in outs if isinstance(o, DeadLetter)]
+                if dead:
+                    producer = producer or JsonProducer(s)
+                    for d in dead:
+                        key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
+                        producer.send(s.topic_dead_letters, key, d.model_dump_json())
+                    producer.flush()
+                reader.commit()  # only now: these records are in the index (or dead-lettered)
+                report.read += len(recs)
+                report.dead_letters += len(dead)
+                for o in outs:
+                    if isinstance(o, IndexEvent):
+                        report.outcomes[o.status] = report.outcomes.get(o.status, 0) + 1
+                if progress is not None:
+                    progress(report.read, max(total, report.read))
+                continue
+            behind = reader.behind()
+            if behind == 0 and not follow:
+                report.caught_up = True
+                break
+            total = report.read + behind
+            if follow and time.monotonic() - last_maintain > 10:
+                store.maintain()
+                last_maintain = time.monotonic()
+    finally:
+        reader.close()
+        store.maintain(force=True)  # FTS and ANN indexes before anyone searches this version
+        report.encoded, report.reused = stages.encoded_chunks, stages.reused_chunks
+        report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT end the replay after the batch in hand (its offsets committed)."""
+    ev = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: ev.set())
+    return ev
