@@ -52,9 +52,12 @@ class TopicReader:
                     for tp in found}
         if start == "beginning":
             return dict(lows)
-        committed = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions],
-                                     timeout=self.s.kafka_timeout_s)
-        return {tp.partition: tp.offset if tp.offset >= 0 else lows[tp.partition] for tp in committed}
+        return {p: off if off >= 0 else lows[p] for p, off in self.committed().items()}
+
+    def committed(self) -> dict[int, int]:
+        """The group's committed offsets (-1: none)."""
+        got = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=self.s.kafka_timeout_s)
+        return {tp.partition: tp.offset for tp in got}
 
     def reassign(self) -> None:
         """Read from ``position`` (after a caller moved it)."""

@@ -172,6 +172,8 @@ class Answer(_Model):
     usage: Usage = Field(default_factory=Usage)
     # number of AnswerDelta messages published before this one (0: none)
     deltas: int = 0
+    # the index version the answer was retrieved from (every citation is from this one)
+    index: str = ""
 
 
 class AnswerDelta(_Model):

@@ -2,14 +2,16 @@
 fix in code or configuration.
 
 Each re-published record carries the header ``streamrag-replayed``; if it fails again, its new dead
-letter says ``replayed: true`` and is never replayed again (no loop). The job's consumer group on the
-dead-letter topic is committed after the records are delivered, so a second run does not publish
-them twice; ``--since`` starts from a time instead.
+letter says ``replayed: true``, and neither it nor any other dead letter of the same record (same key
+and bytes: an ingest worker that restarts reads the topic again and fails the original again) is
+replayed again: no loop. The job's consumer group on the dead-letter topic is committed after the
+records are delivered, so the next run starts after them; ``--since`` starts from a time instead.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topic_reader import TopicReader
-from streamrag.core.records import REPLAYED_HEADER
+from streamrag.core.records import REPLAYED_HEADER, RawRecord
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter
 
@@ -41,13 +43,22 @@ def dead_letter_group(s: Settings) -> str:
     return f"{s.ingest_group}-dead-letter-replay"
 
 
+def _identity(d: DeadLetter) -> str:
+    return hashlib.sha256(f"{d.original_key_b64}\x00{d.original_b64}".encode()).hexdigest()
+
+
 def replay_dead_letters(
     s: Settings, *, stage: str | None = None, since: datetime | None = None, dry_run: bool = False
 ) -> DeadLetterReplay:
     check_reachable(s)
-    reader = TopicReader(s, s.topic_dead_letters, dead_letter_group(s), since or "resume")
+    # the whole topic is read (records that failed after a replay are known wherever they are);
+    # only dead letters after the last run (or since a time) are candidates
+    reader = TopicReader(s, s.topic_dead_letters, dead_letter_group(s), "beginning")
+    done = reader.committed()
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
+    failed_again: set[str] = set()
+    candidates: list[tuple[RawRecord, DeadLetter]] = []
     out = DeadLetterReplay(dry_run=dry_run)
-    producer = None if dry_run else JsonProducer(s)
     try:
         while True:
             recs = reader.read(500, 0.5)
@@ -62,20 +73,35 @@ def replay_dead_letters(
                     out.skip("not a dead letter")
                     continue
                 if d.replayed:
+                    failed_again.add(_identity(d))
                     out.skip("failed again after a replay")
-                elif d.source.topic != s.topic_documents:
-                    out.skip("not from the documents topic")
-                elif stage is not None and d.stage != stage:
-                    out.skip(f"stage {d.stage}")
-                else:
-                    out.replayed += 1
-                    if producer is not None:
-                        key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
-                        where = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
-                        producer.send(s.topic_documents, key, d.original(), headers=[(REPLAYED_HEADER, where)])
-            if producer is not None:
-                producer.flush()
-                reader.commit()  # delivered: the next run starts after these
+                    continue
+                new = (since_ms is None and (rec.offset or 0) >= done.get(rec.partition or 0, -1)) or (
+                    since_ms is not None and (rec.timestamp_ms or 0) >= since_ms)
+                if new:
+                    candidates.append((rec, d))
+        producer = None if dry_run else JsonProducer(s)
+        sent: set[str] = set()
+        for rec, d in candidates:
+            ident = _identity(d)
+            if ident in failed_again:
+                out.skip("failed again after a replay")
+            elif d.source.topic != s.topic_documents:
+                out.skip("not from the documents topic")
+            elif stage is not None and d.stage != stage:
+                out.skip(f"stage {d.stage}")
+            elif ident in sent:
+                out.skip("same record dead-lettered more than once")
+            else:
+                sent.add(ident)
+                out.replayed += 1
+                if producer is not None:
+                    key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
+                    where = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
+                    producer.send(s.topic_documents, key, d.original(), headers=[(REPLAYED_HEADER, where)])
+        if producer is not None:
+            producer.flush()
+            reader.commit()  # delivered: the next run starts after these
     finally:
         reader.close()
     return out

@@ -286,7 +286,7 @@ class QueryProcessor:
             "generator": draft.generator, "fallback": draft.fallback, "grounded": draft.grounded,
             "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                            cost=cost(self.s.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
-            "deltas": 0 if stream is None else stream.seq,
+            "deltas": 0 if stream is None else stream.seq, "index": view.name,
         })
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
