@@ -135,3 +135,23 @@ def bench_overhead_cmd(
                        "metrics, audit, auth, PII on vs off")
     if json_out:
         out.print_json(json.dumps(res))
+
+
+@bench_app.command("replay")
+@cli_errors
+def bench_replay_cmd(
+    docs: int = typer.Option(300, "--docs"),
+    rate: float = typer.Option(10.0, "--rate", help="queries per second while the promote happens"),
+    seconds: float = typer.Option(20.0, "--seconds", help="length of the query load (the promote is half-way)"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay chunks/s beside the raw encoder, the speed-up of reused embeddings, the answer gap of a promote."""
+    from streamrag.tools.bench_replay import bench_replay  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
+        res = write_report("replay", bench_replay(s, _dataset(dataset), docs, Path(tmp), log_line, rate, seconds), outdir)
+    if json_out:
+        out.print_json(json.dumps(res))

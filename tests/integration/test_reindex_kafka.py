@@ -72,7 +72,7 @@ class QueryLoad:
             qid = uuid.uuid4().hex
             topic = TOPICS[i % len(TOPICS)]
             p.produce(self.s.topic_queries, key=qid.encode(), value=(
-                '{"query_id": "%s", "tenant": "acme", "text": "What is said about %s?"}' % (qid, topic.lower())
+                f'{{"query_id": "{qid}", "tenant": "acme", "text": "What is said about {topic.lower()}?"}}'
             ).encode())
             p.flush(5)
             self.sent[qid] = time.time()

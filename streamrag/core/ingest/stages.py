@@ -225,9 +225,11 @@ class IngestStages:
         known: dict[tuple[str, int], np.ndarray] = {}
         for source, every_doc in sources:
             # this index holds chunks only of documents it had before (an update); another index may hold any
+            if len(known) == len(want):
+                break
             missing = {p.key for p, c in want.values() if (p.key, c.chunk_no) not in known and (every_doc or p.existed)}
             if not missing:
-                break
+                continue
             try:
                 stored = source.stored_vectors(sorted(missing))
             except Exception as exc:  # reuse is an optimisation: encode instead
