@@ -51,8 +51,9 @@ class AnswerClock:
         try:
             while not self._stop.is_set():
                 for m in c.consume(100, 0.05):
-                    if m.error() is None and m.key():
-                        self.received.setdefault(m.key().decode(), time.time())
+                    key = m.key() if m.error() is None else None
+                    if key:
+                        self.received.setdefault(key.decode(), time.time())
         finally:
             c.close()
 
