@@ -9,7 +9,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Each module registers its commands on the app when imported.
-from streamrag.cli import ask, bench, demo, documents, evaluation, index, models, replay, status, workers  # noqa: F401
+from streamrag.cli import (  # noqa: F401
+    ask,
+    bench,
+    demo,
+    documents,
+    evaluation,
+    index,
+    models,
+    replay,
+    status,
+    tune,
+    workers,
+)
 from streamrag.cli.app import app
 
 __all__ = ["app"]

@@ -155,3 +155,33 @@ def bench_replay_cmd(
         res = write_report("replay", bench_replay(s, _dataset(dataset), docs, Path(tmp), log_line, rate, seconds), outdir)
     if json_out:
         out.print_json(json.dumps(res))
+
+
+@bench_app.command("scale")
+@cli_errors
+def bench_scale_cmd(
+    sizes: str = typer.Option("100000,1000000", "--sizes", help="comma-separated chunk counts"),
+    tenants: int = typer.Option(100, "--tenants"),
+    queries: int = typer.Option(200, "--queries"),
+    index: str = typer.Option("ivf_pq", "--index", help="ivf_pq, ivf_hnsw_sq, ivf_flat or none (exact)"),
+    nprobes: int = typer.Option(32, "--nprobes"),
+    refine: int = typer.Option(10, "--refine-factor"),
+    outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Store latency and recall@10 at 100k and 1M chunks (synthetic data), tenant + ACL prefilters."""
+    from streamrag.tools.bench_report import write_report
+    from streamrag.tools.bench_scale import bench_scale
+
+    try:
+        counts = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError as exc:
+        raise StreamragError(f"--sizes wants comma-separated integers, got {sizes!r}") from exc
+    from streamrag.tools.bench_common import machine
+
+    s = settings()
+    res = bench_scale(counts, _work(), log_line, tenants=tenants, queries=queries, index=index, nprobes=nprobes,
+                      refine=refine)
+    res = write_report("scale", {"machine": {**machine(s), "device": "cpu", "model": "none (synthetic vectors)"}, **res},
+                       outdir)
+    if json_out:
+        out.print_json(json.dumps(res))

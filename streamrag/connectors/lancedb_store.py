@@ -18,6 +18,7 @@ from typing import Any
 
 import lancedb
 import pyarrow as pa
+from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.core.errors import ServiceUnavailable
@@ -55,8 +56,11 @@ class LanceStore:
         self._last_optimize = time.monotonic()
         self._fts_version = -1  # chunks table version the FTS index was last built at
         self._has_fts_index = False
+        self._has_title_fts = False
         self._scalar_built = False
         self.nprobes = nprobes
+        self.title_boost = 1.0
+        self.refine_factor = 0  # > 0: re-rank ANN candidates by exact distance (PQ indexes)
         self.maintenance_failures = 0
 
     # -- connection -------------------------------------------------------------------------
@@ -229,7 +233,7 @@ class LanceStore:
             if force or now - self._last_optimize >= self.optimize_every_s:
                 self.optimize()
 
-    SCALAR = {CHUNKS: {"tenant": "BITMAP", "acl": "LABEL_LIST", "meta": "LABEL_LIST", "doc_key": "BTREE"},
+    SCALAR = {CHUNKS: {"tenant": "BITMAP", "acl": "LABEL_LIST", "meta": "LABEL_LIST", "doc_key": "BTREE", "id": "BTREE"},
               DOCS: {"doc_key": "BTREE", "tenant": "BITMAP"}}
 
     def _named(self, kind: str) -> str:
@@ -250,20 +254,25 @@ class LanceStore:
         self._scalar_built = True
 
     def _fts_built(self, t: Any) -> bool:
+        """Both FTS indexes (chunk text, and document title) exist."""
         if self._has_fts_index:
             return True
         try:
-            self._has_fts_index = any(getattr(i, "index_type", "") == "FTS" for i in t.list_indices())
+            names = {c for i in t.list_indices() if getattr(i, "index_type", "") == "FTS" for c in getattr(i, "columns", [])}
         except Exception:
             return False
+        self._has_fts_index = {"text", "title"} <= names
+        self._has_title_fts = "title" in names
         return self._has_fts_index
 
     def build_fts(self) -> None:
         t = self.table(self.chunks_name)
         if t is None:
             return
-        t.create_fts_index("text", replace=True, with_position=False, stem=True, remove_stop_words=True)
-        self._has_fts_index = True
+        opts = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True}
+        t.create_fts_index("text", **opts)
+        t.create_fts_index("title", **opts)  # BM25 over the document title too (every chunk row carries it)
+        self._has_fts_index = self._has_title_fts = True
         self._last_fts = time.monotonic()
         self._fts_version = t.version
 
@@ -301,7 +310,8 @@ class LanceStore:
             for r in rows
         ]
 
-    def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]:
+    def vector_search(self, vector: Sequence[float], where: str, limit: int, exact: bool = False) -> list[Hit]:
+        """Nearest chunks within ``where`` (prefiltered); ``exact`` bypasses the ANN index (ground truth)."""
         t = self.table(self.chunks_name)
         if t is None:
             return []
@@ -313,14 +323,25 @@ class LanceStore:
             .select([*self._COLS, "_distance"])
             .limit(limit)
         )
+        if self.refine_factor:
+            q = q.refine_factor(self.refine_factor)
+        if exact:
+            q = q.bypass_vector_index()
         return self._hits(q.to_arrow().to_pylist(), lambda r: 1.0 - r["_distance"])
 
-    def text_search(self, text: str, where: str, limit: int) -> list[Hit]:
+    def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
+        """BM25 over chunk text and, once its index exists, the document title (``titles``)."""
         t = self.table(self.chunks_name)
         if t is None or not text.strip():
             return []
+        if titles and not self._has_title_fts:
+            self._fts_built(t)
+        query: Any = text
+        if self._has_title_fts:  # two FTS indexes: say which columns (pydantic dataclasses: mypy sees no defaults)
+            query = (MultiMatchQuery(text, ["text", "title"], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
+                     if titles else MatchQuery(text, "text"))  # type: ignore[call-arg]
         try:
-            q = t.search(text, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
+            q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
             rows = q.to_arrow().to_pylist()
         except Exception as exc:
             if "index" in str(exc).lower():

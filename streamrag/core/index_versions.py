@@ -28,7 +28,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # The settings fields that shape an index (its rows, or how they are searched): kept in its manifest.
 INDEX_FIELDS = (
     "embedding_model", "chunk_size", "chunk_overlap", "max_doc_chars", "pii_redaction",
-    "fusion", "alpha", "overfetch", "rerank", "rerank_model", "answer_min_score",
+    "fusion", "alpha", "doc_weight", "overfetch", "rerank", "rerank_model", "answer_min_score",
 )
 
 

@@ -1,8 +1,17 @@
 """Hybrid retrieval: a fast candidate stage in the store (vector + BM25, each restricted to the
 tenant and the principal's ACL and overfetched), fusion, then enrichment with document rows.
 
-Fusion: reciprocal rank fusion (default; robust across corpora because it ignores score
-scales) or a weighted sum of min-max normalised scores with ``alpha`` (1 = dense only).
+Fusion:
+- ``auto`` (default): a weighted sum of min-max normalised scores whose BM25 weight is set per query
+  by how much the two retrievers agree on their top documents. Where both carry signal they agree
+  often and are combined about equally; where one of them fails on a query (BM25 on keyword queries
+  over entity abstracts, a paraphrase with no shared words) its list has little in common with the
+  other and it counts little, so fusion no longer pulls good results down. Dense is the anchor: it is
+  the retriever that degrades most gracefully (see docs/retrieval.md for the method and evidence).
+- ``rrf``: reciprocal rank fusion; ``weighted`` with ``alpha`` (1 = dense only); ``dense``; ``bm25``.
+
+Documents are then ranked by more than their best chunk: each chunk gains a share of the evidence
+of its document's other retrieved chunks (``doc_weight``).
 """
 
 from __future__ import annotations
@@ -19,7 +28,10 @@ from streamrag.core.security import meta_token, principal_tokens, tenant_literal
 from streamrag.schemas.models import Query, QueryFilters
 
 RRF_K = 60
-Fusion = Literal["rrf", "weighted", "dense", "bm25"]
+Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
+AGREE_K = 10  # top documents compared between the two lists
+AGREE_FULL = 0.5  # agreement at which BM25 gets an equal weight
+DOC_WEIGHT = 0.1  # share of a document's other chunks' scores added to each of its chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +104,51 @@ def weighted(dense: Sequence[Hit], bm25: Sequence[Hit], alpha: float) -> dict[st
     return {i: alpha * d.get(i, 0.0) + (1 - alpha) * b.get(i, 0.0) for i in set(d) | set(b)}
 
 
+def top_docs(hits: Sequence[Hit], k: int = AGREE_K) -> list[str]:
+    out: list[str] = []
+    for h in hits:
+        if h.doc_key not in out:
+            out.append(h.doc_key)
+            if len(out) == k:
+                break
+    return out
+
+
+def agreement(dense: Sequence[Hit], bm25: Sequence[Hit], k: int = AGREE_K) -> float:
+    """Share of the top-k documents the two lists have in common (0..1)."""
+    a, b = top_docs(dense, k), top_docs(bm25, k)
+    return len(set(a) & set(b)) / k if a and b else 0.0
+
+
+def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit]) -> float:
+    """Dense weight for this query: 0.5 when the lists agree on half their top documents, towards
+    1 (dense only) as they agree less."""
+    if not bm25:
+        return 1.0
+    if not dense:
+        return 0.0
+    return 1.0 - 0.5 * min(1.0, agreement(dense, bm25) / AGREE_FULL)
+
+
+def with_doc_evidence(ranked: list[Ranked], weight: float = DOC_WEIGHT, others: int = 2) -> list[Ranked]:
+    """Each chunk gains ``weight`` x the scores of up to ``others`` more chunks of its document."""
+    if weight <= 0 or not ranked:
+        return ranked
+    by_doc: dict[str, list[float]] = {}
+    for r in ranked:
+        by_doc.setdefault(r.hit.doc_key, []).append(r.score)
+    out = []
+    for r in ranked:
+        rest = sorted(by_doc[r.hit.doc_key], reverse=True)
+        rest.remove(r.score)
+        out.append(Ranked(r.hit, r.score + weight * sum(rest[:others]), r.dense, r.bm25))
+    out.sort(key=lambda x: (-x.score, x.hit.id))
+    return out
+
+
 def fuse(
-    dense_lists: Sequence[Sequence[Hit]], bm25_lists: Sequence[Sequence[Hit]], fusion: Fusion, alpha: float
+    dense_lists: Sequence[Sequence[Hit]], bm25_lists: Sequence[Sequence[Hit]], fusion: Fusion, alpha: float,
+    doc_weight: float = 0.0,
 ) -> list[Ranked]:
     by_id: dict[str, Hit] = {}
     dense_score: dict[str, float] = {}
@@ -110,6 +165,11 @@ def fuse(
         scores = rrf(dense_lists) if len(dense_lists) > 1 else {h.id: h.score for h in dense_lists[0]}
     elif fusion == "bm25":
         scores = rrf(bm25_lists) if len(bm25_lists) > 1 else {h.id: h.score for h in bm25_lists[0]}
+    elif fusion == "auto" and len(dense_lists) == 1:
+        scores = weighted(dense_lists[0], bm25_lists[0], auto_alpha(dense_lists[0], bm25_lists[0]))
+    elif fusion == "auto":  # variants: RRF over every list, BM25 lists weighted by their agreement
+        a = auto_alpha(dense_lists[0], bm25_lists[0])
+        scores = rrf([*dense_lists, *bm25_lists], weights=[a * 2] * len(dense_lists) + [(1 - a) * 2] * len(bm25_lists))
     elif fusion == "weighted" and len(dense_lists) == 1:
         scores = weighted(dense_lists[0], bm25_lists[0], alpha)
     else:
@@ -121,12 +181,13 @@ def fuse(
         for i, s in scores.items()
     ]
     ranked.sort(key=lambda r: (-r.score, r.hit.id))
-    return ranked
+    return with_doc_evidence(ranked, doc_weight)
 
 
 class Retriever:
-    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 20) -> None:
+    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 20, doc_weight: float = 0.0) -> None:
         self.store = store
+        self.doc_weight = doc_weight
         self.overfetch = overfetch
         self.min_candidates = min_candidates
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieve")
@@ -151,7 +212,7 @@ class Retriever:
         dense_lists = [j.result() for j in jobs_d]
         bm25_lists = [j.result() for j in jobs_b]
         t1 = time.perf_counter()
-        ranked = fuse(dense_lists, bm25_lists, fusion, alpha)
+        ranked = fuse(dense_lists, bm25_lists, fusion, alpha, self.doc_weight)
         t2 = time.perf_counter()
         best = max((h.score for hits in dense_lists for h in hits[:1]), default=0.0)
         return RetrievalResult(

@@ -97,8 +97,11 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     overfetch: int = Field(4, ge=1, le=50)
-    fusion: Literal["rrf", "weighted", "dense", "bm25"] = "rrf"
+    # auto: BM25's weight set per query by how much the two retrievers agree (docs/retrieval.md)
+    fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] = "rrf"
     alpha: float = Field(0.5, ge=0.0, le=1.0)
+    # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
+    doc_weight: float = Field(0.0, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
     rerank: Literal["none", "cross-encoder", "mmr"] = "none"
     rerank_model: str = ""

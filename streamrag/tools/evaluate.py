@@ -16,7 +16,7 @@ from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.core.errors import StreamragError
 from streamrag.core.ports import Embedder
 from streamrag.core.records import RawRecord
-from streamrag.core.retrieval import Ranked, fuse
+from streamrag.core.retrieval import Ranked, fuse, scope_for
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_ingest_stages, make_query_processor, make_store
 from streamrag.flows.local import ingest_records
@@ -32,16 +32,31 @@ class EvalConfig:
     fusion: str
     alpha: float = 0.5
     rerank: str = "none"
+    doc_weight: float = 0.0
+    titles: bool = True  # BM25 over chunk text and document title (False: chunk text only)
+    bm25_noise: bool = False  # stress test: each query gets another query's BM25 list (a useless retriever)
 
 
 DEFAULT_CONFIGS = [
     EvalConfig("dense-first-chunk", "dense-first"),
     EvalConfig("dense", "dense"),
     EvalConfig("bm25", "bm25"),
+    EvalConfig("bm25-notitle", "bm25", titles=False),
     EvalConfig("hybrid-rrf", "rrf"),
+    EvalConfig("hybrid-rrf-notitle", "rrf", titles=False),
     EvalConfig("weighted-0.3", "weighted", 0.3),
     EvalConfig("weighted-0.5", "weighted", 0.5),
     EvalConfig("weighted-0.7", "weighted", 0.7),
+    EvalConfig("auto", "auto"),
+    EvalConfig("auto-notitle", "auto", titles=False),
+    EvalConfig("auto+doc", "auto", doc_weight=0.1),
+    EvalConfig("auto+doc0.25", "auto", doc_weight=0.25),
+    EvalConfig("weighted-0.5+doc", "weighted", 0.5, doc_weight=0.1),
+    # a useless second retriever: what each fusion does when BM25 fails on a corpus
+    EvalConfig("rrf@bm25-noise", "rrf", bm25_noise=True),
+    EvalConfig("weighted-0.5@bm25-noise", "weighted", 0.5, bm25_noise=True),
+    EvalConfig("weighted-0.7@bm25-noise", "weighted", 0.7, bm25_noise=True),
+    EvalConfig("auto@bm25-noise", "auto", bm25_noise=True),
 ]
 
 
@@ -118,18 +133,23 @@ def run_eval(
     for qid, v in zip(qids, vecs, strict=True):
         q = Query(query_id=qid, tenant=TENANT, text=queries[qid], top_k=10)
         res = qp.retriever.retrieve(q, [list(v)], [q.text], "rrf", 0.5, k=depth * 3)
-        lists[qid] = (res.dense_lists, res.bm25_lists)
+        plain = [store.text_search(q.text, scope_for(q), depth * 3, titles=False)]
+        lists[qid] = (res.dense_lists, res.bm25_lists, plain)
     search_s = time.perf_counter() - t1
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, dict[str, float]]] = {}
     for cfg in configs:
         run: dict[str, dict[str, float]] = {}
-        for qid, (dl, bl) in lists.items():
+        for i, (qid, (dl, bl, plain)) in enumerate(lists.items()):
+            if not cfg.titles:
+                bl = plain
+            if cfg.bm25_noise:
+                bl = list(lists.values())[(i + 1) % len(lists)][1]
             if cfg.fusion == "dense-first":
                 # the published protocol: one vector per document (title + text, truncated by the model)
                 ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
             else:
-                ranked = fuse(dl, bl, cfg.fusion, cfg.alpha)  # type: ignore[arg-type]
+                ranked = fuse(dl, bl, cfg.fusion, cfg.alpha, cfg.doc_weight)  # type: ignore[arg-type]
             if cfg.rerank != "none":
                 ranked = qp.reranker_for(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)

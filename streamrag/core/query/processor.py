@@ -80,7 +80,7 @@ class QueryProcessor:
         self.s = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever(store, overfetch=settings.overfetch)
+        self.retriever = Retriever(store, overfetch=settings.overfetch, doc_weight=settings.doc_weight)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: Callable[[], IndexView] = views or (lambda: fixed)
@@ -144,7 +144,7 @@ class QueryProcessor:
     def retriever_of(self, view: IndexView) -> Retriever:
         got = self._retrievers.get(id(view))
         if got is None or got[0] is not view:
-            got = (view, Retriever(view.store, overfetch=view.settings.overfetch))
+            got = (view, Retriever(view.store, overfetch=view.settings.overfetch, doc_weight=view.settings.doc_weight))
             self._retrievers[id(view)] = got
         return got[1]
 

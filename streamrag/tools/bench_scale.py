@@ -1,0 +1,123 @@
+"""``streamrag bench scale``: the store at 100k and 1M chunks over 100 tenants with ACLs.
+
+SYNTHETIC DATA: vectors are drawn around random cluster centres (384 dimensions, normalised) and texts
+are short word salads; no encoder runs, so the figures are the store's alone (write path, ANN index,
+prefiltered search). Each size reports: write throughput through the store's own batched write
+(merge_insert per batch, the ingest worker's path) at the start and at the end of the load, index build
+time, and query p50/p95 and recall@10 against exact search with the tenant + ACL prefilter of every query.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.ports import DocWrite
+from streamrag.core.retrieval import scope_filter
+from streamrag.core.security import acl_tokens, chunk_id, doc_key, principal_tokens
+from streamrag.schemas.models import Acl, Principal
+from streamrag.tools.bench_common import Log
+
+DIM = 384
+CHUNKS_PER_DOC = 4
+WORDS = np.array(["stream", "index", "vector", "query", "answer", "tenant", "kafka", "lance", "chunk", "embed", "latency", "cache", "model", "token", "policy", "travel", "budget", "invoice", "contract", "renewal", "audit", "signal", "replay", "version"])
+
+
+def _rows(rng: np.random.Generator, centres: np.ndarray, start: int, n_docs: int, tenants: int) -> list[DocWrite]:
+    writes = []
+    roles = ["sales", "hr", "eng", "legal", "ops"]
+    for d in range(start, start + n_docs):
+        tenant = f"t{d % tenants}"
+        doc_id = f"d{d}"
+        acl = Acl() if d % 2 == 0 else Acl(roles=[roles[d % 5]])
+        toks = acl_tokens(acl)
+        key = doc_key(tenant, doc_id)
+        c = centres[rng.integers(len(centres))]
+        vecs = c + rng.normal(0, 0.35, (CHUNKS_PER_DOC, DIM)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        rows = [{"id": chunk_id(tenant, doc_id, i), "doc_key": key, "tenant": tenant, "doc_id": doc_id, "chunk_no": i,
+                 "version": 1, "content_hash": "", "title": f"Doc {d}", "text": " ".join(rng.choice(WORDS, 30)),
+                 "vector": vecs[i].tolist(), "acl": toks, "meta": [], "updated_ms": 0} for i in range(CHUNKS_PER_DOC)]
+        writes.append(DocWrite(key, {"doc_key": key, "tenant": tenant, "doc_id": doc_id, "version": 1, "deleted": False,
+                                     "content_hash": "", "title": f"Doc {d}", "chunk_count": CHUNKS_PER_DOC,
+                                     "metadata_json": "{}", "updated_ms": 0, "indexed_ms": 0}, rows))
+    return writes
+
+
+def _build_index(store: LanceStore, kind: str, n: int) -> float:
+    t = store.table(store.chunks_name)
+    assert t is not None, "the table was just written"
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.build_scalar_indexes()
+        if kind == "ivf_pq":
+            t.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ",
+                           num_partitions=max(16, int(np.sqrt(n))), num_sub_vectors=DIM // 8)
+        elif kind == "ivf_hnsw_sq":
+            t.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ",
+                           num_partitions=max(1, n // 100_000))
+        elif kind == "ivf_flat":
+            t.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
+                           num_partitions=min(max(n // 200, 16), 4096))
+    return time.perf_counter() - t0
+
+
+def _queries(store: LanceStore, rng: np.random.Generator, centres: np.ndarray, tenants: int, n: int,
+             exact: dict[int, set[str]] | None) -> tuple[list[float], dict[int, set[str]]]:
+    lat, found = [], {}
+    for i in range(n):
+        q = centres[i % len(centres)] + rng.normal(0, 0.35, DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        where = scope_filter(f"t{i % tenants}", principal_tokens(Principal(user=f"u{i}", roles=["hr"])))
+        t0 = time.perf_counter()
+        hits = store.vector_search(q, where, 10, exact=exact is None)
+        lat.append((time.perf_counter() - t0) * 1000)
+        found[i] = {h.id for h in hits}
+    return lat, found
+
+
+def bench_scale(sizes: list[int], workdir: Path, log: Log, *, tenants: int = 100, queries: int = 200,
+                index: str = "ivf_pq", nprobes: int = 32, refine: int = 10, batch_docs: int = 2_500) -> dict[str, Any]:
+    out: dict[str, Any] = {"data": "synthetic vectors (clustered, 384-d) and texts; store figures only",
+                           "tenants": tenants, "index": index, "nprobes": nprobes, "refine_factor": refine, "sizes": {}}
+    for size in sizes:
+        rng = np.random.default_rng(size)
+        centres = rng.normal(0, 1, (256, DIM)).astype(np.float32)
+        db = workdir / f"scale-{size}"
+        shutil.rmtree(db, ignore_errors=True)
+        store = LanceStore(str(db), read_consistency_s=None, nprobes=nprobes)
+        n_docs = size // CHUNKS_PER_DOC
+        rates: list[float] = []
+        t_load = time.perf_counter()
+        for start in range(0, n_docs, batch_docs):
+            writes = _rows(rng, centres, start, min(batch_docs, n_docs - start), tenants)
+            t0 = time.perf_counter()
+            store.apply(writes, DIM)
+            rates.append(len(writes) * CHUNKS_PER_DOC / (time.perf_counter() - t0))
+            if start and start % (n_docs // 10 or 1) < batch_docs:
+                log(f"{size:,}: {start * CHUNKS_PER_DOC:,} chunks written, {rates[-1]:.0f} chunks/s now")
+        load_s = time.perf_counter() - t_load
+        build_s = _build_index(store, index, size)
+        store.refine_factor = refine if index == "ivf_pq" else 0
+        exact_lat, truth = _queries(store, np.random.default_rng(7), centres, tenants, queries, None)
+        lat, got = _queries(store, np.random.default_rng(7), centres, tenants, queries, truth)
+        recall = float(np.mean([len(got[i] & truth[i]) / max(1, len(truth[i])) for i in truth]))
+        head, tail = float(np.mean(rates[:2])), float(np.mean(rates[-2:]))
+        row = {"chunks": size, "load_s": round(load_s, 1), "write_chunks_per_s_first": round(head, 1),
+               "write_chunks_per_s_last": round(tail, 1), "write_ratio_last_to_first": round(tail / head, 3),
+               "index_build_s": round(build_s, 1), "p50": round(float(np.percentile(lat, 50)), 2),
+               "p95": round(float(np.percentile(lat, 95)), 2), "recall": round(recall, 4),
+               "exact_p95": round(float(np.percentile(exact_lat, 95)), 2)}
+        out["sizes"][str(size)] = row
+        log(f"{size:,} chunks ({index}, nprobes {nprobes}): p50 {row['p50']} ms, p95 {row['p95']} ms, recall@10 "
+            f"{row['recall']} (exact search p95 {row['exact_p95']} ms); writes {head:.0f} -> {tail:.0f} chunks/s; "
+            f"index built in {build_s:.0f} s")
+        shutil.rmtree(db, ignore_errors=True)
+    return out
