@@ -1,0 +1,56 @@
+"""Auto fusion (BM25 weighted by agreement), document evidence, tuning pairs."""
+
+from __future__ import annotations
+
+from streamrag.core.ports import Hit
+from streamrag.core.retrieval import agreement, auto_alpha, fuse, with_doc_evidence
+from streamrag.core.tuning import training_pairs
+
+
+def hits(prefix: str, docs: list[str], top: float = 1.0) -> list[Hit]:
+    return [Hit(f"{prefix}{d}:0", d, d, 0, 1, "", "", top - 0.05 * i) for i, d in enumerate(docs)]
+
+
+def test_agreement_and_weight_follow_the_overlap_of_top_documents() -> None:
+    dense = hits("c", [f"d{i}" for i in range(10)])
+    same = hits("c", [f"d{i}" for i in range(10)][::-1], top=12.0)
+    other = hits("c", [f"x{i}" for i in range(10)], top=12.0)
+    assert agreement(dense, same) == 1.0 and agreement(dense, other) == 0.0
+    assert auto_alpha(dense, same) == 0.5  # agreeing lists: equal weights
+    assert auto_alpha(dense, other) == 1.0  # a list that agrees on nothing does not count
+    half = hits("c", ["d0", "d1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9"], top=12.0)
+    assert 0.5 < auto_alpha(dense, half) < 1.0
+    assert auto_alpha(dense, []) == 1.0 and auto_alpha([], other) == 0.0
+
+
+def test_auto_keeps_dense_order_when_bm25_is_noise() -> None:
+    dense = hits("c", [f"d{i}" for i in range(10)])
+    noise = hits("c", [f"x{i}" for i in range(10)], top=30.0)
+    auto = [r.hit.doc_id for r in fuse([dense], [noise], "auto", 0.5)][:10]
+    rrf = [r.hit.doc_id for r in fuse([dense], [noise], "rrf", 0.5)][:10]
+    assert auto == [f"d{i}" for i in range(10)]
+    assert any(d.startswith("x") for d in rrf)  # equal-weight fusion lets the noise in
+
+
+def test_doc_evidence_lifts_a_document_with_several_good_chunks() -> None:
+    from streamrag.core.retrieval import Ranked
+
+    def r(doc: str, n: int, s: float) -> Ranked:
+        return Ranked(Hit(f"{doc}:{n}", doc, doc, n, 1, "", "", s), s)
+
+    ranked = [r("a", 0, 0.80), r("b", 0, 0.78), r("b", 1, 0.70), r("b", 2, 0.60)]
+    assert [x.hit.doc_id for x in with_doc_evidence(ranked, 0.0)][:1] == ["a"]
+    lifted = with_doc_evidence(ranked, 0.1)
+    assert lifted[0].hit.id == "b:0" and abs(lifted[0].score - (0.78 + 0.1 * (0.70 + 0.60))) < 1e-9
+
+
+def test_training_pairs_use_titles_or_inverse_cloze_never_more_than_one_per_document() -> None:
+    rows = [{"doc_key": "k1", "chunk_no": 0, "title": "Aspirin lowers heart attack risk", "text": "Body one."},
+            {"doc_key": "k1", "chunk_no": 1, "title": "Aspirin lowers heart attack risk", "text": "Body two."},
+            {"doc_key": "k2", "chunk_no": 0, "title": "",
+             "text": "The first sentence is long enough here. Then the rest of the chunk goes on for quite a few more words."},
+            {"doc_key": "k3", "chunk_no": 0, "title": "", "text": "Too short."}]
+    pairs = training_pairs(rows)
+    assert len(pairs) == 2
+    assert ("Aspirin lowers heart attack risk", "Body one.") in pairs or ("Aspirin lowers heart attack risk", "Body two.") in pairs
+    assert ("The first sentence is long enough here.", "Then the rest of the chunk goes on for quite a few more words.") in pairs
