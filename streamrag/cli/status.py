@@ -19,7 +19,7 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         out.print_json(json.dumps(report))
         return
-    t = Table(title=f"index {report['index']['uri']}  versions {report['index']['versions']}")
+    t = Table(title=f"active index {report['active_index']} at {report['index']['uri']}  table versions {report['index']['versions']}")
     for c in ("tenant", "documents", "chunks"):
         t.add_column(c)
     for tenant, v in sorted(report["index"]["tenants"].items()):

@@ -15,11 +15,12 @@ from streamrag.connectors.metrics_server import OFFSETS, metrics_port
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import StreamragError
 from streamrag.core.settings import Settings
-from streamrag.flows.components import make_store
+from streamrag.flows.index_views import IndexViews
 
 
 def collect_status(s: Settings) -> dict[str, Any]:
-    report: dict[str, Any] = {"index": make_store(s).stats()}
+    active = IndexViews(s).current()  # the index version the workers serve
+    report: dict[str, Any] = {"active_index": active.name, "index": active.store.stats()}
     try:
         topics = topic_offsets(s, [s.topic_documents], group=s.ingest_group)
         topics.update(topic_offsets(s, [s.topic_queries], group=s.query_group))
