@@ -20,6 +20,7 @@ from streamrag.schemas.models import Answer, Query
 
 
 class Fusion(StrEnum):
+    auto = "auto"
     rrf = "rrf"
     weighted = "weighted"
     dense = "dense"

@@ -30,7 +30,7 @@ from streamrag.schemas.models import Query, QueryFilters
 RRF_K = 60
 Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
 AGREE_K = 10  # top documents compared between the two lists
-AGREE_FULL = 0.5  # agreement at which BM25 gets an equal weight
+AGREE_FULL = 0.2  # agreement at which BM25 gets an equal weight (2 of 10 top documents shared)
 DOC_WEIGHT = 0.1  # share of a document's other chunks' scores added to each of its chunks
 
 
@@ -120,14 +120,14 @@ def agreement(dense: Sequence[Hit], bm25: Sequence[Hit], k: int = AGREE_K) -> fl
     return len(set(a) & set(b)) / k if a and b else 0.0
 
 
-def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit]) -> float:
-    """Dense weight for this query: 0.5 when the lists agree on half their top documents, towards
+def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit], full: float = AGREE_FULL) -> float:
+    """Dense weight for this query: 0.5 when the lists share ``full`` of their top documents, towards
     1 (dense only) as they agree less."""
     if not bm25:
         return 1.0
     if not dense:
         return 0.0
-    return 1.0 - 0.5 * min(1.0, agreement(dense, bm25) / AGREE_FULL)
+    return 1.0 - 0.5 * min(1.0, agreement(dense, bm25) / full)
 
 
 def with_doc_evidence(ranked: list[Ranked], weight: float = DOC_WEIGHT, others: int = 2) -> list[Ranked]:

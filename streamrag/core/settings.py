@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # Retrieval and answering
     overfetch: int = Field(4, ge=1, le=50)
     # auto: BM25's weight set per query by how much the two retrievers agree (docs/retrieval.md)
-    fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] = "rrf"
+    fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] = "auto"
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
     doc_weight: float = Field(0.0, ge=0.0, le=1.0)

@@ -16,7 +16,7 @@ from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.core.errors import StreamragError
 from streamrag.core.ports import Embedder
 from streamrag.core.records import RawRecord
-from streamrag.core.retrieval import Ranked, fuse, scope_for
+from streamrag.core.retrieval import Ranked, auto_alpha, fuse, scope_for
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_ingest_stages, make_query_processor, make_store
 from streamrag.flows.local import ingest_records
@@ -35,6 +35,7 @@ class EvalConfig:
     doc_weight: float = 0.0
     titles: bool = True  # BM25 over chunk text and document title (False: chunk text only)
     bm25_noise: bool = False  # stress test: each query gets another query's BM25 list (a useless retriever)
+    agree_full: float = 0.0  # auto fusion with another agreement constant (a study; 0: the default)
 
 
 DEFAULT_CONFIGS = [
@@ -58,6 +59,8 @@ DEFAULT_CONFIGS = [
     EvalConfig("weighted-0.7@bm25-noise", "weighted", 0.7, bm25_noise=True),
     EvalConfig("auto@bm25-noise", "auto", bm25_noise=True),
 ]
+AGREEMENT_STUDY = [EvalConfig(f"auto-{a}", "auto", agree_full=a) for a in (0.1, 0.2, 0.3, 0.4)] + [
+    EvalConfig(f"auto-{a}@bm25-noise", "auto", agree_full=a, bm25_noise=True) for a in (0.1, 0.2, 0.3, 0.4)]
 
 
 def open_text(path: Path) -> Any:
@@ -150,6 +153,8 @@ def run_eval(
                 ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
             else:
                 ranked = fuse(dl, bl, cfg.fusion, cfg.alpha, cfg.doc_weight)  # type: ignore[arg-type]
+                if cfg.agree_full:  # a study of the auto fusion's one constant
+                    ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full), cfg.doc_weight)
             if cfg.rerank != "none":
                 ranked = qp.reranker_for(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)
@@ -187,7 +192,7 @@ def parse_configs(names: list[str] | None, default_rerank: str = "none") -> list
         if default_rerank != "none":
             configs.append(EvalConfig(f"hybrid-rrf+{default_rerank}", "rrf", rerank=default_rerank))
         return configs
-    known = {c.name: c for c in DEFAULT_CONFIGS}
+    known = {c.name: c for c in DEFAULT_CONFIGS + AGREEMENT_STUDY}
     configs = []
     for name in names:
         base, _, rr = name.partition("+")

@@ -18,8 +18,9 @@ def test_agreement_and_weight_follow_the_overlap_of_top_documents() -> None:
     assert agreement(dense, same) == 1.0 and agreement(dense, other) == 0.0
     assert auto_alpha(dense, same) == 0.5  # agreeing lists: equal weights
     assert auto_alpha(dense, other) == 1.0  # a list that agrees on nothing does not count
-    half = hits("c", ["d0", "d1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9"], top=12.0)
-    assert 0.5 < auto_alpha(dense, half) < 1.0
+    one = hits("c", ["d0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9"], top=12.0)
+    assert 0.5 < auto_alpha(dense, one) < 1.0  # one shared document: BM25 counts, less than dense
+    assert auto_alpha(dense, hits("c", ["d0", "d1", *[f"x{i}" for i in range(8)]], top=12.0)) == 0.5
     assert auto_alpha(dense, []) == 1.0 and auto_alpha([], other) == 0.0
 
 

@@ -92,7 +92,8 @@ def test_rrf_and_weighted_fusion() -> None:
 
 
 def test_mmr_prefers_diverse_chunks(settings: Settings, store: LanceStore) -> None:
-    ing, qp = make(settings, store, rerank="mmr")
+    # rank fusion: with three candidates, min-max scores put the least similar one at 0
+    ing, qp = make(settings.model_copy(update={"fusion": "rrf"}), store, rerank="mmr")
     same = "Caching with Redis keeps answers fast and cheap for repeated questions."
     ing.process_batch([rec(change("d1", 1, same)), rec(change("d2", 1, same + " ")),
                        rec(change("d3", 1, "Caching in a CDN is about edge locations."))])

@@ -54,7 +54,7 @@ class SemanticCache:
         default_policy: TenantPolicy | None = None,
         tenant_overrides: Mapping[str, CacheTenantSettings] | None = None,
         lru_size: int = 10_000,
-        defaults: tuple[str, float, str] = ("rrf", 0.5, "none"),
+        defaults: tuple[str, float, str] = ("auto", 0.5, "none"),
         publish: EntryPublisher | None = None,
         is_current: IsCurrent | None = None,
         live_versions: LiveVersions | None = None,
