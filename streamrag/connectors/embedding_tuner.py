@@ -39,8 +39,8 @@ def fine_tune(
             batch = order[i : i + batch_size]
             if len(batch) < 2:
                 break
-            a = {k: v.to(m.device) for k, v in m.tokenize([x for x, _ in batch]).items()}
-            b = {k: v.to(m.device) for k, v in m.tokenize([y for _, y in batch]).items()}
+            a = _features(m, [x for x, _ in batch])
+            b = _features(m, [y for _, y in batch])
             ea = F.normalize(m(a)["sentence_embedding"], dim=-1)
             eb = F.normalize(m(b)["sentence_embedding"], dim=-1)
             loss = F.cross_entropy(ea @ eb.T * scale, torch.arange(len(batch), device=ea.device))
@@ -48,7 +48,7 @@ def fine_tune(
             loss.backward()
             opt.step()
             steps += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if steps % 20 == 0:
                 log(f"epoch {epoch + 1} step {steps}: loss {sum(losses[-20:]) / 20:.4f}")
     m.eval()
@@ -57,3 +57,9 @@ def fine_tune(
     return {"pairs": len(pairs), "steps": steps, "epochs": epochs, "seconds": round(time.perf_counter() - t0, 1),
             "loss_first": round(sum(losses[:20]) / max(1, len(losses[:20])), 4),
             "loss_last": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 4), "model": str(out_dir)}
+
+
+def _features(m: Any, texts: list[str]) -> dict[str, Any]:
+    """Tokenised inputs on the model's device (``preprocess`` in sentence-transformers >= 6)."""
+    prep = getattr(m, "preprocess", None) or m.tokenize
+    return {k: v.to(m.device) if hasattr(v, "to") else v for k, v in prep(texts).items()}

@@ -118,6 +118,7 @@ def run_eval(
 ) -> dict[str, Any]:
     corpus, queries, qrels = load_beir(dataset)
     s = settings.model_copy(update={"lancedb_uri": str(db_dir), "fts_rebuild_every_s": 1e9, "optimize_every_s": 1e9})
+    embedder_for(s).embed(["warm up"])  # a model that cannot load: one line now, not a failed dataflow
     emb = CachingEmbedder(embedder_for(s), cache_path)
     store = make_store(s)
     t0 = time.perf_counter()
