@@ -30,6 +30,7 @@ class Fusion(StrEnum):
 class Rerank(StrEnum):
     none = "none"
     cross_encoder = "cross-encoder"
+    embedder = "embedder"
     mmr = "mmr"
 
 

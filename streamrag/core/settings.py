@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
     doc_weight: float = Field(0.0, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
-    rerank: Literal["none", "cross-encoder", "mmr"] = "none"
+    rerank: Literal["none", "cross-encoder", "embedder", "mmr"] = "none"
     rerank_model: str = ""
     query_max_age_s: float = Field(300.0, gt=0)
 

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaException
 from streamrag.connectors.auth_keys import load_verifier
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.cross_encoder import CrossEncoderReranker
+from streamrag.connectors.embedding_reranker import EmbeddingReranker
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
@@ -75,6 +76,8 @@ class Rerankers:
         if r is None:
             if kind == "cross-encoder":
                 r = CrossEncoderReranker(self.s.rerank_model, self.s.device)
+            elif kind == "embedder":
+                r = EmbeddingReranker(self.s.rerank_model, self.s.device)
             elif kind == "mmr":
                 r = MMRReranker()
             else:

@@ -103,7 +103,7 @@ class QueryFilters(_Model):
 class QueryOptions(_Model):
     alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] | None = None
-    rerank: Literal["none", "cross-encoder", "mmr"] | None = None
+    rerank: Literal["none", "cross-encoder", "embedder", "mmr"] | None = None
     variants: list[Annotated[str, StringConstraints(min_length=1, max_length=4_000)]] = Field(
         default_factory=list, max_length=8
     )

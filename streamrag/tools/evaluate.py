@@ -206,7 +206,7 @@ def parse_configs(names: list[str] | None, default_rerank: str = "none") -> list
                 raise StreamragError(f"bad config {name!r}") from exc
         else:
             raise StreamragError(f"unknown config {name!r} (dense, bm25, hybrid-rrf, weighted-0.5, ...+mmr)")
-        if rr and rr not in ("mmr", "cross-encoder"):
-            raise StreamragError(f"unknown reranker {rr!r} in {name!r} (mmr, cross-encoder)")
+        if rr and rr not in ("mmr", "cross-encoder", "embedder"):
+            raise StreamragError(f"unknown reranker {rr!r} in {name!r} (mmr, cross-encoder, embedder)")
         configs.append(EvalConfig(name, c.fusion, c.alpha, rr) if rr else c)
     return configs

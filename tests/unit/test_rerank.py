@@ -44,3 +44,15 @@ def test_cross_encoder_orders_by_its_own_scores(tmp_path: Path) -> None:
 def test_cross_encoder_needs_a_model() -> None:
     with pytest.raises(ModelLoadError):
         Rerankers(Settings(_env_file=None))("cross-encoder")  # type: ignore[call-arg]
+
+
+def test_embedding_reranker_moves_the_chunk_a_stronger_encoder_prefers_up() -> None:
+    from streamrag.connectors.embedding_reranker import EmbeddingReranker
+
+    texts = ["Invoices are archived for ten years.", "The cafeteria opens at noon.",
+             "Travel expenses are reimbursed within 30 days of the receipt.", "Parking is free on weekends."]
+    ranked = [Ranked(Hit(f"c{i}", "k", f"d{i}", 0, 1, "", t, 0.0), 1.0 - 0.01 * i) for i, t in enumerate(texts)]
+    out = EmbeddingReranker("all-MiniLM-L6-v2", device="cpu", depth=4, weight=0.9).rerank(
+        "How long until travel costs are paid back?", ranked, 2)
+    assert out[0].hit.doc_id == "d2" and len(out) == 4
+    assert EmbeddingReranker("all-MiniLM-L6-v2", depth=4, weight=0.0).rerank("x", ranked, 2)[0].hit.doc_id == "d0"
