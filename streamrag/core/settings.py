@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # `streamrag worker maintain` (or nothing) instead
     maintenance: Literal["thread", "off"] = "thread"
     ann_nprobes: int = Field(32, ge=1)
+    # IVF_FLAT (exact vectors) below this many chunks; IVF_PQ with refinement at or above it (bench scale)
+    ann_pq_min_rows: int = Field(500_000, ge=256)
+    # IVF_PQ candidates re-ranked by exact distance: refine_factor x limit
+    ann_refine_factor: int = Field(10, ge=0, le=100)
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
 

@@ -45,6 +45,8 @@ def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) 
         fts_rebuild_every_s=s.fts_rebuild_every_s,
         optimize_every_s=s.optimize_every_s,
         nprobes=s.ann_nprobes,
+        pq_min_rows=s.ann_pq_min_rows,
+        refine_factor=s.ann_refine_factor,
         chunks_table=chunks_table,
         docs_table=docs_table,
     )

@@ -8,6 +8,7 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ import numpy as np
 import torch
 
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.chunking import chunk_text
+from streamrag.core.ingest.changes import embedded_text
 from streamrag.core.security import tenant_literal
 from streamrag.core.settings import Settings, settings_env
+from streamrag.flows.components import embedder_for
 from streamrag.tools.evaluate import load_beir, open_text
 
 Log = Callable[[str], None]
@@ -92,3 +96,15 @@ def count_chunks(db: Path, tenant: str) -> int:
     if t is None:
         return 0
     return int(t.count_rows(f"tenant = {tenant_literal(tenant)}"))
+
+
+def raw_encoder_rate(s: Settings, docs: list[dict[str, str]]) -> tuple[int, float, float]:
+    """The encoder alone on the chunks the ingest stages would make of ``docs``: (chunks, seconds, chunks/s)."""
+    emb = embedder_for(s)
+    emb.embed(["warm up"])
+    texts = [embedded_text(d["title"], c.text, c.chunk_no) for d in docs
+             for c in chunk_text(d["text"], size=s.chunk_size, overlap=s.chunk_overlap, tokenize=emb.token_spans)]
+    t0 = time.perf_counter()
+    emb.embed(texts)
+    el = time.perf_counter() - t0
+    return len(texts), el, len(texts) / el

@@ -10,25 +10,23 @@ from typing import Any
 
 from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.connectors.kafka_producer import JsonProducer
-from streamrag.core.chunking import chunk_text
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for
-from streamrag.tools.bench_common import Log, bench_env, count_chunks, load_docs, machine, start_workers, stop
+from streamrag.tools.bench_common import (
+    Log,
+    bench_env,
+    count_chunks,
+    load_docs,
+    machine,
+    raw_encoder_rate,
+    start_workers,
+    stop,
+)
 
 
 def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list[int], workdir: Path, log: Log) -> dict[str, Any]:
     docs = load_docs(dataset, n_docs)
-    emb = embedder_for(s)
-    emb.embed(["warm up"])
-    texts = []
-    for d in docs:
-        for c in chunk_text(d["text"], size=s.chunk_size, overlap=s.chunk_overlap, tokenize=emb.token_spans):
-            texts.append(f"{d['title']}\n{c.text}" if d["title"] and c.chunk_no == 0 else c.text)
-    t0 = time.perf_counter()
-    emb.embed(texts)
-    raw_s = time.perf_counter() - t0
-    raw = len(texts) / raw_s
-    log(f"raw encoder: {len(texts)} chunks in {raw_s:.1f}s = {raw:.1f} chunks/s")
+    n_chunks, raw_s, raw = raw_encoder_rate(s, docs)
+    log(f"raw encoder: {n_chunks} chunks in {raw_s:.1f}s = {raw:.1f} chunks/s")
     runs = []
     for p in processes:
         tag = uuid.uuid4().hex[:6]
@@ -52,16 +50,16 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
             for d in docs:
                 prod.send(bs.topic_documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
             prod.flush()
-            while (got := count_chunks(db, "bench")) < len(texts):
+            while (got := count_chunks(db, "bench")) < n_chunks:
                 if time.perf_counter() - t0 > 1800:
-                    raise RuntimeError(f"only {got}/{len(texts)} chunks searchable after 30 min")
+                    raise RuntimeError(f"only {got}/{n_chunks} chunks searchable after 30 min")
                 time.sleep(0.25)
             el = time.perf_counter() - t0
         finally:
             stop(procs)
-        rate = len(texts) / el
+        rate = n_chunks / el
         runs.append({"processes": p, "seconds": round(el, 2), "chunks_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw, 3)})
-        log(f"pipeline, {p} process(es): {len(texts)} chunks Kafka -> searchable in {el:.1f}s = {rate:.1f} chunks/s "
+        log(f"pipeline, {p} process(es): {n_chunks} chunks Kafka -> searchable in {el:.1f}s = {rate:.1f} chunks/s "
             f"(ratio {rate / raw:.2f})")
-    return {"machine": machine(s), "docs": len(docs), "chunks": len(texts), "chunk_size": s.chunk_size,
+    return {"machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk_size,
             "batch_size": s.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}

@@ -15,24 +15,18 @@ from confluent_kafka import Consumer
 
 from streamrag.connectors.kafka_admin import client_config, ensure_topics
 from streamrag.connectors.kafka_producer import JsonProducer
-from streamrag.core.chunking import chunk_text
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for
 from streamrag.tools import index_admin
-from streamrag.tools.bench_common import Log, bench_env, load_docs, machine, start_workers, stop
+from streamrag.tools.bench_common import (
+    Log,
+    bench_env,
+    load_docs,
+    machine,
+    raw_encoder_rate,
+    start_workers,
+    stop,
+)
 from streamrag.tools.replay import replay
-
-
-def _raw_encoder(s: Settings, docs: list[dict[str, str]]) -> tuple[int, float]:
-    emb = embedder_for(s)
-    emb.embed(["warm up"])
-    texts = []
-    for d in docs:
-        for c in chunk_text(d["text"], size=s.chunk_size, overlap=s.chunk_overlap, tokenize=emb.token_spans):
-            texts.append(f"{d['title']}\n{c.text}" if d["title"] and c.chunk_no == 0 else c.text)
-    t0 = time.perf_counter()
-    emb.embed(texts)
-    return len(texts), len(texts) / (time.perf_counter() - t0)
 
 
 class AnswerClock:
@@ -127,7 +121,7 @@ def bench_replay(s: Settings, dataset: Path | None, n_docs: int, workdir: Path, 
     for d in docs:
         prod.send(bs.topic_documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
     prod.flush()
-    n_chunks, raw = _raw_encoder(bs, docs)
+    n_chunks, _, raw = raw_encoder_rate(bs, docs)
     log(f"raw encoder: {n_chunks} chunks at {raw:.1f} chunks/s")
     first = replay(bs, "blue")
     rate_first = first.encoded / first.seconds

@@ -121,6 +121,7 @@ def bench_scale(sizes: list[int], workdir: Path, log: Log, *, tenants: int = 100
         load_s = time.perf_counter() - t_load
         build_s = _build_index(store, index, size)
         store.refine_factor = refine if index == "ivf_pq" else 0
+        store.pq_probe.checked_at = -1e9  # the index was just built: look again
         exact_lat, truth = _queries(store, np.random.default_rng(7), centres, tenants, queries, None)
         lat, got = _queries(store, np.random.default_rng(7), centres, tenants, queries, truth)
         recall = float(np.mean([len(got[i] & truth[i]) / len(truth[i]) for i in truth if truth[i]]))
