@@ -121,3 +121,14 @@ def test_cache_keys_differ_per_index_version(settings: Settings, tmp_path: Any) 
     assert options_hash(q, "rrf", 0.5, "none", index="green") != options_hash(q, "rrf", 0.5, "none")
     view = IndexView("default", settings, None, None)
     assert view.cache_tag == "" and IndexView("green", settings, None, None).cache_tag == "green"
+
+
+def test_probes_grow_with_an_ivf_pq_index_and_never_fall_below_the_setting() -> None:
+    from streamrag.connectors.lancedb_ann import PqProbe
+
+    probe = PqProbe()
+    assert probe.nprobes(32) == 32  # no PQ index: as configured
+    probe.is_pq, probe.rows = True, 1_000_000
+    assert probe.nprobes(32) == 50 and probe.nprobes(80) == 80
+    probe.rows = 100_000
+    assert probe.nprobes(32) == 32
