@@ -39,7 +39,7 @@ class PqProbe:
         if now - self.checked_at > self.every_s:
             self.checked_at = now
             try:
-                self.is_pq = any("PQ" in str(getattr(i, "index_type", "")) for i in t.list_indices())
+                self.is_pq = any("pq" in str(getattr(i, "index_type", "")).lower() for i in t.list_indices())  # "IvfPq"
                 self.rows = int(t.count_rows()) if self.is_pq else 0
             except Exception as exc:  # keep the last answer; the next minute asks again
                 log.warning("listing indexes failed: %s", exc)

@@ -132,3 +132,19 @@ def test_probes_grow_with_an_ivf_pq_index_and_never_fall_below_the_setting() -> 
     assert probe.nprobes(32) == 50 and probe.nprobes(80) == 80
     probe.rows = 100_000
     assert probe.nprobes(32) == 32
+
+
+def test_the_probe_recognises_a_real_ivf_pq_index(tmp_path: Any) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    from streamrag.connectors.lancedb_ann import PqProbe, build_ann
+
+    vecs = np.random.default_rng(0).random((2_000, 16), dtype=np.float32)
+    t = lancedb.connect(str(tmp_path)).create_table(
+        "chunks", pa.table({"vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 16)}))
+    probe = PqProbe()
+    assert not probe.uses_pq(t)
+    build_ann(t, 2_000, pq_min_rows=1_000)
+    probe.checked_at = -1e9
+    assert probe.uses_pq(t) and probe.rows == 2_000
