@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from streamrag.connectors.kafka_topic_reader import TopicReader
+from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import IndexView
 from streamrag.core.retrieval import Retriever
 from streamrag.core.settings import Settings
@@ -88,6 +89,8 @@ def compare(
     s: Settings, a: str, b: str, *, queries: int = 200, queries_file: Path | None = None,
     dataset: Path | None = None, tenant: str = "default", k: int = 10,
 ) -> dict[str, Any]:
+    if a == b:
+        raise IndexRefused(f"compare needs two different index versions (got {a!r} twice)")
     views = IndexViews(s)
     va, vb = views.view(a), views.view(b)
     qrels = None
