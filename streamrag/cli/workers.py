@@ -16,6 +16,7 @@ from streamrag.connectors.metrics_server import serve_metrics
 from streamrag.core.settings import Settings
 from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
+from streamrag.flows.index_views import IndexViews
 from streamrag.flows.maintenance import Maintainer
 
 
@@ -70,6 +71,6 @@ def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds be
     """Index maintenance (FTS, ANN builds, optimize) on its own; pair with STREAMRAG_MAINTENANCE=off."""
     s = settings()
     serve_metrics(s, "maintain")
-    m = Maintainer(s, every_s=every)
+    m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.index_poll_s))  # the active index version
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
     m.run_forever()
