@@ -62,6 +62,7 @@ class LanceStore:
         self._fts_version = -1  # chunks table version the FTS index was last built at
         self._has_fts_index = False
         self._has_title_fts = False
+        self._title_checked_at = -1e9
         self._scalar_built = False
         self.nprobes = nprobes
         self.title_boost = 1.0
@@ -333,7 +334,8 @@ class LanceStore:
         t = self.table(self.chunks_name)
         if t is None or not text.strip():
             return []
-        if titles and not self._has_title_fts:
+        if titles and not self._has_title_fts and time.monotonic() - self._title_checked_at > 30:
+            self._title_checked_at = time.monotonic()  # an older index gains it at its next FTS build
             self._fts_built(t)
         query: Any = text
         if self._has_title_fts:  # two FTS indexes: say which columns (pydantic dataclasses: mypy sees no defaults)

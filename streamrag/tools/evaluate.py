@@ -152,10 +152,10 @@ def run_eval(
             if cfg.fusion == "dense-first":
                 # the published protocol: one vector per document (title + text, truncated by the model)
                 ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
+            elif cfg.agree_full:  # a study of the auto fusion's one constant
+                ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full), cfg.doc_weight)
             else:
                 ranked = fuse(dl, bl, cfg.fusion, cfg.alpha, cfg.doc_weight)  # type: ignore[arg-type]
-                if cfg.agree_full:  # a study of the auto fusion's one constant
-                    ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full), cfg.doc_weight)
             if cfg.rerank != "none":
                 ranked = qp.reranker_for(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)

@@ -50,8 +50,8 @@ def list_indexes(s: Settings) -> list[dict[str, Any]]:
     active = reg.active()
     rows = []
     for name, m in sorted(manifests(s, reg).items()):
-        states = store_for(index_settings(s, m), m).doc_versions()
-        st = store_for(index_settings(s, m), m).stats()
+        store = store_for(index_settings(s, m), m)
+        states, st = store.doc_versions(), store.stats()
         rows.append({
             "name": name, "active": name == active, "documents": sum(1 for _, d in states.values() if not d),
             "chunks": sum(t["chunks"] for t in st["tenants"].values()), "settings": m.settings,

@@ -84,7 +84,7 @@ class QueryProcessor:
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: Callable[[], IndexView] = views or (lambda: fixed)
-        self._retrievers: dict[int, tuple[IndexView, Retriever]] = {id(fixed): (fixed, self.retriever)}
+        self._retrievers: dict[str, Retriever] = {} if views else {fixed.name: self.retriever}
         self.generator: Generator = generator or ExtractiveAnswerer()
         self.reranker_for = reranker_for
         self.cache = cache
@@ -142,11 +142,11 @@ class QueryProcessor:
 
     # -- the work ---------------------------------------------------------------------------
     def retriever_of(self, view: IndexView) -> Retriever:
-        got = self._retrievers.get(id(view))
-        if got is None or got[0] is not view:
-            got = (view, Retriever(view.store, overfetch=view.settings.overfetch, doc_weight=view.settings.doc_weight))
-            self._retrievers[id(view)] = got
-        return got[1]
+        r = self._retrievers.get(view.name)
+        if r is None:
+            r = Retriever(view.store, overfetch=view.settings.overfetch, doc_weight=view.settings.doc_weight)
+            self._retrievers[view.name] = r
+        return r
 
     def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
         view = self.views()
