@@ -60,10 +60,11 @@ def test_overrides_are_settings_fields_validated_and_kept_in_the_manifest(settin
 
 
 def test_lagging_lists_documents_missing_or_older_in_the_candidate() -> None:
-    active = {"a": (3, False), "b": (1, False), "c": (2, True), "d": (1, False)}
+    active = {"a": (3, False), "b": (1, False), "c": (2, True), "d": (1, False), "e": (1, False)}
     green = {"a": (3, False), "b": (2, False), "d": (0, False)}
-    assert lagging(active, green) == ["d"]  # c is deleted in both senses; b is newer in green
-    assert lagging(active, {**green, "d": (1, False)}) == []
+    # d is older in green, e is missing; c is deleted (nothing to have); b is newer in green
+    assert lagging(active, green) == ["d", "e"]
+    assert lagging(active, {**green, "d": (1, False), "e": (1, False)}) == []
 
 
 def test_registry_history_promote_and_rollback(tmp_path: Any) -> None:
