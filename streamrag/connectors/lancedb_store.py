@@ -22,6 +22,8 @@ from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors.lancedb_ann import PqProbe, build_ann
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
+from streamrag.connectors.lancedb_stats import index_stats
+from streamrag.connectors.lancedb_writes import chunk_counts, fold_into_indexes, stale_chunk_filter
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.ports import DocState, DocWrite, Hit, StoredChunk
 from streamrag.core.security import doc_key, in_list_literal, tenant_literal
@@ -44,6 +46,7 @@ class LanceStore:
         docs_table: str = DOCS,
         pq_min_rows: int = 500_000,
         refine_factor: int = 10,
+        fold_every_rows: int = 10_000,
     ) -> None:
         self.pq_min_rows = pq_min_rows
         self.pq_probe = PqProbe()
@@ -68,6 +71,9 @@ class LanceStore:
         self.title_boost = 1.0
         self.refine_factor = refine_factor  # > 0: PQ candidates re-ranked by exact distance
         self.maintenance_failures = 0
+        self.fold_every_rows = fold_every_rows  # rows written between folds into the join-key indexes
+        self._unfolded = 0
+        self._folds = 0
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -184,30 +190,47 @@ class LanceStore:
 
     # -- writes -----------------------------------------------------------------------------
     def apply(self, writes: Sequence[DocWrite], dim: int) -> None:
-        """Apply a batch of document writes: one commit for the chunks, one for the doc rows."""
+        """Apply a batch of document writes: chunks upserted by id, then the doc rows.
+
+        The upsert is one commit joined on the chunk-id index, so its cost does not grow with the
+        table. Rows a write leaves behind (a deleted document's chunks, the tail of a document that
+        shrank, known from its doc row's chunk count) go in one delete commit after it, only in the
+        batches that have any: between the two commits a shrinking document shows its old tail
+        for a moment. The doc rows come last, so a crash before them replays the whole batch.
+        """
         if not writes:
             return
         keys = [w.doc_key for w in writes]
         if len(set(keys)) != len(keys):
             raise ValueError("a batch must hold each document once")
         rows = [r for w in writes for r in w.chunk_rows]
-        cond = f"doc_key IN {in_list_literal(keys)}"
         with self._lock:
             chunks = self._ensure(self.chunks_name, chunk_schema(dim))
+            stale = stale_chunk_filter(writes, chunk_counts(self.table(self.docs_name), keys))
             if rows:
                 data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))
-                (
-                    chunks.merge_insert("id")
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .when_not_matched_by_source_delete(cond)
-                    .execute(data)
-                )
-            else:
-                chunks.delete(cond)
+                chunks.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+            if stale:
+                chunks.delete(stale)
             docs = self._ensure(self.docs_name, DOC_SCHEMA)
             doc_data = pa.Table.from_pylist([w.doc_row for w in writes], schema=DOC_SCHEMA)
             docs.merge_insert("doc_key").when_matched_update_all().when_not_matched_insert_all().execute(doc_data)
+            self._unfolded += len(rows) + len(writes)
+            if self.fold_every_rows and self._unfolded >= self.fold_every_rows and self._scalar_built:
+                self._fold()
+
+    def _fold(self) -> None:
+        """New rows into the id / doc_key indexes (a failure only defers it: counted and logged)."""
+        try:
+            for name in (self.chunks_name, self.docs_name):
+                t = self.table(name)
+                if t is not None:
+                    fold_into_indexes(t, ("id", "doc_key"), self._folds + 1)
+            self._unfolded = 0
+            self._folds += 1
+        except Exception as exc:  # a commit conflict with another writer's optimize: the next batch tries again
+            self.maintenance_failures += 1
+            log.warning("index fold deferred: %s", str(exc).splitlines()[0][:200])
 
     # -- indexes and housekeeping -----------------------------------------------------------
     def maintain(self, force: bool = False) -> None:
@@ -352,23 +375,9 @@ class LanceStore:
 
     # -- status -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"uri": self.uri, "tenants": {}, "versions": {}}
-        for name in (self.chunks_name, self.docs_name):
-            t = self.table(name)
-            if t is not None:
-                out["versions"][name] = t.version
-        docs, chunks = self.table(self.docs_name), self.table(self.chunks_name)
-        tenants: dict[str, dict[str, int]] = {}
-        if docs is not None:
-            tbl = docs.search().where("deleted = false").select(["tenant"]).limit(None).to_arrow()
-            for tenant, n in _count(tbl.column("tenant").to_pylist()).items():
-                tenants.setdefault(tenant, {"documents": 0, "chunks": 0})["documents"] = n
-        if chunks is not None:
-            tbl = chunks.search().select(["tenant"]).limit(None).to_arrow()
-            for tenant, n in _count(tbl.column("tenant").to_pylist()).items():
-                tenants.setdefault(tenant, {"documents": 0, "chunks": 0})["chunks"] = n
-        out["tenants"] = tenants
-        return out
+        """Table versions and documents / chunks per tenant (status, /metrics)."""
+        return index_stats(self.uri, {n: self.table(n) for n in (self.chunks_name, self.docs_name)},
+                           self.table(self.docs_name), self.table(self.chunks_name))
 
     def chunk_rows(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """All chunk rows without vectors (tests and tooling)."""
@@ -381,9 +390,3 @@ class LanceStore:
         cols = [c for c in chunk_schema(1).names if c != "vector"]
         return list(q.select(cols).limit(None).to_arrow().to_pylist())
 
-
-def _count(values: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
