@@ -1,8 +1,9 @@
 """The LanceDB store: chunk rows (vectors, text, ACL tokens) and one state row per document.
 
-Writes are batched: one ``merge_insert`` per batch replaces every touched document's chunks
-atomically (rows of a shrunk or deleted document go in the same commit), then the document
-table records versions and tombstones so that an older version arriving later is ignored.
+Writes are batched: one ``merge_insert`` per batch upserts the chunks by id (an index join whose
+cost does not grow with the table), a delete removes what a shrunk or deleted document left behind,
+then the document table records versions and tombstones so that an older version arriving later is
+ignored.
 Filters are built only from validated tenants and generated hex tokens (see security.py).
 """
 

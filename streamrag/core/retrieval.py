@@ -21,11 +21,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from streamrag.core.ports import Hit, IndexReader
 from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
 from streamrag.schemas.models import Query, QueryFilters
+
+if TYPE_CHECKING:  # settings imports this module's Fusion
+    from streamrag.core.settings import Settings
 
 RRF_K = 60
 Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
@@ -185,12 +188,20 @@ def fuse(
 
 
 class Retriever:
-    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 20, doc_weight: float = 0.0) -> None:
+    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 100, doc_weight: float = 0.0) -> None:
         self.store = store
         self.doc_weight = doc_weight
         self.overfetch = overfetch
         self.min_candidates = min_candidates
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieve")
+
+    def candidates(self, top_k: int) -> int:
+        """How many chunks each retriever returns for a query wanting ``top_k``."""
+        return max(top_k * self.overfetch, self.min_candidates)
+
+    @classmethod
+    def for_settings(cls, store: IndexReader, s: Settings) -> Retriever:
+        return cls(store, overfetch=s.overfetch, min_candidates=s.min_candidates, doc_weight=s.doc_weight)
 
     def retrieve(
         self,
@@ -203,7 +214,7 @@ class Retriever:
     ) -> RetrievalResult:
         """vectors/texts: the query and its variants (same order). Every search runs restricted in the store."""
         where = scope_for(q)
-        n = max((k or q.top_k) * self.overfetch, self.min_candidates) if k is None or k <= q.top_k else k
+        n = self.candidates(k or q.top_k) if k is None or k <= q.top_k else k
         t0 = time.perf_counter()
         want_dense = fusion != "bm25"
         want_bm25 = fusion != "dense"

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     overfetch: int = Field(4, ge=1, le=50)
+    # candidates each retriever returns before fusion, at least (min-max fusion needs a deep list: docs/retrieval.md)
+    min_candidates: int = Field(100, ge=1, le=1000)
     # auto: BM25's weight set per query by how much the two retrievers agree (docs/retrieval.md)
     fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] = "auto"
     alpha: float = Field(0.5, ge=0.0, le=1.0)

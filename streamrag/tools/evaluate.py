@@ -136,8 +136,9 @@ def run_eval(
     lists: dict[str, Any] = {}
     for qid, v in zip(qids, vecs, strict=True):
         q = Query(query_id=qid, tenant=TENANT, text=queries[qid], top_k=10)
-        res = qp.retriever.retrieve(q, [list(v)], [q.text], "rrf", 0.5, k=depth * 3)
-        plain = [store.text_search(q.text, scope_for(q), depth * 3, titles=False)]
+        # the production candidate count (STREAMRAG_MIN_CANDIDATES, overfetch): fusion sees what a worker sees
+        res = qp.retriever.retrieve(q, [list(v)], [q.text], "rrf", 0.5)
+        plain = [store.text_search(q.text, scope_for(q), qp.retriever.candidates(q.top_k), titles=False)]
         lists[qid] = (res.dense_lists, res.bm25_lists, plain)
     search_s = time.perf_counter() - t1
     results: dict[str, Any] = {}
@@ -163,7 +164,7 @@ def run_eval(
         results[cfg.name] = evaluate(qrels, run)
     return {
         "dataset": str(dataset), "queries": len(qids), "documents": report["documents"], "chunks": report["chunks"],
-        "model": s.embedding_model, "chunk_size": s.chunk_size, "chunk_overlap": s.chunk_overlap,
+        "model": s.embedding_model, "candidates": qp.retriever.candidates(10), "chunk_size": s.chunk_size, "chunk_overlap": s.chunk_overlap,
         "index_seconds": round(index_s, 1), "search_seconds": round(search_s, 1),
         "default": s.fusion, "results": results, "_runs": runs,
     }

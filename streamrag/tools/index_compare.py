@@ -66,7 +66,7 @@ def file_queries(path: Path, tenant: str) -> list[Query]:
 
 
 def _run(view: IndexView, queries: list[Query], k: int) -> tuple[dict[str, dict[str, float]], list[float]]:
-    retriever = Retriever(view.store, overfetch=view.settings.overfetch, doc_weight=view.settings.doc_weight)
+    retriever = Retriever.for_settings(view.store, view.settings)
     runs: dict[str, dict[str, float]] = {}
     lat: list[float] = []
     view.embedder.embed(["warm up"])

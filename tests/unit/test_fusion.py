@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamrag.core.ports import Hit
-from streamrag.core.retrieval import agreement, auto_alpha, fuse, with_doc_evidence
+from streamrag.core.retrieval import Retriever, agreement, auto_alpha, fuse, with_doc_evidence
+from streamrag.core.settings import Settings
 from streamrag.core.tuning import training_pairs
+from streamrag.schemas.models import Query
 
 
 def hits(prefix: str, docs: list[str], top: float = 1.0) -> list[Hit]:
@@ -55,3 +59,22 @@ def test_training_pairs_use_titles_or_inverse_cloze_never_more_than_one_per_docu
     assert len(pairs) == 2
     assert ("Aspirin lowers heart attack risk", "Body one.") in pairs or ("Aspirin lowers heart attack risk", "Body two.") in pairs
     assert ("The first sentence is long enough here.", "Then the rest of the chunk goes on for quite a few more words.") in pairs
+
+
+def test_each_retriever_returns_at_least_the_configured_candidates() -> None:
+    asked: list[int] = []
+
+    class Store:
+        def vector_search(self, vector: Any, where: str, limit: int, exact: bool = False) -> list[Hit]:
+            asked.append(limit)
+            return []
+
+        def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
+            asked.append(limit)
+            return []
+
+    s = Settings(min_candidates=30, overfetch=4)
+    r = Retriever.for_settings(Store(), s)  # type: ignore[arg-type]
+    r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=5), [[0.0]], ["x"], "auto", 0.5)
+    r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=50), [[0.0]], ["x"], "auto", 0.5)
+    assert asked == [30, 30, 200, 200]  # min-max fusion needs a deep list; more when top_k x overfetch is more

@@ -80,7 +80,7 @@ class QueryProcessor:
         self.s = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever(store, overfetch=settings.overfetch, doc_weight=settings.doc_weight)
+        self.retriever = Retriever.for_settings(store, settings)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: Callable[[], IndexView] = views or (lambda: fixed)
@@ -144,7 +144,7 @@ class QueryProcessor:
     def retriever_of(self, view: IndexView) -> Retriever:
         r = self._retrievers.get(view.name)
         if r is None:
-            r = Retriever(view.store, overfetch=view.settings.overfetch, doc_weight=view.settings.doc_weight)
+            r = Retriever.for_settings(view.store, view.settings)
             self._retrievers[view.name] = r
         return r
 
