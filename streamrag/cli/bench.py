@@ -163,7 +163,7 @@ def bench_scale_cmd(
     sizes: str = typer.Option("100000,1000000", "--sizes", help="comma-separated chunk counts"),
     tenants: int = typer.Option(100, "--tenants"),
     queries: int = typer.Option(200, "--queries"),
-    index: str = typer.Option("ivf_pq", "--index", help="ivf_pq, ivf_hnsw_sq, ivf_flat or none (exact)"),
+    index: str = typer.Option("store", "--index", help="store (its own policy), ivf_pq, ivf_hnsw_sq, ivf_flat or none"),
     nprobes: int = typer.Option(32, "--nprobes"),
     refine: int = typer.Option(10, "--refine-factor"),
     outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),

@@ -11,9 +11,11 @@ log = logging.getLogger(__name__)
 
 
 def build_ann(t: Any, n: int, pq_min_rows: int) -> None:
-    """IVF_FLAT keeps exact vectors: probing ``nprobes`` of ~n/200 partitions keeps recall ~0.99 at 10k
-    rows. From ``pq_min_rows`` on, IVF_PQ (sqrt(n) partitions, 8 dimensions per code) whose candidates
-    searches refine by exact distance (see ``streamrag bench scale``)."""
+    """sqrt(n) partitions, so that ``nprobes`` (32) covers a large share of them: a tenant + ACL prefilter
+    leaves few rows per partition, and n/200 partitions (the earlier policy) probed 32 gave recall@10
+    0.88 at 10k rows and 0.95 at 100k over 100 tenants. IVF_FLAT keeps exact vectors; from
+    ``pq_min_rows`` on IVF_PQ (8 dimensions per code) whose candidates searches refine by exact distance
+    (see ``streamrag bench scale``)."""
     dim = t.schema.field("vector").type.list_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -22,7 +24,7 @@ def build_ann(t: Any, n: int, pq_min_rows: int) -> None:
                            num_partitions=max(16, int(n ** 0.5)), num_sub_vectors=dim // 8)
         else:
             t.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
-                           num_partitions=min(max(n // 200, 16), 4096))
+                           num_partitions=max(16, int(n ** 0.5)))
 
 
 class PqProbe:

@@ -38,7 +38,7 @@ class LanceStore:
         self,
         uri: str,
         *,
-        ann_index_min_rows: int = 5_000,
+        ann_index_min_rows: int = 100_000,
         fts_rebuild_every_s: float = 0.0,
         optimize_every_s: float = 120.0,
         read_consistency_s: float | None = 0.0,

@@ -2,9 +2,12 @@
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from streamrag.connectors.lancedb_ann import build_ann
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.tools.bench_scale import DIM, _rows
 
@@ -25,3 +28,30 @@ def test_new_rows_are_folded_into_the_id_index_and_deltas_stay_few(tmp_path: Pat
     folds = batches - 1
     assert stats["num_indices"] <= math.log2(folds) + 2, stats  # deltas merged like a binary counter
     assert len(store.chunk_rows()) == batches * 16 and store.maintenance_failures == 0
+
+
+def test_small_tables_are_searched_exactly_and_ivf_gets_sqrt_n_partitions(tmp_path: Path) -> None:
+    # a selective tenant + ACL prefilter leaves few rows per IVF partition: exact search below the
+    # threshold, and few (sqrt n) partitions above it so that nprobes covers a large share of them
+    store = LanceStore(str(tmp_path / "db"), read_consistency_s=None, ann_index_min_rows=1_200)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, DIM)).astype(np.float32)
+    store.apply(_rows(rng, centres, 0, 200, tenants=3), DIM)  # 800 chunks
+    store.optimize()
+    table = store.table(store.chunks_name)
+    assert table is not None
+    assert not [i for i in table.list_indices() if "ivf" in str(i.index_type).lower()]  # below: exact search
+    store.apply(_rows(rng, centres, 200, 200, tenants=3), DIM)  # 1,600 chunks
+    store.optimize()
+    assert [i for i in table.list_indices() if "ivf" in str(i.index_type).lower()], table.list_indices()
+
+    asked: dict[str, Any] = {}
+
+    class Table:  # what build_ann asks LanceDB for at 1M rows (LanceDB itself trims partitions on small tables)
+        schema = pa.schema([pa.field("vector", pa.list_(pa.float32(), DIM))])
+
+        def create_index(self, **kw: Any) -> None:
+            asked.update(kw)
+
+    build_ann(Table(), 400_000, pq_min_rows=500_000)
+    assert (asked["index_type"], asked["num_partitions"]) == ("IVF_FLAT", 632)  # sqrt(n); n/200 gave 2,000
