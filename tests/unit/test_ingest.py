@@ -146,3 +146,23 @@ def test_acl_and_metadata_tokens_stored(run: Any, store: LanceStore) -> None:
     run(change("d1", 1, "secret", acl={"users": ["alice"], "roles": []}, metadata={"kind": "memo"}))
     (row,) = rows(store)
     assert row["acl"] != ["*"] and row["meta"]
+
+
+def test_a_write_interrupted_between_its_commits_is_repaired_by_the_retry(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
+    import lancedb.table
+
+    Indexer(settings, store).process_batch([rec(change("d1", 1, LONG))])
+    real = lancedb.table.LanceTable.delete
+    failures = {"left": 1}
+
+    def delete_fails_once(self: Any, where: str) -> Any:
+        if failures["left"]:  # the chunks are upserted, the stale tail and the doc row not yet written
+            failures["left"] -= 1
+            raise OSError("object store: connection reset")
+        return real(self, where)
+
+    monkeypatch.setattr(lancedb.table.LanceTable, "delete", delete_fails_once)
+    out = Indexer(settings, store).process_batch([rec(change("d1", 2, "now it is short"))])
+    assert failures["left"] == 0 and statuses(out) == ["indexed"]
+    got = [r for r in rows(store) if r["doc_id"] == "d1"]
+    assert [(r["chunk_no"], r["version"]) for r in got] == [(0, 2)]  # the old tail is gone after the retry
