@@ -166,6 +166,8 @@ def bench_scale_cmd(
     index: str = typer.Option("store", "--index", help="store (its own policy), ivf_pq, ivf_hnsw_sq, ivf_flat or none"),
     nprobes: int = typer.Option(32, "--nprobes"),
     refine: int = typer.Option(10, "--refine-factor"),
+    ingest_docs: int = typer.Option(0, "--ingest-docs", help="also ingest N real documents (from --dataset) at each size"),
+    dataset: Path = typer.Option(None, "--dataset", help="BEIR folder for --ingest-docs"),
     outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Store latency and recall@10 at 100k and 1M chunks (synthetic data), tenant + ACL prefilters."""
@@ -179,8 +181,18 @@ def bench_scale_cmd(
     from streamrag.tools.bench_common import machine
 
     s = settings()
+    ingest = None
+    if ingest_docs:
+        from itertools import islice
+
+        from streamrag.tools.evaluate import corpus_records, load_beir
+
+        folder = _dataset(dataset)
+        if folder is None:
+            raise StreamragError("--ingest-docs needs --dataset (a BEIR folder)")
+        ingest = (s, list(islice(corpus_records(load_beir(folder)[0]), ingest_docs)))
     res = bench_scale(counts, _work(), log_line, tenants=tenants, queries=queries, index=index, nprobes=nprobes,
-                      refine=refine)
+                      refine=refine, ingest=ingest)
     res = write_report("scale", {"machine": {**machine(s), "device": "cpu", "model": "none (synthetic vectors)"}, **res},
                        outdir)
     if json_out:

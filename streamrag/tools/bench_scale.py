@@ -21,8 +21,12 @@ import numpy as np
 from streamrag.connectors.lancedb_ann import build_ann
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.ports import DocWrite
+from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import scope_filter
 from streamrag.core.security import acl_tokens, chunk_id, doc_key, principal_tokens
+from streamrag.core.settings import Settings
+from streamrag.flows.components import embedder_for, make_ingest_stages
+from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import Acl, Principal
 from streamrag.tools.bench_common import Log
 
@@ -103,8 +107,20 @@ def _queries(store: LanceStore, rng: np.random.Generator, centres: np.ndarray, t
     return lat, found
 
 
+def ingest_rate(s: Settings, store: LanceStore, records: list[RawRecord]) -> dict[str, Any]:
+    """Real documents through the real ingest stages (parse ... encoder ... write) into this store."""
+    emb = embedder_for(s)
+    emb.embed(["warm up"])
+    t0 = time.perf_counter()
+    counts = ingest_records(s, iter(records), stages=make_ingest_stages(s, embedder=emb, store=store)).counts()
+    secs = time.perf_counter() - t0
+    return {"documents": counts.get("indexed", 0), "chunks": counts["chunks"], "seconds": round(secs, 1),
+            "chunks_per_s": round(counts["chunks"] / secs, 2)}
+
+
 def bench_scale(sizes: list[int], workdir: Path, log: Log, *, tenants: int = 100, queries: int = 200,
-                index: str = "store", nprobes: int = 32, refine: int = 10, batch_docs: int = 500) -> dict[str, Any]:
+                index: str = "store", nprobes: int = 32, refine: int = 10, batch_docs: int = 500,
+                ingest: tuple[Settings, list[RawRecord]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"data": "synthetic vectors (clustered, 384-d) and texts; store figures only",
                            "tenants": tenants, "index": index, "nprobes": nprobes, "refine_factor": refine, "sizes": {}}
     for size in sizes:
@@ -151,6 +167,10 @@ def bench_scale(sizes: list[int], workdir: Path, log: Log, *, tenants: int = 100
                "optimize_s": round(optimize_s, 1), "index_build_s": round(build_s, 1), "p50": round(float(np.percentile(lat, 50)), 2),
                "p95": round(float(np.percentile(lat, 95)), 2), "recall": round(recall, 4),
                "exact_p95": round(float(np.percentile(exact_lat, 95)), 2), "vector_index": _vector_index(store)}
+        if ingest is not None:  # end to end: real documents, the real encoder, into the store of this size
+            rate = ingest_rate(ingest[0], store, ingest[1])
+            row["ingest"] = rate
+            log(f"{size:,}: real ingest of {rate['documents']} documents: {rate['chunks_per_s']} chunks/s")
         out["sizes"][str(size)] = row
         log(f"{size:,} chunks ({index}, nprobes {nprobes}): p50 {row['p50']} ms, p95 {row['p95']} ms, recall@10 "
             f"{row['recall']} (exact search p95 {row['exact_p95']} ms); writes {head:.0f} -> {tail:.0f} chunks/s; "
