@@ -65,7 +65,9 @@ class RetryPolicy:
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_delay(self.max_s),
-            wait=wait_exponential_jitter(initial=self.initial_s, max=self.max_wait_s),
+            # jitter in proportion to the first wait (tenacity's default adds up to a whole second each time,
+            # which alone could use up a short max_s before the third attempt)
+            wait=wait_exponential_jitter(initial=self.initial_s, max=self.max_wait_s, jitter=self.initial_s),
             before_sleep=note,
             reraise=True,
         )
