@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from lancedb.query import MatchQuery, MultiMatchQuery
 from streamrag.connectors.lancedb_ann import PqProbe, build_ann
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
-from streamrag.connectors.lancedb_writes import chunk_counts, fold_into_indexes, stale_chunk_filter
+from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.ports import DocState, DocWrite, Hit, StoredChunk
 from streamrag.core.security import doc_key, in_list_literal, tenant_literal
@@ -112,25 +112,21 @@ class LanceStore:
             return t
 
     # -- document state ---------------------------------------------------------------------
-    def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
+    def _doc_rows(self, doc_keys: Iterable[str], cols: list[str]) -> Iterator[dict[str, Any]]:
+        """Columns of the documents' rows, looked up by the doc_key index 500 keys at a time."""
         keys = sorted(set(doc_keys))
         t = self.table(self.docs_name)
-        if t is None or not keys:
-            return {}
-        out: dict[str, DocState] = {}
+        if t is None:
+            return
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
-            rows = (
-                t.search()
-                .where(f"doc_key IN {in_list_literal(part)}")
-                .select(["doc_key", "version", "deleted", "content_hash"])
-                .limit(len(part) + 1)
-                .to_arrow()
-                .to_pylist()
-            )
-            for r in rows:
-                out[r["doc_key"]] = DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
-        return out
+            yield from t.search().where(f"doc_key IN {in_list_literal(part)}").select(cols).limit(len(part) + 1).to_arrow().to_pylist()
+
+    def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
+        return {
+            r["doc_key"]: DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
+            for r in self._doc_rows(doc_keys, ["doc_key", "version", "deleted", "content_hash"])
+        }
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
         """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""
@@ -207,7 +203,8 @@ class LanceStore:
         rows = [r for w in writes for r in w.chunk_rows]
         with self._lock:
             chunks = self._ensure(self.chunks_name, chunk_schema(dim))
-            stale = stale_chunk_filter(writes, chunk_counts(self.table(self.docs_name), keys))
+            before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
+            stale = stale_chunk_filter(writes, before)
             if rows:
                 data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))
                 chunks.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)

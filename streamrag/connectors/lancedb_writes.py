@@ -10,19 +10,6 @@ from streamrag.core.ports import DocWrite
 from streamrag.core.security import in_list_literal
 
 
-def chunk_counts(docs: Any | None, keys: Sequence[str]) -> dict[str, int]:
-    """doc_key -> chunk count recorded in the documents table (indexed lookups, 500 keys at a time)."""
-    if docs is None:
-        return {}
-    out: dict[str, int] = {}
-    for i in range(0, len(keys), 500):
-        part = keys[i : i + 500]
-        tbl = (docs.search().where(f"doc_key IN {in_list_literal(part)}").select(["doc_key", "chunk_count"])
-               .limit(len(part) + 1).to_arrow())
-        out.update(zip(tbl.column("doc_key").to_pylist(), tbl.column("chunk_count").to_pylist(), strict=True))
-    return out
-
-
 def stale_chunk_filter(writes: Sequence[DocWrite], before: dict[str, int]) -> str:
     """A filter for the chunk rows these writes leave behind ('' when none): every chunk of a deleted
     document, and chunk_no >= the new count of a document that had more chunks before."""
