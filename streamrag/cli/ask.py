@@ -14,7 +14,7 @@ from streamrag.cli.app import app, cli_errors, out, settings
 from streamrag.connectors.kafka_request import request_answer
 from streamrag.core.auth import sign_token
 from streamrag.core.errors import StreamragError
-from streamrag.core.records import describe_validation
+from streamrag.core.json_limits import describe_validation
 from streamrag.flows.components import make_query_processor
 from streamrag.schemas.models import Answer, Query
 

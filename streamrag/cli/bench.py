@@ -197,3 +197,26 @@ def bench_scale_cmd(
                        outdir)
     if json_out:
         out.print_json(json.dumps(res))
+
+
+@bench_app.command("fuzz")
+@cli_errors
+def bench_fuzz_cmd(
+    records: int = typer.Option(2000, "--records", "-n", min=1, max=1_000_000),
+    seed: int = typer.Option(0, "--seed"),
+    timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for every record's outcome"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Hostile records to the running ingest and query workers; each one's outcome counted (exit 1 if any is
+    unaccounted for)."""
+    from streamrag.tools.fuzz import run_fuzz
+
+    rep = run_fuzz(settings(), records, seed=seed, timeout_s=timeout).as_dict()
+    if json_out:
+        out.print_json(json.dumps(rep))
+    else:
+        log_line(f"{rep['records']} records ({rep['documents']} documents, {rep['queries']} queries) in "
+                 f"{rep['seconds']} s: dead letters {rep['dead_letters']}, index events {rep['index_events']}, "
+                 f"answers {rep['answers']}, unaccounted {rep['unaccounted']}")
+    if rep["unaccounted"]:
+        raise StreamragError(f"{rep['unaccounted']} records have no outcome: {rep['unaccounted_examples'][:3]}")

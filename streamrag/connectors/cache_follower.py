@@ -17,11 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from pydantic import ValidationError
 
 from streamrag.connectors.kafka_admin import client_config
+from streamrag.core import telemetry
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.json_limits import Reason, read_model
+from streamrag.core.retry import is_transient
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import CacheEntry, IndexEvent
 
@@ -131,20 +133,36 @@ class CacheFollower:
             self._close(c)
 
     def _handle(self, m: Message) -> None:
+        """One record of the cache or index-events topic. An unreadable one is logged, counted and skipped;
+        a cache entry that fails to apply is skipped too (a missing entry is only a miss). A failure to
+        invalidate is raised to the supervisor: serving a stale entry is worse than serving none."""
         if m.error() is not None:
             return
         value = m.value()
-        try:
-            if m.topic() == self.s.topic_cache:
-                raw_key = m.key()
-                key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-                self.cache.apply_topic_record(CacheEntry.model_validate_json(value) if value else None, key)
-            elif value:
-                ev = IndexEvent.model_validate_json(value)
-                if ev.status in ("indexed", "deleted"):
-                    self.cache.invalidate(ev.tenant, ev.doc_id, ev.version)
-        except (ValidationError, UnicodeDecodeError) as exc:
-            log.warning("ignoring unreadable record on %s: %s", m.topic(), exc)
+        if m.topic() == self.s.topic_cache:
+            raw_key = m.key()
+            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            entry = read_model(value, CacheEntry, self.s.json_limits) if value else None
+            if isinstance(entry, Reason):
+                return self._skip(m, entry)
+            try:
+                self.cache.apply_topic_record(entry, key)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("cache entry %s could not be applied", key)
+                self._skip(m, f"{type(exc).__name__}: {exc}")
+        elif value:
+            ev = read_model(value, IndexEvent, self.s.json_limits)
+            if isinstance(ev, Reason):
+                return self._skip(m, ev)
+            if ev.status in ("indexed", "deleted"):
+                self.cache.invalidate(ev.tenant, ev.doc_id, ev.version)
+        return None
+
+    def _skip(self, m: Message, why: str) -> None:
+        log.warning("ignoring unreadable record on %s/%s/%s: %s", m.topic(), m.partition(), m.offset(), why)
+        telemetry.FOLLOWER_SKIPPED.labels(m.topic() or "").inc()
 
     def _report(self) -> None:
         """Hit rates, lookup latency and follower state: logged, and handed to ``publish_stats``."""

@@ -7,6 +7,7 @@ tests implement them with small fakes. Nothing here imports an adapter.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -115,3 +116,23 @@ class EntryPublisher(Protocol):
     """Publishes a cache entry (or a tombstone, ``None``) under ``tenant/cache_key``."""
 
     def __call__(self, key: str, entry: CacheEntry | None) -> None: ...
+
+
+# a record's place in its topic: (topic, partition, offset)
+Position = tuple[str, int, int]
+
+
+class CrashLedger(Protocol):
+    """What a worker had in hand when it last died (kept where a restart finds it)."""
+
+    def convicted(self, pos: Position) -> bool:
+        """In hand, alone, at two crashes: dead-letter it instead of processing it again."""
+        ...
+
+    def suspect(self, pos: Position) -> bool:
+        """In hand at one crash: process it alone."""
+        ...
+
+    def holding(self, stage: str, positions: Sequence[Position]) -> AbstractContextManager[None]:
+        """Note ``positions`` as in hand for the duration of one step call."""
+        ...

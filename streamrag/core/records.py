@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from streamrag.schemas.models import DeadLetter, SourcePosition
 
@@ -49,24 +47,3 @@ class Outgoing:
     def of(cls, topic: str, key: str | bytes | None, model: BaseModel, source: RawRecord | None = None) -> Outgoing:
         k = key.encode("utf-8") if isinstance(key, str) else key
         return cls(topic, k, model.model_dump_json().encode("utf-8"), source)
-
-
-def describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for e in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in e.get("loc", ())) or "(root)"
-        parts.append(f"{loc}: {e.get('msg')}")
-    return "; ".join(parts)
-
-
-def json_object(value: bytes | None, empty: str = "empty message") -> dict[str, Any] | str:
-    """Bytes -> a JSON object, or the reason it is not one."""
-    if value is None:
-        return empty
-    try:
-        data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"malformed JSON: {exc}"
-    if not isinstance(data, dict):
-        return f"expected a JSON object, got {type(data).__name__}"
-    return data

@@ -18,6 +18,7 @@ from streamrag.core.auth import TenantKeySettings
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.routing import GeneratorRoute, parse_chain
 from streamrag.core.generation.usage import ModelPrice
+from streamrag.core.json_limits import JsonLimits
 from streamrag.core.pii import PiiSettings
 
 
@@ -85,6 +86,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(200, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0)
     max_doc_chars: int = Field(500_000, ge=1)
+
+    # Outside input (documents, queries, cache and index events, dead letters): bounded before it is parsed
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(32, ge=2, le=512)
+    # a worker's crash ledger (the records in hand when it died), one file per flow and process
+    state_dir: str = ".local/state"
 
     # Indexing
     # exact prefiltered search below this many chunks (recall 1.0, p95 15 ms at 100k on 2 cores); an IVF index
@@ -200,6 +207,10 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(max_bytes=self.max_message_bytes, max_depth=self.max_json_depth)
 
     @property
     def auth_on(self) -> bool:

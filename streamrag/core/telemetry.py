@@ -43,6 +43,14 @@ EMBEDDINGS = Counter("streamrag_embeddings_total", "Chunk embeddings at ingest: 
                      "holding the same text and model", ["source"])
 STORE_READ_ERRORS = Counter("streamrag_store_read_errors_total", "Optional index reads that failed (work went on "
                             "without them)", ["what"])
+STEP_FAILURES = Counter("streamrag_step_failures_total", "Unexpected exceptions in a flow step, each isolated to "
+                        "its record and dead-lettered (a bug: see the worker log)", ["flow", "stage", "exception"])
+FOLLOWER_SKIPPED = Counter("streamrag_follower_skipped_total", "Unreadable cache or index-event records the cache "
+                           "follower skipped", ["topic"])
+CRASH_RESTARTS = Gauge("streamrag_worker_crash_restarts", "Times this worker restarted after dying with records in "
+                       "hand (its crash ledger)", ["flow"])
+CRASH_DEAD_LETTERS = Counter("streamrag_crash_dead_letters_total", "Records dead-lettered because the worker died "
+                             "on them alone", ["flow"])
 ACTIVE_INDEX = Gauge("streamrag_active_index_info", "1 for the index version this worker serves or writes", ["index"])
 
 

@@ -23,15 +23,18 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import KafkaException
 
+from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import OffsetCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
-from streamrag.core.ingest.changes import Finished, Item
+from streamrag.core.ingest.changes import Finished, Item, Pending
 from streamrag.core.ingest.routing import IngestSteps, RoutedStages
+from streamrag.core.ports import CrashLedger
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
+from streamrag.core.step_guard import StepGuard
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_ingest_stages
 from streamrag.flows.index_views import IndexViews
@@ -41,13 +44,32 @@ from streamrag.schemas.models import DeadLetter, IndexEvent
 log = logging.getLogger(__name__)
 
 
-def stage_steps(raw: Stream[RawRecord], stages: IngestSteps) -> Stream[Finished]:
-    """The named steps from raw records to finished ones (shared by every ingest flow)."""
-    items: Stream[Item] = op.flat_map_batch("parse", raw, timed("parse", stages.parse))
+def stage_steps(raw: Stream[RawRecord], stages: IngestSteps, ledger: CrashLedger | None = None) -> Stream[Finished]:
+    """The named steps from raw records to finished ones (shared by every ingest flow); no exception
+    leaves a step: a record that raises is dead-lettered alone (core.step_guard)."""
+    guard = ingest_guard(ledger)
+    items: Stream[Item] = op.flat_map_batch("parse", raw, guard.wrap("parse", timed("parse", stages.parse)))
     for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check),
                      ("chunk", stages.chunk), ("embed", stages.embed), ("write", stages.write)):
-        items = op.flat_map_batch(name, items, timed(name, fn))
+        items = op.flat_map_batch(name, items, guard.wrap(name, timed(name, fn)))
     return op.filter_map("finished", items, lambda i: counted(i) if isinstance(i, Finished) else None)
+
+
+def ingest_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
+    return StepGuard("ingest", record_of=_in_progress, fail=_failed, ledger=ledger)
+
+
+def _in_progress(item: RawRecord | Item) -> RawRecord | None:
+    if isinstance(item, RawRecord):
+        return item
+    return item.rec if isinstance(item, Pending) else None
+
+
+def _failed(item: RawRecord | Item, stage: str, reason: str) -> list[Item]:
+    if isinstance(item, Finished):
+        return [item]
+    rec = item if isinstance(item, RawRecord) else item.rec
+    return [Finished(rec, rec.dead(stage, reason))]
 
 
 def timed(stage: str, fn: Callable[[Sequence[Any]], list[Any]]) -> Callable[[Sequence[Any]], list[Any]]:
@@ -87,6 +109,7 @@ def build_flow(
     source: Source[RawRecord] | None = None,
     sink: Sink[Any] | None = None,
     stages: IngestSteps | None = None,
+    ledger: CrashLedger | None = None,
 ) -> Dataflow:
     """Kafka in and out by default. With ``source``/``sink`` (the embedded path and tests) the
     sink receives the finished outputs (IndexEvent | DeadLetter) instead of Kafka messages."""
@@ -102,11 +125,13 @@ def build_flow(
     else:
         raw = op.input("in", flow, source)
         consume_errors = None
-    finished = stage_steps(raw, stages)
+    finished = stage_steps(raw, stages, ledger)
     if sink is not None:
         op.output("out", op.map("outputs", finished, lambda f: f.output), sink)
         return flow
-    msgs = op.map("events", finished, lambda f: to_message(settings, f))
+    events: StepGuard[Finished, Outgoing] = StepGuard("ingest", record_of=lambda f: f.rec, fail=lambda f, st, why: [
+        Outgoing.of(settings.topic_dead_letters, f.rec.key, f.rec.dead(st, why), f.rec)])
+    msgs = op.flat_map("events", finished, events.each("events", lambda f: [to_message(settings, f)]))
     if consume_errors is not None:
         errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topic_dead_letters, None, d))
         msgs = op.merge("all_out", msgs, errs)
@@ -136,4 +161,5 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     observe_worker(settings, "ingest", settings.ingest_group, settings.topic_documents, process_id)
     if settings.maintenance == "thread":
         Maintainer(settings, views=views).start()
-    return build_flow(settings, stages=RoutedStages(views.target, views.ingest_stages))
+    ledger = FileCrashLedger(ledger_path(settings.state_dir, "ingest", process_id), "ingest")
+    return build_flow(settings, stages=RoutedStages(views.target, views.ingest_stages), ledger=ledger)

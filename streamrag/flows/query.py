@@ -20,19 +20,24 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_STORED
 
+from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.pii import TenantRedactors
+from streamrag.core.ports import CrashLedger
 from streamrag.core.query.audit import audit_record
-from streamrag.core.query.processor import Output, QueryProcessor, Reply
+from streamrag.core.query.parse import failed
+from streamrag.core.query.processor import Output, Parsed, QueryProcessor, Reply
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
+from streamrag.core.step_guard import StepGuard
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
+from streamrag.schemas.models import Answer, Query
 
 
 def audit_redactors(s: Settings) -> TenantRedactors | None:
@@ -52,14 +57,38 @@ def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRe
     return [Outgoing.of(s.topic_dead_letters, rec.key, out, rec)]
 
 
+def query_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
+    return StepGuard("query", record_of=_in_progress, fail=_failed, ledger=ledger)
+
+
+def _in_progress(item: RawRecord | tuple[RawRecord, Parsed]) -> RawRecord | None:
+    if isinstance(item, RawRecord):
+        return item
+    return item[0] if isinstance(item[1], Query) else None
+
+
+def _failed(item: RawRecord | tuple[RawRecord, Parsed], stage: str, reason: str) -> list[tuple[RawRecord, Output]]:
+    """The record's dead letter and an error answer to whoever waits for it."""
+    if isinstance(item, RawRecord):
+        dead, ans = failed(item, stage, reason)
+        return [(item, dead)] + ([(item, Reply(ans))] if ans is not None else [])
+    rec, q = item
+    if not isinstance(q, Query):
+        return [(rec, q)]
+    return [(rec, rec.dead(stage, reason)),
+            (rec, Reply(Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=f"internal error: {reason}")))]
+
+
 def build_flow(
     settings: Settings,
     *,
     processor: QueryProcessor | None = None,
     source: Source[RawRecord] | None = None,
     sink: Sink[Any] | None = None,
+    ledger: CrashLedger | None = None,
 ) -> Dataflow:
-    """Kafka in and out by default; with ``source``/``sink`` (tests) the sink gets Outgoing messages."""
+    """Kafka in and out by default; with ``source``/``sink`` (tests) the sink gets Outgoing messages.
+    No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error)."""
     flow = Dataflow("query")
     processor = processor or make_query_processor(settings)
     errs: Stream[Outgoing] | None = None
@@ -76,10 +105,14 @@ def build_flow(
         errs = op.map("consume_err_msg", dead, lambda d: Outgoing.of(settings.topic_dead_letters, None, d))
     else:
         raw = op.input("in", flow, source)
-    parsed = op.flat_map_batch("parse", raw, processor.parse)
-    answered = op.flat_map_batch("answer", parsed, processor.answer)
+    guard = query_guard(ledger)
+    parsed = op.flat_map_batch("parse", raw, guard.wrap("parse", processor.parse))
+    answered = op.flat_map_batch("answer", parsed, guard.wrap("answer", processor.answer))
     redactors = audit_redactors(settings)
-    msgs = op.flat_map("messages", answered, lambda item: to_messages(settings, item, redactors))
+    out_guard: StepGuard[tuple[RawRecord, Output], Outgoing] = StepGuard(
+        "query", record_of=lambda item: item[0],
+        fail=lambda item, st, why: [Outgoing.of(settings.topic_dead_letters, item[0].key, item[0].dead(st, why), item[0])])
+    msgs = op.flat_map("messages", answered, out_guard.each("messages", lambda item: to_messages(settings, item, redactors)))
     if errs is not None:
         msgs = op.merge("all_out", msgs, errs)
     if sink is None:
@@ -99,7 +132,8 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views.current)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()
-    flow = build_flow(settings, processor=processor)
+    ledger = FileCrashLedger(ledger_path(settings.state_dir, "query", process_id), "query")
+    flow = build_flow(settings, processor=processor, ledger=ledger)
     gc.collect()
     gc.freeze()  # start-up objects (model, clients) leave the GC's generations: shorter pauses
     return flow

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from streamrag.connectors.kafka_topic_reader import TopicReader
 from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import IndexView
+from streamrag.core.json_limits import Reason, read_model
 from streamrag.core.retrieval import Retriever
 from streamrag.core.settings import Settings
 from streamrag.flows.index_views import IndexViews
@@ -39,10 +39,9 @@ def recent_queries(s: Settings, n: int) -> list[Query]:
         while reader.behind(ends) > 0:
             recs = reader.read(1000, 1.0)
             for r in recs:
-                try:
-                    found.append((r.timestamp_ms or 0, Query.model_validate_json(r.value or b"")))
-                except ValidationError:
-                    continue
+                q = read_model(r.value, Query, s.json_limits)
+                if not isinstance(q, Reason):
+                    found.append((r.timestamp_ms or 0, q))
             if not recs and reader.behind() == 0:
                 break
     finally:

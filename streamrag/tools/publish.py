@@ -20,7 +20,7 @@ def publish_records(
     ``wait_s``, return only once the ingest worker has applied them (their index events arrived)."""
     good = []
     for r in records:
-        parsed = parse_change(r)
+        parsed = parse_change(r, s.json_limits)
         if isinstance(parsed, DeadLetter):
             skipped(r, parsed.error)
         else:

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topic_reader import TopicReader
+from streamrag.core.json_limits import Reason, read_model
 from streamrag.core.records import REPLAYED_HEADER, RawRecord
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter
@@ -67,9 +66,8 @@ def replay_dead_letters(
                     break
                 continue
             for rec in recs:
-                try:
-                    d = DeadLetter.model_validate_json(rec.value or b"")
-                except ValidationError:
+                d = read_model(rec.value, DeadLetter, s.json_limits)
+                if isinstance(d, Reason):
                     out.skip("not a dead letter")
                     continue
                 if d.replayed:

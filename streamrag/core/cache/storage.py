@@ -6,8 +6,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from pydantic import ValidationError
-
+from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.ports import PayloadStore
 from streamrag.schemas.models import CacheEntry
 
@@ -15,8 +14,10 @@ log = logging.getLogger(__name__)
 
 
 class EntryStorage:
-    def __init__(self, payloads: PayloadStore | None, lru_size: int = 10_000) -> None:
+    def __init__(self, payloads: PayloadStore | None, lru_size: int = 10_000,
+                 limits: JsonLimits = JsonLimits()) -> None:
         self.payloads = payloads
+        self.limits = limits
         self.lru: OrderedDict[str, CacheEntry] = OrderedDict()
         self.lru_size = lru_size
         self._lock = threading.Lock()
@@ -36,11 +37,11 @@ class EntryStorage:
         raw = self.payloads.get(tenant, key)
         if raw is None:
             return None
-        try:
-            return CacheEntry.model_validate_json(raw)
-        except ValidationError as exc:
-            log.warning("unreadable cache payload %s ignored: %s", key, exc)
+        entry = read_model(raw, CacheEntry, self.limits)
+        if isinstance(entry, Reason):
+            log.warning("unreadable cache payload %s ignored: %s", key, entry)
             return None
+        return entry
 
     def keep(self, e: CacheEntry) -> None:
         """Into the LRU (evicting the least recently used)."""

@@ -11,8 +11,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from streamrag.core.chunking import Chunk
+from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
 from streamrag.core.ports import DocState, DocWrite
-from streamrag.core.records import RawRecord, describe_validation, json_object
+from streamrag.core.records import RawRecord
 from streamrag.core.security import acl_tokens, chunk_id, meta_tokens
 from streamrag.schemas.models import DeadLetter, DocumentChange, IndexEvent
 
@@ -44,10 +45,10 @@ class Finished:
 Item = Pending | Finished
 
 
-def parse_change(rec: RawRecord) -> DocumentChange | DeadLetter:
+def parse_change(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> DocumentChange | DeadLetter:
     """Bytes -> DocumentChange, or a dead letter saying exactly what is wrong."""
-    data = json_object(rec.value, "empty message (null value); deletes must be explicit op=delete events")
-    if isinstance(data, str):
+    data = read_object(rec.value, limits, "empty message (null value); deletes must be explicit op=delete events")
+    if isinstance(data, Reason):
         return rec.dead("parse", data)
     try:
         return DocumentChange.model_validate(data)

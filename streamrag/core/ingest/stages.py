@@ -32,6 +32,7 @@ from streamrag.core.ingest.changes import (
     parse_change,
     verdict,
 )
+from streamrag.core.json_limits import JsonLimits
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import Embedder, IndexWriter, VectorSource
 from streamrag.core.records import RawRecord
@@ -62,7 +63,9 @@ class IngestStages:
         redactors: TenantRedactors | None = None,
         drift: DriftMonitor | None = None,
         reuse: Sequence[VectorSource] = (),
+        limits: JsonLimits = JsonLimits(),
     ) -> None:
+        self.limits = limits
         self.reuse = list(reuse)
         self.encoded_chunks = 0
         self.reused_chunks = 0
@@ -83,13 +86,13 @@ class IngestStages:
         redactors = TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
         return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
                    max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors,
-                   drift=DriftMonitor(), reuse=reuse)
+                   drift=DriftMonitor(), reuse=reuse, limits=s.json_limits)
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
         out: list[Item] = []
         for rec in records:
-            parsed = parse_change(rec)
+            parsed = parse_change(rec, self.limits)
             if isinstance(parsed, DeadLetter):
                 out.append(Finished(rec, parsed))
             elif (problem := check_change(parsed, self.max_doc_chars)) is not None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streamrag.core.records import RawRecord, describe_validation, json_object
+from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
+from streamrag.core.records import RawRecord
 from streamrag.schemas.models import Answer, DeadLetter, Query
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -27,21 +28,24 @@ def reply_topic_error(topic: str, prefixes: Sequence[str], project_topics: Colle
     return None
 
 
-def parse_query(rec: RawRecord) -> Query | tuple[DeadLetter, Answer | None]:
-    def bad(stage: str, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
-        qid = data.get("query_id") if isinstance(data, dict) else None
-        if qid is None and rec.key:
-            qid = rec.key.decode("utf-8", "replace")
-        tenant = data.get("tenant") if isinstance(data, dict) else None
-        ans = None
-        if isinstance(qid, str) and qid:
-            ans = Answer(query_id=qid[:128], tenant=str(tenant or ""), status="error", error=f"invalid query: {error}")
-        return rec.dead(stage, error), ans
-
-    data = json_object(rec.value)
-    if isinstance(data, str):
-        return bad("parse", data)
+def parse_query(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> Query | tuple[DeadLetter, Answer | None]:
+    data = read_object(rec.value, limits)
+    if isinstance(data, Reason):
+        return failed(rec, "parse", data)
     try:
         return Query.model_validate(data)
     except ValidationError as exc:
-        return bad("validate", describe_validation(exc), data)
+        return failed(rec, "validate", describe_validation(exc), data)
+
+
+def failed(rec: RawRecord, stage: str, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
+    """The record's dead letter and, when a query id can be read (field or key), its error answer."""
+    qid = data.get("query_id") if isinstance(data, dict) else None
+    if not isinstance(qid, str) or not qid:
+        qid = rec.key.decode("utf-8", "replace") if rec.key else None
+    tenant = data.get("tenant") if isinstance(data, dict) else None
+    ans = None
+    if qid:
+        ans = Answer(query_id=qid[:128], tenant=tenant[:64] if isinstance(tenant, str) else "", status="error",
+                     error=f"invalid query: {error}")
+    return rec.dead(stage, error), ans

@@ -102,7 +102,7 @@ class QueryProcessor:
         out: list[tuple[RawRecord, Parsed]] = []
         now_ms = time.time() * 1000
         for rec in records:
-            parsed = parse_query(rec)
+            parsed = parse_query(rec, self.s.json_limits)
             if isinstance(parsed, Query) and self.s.auth_on:
                 verified = self.verifier.verify(parsed) if self.verifier is not None else "unauthenticated: no keys"
                 if isinstance(verified, str):

@@ -1,0 +1,121 @@
+"""The crash ledger as a small JSON file per flow and process (STREAMRAG_STATE_DIR).
+
+Before each step call the worker writes the positions it is about to process, and clears them after.
+A file that still holds positions when the worker starts means it died with them in hand: those
+records become suspects (each is then processed alone), and a suspect that was in hand again at the
+next crash is convicted (dead-lettered at the restart after, see core.step_guard). Restarts after a
+crash are counted in the file, shown by ``streamrag status`` and the ``streamrag_worker_crash_restarts``
+gauge. Writes are atomic (a temporary file renamed over the ledger); a process crash keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from streamrag.core import telemetry
+from streamrag.core.ports import Position
+
+log = logging.getLogger(__name__)
+
+KEEP = 10_000  # suspects and convicts remembered (oldest forgotten first)
+
+
+def ledger_path(state_dir: str, flow: str, process_id: int) -> Path:
+    return Path(state_dir).expanduser() / f"{flow}-{process_id}.crash-ledger.json"
+
+
+def read_ledger(path: Path) -> dict[str, Any]:
+    """The ledger's contents ({} when there is none or it cannot be read)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _positions(raw: Any) -> list[Position]:
+    out: list[Position] = []
+    for p in raw if isinstance(raw, list) else []:
+        if isinstance(p, list) and len(p) == 3 and isinstance(p[0], str) and isinstance(p[1], int) \
+                and isinstance(p[2], int):
+            out.append((p[0], p[1], p[2]))
+    return out
+
+
+class FileCrashLedger:
+    def __init__(self, path: Path, flow: str) -> None:
+        self.path = path
+        self.flow = flow
+        self._lock = threading.Lock()
+        self._in_hand: dict[int, tuple[str, list[Position]]] = {}  # worker thread -> (stage, positions)
+        data = read_ledger(path)
+        self.suspects: dict[Position, None] = dict.fromkeys(_positions(data.get("suspects")))
+        self.convicts: dict[Position, None] = dict.fromkeys(_positions(data.get("convicted")))
+        self.crash_restarts = int(data.get("crash_restarts") or 0)
+        self.last_crash: dict[str, Any] | None = data.get("last_crash")
+        died_with = [(str(h.get("stage")), _positions(h.get("positions"))) for h in data.get("in_hand") or []
+                     if isinstance(h, dict)]
+        if any(ps for _, ps in died_with):
+            self._after_crash(died_with)
+        telemetry.CRASH_RESTARTS.labels(flow).set(self.crash_restarts)
+
+    def _after_crash(self, died_with: list[tuple[str, list[Position]]]) -> None:
+        self.crash_restarts += 1
+        self.last_crash = {"at": time.time(), "stage": died_with[0][0],
+                           "positions": [list(p) for _, ps in died_with for p in ps][:20]}
+        for _, ps in died_with:
+            for p in ps:
+                if p in self.suspects and len(ps) == 1:
+                    self.convicts[p] = None
+                else:
+                    self.suspects[p] = None
+        log.error("%s worker restarted after dying with %d record(s) in hand (step %s): suspects are processed "
+                  "alone, a record that kills it twice is dead-lettered", self.flow,
+                  sum(len(ps) for _, ps in died_with), died_with[0][0])
+        self._save()
+
+    # -- CrashLedger -----------------------------------------------------------------------------
+    def convicted(self, pos: Position) -> bool:
+        return pos in self.convicts
+
+    def suspect(self, pos: Position) -> bool:
+        return pos in self.suspects
+
+    @contextlib.contextmanager
+    def holding(self, stage: str, positions: Sequence[Position]) -> Iterator[None]:
+        if not positions:
+            yield
+            return
+        me = threading.get_ident()
+        with self._lock:
+            self._in_hand[me] = (stage, list(positions))
+            self._save()
+        try:
+            yield
+        finally:  # an exception still unwinds through here: only a dead process leaves positions behind
+            with self._lock:
+                self._in_hand.pop(me, None)
+                self._save()
+
+    # -- the file --------------------------------------------------------------------------------
+    def _save(self) -> None:
+        for d in (self.suspects, self.convicts):
+            while len(d) > KEEP:
+                del d[next(iter(d))]
+        data = {
+            "flow": self.flow, "crash_restarts": self.crash_restarts, "last_crash": self.last_crash,
+            "in_hand": [{"stage": st, "positions": [list(p) for p in ps]} for st, ps in self._in_hand.values()],
+            "suspects": [list(p) for p in self.suspects], "convicted": [list(p) for p in self.convicts],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.path)

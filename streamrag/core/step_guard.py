@@ -1,0 +1,106 @@
+"""No exception leaves a step that handles outside data.
+
+``StepGuard.wrap(stage, fn)`` runs a batch step; an unexpected exception (a bug, or input no check
+foresaw) is logged with its traceback, counted (``streamrag_step_failures_total``) and isolated: the
+batch is split in halves until the failing items are alone, and each of those becomes its record's
+dead letter (stage, exception type and message, original bytes) while every other item goes on.
+``TemporaryFailure`` is not caught: it stops the worker on purpose, with its offsets unmoved.
+
+With a ``CrashLedger`` the guard also survives what no ``except`` can catch (a native crash, an
+out-of-memory kill): the positions in hand are written down before each step call, so a restart
+knows them. A record in hand at a crash becomes a suspect and is processed alone; a suspect in hand
+at a second crash is dead-lettered at the restart after it (stage ``crash``) instead of processed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from streamrag.core import telemetry
+from streamrag.core.errors import TemporaryFailure
+from streamrag.core.ports import CrashLedger, Position
+from streamrag.core.records import RawRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+U = TypeVar("U")
+
+CRASH_STAGE = "crash"
+
+
+def position(rec: RawRecord | None) -> Position | None:
+    if rec is None or rec.topic is None or rec.partition is None or rec.offset is None:
+        return None
+    return (rec.topic, rec.partition, rec.offset)
+
+
+@dataclass(frozen=True)
+class StepGuard(Generic[T, U]):
+    """How one flow's items fail: ``record_of`` gives the input record of an item still being worked on
+    (None once it is finished); ``fail(item, stage, reason)`` gives what replaces an item that failed."""
+
+    flow: str
+    record_of: Callable[[T], RawRecord | None]
+    fail: Callable[[T, str, str], list[U]]
+    ledger: CrashLedger | None = None
+
+    def wrap(self, stage: str, fn: Callable[[Sequence[T]], list[U]]) -> Callable[[Sequence[T]], list[U]]:
+        def run(batch: Sequence[T]) -> list[U]:
+            return self.run(stage, fn, batch)
+
+        return run
+
+    def run(self, stage: str, fn: Callable[[Sequence[T]], list[U]], batch: Sequence[T]) -> list[U]:
+        ledger = self.ledger
+        if ledger is None:
+            return self._isolating(stage, fn, list(batch))
+        out: list[U] = []
+        together: list[T] = []
+        alone: list[tuple[T, Position]] = []
+        for item in batch:
+            pos = position(self.record_of(item))
+            if pos is not None and ledger.convicted(pos):
+                telemetry.CRASH_DEAD_LETTERS.labels(self.flow).inc()
+                log.error("dead-lettering %s: the worker died twice with it in hand", pos)
+                out.extend(self.fail(item, CRASH_STAGE, "the worker died twice with this record in hand "
+                                     f"(last in step {stage!r} or before); dead-lettered instead of processed again"))
+            elif pos is not None and ledger.suspect(pos):
+                alone.append((item, pos))
+            else:
+                together.append(item)
+        for item, pos in alone:  # one at a time: a crash now names the record
+            with ledger.holding(stage, [pos]):
+                out.extend(self._isolating(stage, fn, [item]))
+        if together:
+            held = [p for p in (position(self.record_of(i)) for i in together) if p is not None]
+            with ledger.holding(stage, held):
+                out.extend(self._isolating(stage, fn, together))
+        return out
+
+    def _isolating(self, stage: str, fn: Callable[[Sequence[T]], list[U]], batch: list[T]) -> list[U]:
+        if not batch:
+            return []
+        try:
+            return fn(batch)
+        except TemporaryFailure:
+            raise
+        except Exception as exc:
+            telemetry.STEP_FAILURES.labels(self.flow, stage, type(exc).__name__).inc()
+            if len(batch) > 1:
+                log.warning("step %s.%s failed for a batch of %d (%s: %s); isolating", self.flow, stage, len(batch),
+                            type(exc).__name__, exc)
+                mid = len(batch) // 2
+                return self._isolating(stage, fn, batch[:mid]) + self._isolating(stage, fn, batch[mid:])
+            log.exception("step %s.%s failed for one record; dead-lettered", self.flow, stage)
+            return self.fail(batch[0], stage, f"{type(exc).__name__}: {str(exc)[:1000]}")
+
+    def each(self, stage: str, fn: Callable[[T], list[U]]) -> Callable[[T], list[U]]:
+        """The same for a step that takes one item at a time."""
+
+        def run(item: T) -> list[U]:  # conversion steps: isolated, not written to the ledger
+            return self._isolating(stage, lambda batch: [o for i in batch for o in fn(i)], [item])
+
+        return run
