@@ -43,6 +43,11 @@ def status(json_out: bool = typer.Option(False, "--json")) -> None:
             if name != "endpoint":
                 mt.add_row(name, f"{value:g}")
         out.print(mt)
+    for worker, led in report.get("crash_ledgers", {}).items():
+        last = led.get("last_crash") or {}
+        out.print(f"worker {worker}: restarts after a crash {led['crash_restarts']}"
+                  + (f" (last in step {last.get('stage')}, {len(last.get('positions') or [])} record(s) in hand)" if last else "")
+                  + f", suspects {led['suspects']}, dead-lettered for crashing it {led['dead_lettered']}", highlight=False)
     for worker, st in report["cache_workers"].items():
         if isinstance(st, dict):
             out.print(f"cache {worker}: follower {st.get('follower')} (restarts {st.get('follower_restarts')}), "

@@ -26,10 +26,11 @@ from streamrag.core.ports import Position
 log = logging.getLogger(__name__)
 
 KEEP = 10_000  # suspects and convicts remembered (oldest forgotten first)
+LEDGER_SUFFIX = ".crash-ledger.json"
 
 
 def ledger_path(state_dir: str, flow: str, process_id: int) -> Path:
-    return Path(state_dir).expanduser() / f"{flow}-{process_id}.crash-ledger.json"
+    return Path(state_dir).expanduser() / f"{flow}-{process_id}{LEDGER_SUFFIX}"
 
 
 def read_ledger(path: Path) -> dict[str, Any]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamrag.connectors.crash_ledger import LEDGER_SUFFIX, read_ledger
 from streamrag.connectors.kafka_admin import topic_offsets
 from streamrag.connectors.metrics_server import OFFSETS, metrics_port
 from streamrag.connectors.redis_cache import redis_for
@@ -30,6 +32,7 @@ def collect_status(s: Settings) -> dict[str, Any]:
     except StreamragError as exc:
         report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
     report["metrics"] = scrape_workers(s)
+    report["crash_ledgers"] = crash_ledgers(s)
     stats = redis_for(s, timeout_s=0.5).all_stats()
     report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis_url} unavailable"}
     return report
@@ -37,7 +40,19 @@ def collect_status(s: Settings) -> dict[str, Any]:
 
 SUMMED = ("streamrag_records_total", "streamrag_dead_letters_total", "streamrag_answers_total",
           "streamrag_cache_lookups_total", "streamrag_llm_tokens_total", "streamrag_generator_fallbacks_total",
-          "streamrag_auth_rejected_total", "streamrag_pii_redactions_total", "streamrag_injection_flagged_total")
+          "streamrag_auth_rejected_total", "streamrag_pii_redactions_total", "streamrag_injection_flagged_total",
+          "streamrag_step_failures_total", "streamrag_worker_crash_restarts", "streamrag_crash_dead_letters_total")
+
+
+def crash_ledgers(s: Settings) -> dict[str, Any]:
+    """Each worker's restarts after a crash, from the crash ledgers in STREAMRAG_STATE_DIR on this machine."""
+    out: dict[str, Any] = {}
+    for path in sorted(Path(s.state_dir).expanduser().glob(f"*{LEDGER_SUFFIX}")):
+        data = read_ledger(path)
+        out[path.name.removesuffix(LEDGER_SUFFIX)] = {
+            "crash_restarts": data.get("crash_restarts", 0), "last_crash": data.get("last_crash"),
+            "suspects": len(data.get("suspects") or []), "dead_lettered": len(data.get("convicted") or [])}
+    return out
 
 
 def scrape_workers(s: Settings, host: str = "127.0.0.1") -> dict[str, Any]:

@@ -43,7 +43,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "kafka_bootstrap": os.environ.get("STREAMRAG_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "redis_url": os.environ.get("STREAMRAG_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "lancedb_uri": str(d / "lancedb"), "chunk_size": 48, "chunk_overlap": 8, "fts_rebuild_every_s": 1,
-        "snapshot_interval_s": 1, "generator": "extractive", "ingest_group": f"ingest-{tag}", "query_group": f"query-{tag}",
+        "snapshot_interval_s": 1, "generator": "extractive", "state_dir": str(d / "state"), "ingest_group": f"ingest-{tag}", "query_group": f"query-{tag}",
     }
     for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit"):
         fields[f"topic_{t}"] = f"it-{tag}.{t}"

@@ -1,0 +1,77 @@
+"""No crash loop: a record in hand when the worker dies is processed alone at the restart, and dead-lettered
+(stage ``crash``) at the restart after a second death with it alone in hand."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path, read_ledger
+from streamrag.core.records import RawRecord
+from streamrag.core.settings import Settings
+from streamrag.core.step_guard import StepGuard
+from streamrag.tools.status import crash_ledgers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rec(offset: int) -> RawRecord:
+    return RawRecord(value=b"{}", topic="q", partition=0, offset=offset)
+
+
+def test_a_worker_that_dies_on_a_record_dead_letters_it_at_its_second_restart(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "tests.unit.crash_flow", str(tmp_path / "state"), str(tmp_path / "db"),
+            str(tmp_path / "out.json")]
+    codes = []
+    for _ in range(3):
+        codes.append(subprocess.run(args, env=env, cwd=ROOT, capture_output=True, timeout=180).returncode)
+        if codes[-1] == 0:
+            break
+    # 1st run: dies with the batch in hand; 2nd: the suspects one by one, dies with the bomb alone; 3rd: done
+    assert codes == [70, 70, 0]
+    outs = json.loads((tmp_path / "out.json").read_text())
+    indexed = sorted(o["doc_id"] for o in outs if o.get("status") == "indexed")
+    dead = [(o["stage"], o["source"]["offset"]) for o in outs if "stage" in o]
+    assert indexed == ["alpha", "delta", "gamma"] and dead == [("crash", 1)]
+    ledger = read_ledger(ledger_path(str(tmp_path / "state"), "ingest", 0))
+    assert ledger["crash_restarts"] == 2 and ledger["in_hand"] == [] and ledger["convicted"] == [["docs", 0, 1]]
+    shown = crash_ledgers(Settings(state_dir=str(tmp_path / "state"), _env_file=None))  # type: ignore[call-arg]
+    assert shown["ingest-0"]["crash_restarts"] == 2 and shown["ingest-0"]["dead_lettered"] == 1  # streamrag status
+
+
+def test_the_ledger_convicts_only_a_suspect_that_was_alone_in_hand(tmp_path: Path) -> None:
+    path = tmp_path / "l.json"
+    first = FileCrashLedger(path, "query")
+    dying = [first.holding("answer", [("q", 0, 5)])]  # kept: a dead process never leaves the step
+    dying[0].__enter__()  # a SIGTERM mid-answer: one strike, not a conviction
+    second = FileCrashLedger(path, "query")
+    assert second.suspect(("q", 0, 5)) and not second.convicted(("q", 0, 5)) and second.crash_restarts == 1
+    with second.holding("answer", [("q", 0, 6)]):
+        pass  # a step that ends clears what it held
+    assert FileCrashLedger(path, "query").crash_restarts == 1
+
+    guard: StepGuard[RawRecord, object] = StepGuard("query", record_of=lambda r: r,
+                                                    fail=lambda r, st, why: [(r.offset, st)], ledger=second)
+    calls: list[list[int | None]] = []
+
+    def step(batch: list[RawRecord]) -> list[object]:
+        calls.append([r.offset for r in batch])
+        if 5 in calls[-1]:
+            left_behind.append(path.read_bytes())  # what a process killed here leaves: the suspect alone in hand
+            raise SystemExit
+        return [r.offset for r in batch]
+
+    left_behind: list[bytes] = []
+    with contextlib.suppress(SystemExit):
+        guard.wrap("answer", step)([_rec(4), _rec(5), _rec(7)])
+    path.write_bytes(left_behind[0])
+    assert calls[0] == [5]  # the suspect went first, alone
+    third = FileCrashLedger(path, "query")
+    assert third.convicted(("q", 0, 5)) and third.crash_restarts == 2
+    guard = StepGuard("query", record_of=lambda r: r, fail=lambda r, st, why: [(r.offset, st)], ledger=third)
+    assert guard.wrap("answer", lambda b: [r.offset for r in b])([_rec(4), _rec(5), _rec(7)]) == [(5, "crash"), 4, 7]
