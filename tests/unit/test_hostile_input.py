@@ -178,3 +178,40 @@ def test_the_ingest_flow_names_every_guarded_step(settings: Settings, store: Lan
     flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
                                   stages=IngestStages.from_settings(settings, store, HashEmbedder()))
     assert {"parse", "redact", "newest", "stale_check", "chunk", "embed", "write"} <= {s.step_name for s in flow.substeps}
+
+
+class Msg:
+    """A consumed Kafka message, as confluent_kafka hands it to the cache follower."""
+
+    def __init__(self, topic: str, value: bytes | None, key: bytes | None = b"acme/k") -> None:
+        self._t, self._v, self._k = topic, value, key
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._t
+
+    def value(self) -> bytes | None:
+        return self._v
+
+    def key(self) -> bytes | None:
+        return self._k
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 1
+
+
+@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=512) | st.sampled_from([POISON_DEEP, POISON_INT, b'{"tenant": "acme", "doc_id": ' + b"[" * 3000]))
+def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
+    from streamrag.connectors.cache_follower import CacheFollower
+    from streamrag.core.cache.semantic_cache import SemanticCache
+
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    follower = CacheFollower(s, SemanticCache(None))
+    for topic in (s.topic_cache, s.topic_index_events):
+        follower._handle(Msg(topic, value))  # type: ignore[arg-type]
