@@ -47,16 +47,18 @@ def source_config(s: Settings) -> dict[str, str]:
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 
 
+def _retention_days(days: float) -> dict[str, str]:
+    return {"retention.ms": str(int(days * 24 * 3600 * 1000))}
+
+
 def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
-    return {
-        s.topic_documents: COMPACTED,
-        s.topic_queries: {"retention.ms": str(24 * 3600 * 1000)},
-        s.topic_answers: {"retention.ms": str(24 * 3600 * 1000)},
-        s.topic_cache: COMPACTED,
-        s.topic_index_events: {"retention.ms": str(7 * 24 * 3600 * 1000)},
-        s.topic_dead_letters: {"retention.ms": str(30 * 24 * 3600 * 1000)},
-        s.topic_audit: {"retention.ms": str(int(s.audit_retention_days * 24 * 3600 * 1000))},
+    """Each project topic (``Settings.project_topics``) with its configuration."""
+    by_setting = {
+        "topic_documents": COMPACTED, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
+        "topic_cache": COMPACTED, "topic_index_events": _retention_days(7), "topic_dead_letters": _retention_days(30),
+        "topic_audit": _retention_days(s.audit_retention_days),
     }
+    return {topic: by_setting[setting] for setting, topic in s.project_topics.items()}  # KeyError: a topic without a spec
 
 
 def admin(s: Settings) -> Any:

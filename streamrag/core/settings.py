@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def project_topics(self) -> dict[str, str]:
+        """Every topic the project owns, by setting (topic_documents, ..., topic_audit): the one list of them."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name.startswith("topic_")}
+
+    @property
     def json_limits(self) -> JsonLimits:
         return JsonLimits(max_bytes=self.max_message_bytes, max_depth=self.max_json_depth)
 

@@ -44,6 +44,25 @@ def test_filters_refuse_user_input() -> None:
     assert tenant_literal("acme") == "'acme'"
 
 
+@pytest.mark.parametrize("topic", ["documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit"])
+def test_no_project_topic_is_a_reply_topic_even_under_an_allowed_prefix(settings: Any, topic: str) -> None:
+    """With a prefix as broad as the project's own (``streamrag.``), only the project-topic check refuses these."""
+    from streamrag.core.query.parse import reply_topic_error
+
+    name = settings.project_topics[f"topic_{topic}"]
+    assert name.startswith("streamrag.")
+    why = reply_topic_error(name, ["streamrag."], set(settings.project_topics.values()), lambda t: True)
+    assert why is not None and "not allowed" in why
+    assert reply_topic_error("streamrag.replies.app1", ["streamrag."], set(settings.project_topics.values()),
+                             lambda t: True) is None
+
+
+def test_every_project_topic_is_created_with_its_spec(settings: Any) -> None:
+    from streamrag.connectors.kafka_admin import topic_specs
+
+    assert set(topic_specs(settings)) == set(settings.project_topics.values()) and len(settings.project_topics) == 7
+
+
 @pytest.mark.parametrize("reply_to, allowed", [
     ("streamrag.documents", False),  # the compacted source of truth
     ("streamrag.answers", False),

@@ -93,8 +93,7 @@ class QueryProcessor:
         self.topic_exists = topic_exists
         self.verifier = verifier
         self.drift = drift
-        self.project_topics = {settings.topic_documents, settings.topic_queries, settings.topic_answers,
-                               settings.topic_cache, settings.topic_index_events, settings.topic_dead_letters}
+        self.project_topics = set(settings.project_topics.values())
 
     # -- transport-facing -------------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
