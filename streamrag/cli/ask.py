@@ -16,6 +16,7 @@ from streamrag.core.auth import sign_token
 from streamrag.core.errors import StreamragError
 from streamrag.core.json_limits import describe_validation
 from streamrag.flows.components import make_query_processor
+from streamrag.flows.index_views import IndexViews
 from streamrag.schemas.models import Answer, Query
 
 
@@ -137,7 +138,8 @@ def ask(
     if via_kafka:
         a = request_answer(s, q, timeout, on_delta=term)
     else:
-        a = make_query_processor(s, deltas=(lambda _q, _t: term) if term else None).answer_many([q])[0]
+        a = make_query_processor(s, deltas=(lambda _q, _t: term) if term else None,
+                                 views=IndexViews(s).current).answer_many([q])[0]
     if term is not None:
         term.close()
     print_answer(a, json_out, streamed=term is not None)

@@ -10,6 +10,7 @@ import typer
 from streamrag.cli.app import app, cli_errors, out, settings
 from streamrag.cli.ask import build_query, print_answer
 from streamrag.flows.components import make_query_processor
+from streamrag.flows.index_views import IndexViews
 from streamrag.flows.local import index_paths
 
 DEMO_QUESTIONS = [
@@ -29,7 +30,7 @@ def demo(tenant: str = typer.Option("demo", "--tenant", "-t")) -> None:
     c = index_paths(s, [corpus], tenant).counts()
     out.print(f"[bold]ingested[/bold] {corpus}: {c.get('indexed', 0)} indexed, {c.get('unchanged', 0)} unchanged, "
               f"{c['dead_letters']} dead letters -> {s.lancedb_uri}", highlight=False)
-    qp = make_query_processor(s)
+    qp = make_query_processor(s, views=IndexViews(s).current)  # the active index version, as the workers
     for question in DEMO_QUESTIONS:
         out.rule(question)
         print_answer(qp.answer_many([build_query(question, tenant, top_k=3)])[0], False)

@@ -15,7 +15,7 @@ from streamrag.core.errors import StreamragError
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
-from streamrag.flows.components import make_store
+from streamrag.flows.index_views import IndexViews
 from streamrag.flows.ingest import build_flow
 from streamrag.schemas.models import DeadLetter, IndexEvent
 
@@ -81,10 +81,13 @@ def index_paths(
     settings: Settings, paths: list[Path], tenant: str, on_progress: Callable[[int], None] | None = None
 ) -> IngestReport:
     """``streamrag ingest``: files -> the ingest dataflow -> the local index, then index upkeep
-    (the embedded path has no maintenance thread: FTS and optimize run once, here)."""
+    (the embedded path has no maintenance thread: FTS and optimize run once, here). Written to the active
+    index version, as the workers write."""
     records = list(records_from_paths(paths, tenant))
     if not records:
         raise StreamragError("no .txt, .md or .jsonl files found in the given paths")
-    report = ingest_records(settings, records, on_progress=on_progress)
-    make_store(settings).maintain(force=True)
+    views = IndexViews(settings)
+    name, stages = views.target()
+    report = ingest_records(settings, records, on_progress=on_progress, stages=stages)
+    views.view(name).store.maintain(force=True)
     return report

@@ -69,3 +69,25 @@ def test_eval_scores_a_tiny_beir_folder(env: Path) -> None:
     res = run_eval(s, d, parse_configs(["dense", "bm25", "hybrid-rrf"]), env / "evaldb", env / "emb.sqlite", log=lambda m: None)
     assert res["documents"] == 3 and res["queries"] == 2
     assert all(m["NDCG@10"] == 1.0 for m in res["results"].values())
+
+
+def test_embedded_ingest_and_ask_follow_the_promoted_index(env: Path) -> None:
+    from streamrag.core.index_versions import new_manifest
+    from streamrag.flows.index_views import IndexViews
+
+    docs = env / "docs"
+    docs.mkdir()
+    (docs / "old.md").write_text("# Parking\n\nParking in the garage costs 5 euros a day.\n")
+    assert CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme"]).exit_code == 0
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    views = IndexViews(s)
+    views.registry.register(new_manifest("green", s))
+    views.registry.activate("green", "promote")
+    (docs / "old.md").unlink()
+    (docs / "new.md").write_text("# Parking\n\nParking in the garage is now free for employees.\n")
+    assert CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme"]).exit_code == 0
+    green = IndexViews(s).view("green").store.chunk_rows("acme")
+    assert {r["doc_id"] for r in green} == {"new.md"}  # embedded ingest wrote the active version
+    r = CliRunner().invoke(app, ["ask", "How much does parking in the garage cost?", "--tenant", "acme", "--json"])
+    a = json.loads(r.stdout)
+    assert a["index"] == "green" and a["citations"][0]["doc_id"] == "new.md", r.output
