@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from enum import StrEnum
 from typing import Any
 
 import typer
@@ -18,21 +17,7 @@ from streamrag.core.json_limits import describe_validation
 from streamrag.flows.components import make_query_processor
 from streamrag.flows.index_views import IndexViews
 from streamrag.schemas.models import Answer, Query
-
-
-class Fusion(StrEnum):
-    auto = "auto"
-    rrf = "rrf"
-    weighted = "weighted"
-    dense = "dense"
-    bm25 = "bm25"
-
-
-class Rerank(StrEnum):
-    none = "none"
-    cross_encoder = "cross-encoder"
-    embedder = "embedder"
-    mmr = "mmr"
+from streamrag.schemas.vocabulary import Fusion, Rerank
 
 
 def build_query(
@@ -113,9 +98,9 @@ def ask(
     user: str = typer.Option(None, "--user", "-u"),
     roles: str = typer.Option(None, "--roles", help="comma-separated"),
     top_k: int = typer.Option(5, "--top-k", "-k"),
-    fusion: Fusion = typer.Option(None, "--fusion"),
+    fusion: Fusion | None = typer.Option(None, "--fusion"),
     alpha: float = typer.Option(None, "--alpha"),
-    rerank: Rerank = typer.Option(None, "--rerank"),
+    rerank: Rerank | None = typer.Option(None, "--rerank"),
     filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
     via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
     stream: bool = typer.Option(False, "--stream", help="print the answer's tokens as they are written"),
@@ -127,7 +112,7 @@ def ask(
 ) -> None:
     """Answer a question from the index (locally, or through the query worker with --via-kafka)."""
     s = settings()
-    q = build_query(question, tenant, user, roles, top_k, fusion and fusion.value, alpha, rerank and rerank.value,
+    q = build_query(question, tenant, user, roles, top_k, fusion, alpha, rerank,
                     filters, stream=stream, expand=expand)
     if sign_secret_env:
         secret = os.environ.get(sign_secret_env, "")

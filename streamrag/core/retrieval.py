@@ -21,20 +21,24 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
 
 from streamrag.core.ports import Hit, IndexReader
 from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
 from streamrag.schemas.models import Query, QueryFilters
-
-if TYPE_CHECKING:  # settings imports this module's Fusion
-    from streamrag.core.settings import Settings
+from streamrag.schemas.vocabulary import Fusion
 
 RRF_K = 60
-Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
 AGREE_K = 10  # top documents compared between the two lists
 AGREE_FULL = 0.2  # agreement at which BM25 gets an equal weight (2 of 10 top documents shared)
-DOC_WEIGHT = 0.1  # share of a document's other chunks' scores added to each of its chunks
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    """What a retriever is configured with (STREAMRAG_OVERFETCH, _MIN_CANDIDATES, _DOC_WEIGHT)."""
+
+    overfetch: int = 4
+    min_candidates: int = 100
+    doc_weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit], full: float = AGREE_FU
     return 1.0 - 0.5 * min(1.0, agreement(dense, bm25) / full)
 
 
-def with_doc_evidence(ranked: list[Ranked], weight: float = DOC_WEIGHT, others: int = 2) -> list[Ranked]:
+def with_doc_evidence(ranked: list[Ranked], weight: float, others: int = 2) -> list[Ranked]:
     """Each chunk gains ``weight`` x the scores of up to ``others`` more chunks of its document."""
     if weight <= 0 or not ranked:
         return ranked
@@ -200,8 +204,8 @@ class Retriever:
         return max(top_k * self.overfetch, self.min_candidates)
 
     @classmethod
-    def for_settings(cls, store: IndexReader, s: Settings) -> Retriever:
-        return cls(store, overfetch=s.overfetch, min_candidates=s.min_candidates, doc_weight=s.doc_weight)
+    def for_config(cls, store: IndexReader, c: RetrievalConfig) -> Retriever:
+        return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight)
 
     def retrieve(
         self,

@@ -20,6 +20,8 @@ from streamrag.core.generation.routing import GeneratorRoute, parse_chain
 from streamrag.core.generation.usage import ModelPrice
 from streamrag.core.json_limits import JsonLimits
 from streamrag.core.pii import PiiSettings
+from streamrag.core.retrieval import RetrievalConfig
+from streamrag.schemas.vocabulary import Fusion, Rerank
 
 
 class CacheTenantSettings(BaseModel):
@@ -113,12 +115,12 @@ class Settings(BaseSettings):
     # candidates each retriever returns before fusion, at least (min-max fusion needs a deep list: docs/retrieval.md)
     min_candidates: int = Field(100, ge=1, le=1000)
     # auto: BM25's weight set per query by how much the two retrievers agree (docs/retrieval.md)
-    fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] = "auto"
+    fusion: Fusion = "auto"
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
     doc_weight: float = Field(0.0, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
-    rerank: Literal["none", "cross-encoder", "embedder", "mmr"] = "none"
+    rerank: Rerank = "none"
     rerank_model: str = ""
     query_max_age_s: float = Field(300.0, gt=0)
 
@@ -207,6 +209,10 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         return self
+
+    @property
+    def retrieval(self) -> RetrievalConfig:
+        return RetrievalConfig(overfetch=self.overfetch, min_candidates=self.min_candidates, doc_weight=self.doc_weight)
 
     @property
     def project_topics(self) -> dict[str, str]:

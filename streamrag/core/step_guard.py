@@ -23,12 +23,13 @@ from streamrag.core import telemetry
 from streamrag.core.errors import TemporaryFailure
 from streamrag.core.ports import CrashLedger, Position
 from streamrag.core.records import RawRecord
+from streamrag.schemas.vocabulary import DeadLetterStage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
 
-CRASH_STAGE = "crash"
+CRASH_STAGE: DeadLetterStage = "crash"
 
 
 def position(rec: RawRecord | None) -> Position | None:
@@ -44,16 +45,16 @@ class StepGuard(Generic[T, U]):
 
     flow: str
     record_of: Callable[[T], RawRecord | None]
-    fail: Callable[[T, str, str], list[U]]
+    fail: Callable[[T, DeadLetterStage, str], list[U]]
     ledger: CrashLedger | None = None
 
-    def wrap(self, stage: str, fn: Callable[[Sequence[T]], list[U]]) -> Callable[[Sequence[T]], list[U]]:
+    def wrap(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]]) -> Callable[[Sequence[T]], list[U]]:
         def run(batch: Sequence[T]) -> list[U]:
             return self.run(stage, fn, batch)
 
         return run
 
-    def run(self, stage: str, fn: Callable[[Sequence[T]], list[U]], batch: Sequence[T]) -> list[U]:
+    def run(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]], batch: Sequence[T]) -> list[U]:
         ledger = self.ledger
         if ledger is None:
             return self._isolating(stage, fn, list(batch))
@@ -80,7 +81,7 @@ class StepGuard(Generic[T, U]):
                 out.extend(self._isolating(stage, fn, together))
         return out
 
-    def _isolating(self, stage: str, fn: Callable[[Sequence[T]], list[U]], batch: list[T]) -> list[U]:
+    def _isolating(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]], batch: list[T]) -> list[U]:
         if not batch:
             return []
         try:
@@ -97,7 +98,7 @@ class StepGuard(Generic[T, U]):
             log.exception("step %s.%s failed for one record; dead-lettered", self.flow, stage)
             return self.fail(batch[0], stage, f"{type(exc).__name__}: {str(exc)[:1000]}")
 
-    def each(self, stage: str, fn: Callable[[T], list[U]]) -> Callable[[T], list[U]]:
+    def each(self, stage: DeadLetterStage, fn: Callable[[T], list[U]]) -> Callable[[T], list[U]]:
         """The same for a step that takes one item at a time."""
 
         def run(item: T) -> list[U]:  # conversion steps: isolated, not written to the ledger

@@ -1,6 +1,6 @@
-"""Ingest dataflow, one named step per stage:
+"""Ingest dataflow, one named step per stage (``INGEST_STAGES``):
 
-    documents topic -> parse -> newest -> stale_check -> chunk -> embed -> write -> events -> Kafka
+    documents topic -> parse -> redact -> newest -> stale_check -> chunk -> embed -> write -> events -> Kafka
                                                                                  (index events, dead letters)
 
 The sink produces the index events and dead letters, flushes, and only then commits the offsets of
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import bytewax.operators as op
@@ -30,7 +31,8 @@ from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.ingest.changes import Finished, Item, Pending
-from streamrag.core.ingest.routing import IngestSteps, RoutedStages
+from streamrag.core.ingest.routing import RoutedStages
+from streamrag.core.ingest.stages import IngestSteps
 from streamrag.core.ports import CrashLedger
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
@@ -40,6 +42,7 @@ from streamrag.flows.components import make_ingest_stages
 from streamrag.flows.index_views import IndexViews
 from streamrag.flows.maintenance import Maintainer
 from streamrag.schemas.models import DeadLetter, IndexEvent
+from streamrag.schemas.vocabulary import INGEST_STAGES, DeadLetterStage
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,9 @@ def stage_steps(raw: Stream[RawRecord], stages: IngestSteps, ledger: CrashLedger
     """The named steps from raw records to finished ones (shared by every ingest flow); no exception
     leaves a step: a record that raises is dead-lettered alone (core.step_guard)."""
     guard = ingest_guard(ledger)
-    items: Stream[Item] = op.flat_map_batch("parse", raw, guard.wrap("parse", timed("parse", stages.parse)))
-    for name, fn in (("redact", stages.redact), ("newest", stages.newest), ("stale_check", stages.stale_check),
-                     ("chunk", stages.chunk), ("embed", stages.embed), ("write", stages.write)):
-        items = op.flat_map_batch(name, items, guard.wrap(name, timed(name, fn)))
+    items: Stream[Any] = raw
+    for name in INGEST_STAGES:
+        items = op.flat_map_batch(name, items, guard.wrap(name, timed(name, partial(stages.run, name))))
     return op.filter_map("finished", items, lambda i: counted(i) if isinstance(i, Finished) else None)
 
 
@@ -65,7 +67,7 @@ def _in_progress(item: RawRecord | Item) -> RawRecord | None:
     return item.rec if isinstance(item, Pending) else None
 
 
-def _failed(item: RawRecord | Item, stage: str, reason: str) -> list[Item]:
+def _failed(item: RawRecord | Item, stage: DeadLetterStage, reason: str) -> list[Item]:
     if isinstance(item, Finished):
         return [item]
     rec = item if isinstance(item, RawRecord) else item.rec

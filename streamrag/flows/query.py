@@ -38,6 +38,7 @@ from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
 from streamrag.schemas.models import Answer, Query
+from streamrag.schemas.vocabulary import DeadLetterStage
 
 
 def audit_redactors(s: Settings) -> TenantRedactors | None:
@@ -67,7 +68,7 @@ def _in_progress(item: RawRecord | tuple[RawRecord, Parsed]) -> RawRecord | None
     return item[0] if isinstance(item[1], Query) else None
 
 
-def _failed(item: RawRecord | tuple[RawRecord, Parsed], stage: str, reason: str) -> list[tuple[RawRecord, Output]]:
+def _failed(item: RawRecord | tuple[RawRecord, Parsed], stage: DeadLetterStage, reason: str) -> list[tuple[RawRecord, Output]]:
     """The record's dead letter and an error answer to whoever waits for it."""
     if isinstance(item, RawRecord):
         dead, ans = failed(item, stage, reason)

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from streamrag.schemas.vocabulary import DeadLetterStage, Fusion, Rerank
+
 SCHEMA_VERSION = 1
 
 # Tenants are operator-chosen identifiers; they never need quoting anywhere.
@@ -102,8 +104,8 @@ class QueryFilters(_Model):
 
 class QueryOptions(_Model):
     alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    fusion: Literal["auto", "rrf", "weighted", "dense", "bm25"] | None = None
-    rerank: Literal["none", "cross-encoder", "embedder", "mmr"] | None = None
+    fusion: Fusion | None = None
+    rerank: Rerank | None = None
     variants: list[Annotated[str, StringConstraints(min_length=1, max_length=4_000)]] = Field(
         default_factory=list, max_length=8
     )
@@ -258,7 +260,7 @@ class DeadLetter(_Model):
     """An input that could not be processed: the original bytes, why, and where it failed."""
 
     schema_version: Literal[1] = 1
-    stage: str
+    stage: DeadLetterStage
     error: str
     original_b64: str = ""
     original_key_b64: str | None = None
@@ -272,7 +274,7 @@ class DeadLetter(_Model):
     def make(
         cls,
         *,
-        stage: str,
+        stage: DeadLetterStage,
         error: str,
         value: bytes | None,
         key: bytes | None = None,

@@ -65,7 +65,7 @@ def file_queries(path: Path, tenant: str) -> list[Query]:
 
 
 def _run(view: IndexView, queries: list[Query], k: int) -> tuple[dict[str, dict[str, float]], list[float]]:
-    retriever = Retriever.for_settings(view.store, view.settings)
+    retriever = Retriever.for_config(view.store, view.settings.retrieval)
     runs: dict[str, dict[str, float]] = {}
     lat: list[float] = []
     view.embedder.embed(["warm up"])

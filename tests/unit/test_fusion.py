@@ -74,7 +74,7 @@ def test_each_retriever_returns_at_least_the_configured_candidates() -> None:
             return []
 
     s = Settings(min_candidates=30, overfetch=4)
-    r = Retriever.for_settings(Store(), s)  # type: ignore[arg-type]
+    r = Retriever.for_config(Store(), s.retrieval)  # type: ignore[arg-type]
     r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=5), [[0.0]], ["x"], "auto", 0.5)
     r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=50), [[0.0]], ["x"], "auto", 0.5)
     assert asked == [30, 30, 200, 200]  # min-max fusion needs a deep list; more when top_k x overfetch is more

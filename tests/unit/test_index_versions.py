@@ -22,9 +22,10 @@ from streamrag.core.index_versions import (
     with_overrides,
 )
 from streamrag.core.ingest.routing import RoutedStages
-from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.ingest.stages import IngestStages, run_stages
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import IndexEvent, Query
+from streamrag.schemas.vocabulary import INGEST_STAGES
 from tests.conftest import change, rec
 from tests.fakes import HashEmbedder
 
@@ -85,15 +86,13 @@ def test_a_record_is_written_to_the_version_it_was_parsed_for(settings: Settings
               "green": IngestStages.from_settings(with_overrides(settings, {"chunk_size": "64"}), green, HashEmbedder())}
     active = ["default"]
     routed = RoutedStages(lambda: (active[0], stages[active[0]]), stages.__getitem__)
-    items = routed.parse([rec(change("d1", 1, LONG))])
+    items = routed.run("parse", [rec(change("d1", 1, LONG))])
     active[0] = "green"  # a promote between two stages of the same batch
-    for step in (routed.redact, routed.newest, routed.stale_check, routed.chunk, routed.embed, routed.write):
-        items = step(items)
+    for name in INGEST_STAGES[1:]:
+        items = routed.run(name, items)
     assert [i.output.status for i in items] == ["indexed"]  # type: ignore[union-attr]
     assert len(blue.chunk_rows()) > 3 and green.chunk_rows() == []
-    items = routed.parse([rec(change("d1", 1, LONG))])
-    for step in (routed.redact, routed.newest, routed.stale_check, routed.chunk, routed.embed, routed.write):
-        items = step(items)
+    assert run_stages(routed, [rec(change("d1", 1, LONG))])[0].status == "indexed"  # type: ignore[union-attr]
     assert 0 < len(green.chunk_rows()) < len(blue.chunk_rows())  # green's own (larger) chunks
 
 

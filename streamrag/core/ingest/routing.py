@@ -8,25 +8,11 @@ one version and written to another.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any
 
 from streamrag.core.ingest.changes import Item, Pending
 from streamrag.core.ingest.stages import IngestStages
-from streamrag.core.records import RawRecord
-
-Stage = Callable[[Sequence[Item]], list[Item]]
-
-
-class IngestSteps(Protocol):
-    """The named ingest stages, as the ingest flow runs them."""
-
-    def parse(self, records: Sequence[RawRecord]) -> list[Item]: ...
-    def redact(self, items: Sequence[Item]) -> list[Item]: ...
-    def newest(self, items: Sequence[Item]) -> list[Item]: ...
-    def stale_check(self, items: Sequence[Item]) -> list[Item]: ...
-    def chunk(self, items: Sequence[Item]) -> list[Item]: ...
-    def embed(self, items: Sequence[Item]) -> list[Item]: ...
-    def write(self, items: Sequence[Item]) -> list[Item]: ...
+from streamrag.schemas.vocabulary import IngestStage
 
 
 class RoutedStages:
@@ -34,15 +20,16 @@ class RoutedStages:
         self.target = target
         self.stages_of = stages_of
 
-    def parse(self, records: Sequence[RawRecord]) -> list[Item]:
-        name, stages = self.target()
-        items = stages.parse(records)
-        for i in items:
-            if isinstance(i, Pending):
-                i.index = name
-        return items
-
-    def _routed(self, stage: str, items: Sequence[Item]) -> list[Item]:
+    def run(self, stage: IngestStage, items: Sequence[Any]) -> list[Item]:
+        """``parse`` on the active version's stages (which fixes each record's version); every later stage on
+        the stages of the version each record was parsed for."""
+        if stage == "parse":
+            name, stages = self.target()
+            parsed = stages.run("parse", items)
+            for i in parsed:
+                if isinstance(i, Pending):
+                    i.index = name
+            return parsed
         out: list[Item] = []
         groups: dict[str, list[Item]] = {}
         for i in items:
@@ -51,24 +38,5 @@ class RoutedStages:
             else:
                 out.append(i)
         for name, group in groups.items():
-            fn: Stage = getattr(self.stages_of(name), stage)
-            out.extend(fn(group))
+            out.extend(self.stages_of(name).run(stage, group))
         return out
-
-    def redact(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("redact", items)
-
-    def newest(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("newest", items)
-
-    def stale_check(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("stale_check", items)
-
-    def chunk(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("chunk", items)
-
-    def embed(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("embed", items)
-
-    def write(self, items: Sequence[Item]) -> list[Item]:
-        return self._routed("write", items)

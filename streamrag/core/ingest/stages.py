@@ -1,6 +1,6 @@
-"""The ingest stages, each a function of a batch: parse -> newest per document -> stale check ->
-chunk -> embed -> write. The ingest flow runs each as a named bytewax step; ``process_batch``
-runs them in the same order in-process.
+"""The ingest stages, each a function of a batch, in the order of ``INGEST_STAGES``: parse -> redact ->
+newest per document -> stale check -> chunk -> embed -> write. The ingest flow runs each as a named
+bytewax step; ``run_stages`` runs them in the same order in-process.
 
 Items are ``Pending`` (still to do) or ``Finished`` (an index event or a dead letter); a stage
 passes finished items through untouched. A record that fails for good in a stage becomes a dead
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from streamrag.core.retry import RetryPolicy, run_isolating
 from streamrag.core.security import chunk_id, content_hash, doc_key
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter, DocumentChange
+from streamrag.schemas.vocabulary import INGEST_STAGES, IngestStage
 
 log = logging.getLogger(__name__)
 
@@ -267,12 +269,28 @@ class IngestStages:
                         telemetry.FRESHNESS.observe(max(0.0, time.time() - p.rec.timestamp_ms / 1000))
         return out
 
-    # -- all of them, in-process ----------------------------------------------------------------
+    # -- by name, and all of them in-process ---------------------------------------------------------
+    def run(self, stage: IngestStage, items: Sequence[Any]) -> list[Item]:
+        """One stage by its name (``INGEST_STAGES``: the one list the flow, replay and tests follow)."""
+        fn: Callable[[Sequence[Any]], list[Item]] = getattr(self, stage)
+        return fn(items)
+
     def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
-        items = self.parse(records)
-        for stage in (self.redact, self.newest, self.stale_check, self.chunk, self.embed, self.write):
-            items = stage(items)
-        return [i.output for i in items if isinstance(i, Finished)]
+        return run_stages(self, records)
+
+
+class IngestSteps(Protocol):
+    """Something that runs the named ingest stages (``IngestStages``, or ``RoutedStages`` per index version)."""
+
+    def run(self, stage: IngestStage, items: Sequence[Any]) -> list[Item]: ...
+
+
+def run_stages(stages: IngestSteps, records: Sequence[RawRecord]) -> list[Output]:
+    """Every stage in order, in-process: the outputs (index events and dead letters) of ``records``."""
+    items: Sequence[Any] = records
+    for name in INGEST_STAGES:
+        items = stages.run(name, items)
+    return [i.output for i in items if isinstance(i, Finished)]
 
 
 def applied(ch: DocumentChange, h: str, chunk_count: int) -> Output:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
 from streamrag.core.records import RawRecord
 from streamrag.schemas.models import Answer, DeadLetter, Query
+from streamrag.schemas.vocabulary import DeadLetterStage
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -38,7 +39,7 @@ def parse_query(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> Query | tu
         return failed(rec, "validate", describe_validation(exc), data)
 
 
-def failed(rec: RawRecord, stage: str, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
+def failed(rec: RawRecord, stage: DeadLetterStage, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
     """The record's dead letter and, when a query id can be read (field or key), its error answer."""
     qid = data.get("query_id") if isinstance(data, dict) else None
     if not isinstance(qid, str) or not qid:

@@ -80,7 +80,7 @@ class QueryProcessor:
         self.s = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever.for_settings(store, settings)
+        self.retriever = Retriever.for_config(store, settings.retrieval)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: Callable[[], IndexView] = views or (lambda: fixed)
@@ -143,7 +143,7 @@ class QueryProcessor:
     def retriever_of(self, view: IndexView) -> Retriever:
         r = self._retrievers.get(view.name)
         if r is None:
-            r = Retriever.for_settings(view.store, view.settings)
+            r = Retriever.for_config(view.store, view.settings.retrieval)
             self._retrievers[view.name] = r
         return r
 

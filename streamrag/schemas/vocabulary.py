@@ -1,0 +1,26 @@
+"""The project's names, each defined once and imported wherever it is used (event contracts, settings,
+retrieval, the CLI's choices, the flows' step names and dead-letter stages)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# how the vector and BM25 candidate lists are combined
+Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
+# the second stage over fused candidates
+Rerank = Literal["none", "cross-encoder", "embedder", "mmr"]
+# the ingest flow's named steps, in the order they run
+IngestStage = Literal["parse", "redact", "newest", "stale_check", "chunk", "embed", "write"]
+# the query flow's named steps, in the order they run
+QueryStage = Literal["parse", "answer", "messages"]
+# where a record can be dead-lettered: a step of either flow, the Kafka consumer, identity checks,
+# the ingest flow's output step, or the crash ledger (the worker died with the record in hand, twice)
+DeadLetterStage = Literal[
+    "consume", "parse", "validate", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write", "events",
+    "answer", "messages", "crash",
+]
+
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+RERANKS: tuple[str, ...] = get_args(Rerank)
+INGEST_STAGES: tuple[IngestStage, ...] = get_args(IngestStage)
+DEAD_LETTER_STAGES: tuple[str, ...] = get_args(DeadLetterStage)
