@@ -25,7 +25,7 @@ from streamrag.connectors.lancedb_ann import PqProbe, build_ann
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import SearchFailed, ServiceUnavailable
 from streamrag.core.ports import DocState, DocWrite, Hit, StoredChunk
 from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
@@ -348,7 +348,11 @@ class LanceStore:
             q = q.refine_factor(self.refine_factor)
         if exact:
             q = q.bypass_vector_index()
-        return self._hits(q.to_arrow().to_pylist(), lambda r: 1.0 - r["_distance"])
+        try:
+            rows = q.to_arrow().to_pylist()
+        except Exception as exc:
+            raise SearchFailed(f"vector search failed: {type(exc).__name__}: {exc}") from exc
+        return self._hits(rows, lambda r: 1.0 - r["_distance"])
 
     def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
         """BM25 over chunk text and, once its index exists, the document title (``titles``)."""
@@ -366,10 +370,16 @@ class LanceStore:
             q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
             rows = q.to_arrow().to_pylist()
         except Exception as exc:
-            if "index" in str(exc).lower():
+            if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet
                 return []
-            raise
+            raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
         return self._hits(rows, lambda r: r["_score"])
+
+    def _has_text_fts(self, t: Any) -> bool:
+        if self._has_fts_index:
+            return True
+        return any(getattr(i, "index_type", "") == "FTS" and "text" in getattr(i, "columns", [])
+                   for i in t.list_indices())
 
     # -- status -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -23,3 +23,7 @@ class TemporaryFailure(StreamragError):
 
 class IndexRefused(StreamragError):
     """An index operation that was refused (unknown name, dropping the active index, promoting a lagging one)."""
+
+
+class SearchFailed(StreamragError):
+    """A retriever's search failed: the query is answered from the other retriever, marked degraded."""

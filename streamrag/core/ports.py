@@ -91,7 +91,8 @@ class IndexWriter(DocStateReader, Protocol):
 
 
 class IndexReader(Protocol):
-    """What the query path needs of the index. ``where`` is built by core.security only."""
+    """What the query path needs of the index. ``where`` is built by ``core.retrieval.scope_for`` from
+    ``core.security``'s tokens and literals. A search that fails raises ``SearchFailed`` (never an empty list)."""
 
     def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]: ...
 

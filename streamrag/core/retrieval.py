@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from streamrag.core import telemetry
+from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit, IndexReader
 from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
 from streamrag.schemas.models import Query, QueryFilters
@@ -56,6 +58,7 @@ class RetrievalResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     dense_lists: list[list[Hit]] = field(default_factory=list)
     bm25_lists: list[list[Hit]] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)  # retrievers whose search failed (answered without them)
 
 
 def filter_clauses(f: QueryFilters) -> list[str]:
@@ -224,12 +227,28 @@ class Retriever:
         want_bm25 = fusion != "dense"
         jobs_d = [self._pool.submit(self.store.vector_search, v, where, n) for v in vectors] if want_dense else []
         jobs_b = [self._pool.submit(self.store.text_search, t, where, n) for t in texts] if want_bm25 else []
-        dense_lists = [j.result() for j in jobs_d]
-        bm25_lists = [j.result() for j in jobs_b]
+        degraded: list[str] = []
+        dense_lists = _results("dense", jobs_d, degraded)
+        bm25_lists = _results("bm25", jobs_b, degraded)
+        if degraded and not any(dense_lists) and not any(bm25_lists):
+            raise SearchFailed("; ".join(degraded))  # nothing to answer from: the query's error answer
         t1 = time.perf_counter()
         ranked = fuse(dense_lists, bm25_lists, fusion, alpha, self.doc_weight)
         t2 = time.perf_counter()
         best = max((h.score for hits in dense_lists for h in hits[:1]), default=0.0)
         return RetrievalResult(
-            ranked, best, {"search": (t1 - t0) * 1000, "fuse": (t2 - t1) * 1000}, dense_lists, bm25_lists
+            ranked, best, {"search": (t1 - t0) * 1000, "fuse": (t2 - t1) * 1000}, dense_lists, bm25_lists, degraded
         )
+
+
+def _results(retriever: str, jobs: Sequence[Future[list[Hit]]], degraded: list[str]) -> list[list[Hit]]:
+    """Each search's hits; a search that failed counts, is named in ``degraded`` and contributes nothing."""
+    out: list[list[Hit]] = []
+    for j in jobs:
+        try:
+            out.append(j.result())
+        except SearchFailed as exc:
+            telemetry.SEARCH_FAILURES.labels(retriever).inc()
+            degraded.append(f"retrieval: {retriever} unavailable: {str(exc)[:200]}")
+            out.append([])
+    return out

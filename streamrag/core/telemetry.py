@@ -43,6 +43,8 @@ EMBEDDINGS = Counter("streamrag_embeddings_total", "Chunk embeddings at ingest: 
                      "holding the same text and model", ["source"])
 STORE_READ_ERRORS = Counter("streamrag_store_read_errors_total", "Optional index reads that failed (work went on "
                             "without them)", ["what"])
+SEARCH_FAILURES = Counter("streamrag_search_failures_total", "Searches that failed; the query was answered from "
+                          "the other retriever (degraded) or, both failing, with an error", ["retriever"])
 STEP_FAILURES = Counter("streamrag_step_failures_total", "Unexpected exceptions in a flow step, each isolated to "
                         "its record and dead-lettered (a bug: see the worker log)", ["flow", "stage", "exception"])
 FOLLOWER_SKIPPED = Counter("streamrag_follower_skipped_total", "Unreadable cache or index-event records the cache "

@@ -166,7 +166,8 @@ class Answer(_Model):
     cache_lookup: Literal["exact", "semantic"] | None = None
     model: str = ""
     error: str | None = None
-    # which generator wrote the answer, and why earlier tiers did not (empty: the first tier answered)
+    # which generator wrote the answer, and why earlier tiers did not (empty: the first tier answered); also a
+    # retriever that failed ("retrieval: bm25 unavailable: ..."): the answer came from the other one alone
     generator: str = ""
     fallback: list[str] = Field(default_factory=list)
     # false: the generator cited no provided source (see STREAMRAG_UNGROUNDED)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.ports import Hit
 from streamrag.core.retrieval import Retriever, agreement, auto_alpha, fuse, with_doc_evidence
 from streamrag.core.settings import Settings
@@ -78,3 +81,52 @@ def test_each_retriever_returns_at_least_the_configured_candidates() -> None:
     r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=5), [[0.0]], ["x"], "auto", 0.5)
     r.retrieve(Query(query_id="q", tenant="t1", text="x", top_k=50), [[0.0]], ["x"], "auto", 0.5)
     assert asked == [30, 30, 200, 200]  # min-max fusion needs a deep list; more when top_k x overfetch is more
+
+
+def test_a_failing_retriever_degrades_the_answer_and_is_counted(settings: Settings, store: LanceStore) -> None:
+    """BM25 failing (not merely empty) is never silent: the answer comes from dense alone, says so, is counted
+    and is not cached; both failing is an error answer."""
+    from prometheus_client import REGISTRY
+
+    from streamrag.core.errors import SearchFailed
+    from streamrag.core.ingest.stages import IngestStages
+    from tests.conftest import change, query_processor, rec
+    from tests.fakes import HashEmbedder
+
+    s = settings.model_copy(update={"answer_min_score": 0.0})
+    IngestStages.from_settings(s, store, HashEmbedder()).process_batch([rec(change("vac", 1, "twenty five vacation days"))])
+    store.maintain(force=True)
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise SearchFailed("BM25 search failed: OSError: disk gone")
+
+    before = REGISTRY.get_sample_value("streamrag_search_failures_total", {"retriever": "bm25"}) or 0.0
+    store.text_search = broken  # type: ignore[method-assign]
+    qp = query_processor(s, store, HashEmbedder())
+    a = qp.answer_many([Query(query_id="q", tenant="acme", text="vacation days")])[0]
+    assert a.status == "ok" and a.citations[0].doc_id == "vac"
+    assert any(f.startswith("retrieval: bm25 unavailable") for f in a.fallback)
+    assert REGISTRY.get_sample_value("streamrag_search_failures_total", {"retriever": "bm25"}) == before + 1
+    store.vector_search = broken  # type: ignore[method-assign]
+    a = qp.answer_many([Query(query_id="q2", tenant="acme", text="vacation days")])[0]
+    assert a.status == "error" and "SearchFailed" in (a.error or "")
+
+
+def test_the_store_raises_a_typed_error_when_a_search_fails(settings: Settings, store: LanceStore) -> None:
+    import pytest
+
+    from streamrag.core.errors import SearchFailed
+    from streamrag.core.ingest.stages import IngestStages
+    from tests.conftest import change, rec
+    from tests.fakes import HashEmbedder
+
+    IngestStages.from_settings(settings, store, HashEmbedder()).process_batch([rec(change("vac", 1, "vacation days"))])
+    assert store.text_search("vacation", "tenant = 'acme'", 5) == []  # no FTS index yet: nothing can match
+    store.maintain(force=True)
+    assert [h.doc_id for h in store.text_search("vacation", "tenant = 'acme'", 5)] == ["vac"]
+    with pytest.raises(SearchFailed):
+        store.vector_search([0.0] * 64, "no_such_column = 'x'", 5)
+    for index_dir in Path(store.uri, "chunks.lance", "_indices").iterdir():  # a lost FTS index: loud, not empty
+        shutil.rmtree(index_dir)
+    with pytest.raises(SearchFailed):
+        LanceStore(store.uri).text_search("vacation", "tenant = 'acme'", 5)

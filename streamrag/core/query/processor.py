@@ -282,7 +282,7 @@ class QueryProcessor:
         answer = Answer.model_validate({
             "query_id": q.query_id, "tenant": q.tenant, "status": draft.status, "answer": draft.answer,
             "citations": cites, "timings_ms": timer.ms, "model": f"{view.embedder.name}+{model}" if model else view.embedder.name,
-            "generator": draft.generator, "fallback": draft.fallback, "grounded": draft.grounded,
+            "generator": draft.generator, "fallback": [*res.degraded, *draft.fallback], "grounded": draft.grounded,
             "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                            cost=cost(self.s.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
             "deltas": 0 if stream is None else stream.seq, "index": view.name,
