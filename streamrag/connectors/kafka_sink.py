@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamrag.connectors.kafka_admin import client_config
 from streamrag.connectors.kafka_offsets import Position
-from streamrag.core.errors import ServiceUnavailable, TemporaryFailure
+from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 from streamrag.core.records import Outgoing
 from streamrag.core.retry import RetryPolicy
 from streamrag.core.settings import Settings
@@ -68,7 +68,13 @@ class _Partition(StatelessSinkPartition[Outgoing]):
 
         def attempt() -> None:
             nonlocal todo
-            todo = self._send(todo)
+            try:
+                todo = self._send(todo)
+            except KafkaException as exc:  # librdkafka says whether a retry can succeed
+                err = exc.args[0] if exc.args else None
+                if err is not None and callable(getattr(err, "retriable", None)) and err.retriable():
+                    raise TransientError(f"Kafka produce: {err}") from exc
+                raise
             if todo:
                 raise ServiceUnavailable(f"{len(todo)} messages failed delivery")
 

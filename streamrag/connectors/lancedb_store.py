@@ -22,6 +22,7 @@ import pyarrow as pa
 from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors.lancedb_ann import PqProbe, build_ann
+from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_schema import CHUNKS, DOC_SCHEMA, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
@@ -120,7 +121,10 @@ class LanceStore:
             return
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
-            yield from t.search().where(f"doc_key IN {in_list_literal(part)}").select(cols).limit(len(part) + 1).to_arrow().to_pylist()
+            with lance_errors("reading document rows"):
+                rows = t.search().where(f"doc_key IN {in_list_literal(part)}").select(cols).limit(len(part) + 1) \
+                    .to_arrow().to_pylist()
+            yield from rows
 
     def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
         return {
@@ -201,7 +205,7 @@ class LanceStore:
         if len(set(keys)) != len(keys):
             raise ValueError("a batch must hold each document once")
         rows = [r for w in writes for r in w.chunk_rows]
-        with self._lock:
+        with self._lock, lance_errors("index write"):
             chunks = self._ensure(self.chunks_name, chunk_schema(dim))
             before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
             stale = stale_chunk_filter(writes, before)

@@ -8,13 +8,14 @@ name or local path works by configuration. CUDA is used when present (fp16), els
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamrag.core.chunking import regex_tokenize
-from streamrag.core.errors import ModelLoadError
+from streamrag.core.errors import ModelLoadError, TransientError
 from streamrag.core.lazy import Lazy
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -102,13 +103,18 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        try:
+            vecs = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        except Exception as exc:
+            if _out_of_memory(exc):  # device memory pressure passes: a retry or a smaller batch fits
+                raise TransientError(f"encoder out of memory: {exc}") from exc
+            raise
         return np.asarray(vecs, dtype=np.float32)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
@@ -122,3 +128,10 @@ class SentenceTransformerEmbedder:
         fast.no_truncation()
         enc = fast.encode(text, add_special_tokens=False)
         return [(s, e) for s, e in enc.offsets if e > s]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's device out-of-memory error (older builds and MPS raise a RuntimeError saying so)."""
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    return (isinstance(oom, type) and isinstance(exc, oom)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())

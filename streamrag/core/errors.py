@@ -17,6 +17,11 @@ class ModelLoadError(StreamragError):
     """The embedding or rerank model could not be loaded."""
 
 
+class TransientError(StreamragError):
+    """A failure that may pass on its own (I/O, network, a commit conflict, device memory), as an adapter
+    classified its library's exception: retried with backoff (core.retry)."""
+
+
 class TemporaryFailure(StreamragError):
     """A temporary failure outlasted its retry budget: the worker stops without moving its offsets."""
 

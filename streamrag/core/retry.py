@@ -21,30 +21,17 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from streamrag.core.errors import ServiceUnavailable, TemporaryFailure
+from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Messages of errors that pass: commit conflicts between writers, I/O and network hiccups,
-# device memory pressure (a smaller batch fits). Anything else is a property of the input.
-_TRANSIENT_WORDS = ("commit conflict", "retryable", "timed out", "timeout", "temporarily", "out of memory",
-                    "connection reset", "connection refused", "too many requests", "throttl", "unavailable")
-
-
 def is_transient(exc: BaseException) -> bool:
-    """True for errors that may pass on their own (I/O, network, conflicts, overload)."""
-    if isinstance(exc, OSError | ServiceUnavailable):  # OSError covers ConnectionError, TimeoutError
-        return True
-    retriable = getattr(exc, "retriable", None)  # confluent_kafka.KafkaError
-    if callable(retriable):
-        try:
-            return bool(retriable())
-        except TypeError:
-            return False
-    text = str(exc).lower()
-    return any(w in text for w in _TRANSIENT_WORDS)
+    """True for errors that may pass on its own. Adapters say so by raising ``TransientError`` (they alone
+    read their libraries' exceptions); ``OSError`` (ConnectionError, TimeoutError) and ``ServiceUnavailable``
+    are transient wherever they come from. Nothing is classified by its message here."""
+    return isinstance(exc, TransientError | ServiceUnavailable | OSError)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.errors import TemporaryFailure
+from streamrag.core.errors import TemporaryFailure, TransientError
 from streamrag.core.retry import is_transient
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter, IndexEvent
@@ -137,9 +137,31 @@ def test_a_store_that_stays_down_stops_the_worker_instead_of_dead_lettering(sett
         p.process_batch([rec(change("d1", 1, "text")), rec(change("d2", 1, "text"))])
 
 
-def test_transient_errors_are_told_apart() -> None:
-    assert is_transient(OSError("io")) and is_transient(TimeoutError()) and is_transient(RuntimeError("Commit conflict"))
+def test_transient_errors_are_told_apart_by_type_not_message() -> None:
+    assert is_transient(OSError("io")) and is_transient(TimeoutError()) and is_transient(TransientError("conflict"))
     assert not is_transient(ValueError("bad row")) and not is_transient(RuntimeError("embedder exploded"))
+    assert not is_transient(RuntimeError("Commit conflict"))  # only an adapter reads its library's messages
+
+
+def test_the_store_adapter_types_lance_errors() -> None:
+    from streamrag.connectors.lancedb_errors import lance_errors
+
+    with pytest.raises(TransientError), lance_errors("index write"):
+        raise RuntimeError("lance error: Commit conflict for version 7: retry")
+    with pytest.raises(TransientError), lance_errors("index write"):
+        raise OSError("object store: connection reset")
+    with pytest.raises(ValueError), lance_errors("index write"):
+        raise ValueError("field vector: expected 384 dimensions")
+
+
+def test_the_encoder_adapter_types_out_of_memory() -> None:
+    import torch
+
+    from streamrag.connectors.sentence_embedder import _out_of_memory
+
+    assert _out_of_memory(torch.OutOfMemoryError("CUDA out of memory")) and _out_of_memory(
+        RuntimeError("MPS backend out of memory"))
+    assert not _out_of_memory(RuntimeError("index out of range"))
 
 
 def test_acl_and_metadata_tokens_stored(run: Any, store: LanceStore) -> None:

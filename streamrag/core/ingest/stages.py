@@ -153,7 +153,7 @@ class IngestStages:
             "reading document state", todo, lambda b: self.store.doc_states(p.key for p in b), self.policy
         ):
             if exc is not None or states is None:
-                out.extend(Finished(p.rec, p.rec.dead("write", f"reading document state failed: {exc}")) for p in part)
+                out.extend(Finished(p.rec, p.rec.dead("stale_check", f"reading document state failed: {exc}")) for p in part)
                 continue
             for p in part:
                 ch = p.change
