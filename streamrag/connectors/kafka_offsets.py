@@ -60,7 +60,6 @@ class BackgroundCommitter:
         self._pending: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.failures = 0
 
     def __call__(self, positions: Iterable[Position]) -> None:
         with self._lock:
@@ -82,7 +81,6 @@ class BackgroundCommitter:
         try:
             self._inner.commit((t, p, o) for (t, p), o in ready.items())
         except KafkaException as exc:
-            self.failures += 1
             log.warning("offset commit failed (will retry): %s", exc)
             with self._lock:  # keep them, unless newer ones arrived meanwhile
                 for k, o in ready.items():

@@ -5,12 +5,12 @@ a JWKS (keys by ``kid``). A token must carry ``sub``, ``exp`` and ``tenant`` (th
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jwt
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict
 
 from streamrag.schemas.models import Principal, Query
@@ -42,10 +42,12 @@ class TenantKey:
 class TokenVerifier:
     keys: Mapping[str, TenantKey]
     leeway_s: float = 30.0
-    rejected: dict[str, int] = field(default_factory=dict)
     # clients reuse a token for many queries: (tenant, token) -> (principal, exp) of a verified one
     cache_size: int = 10_000
-    _verified: OrderedDict[tuple[str, str], tuple[Principal, float]] = field(default_factory=OrderedDict)
+    _verified: LRUCache[tuple[str, str], tuple[Principal, float]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._verified = LRUCache(maxsize=max(self.cache_size, 1))
 
     def verify(self, q: Query) -> Query | str:
         """The query with its principal from the token's claims, or why it is refused."""
@@ -53,13 +55,9 @@ class TokenVerifier:
         hit = self._verified.get(key)
         if hit is not None:
             if hit[1] + self.leeway_s > time.time():  # still valid: the signature was checked before
-                self._verified.move_to_end(key)
                 return q.model_copy(update={"principal": hit[0], "auth_token": None})
             del self._verified[key]
-        why = self._verify(q)
-        if isinstance(why, str):
-            self.rejected[why.split(":")[0]] = self.rejected.get(why.split(":")[0], 0) + 1
-        return why
+        return self._verify(q)
 
     def _verify(self, q: Query) -> Query | str:
         if not q.auth_token:
@@ -88,8 +86,6 @@ class TokenVerifier:
             return "unauthenticated: the token's roles claim must be a list of strings"
         principal = Principal(user=str(claims["sub"]), roles=roles)
         self._verified[(q.tenant, q.auth_token)] = (principal, float(claims["exp"]))
-        if len(self._verified) > self.cache_size:
-            self._verified.popitem(last=False)
         return q.model_copy(update={"principal": principal, "auth_token": None})
 
 

@@ -2,7 +2,8 @@
 in a thread of the ingest worker (STREAMRAG_MAINTENANCE=thread) or as ``streamrag worker maintain``.
 
 It uses a store of its own (its own LanceDB handles and lock), so a long optimize never blocks a
-write; a commit conflict with a write is retried by whichever side lost (core.retry).
+write. A commit conflict costs a write a retry (core.retry); a maintenance task that fails is logged, counted
+(``maintenance_failures``, in ``streamrag status``) and tried again at the next run, ``every_s`` later.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class Maintainer:
 
     def run_forever(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:  # the thread must outlive one bad run: the next one tries again
+                log.exception("index maintenance run failed (next run in %g s)", self.every_s)
 
     def start(self) -> Maintainer:
         self._thread = threading.Thread(target=self.run_forever, name="index-maintenance", daemon=True)

@@ -6,10 +6,11 @@ Not thread-safe by itself: SemanticCache holds one lock around it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from cachetools import LRUCache
 
 from streamrag.core.cache.vector_index import VectorIndex
 from streamrag.schemas.models import CacheEntry
@@ -29,8 +30,8 @@ class EntryIndex:
         self.meta: dict[str, EntryMeta] = {}
         self.by_doc: dict[tuple[str, str], set[str]] = {}
         self.groups: dict[tuple[str, str], VectorIndex] = {}
-        self.alias: OrderedDict[str, str] = OrderedDict()
         self._aliases_of: dict[str, set[str]] = {}
+        self.alias: _Aliases = _Aliases(max(alias_max, 1), self._forget_alias)
         self.alias_max = alias_max
 
     def __len__(self) -> int:
@@ -79,10 +80,7 @@ class EntryIndex:
 
     # -- aliases: a question answered by a semantic hit -> the entry it hit ------------------------
     def alias_target(self, key: str) -> str | None:
-        target = self.alias.get(key)
-        if target is not None:
-            self.alias.move_to_end(key)
-        return target
+        return self.alias.get(key)
 
     def add_alias(self, own: str, target: str) -> None:
         if own == target or target not in self.meta:
@@ -90,12 +88,25 @@ class EntryIndex:
         old = self.alias.pop(own, None)
         if old is not None:
             self._aliases_of.get(old, set()).discard(own)
-        self.alias[own] = target
         self._aliases_of.setdefault(target, set()).add(own)
-        while len(self.alias) > self.alias_max:
-            k, t = self.alias.popitem(last=False)
-            s = self._aliases_of.get(t)
-            if s is not None:
-                s.discard(k)
-                if not s:
-                    del self._aliases_of[t]
+        self.alias[own] = target  # may evict the least recently used alias (_forget_alias)
+
+    def _forget_alias(self, own: str, target: str) -> None:
+        s = self._aliases_of.get(target)
+        if s is not None:
+            s.discard(own)
+            if not s:
+                del self._aliases_of[target]
+
+
+class _Aliases(LRUCache[str, str]):
+    """Exact-key aliases, least recently used evicted first; each eviction is reported to ``on_evict``."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[str, str], None]) -> None:
+        super().__init__(maxsize)
+        self.on_evict = on_evict
+
+    def popitem(self) -> tuple[str, str]:
+        own, target = super().popitem()
+        self.on_evict(own, target)
+        return own, target

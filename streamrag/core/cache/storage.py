@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+
+from cachetools import LRUCache
 
 from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.ports import PayloadStore
@@ -18,17 +19,14 @@ class EntryStorage:
                  limits: JsonLimits = JsonLimits()) -> None:
         self.payloads = payloads
         self.limits = limits
-        self.lru: OrderedDict[str, CacheEntry] = OrderedDict()
+        self.lru: LRUCache[str, CacheEntry] = LRUCache(maxsize=max(lru_size, 1))
         self.lru_size = lru_size
         self._lock = threading.Lock()
 
     def cached(self, key: str) -> CacheEntry | None:
         """From the LRU only."""
         with self._lock:
-            e = self.lru.get(key)
-            if e is not None:
-                self.lru.move_to_end(key)
-            return e
+            return self.lru.get(key)
 
     def fetch(self, tenant: str, key: str) -> CacheEntry | None:
         """From the shared store (a miss when it is down or the payload is unreadable)."""
@@ -45,11 +43,10 @@ class EntryStorage:
 
     def keep(self, e: CacheEntry) -> None:
         """Into the LRU (evicting the least recently used)."""
+        if self.lru_size == 0:
+            return
         with self._lock:
             self.lru[e.cache_key] = e
-            self.lru.move_to_end(e.cache_key)
-            while len(self.lru) > self.lru_size:
-                self.lru.popitem(last=False)
 
     def save(self, e: CacheEntry, ttl_s: float) -> None:
         if self.payloads is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal
@@ -70,7 +69,6 @@ class GeneratorChain:
             n: pybreaker.CircuitBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n)
             for n in self.tiers
         }
-        self.stats: Counter[str] = Counter()
 
     def breaker_state(self, tier: str) -> str:
         return str(self.breakers[tier].current_state)
@@ -90,11 +88,9 @@ class GeneratorChain:
                 continue
             draft = self._try(tier, req, reasons)
             if draft is not None:
-                self.stats[f"answered:{tier}"] += 1
                 if self.budget is not None:
                     self.budget.spend(req.tenant, draft.prompt_tokens + draft.completion_tokens)
                 return replace(draft, fallback=reasons)
-        self.stats["answered:extractive"] += 1
         return replace(self.extractive.generate(req), generator="extractive", fallback=reasons)
 
     def _try(self, tier: str, req: GenerationRequest, reasons: list[str]) -> Draft | None:
@@ -105,7 +101,6 @@ class GeneratorChain:
         for attempt in (1, 2):
             if breaker.current_state == pybreaker.STATE_OPEN:
                 reasons.append(f"{tier}: circuit open after repeated failures")
-                self.stats[f"breaker_open:{tier}"] += 1
                 return None
             if time.monotonic() >= req.deadline:
                 reasons.append(f"{tier}: no time left before the deadline")
@@ -115,28 +110,23 @@ class GeneratorChain:
             except pybreaker.CircuitBreakerError as exc:
                 stream.reset(tier)
                 reasons.append(f"{tier}: circuit opened ({exc.__cause__ or exc})")
-                self.stats[f"breaker_open:{tier}"] += 1
                 return None
             except DeadlineExceeded as exc:
                 stream.reset(tier)
                 reasons.append(f"{tier}: deadline exceeded ({exc})")
-                self.stats[f"deadline:{tier}"] += 1
                 return None
             except GenerationError as exc:
                 stream.reset(tier)
                 reasons.append(f"{tier}: {exc}")
-                self.stats[f"error:{tier}"] += 1
             except Exception as exc:  # a bug or an unexpected client error: logged, counted, next tier
                 log.exception("generator %s failed", tier)
                 stream.reset(tier)
                 reasons.append(f"{tier}: {type(exc).__name__}: {exc}")
-                self.stats[f"error:{tier}"] += 1
             else:
                 if draft.grounded or self.ungrounded == "flag":
                     return draft
                 stream.reset(tier)
                 reasons.append(f"{tier}: the answer cited no source")
-                self.stats[f"ungrounded:{tier}"] += 1
                 return None
             if attempt == 1 and time.monotonic() + self.retry_backoff_s < req.deadline:
                 time.sleep(self.retry_backoff_s)
