@@ -29,7 +29,7 @@ def demo(tenant: str = typer.Option("demo", "--tenant", "-t")) -> None:
     corpus = Path(str(files("streamrag.cli") / "corpus"))
     c = index_paths(s, [corpus], tenant).counts()
     out.print(f"[bold]ingested[/bold] {corpus}: {c.get('indexed', 0)} indexed, {c.get('unchanged', 0)} unchanged, "
-              f"{c['dead_letters']} dead letters -> {s.lancedb_uri}", highlight=False)
+              f"{c['dead_letters']} dead letters -> {s.index.lancedb_uri}", highlight=False)
     qp = make_query_processor(s, views=IndexViews(s).current)  # the active index version, as the workers
     for question in DEMO_QUESTIONS:
         out.rule(question)

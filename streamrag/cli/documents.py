@@ -40,7 +40,7 @@ def ingest(
         out.print(
             f"indexed {counts.get('indexed', 0)} documents ({counts['chunks']} chunks), "
             f"unchanged {counts.get('unchanged', 0)}, stale {counts.get('stale', 0)}, "
-            f"dead letters {counts['dead_letters']} -> {s.lancedb_uri}",
+            f"dead letters {counts['dead_letters']} -> {s.index.lancedb_uri}",
             highlight=False,
         )
         for d in report.dead[:10]:
@@ -70,7 +70,7 @@ def publish(
         console.print(f"skipped {r.topic or ''}:{r.offset or ''}: {error}", highlight=False, markup=False)
 
     n = publish_records(s, records, skipped, wait_s=wait)
-    out.print(f"published {n} document changes to {s.topic_documents}" + (" (applied)" if wait and n else ""),
+    out.print(f"published {n} document changes to {s.topics.documents}" + (" (applied)" if wait and n else ""),
               highlight=False)
     if bad:
         raise StreamragError(f"{len(bad)} invalid document change(s) were not published")

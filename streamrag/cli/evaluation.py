@@ -26,7 +26,7 @@ def eval_cmd(
     from streamrag.tools.evaluate import parse_configs, run_eval, write_trec
 
     s = settings()
-    configs = parse_configs(config, s.rerank)
+    configs = parse_configs(config, s.retrieval.rerank)
     cache = Path(s.lancedb_path()).parent / "embcache.sqlite" if s.lancedb_is_local else Path(".local/embcache.sqlite")
     with tempfile.TemporaryDirectory(prefix="streamrag-eval-") as tmp:
         res = run_eval(s, dataset, configs, db or Path(tmp) / "lancedb", cache, log=log_line)

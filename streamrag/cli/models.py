@@ -24,10 +24,10 @@ def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
     s = settings()
     rows: list[dict[str, Any]] = []
     for name, spec in PACKAGED.items():
-        target = Path(s.model_dir).expanduser().resolve() / spec.file
-        ready = target.exists() if len(spec.packages) > 1 else _installed(name, s.model_dir)
+        target = Path(s.generation.model_dir).expanduser().resolve() / spec.file
+        ready = target.exists() if len(spec.packages) > 1 else _installed(name, s.generation.model_dir)
         rows.append({"name": name, "file": spec.file, "size": spec.size, "sha256": spec.sha256, "install": spec.pip,
-                     "licence": spec.licence, "ready": ready, "default": name == s.local_model})
+                     "licence": spec.licence, "ready": ready, "default": name == s.local.model})
     if json_out:
         out.print_json(json.dumps(rows))
         return
@@ -60,8 +60,8 @@ def assemble_model(
     if spec is None:
         raise StreamragError(f"unknown packaged model {name!r}: choose from {', '.join(PACKAGED)}")
     if len(spec.packages) == 1:
-        out.print(f"{name}: shipped whole at {resolve_model(name, s.model_dir)}", highlight=False)
+        out.print(f"{name}: shipped whole at {resolve_model(name, s.generation.model_dir)}", highlight=False)
         return
-    target = Path(s.model_dir).expanduser().resolve() / spec.file
-    path = assemble(spec, target) if force else resolve_model(name, s.model_dir)
+    target = Path(s.generation.model_dir).expanduser().resolve() / spec.file
+    path = assemble(spec, target) if force else resolve_model(name, s.generation.model_dir)
     out.print(f"{name}: {path} (sha256 {spec.sha256[:12]}… verified)", highlight=False)

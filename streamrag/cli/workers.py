@@ -26,7 +26,7 @@ def run_worker(
 ) -> None:
     s = settings()
     flow = make_flow(s, process_id or 0)
-    rdir = recovery_dir or s.recovery_dir
+    rdir = recovery_dir or s.worker.recovery_dir
     recovery = None
     if rdir:
         d = Path(rdir)
@@ -40,7 +40,7 @@ def run_worker(
         workers_per_process=workers,
         process_id=process_id,
         addresses=addresses.split(";") if addresses else None,
-        epoch_interval=timedelta(seconds=s.snapshot_interval_s),
+        epoch_interval=timedelta(seconds=s.worker.snapshot_interval_s),
         recovery_config=recovery,
     )
 
@@ -71,6 +71,6 @@ def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds be
     """Index maintenance (FTS, ANN builds, optimize) on its own; pair with STREAMRAG_MAINTENANCE=off."""
     s = settings()
     serve_metrics(s, "maintain")
-    m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.index_poll_s))  # the active index version
+    m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.worker.index_poll_s))  # the active index version
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
     m.run_forever()

@@ -10,7 +10,8 @@ from typing import Any
 
 import jwt
 
-from streamrag.core.auth import TenantKey, TenantKeySettings, TokenVerifier
+from streamrag.core.auth import TenantKey, TokenVerifier
+from streamrag.core.config import TenantKeySettings
 from streamrag.core.errors import ConfigError
 
 

@@ -92,19 +92,19 @@ class CacheFollower:
     # -- the consumer -----------------------------------------------------------------------------
     def _consumer(self, rebuild: bool, rebuild_timeout_s: float = 60.0) -> Consumer:
         c = Consumer(client_config(self.s, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
-        md = c.list_topics(timeout=self.s.kafka_timeout_s)
-        cache_t, ev_t = self.s.topic_cache, self.s.topic_index_events
+        md = c.list_topics(timeout=self.s.kafka.timeout_s)
+        cache_t, ev_t = self.s.topics.cache, self.s.topics.index_events
         if cache_t not in md.topics or ev_t not in md.topics:
             c.close()
             raise ServiceUnavailable(f"topics {cache_t} / {ev_t} missing (run: streamrag topics create)")
         ends, pos = {}, {}
         assign = []
         for p in md.topics[cache_t].partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(cache_t, p), timeout=self.s.kafka_timeout_s)
+            lo, hi = c.get_watermark_offsets(TopicPartition(cache_t, p), timeout=self.s.kafka.timeout_s)
             ends[p], pos[p] = hi, lo
             assign.append(TopicPartition(cache_t, p, OFFSET_BEGINNING if rebuild else hi))
         for p in md.topics[ev_t].partitions:
-            _, hi = c.get_watermark_offsets(TopicPartition(ev_t, p), timeout=self.s.kafka_timeout_s)
+            _, hi = c.get_watermark_offsets(TopicPartition(ev_t, p), timeout=self.s.kafka.timeout_s)
             assign.append(TopicPartition(ev_t, p, hi))
         c.assign(assign)
         if rebuild:  # read the cache topic up to the end offsets seen at start
@@ -139,7 +139,7 @@ class CacheFollower:
         if m.error() is not None:
             return
         value = m.value()
-        if m.topic() == self.s.topic_cache:
+        if m.topic() == self.s.topics.cache:
             raw_key = m.key()
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
             entry = read_model(value, CacheEntry, self.s.json_limits) if value else None

@@ -20,28 +20,28 @@ LOW_LATENCY = {"socket.nagle.disable": "true"}
 
 def security_config(s: Settings) -> dict[str, str]:
     """TLS and SASL settings of every Kafka client (none for PLAINTEXT)."""
-    proto = s.kafka_security_protocol
+    proto = s.kafka.security_protocol
     if proto == "PLAINTEXT":
         return {}
     cfg: dict[str, str] = {"security.protocol": proto}
     if proto.startswith("SASL"):
-        cfg.update({"sasl.mechanism": s.kafka_sasl_mechanism, "sasl.username": s.kafka_sasl_username,
-                    "sasl.password": os.environ.get(s.kafka_sasl_password_env, "")})
-    if proto.endswith("SSL") and s.kafka_ssl_ca_location:
-        cfg["ssl.ca.location"] = s.kafka_ssl_ca_location
+        cfg.update({"sasl.mechanism": s.kafka.sasl_mechanism, "sasl.username": s.kafka.sasl_username,
+                    "sasl.password": os.environ.get(s.kafka.sasl_password_env, "")})
+    if proto.endswith("SSL") and s.kafka.ssl_ca_location:
+        cfg["ssl.ca.location"] = s.kafka.ssl_ca_location
     return cfg
 
 
 def client_config(s: Settings, **extra: Any) -> dict[str, Any]:
     """librdkafka configuration for every client the project makes."""
-    return {"bootstrap.servers": s.kafka_bootstrap, **LOW_LATENCY, **security_config(s), **extra}
+    return {"bootstrap.servers": s.kafka.bootstrap, **LOW_LATENCY, **security_config(s), **extra}
 
 
 def source_config(s: Settings) -> dict[str, str]:
     """Extra configuration for bytewax's Kafka source. Its librdkafka statistics callback (for
     bytewax's consumer-lag gauge) runs in Python every interval and stalls the worker: it is off
     unless STREAMRAG_KAFKA_STATS_INTERVAL_MS is set."""
-    return {**LOW_LATENCY, **security_config(s), "statistics.interval.ms": str(s.kafka_stats_interval_ms)}
+    return {**LOW_LATENCY, **security_config(s), "statistics.interval.ms": str(s.kafka.stats_interval_ms)}
 
 
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
@@ -56,23 +56,23 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
     by_setting = {
         "topic_documents": COMPACTED, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
         "topic_cache": COMPACTED, "topic_index_events": _retention_days(7), "topic_dead_letters": _retention_days(30),
-        "topic_audit": _retention_days(s.audit_retention_days),
+        "topic_audit": _retention_days(s.audit.retention_days),
     }
     return {topic: by_setting[setting] for setting, topic in s.project_topics.items()}  # KeyError: a topic without a spec
 
 
 def admin(s: Settings) -> Any:
-    return AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 5000, **security_config(s)})
+    return AdminClient({"bootstrap.servers": s.kafka.bootstrap, "socket.timeout.ms": 5000, **security_config(s)})
 
 
 def check_reachable(s: Settings, timeout: float | None = None) -> None:
     """Fail fast (ServiceUnavailable) when the broker does not answer in time."""
-    t = s.kafka_timeout_s if timeout is None else timeout
+    t = s.kafka.timeout_s if timeout is None else timeout
     try:
         admin(s).list_topics(timeout=t)
     except KafkaException as exc:
         raise ServiceUnavailable(
-            f"Kafka at {s.kafka_bootstrap} did not answer within {t:g} s "
+            f"Kafka at {s.kafka.bootstrap} did not answer within {t:g} s "
             "(start one with scripts/kafka-up or set STREAMRAG_KAFKA_BOOTSTRAP)"
         ) from exc
 
@@ -81,8 +81,8 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
     """Create the project's topics when missing. Returns topic -> 'created' | 'exists'."""
     check_reachable(s)
     a = admin(s)
-    existing = set(a.list_topics(timeout=s.kafka_timeout_s).topics)
-    n = partitions or s.kafka_partitions
+    existing = set(a.list_topics(timeout=s.kafka.timeout_s).topics)
+    n = partitions or s.kafka.partitions
     result: dict[str, str] = {}
     new = []
     for name, cfg in topic_specs(s).items():
@@ -91,9 +91,9 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
         else:
             new.append(NewTopic(name, num_partitions=n, replication_factor=1, config=cfg))
     if new:
-        for name, fut in a.create_topics(new, operation_timeout=s.kafka_timeout_s).items():
+        for name, fut in a.create_topics(new, operation_timeout=s.kafka.timeout_s).items():
             try:
-                fut.result(timeout=s.kafka_timeout_s)
+                fut.result(timeout=s.kafka.timeout_s)
                 result[name] = "created"
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" in str(exc):
@@ -108,12 +108,12 @@ def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
     """On a fresh broker the offsets topic and group coordinator appear on first use; a worker whose source
     starts from stored offsets before then was seen never to consume. Ask for committed offsets until the
     coordinator answers."""
-    c = Consumer(client_config(s, **{"group.id": s.query_group, "enable.auto.commit": False}))
+    c = Consumer(client_config(s, **{"group.id": s.worker.query_group, "enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                c.committed([TopicPartition(s.topic_queries, 0)], timeout=5)
+                c.committed([TopicPartition(s.topics.queries, 0)], timeout=5)
                 return
             except KafkaException as exc:
                 if time.monotonic() > deadline:
@@ -125,20 +125,20 @@ def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
 
 def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
     """End offsets per topic and partition, and a group's committed offsets and lag."""
-    check_reachable(s, timeout=min(s.kafka_timeout_s, 5.0))
+    check_reachable(s, timeout=min(s.kafka.timeout_s, 5.0))
     c = Consumer(client_config(s, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
     try:
-        md = c.list_topics(timeout=s.kafka_timeout_s)
+        md = c.list_topics(timeout=s.kafka.timeout_s)
         out: dict[str, Any] = {}
         for t in topics:
             if t not in md.topics:
                 out[t] = {"exists": False}
                 continue
             parts = sorted(md.topics[t].partitions)
-            ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=s.kafka_timeout_s)[1] for p in parts}
+            ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=s.kafka.timeout_s)[1] for p in parts}
             info: dict[str, Any] = {"exists": True, "end_offsets": ends, "messages": sum(ends.values())}
             if group:
-                committed = c.committed([TopicPartition(t, p) for p in parts], timeout=s.kafka_timeout_s)
+                committed = c.committed([TopicPartition(t, p) for p in parts], timeout=s.kafka.timeout_s)
                 done = {tp.partition: max(tp.offset, 0) for tp in committed}
                 info["committed"] = done
                 info["lag"] = sum(max(ends[p] - done.get(p, 0), 0) for p in parts)

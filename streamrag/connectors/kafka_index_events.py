@@ -19,13 +19,13 @@ class IndexEventWatcher:
     def __init__(self, s: Settings) -> None:
         self.s = s
         self.c = Consumer(client_config(s, **{"group.id": "streamrag-wait", "enable.auto.commit": False}))
-        topic = s.topic_index_events
-        md = self.c.list_topics(topic, timeout=s.kafka_timeout_s)
+        topic = s.topics.index_events
+        md = self.c.list_topics(topic, timeout=s.kafka.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
         tps = []
         for p in md.topics[topic].partitions:
-            _, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka_timeout_s)
+            _, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka.timeout_s)
             tps.append(TopicPartition(topic, p, hi))
         self.c.assign(tps)
 

@@ -46,9 +46,9 @@ class JsonProducer:
         self.producer.poll(0)
 
     def flush(self, timeout: float | None = None) -> None:
-        left = self.producer.flush(self.s.kafka_timeout_s if timeout is None else timeout)
+        left = self.producer.flush(self.s.kafka.timeout_s if timeout is None else timeout)
         if left:
-            raise ServiceUnavailable(f"{left} messages not delivered to Kafka at {self.s.kafka_bootstrap}")
+            raise ServiceUnavailable(f"{left} messages not delivered to Kafka at {self.s.kafka.bootstrap}")
         if self._errors:
             errs, self._errors = self._errors, []
             raise ServiceUnavailable(f"Kafka delivery failed: {errs[0]}")

@@ -25,19 +25,19 @@ def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPri
     """Publish a query and wait for its final answer on the answers topic (or its reply_to topic);
     answer deltas on the way go to ``on_delta`` (or are skipped)."""
     check_reachable(s)
-    topic = query.reply_to or s.topic_answers
+    topic = query.reply_to or s.topics.answers
     c = Consumer(client_config(s, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
     try:
-        md = c.list_topics(topic, timeout=s.kafka_timeout_s)
+        md = c.list_topics(topic, timeout=s.kafka.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
         tps = []
         for p in md.topics[topic].partitions:
-            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka_timeout_s)
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka.timeout_s)
             tps.append(TopicPartition(topic, p, hi))
         c.assign(tps)
         prod = JsonProducer(s)
-        prod.send(s.topic_queries, query.query_id, query.model_dump_json(exclude_none=True))
+        prod.send(s.topics.queries, query.query_id, query.model_dump_json(exclude_none=True))
         prod.flush()
         deadline = time.monotonic() + timeout
         want = query.query_id.encode()

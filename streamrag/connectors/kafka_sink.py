@@ -100,4 +100,4 @@ class FlushThenCommitSink(DynamicSink[Outgoing]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         producer = Producer(client_config(self.s, **{"linger.ms": 0, "enable.idempotence": True}))
-        return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.retry_max_s), self.s.kafka_timeout_s)
+        return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s)

@@ -31,9 +31,9 @@ class TopicReader:
             "enable.partition.eof": False,
         }))
         try:
-            md = self.c.list_topics(topic, timeout=s.kafka_timeout_s)
+            md = self.c.list_topics(topic, timeout=s.kafka.timeout_s)
         except KafkaException as exc:
-            raise ServiceUnavailable(f"Kafka at {s.kafka_bootstrap}: {exc}") from exc
+            raise ServiceUnavailable(f"Kafka at {s.kafka.bootstrap}: {exc}") from exc
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic!r} does not exist (streamrag topics create)")
         self.partitions = sorted(md.topics[topic].partitions)
@@ -41,12 +41,12 @@ class TopicReader:
         self.c.assign([TopicPartition(topic, p, off) for p, off in self.position.items()])
 
     def _starts(self, start: Start) -> dict[int, int]:
-        lows = {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka_timeout_s)[0]
+        lows = {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka.timeout_s)[0]
                 for p in self.partitions}
         if isinstance(start, datetime):
             ms = int(start.timestamp() * 1000)
             found = self.c.offsets_for_times([TopicPartition(self.topic, p, ms) for p in self.partitions],
-                                             timeout=self.s.kafka_timeout_s)
+                                             timeout=self.s.kafka.timeout_s)
             ends = self.ends()
             return {tp.partition: ends[tp.partition] if tp.offset in (OFFSET_END, -1) else max(tp.offset, lows[tp.partition])
                     for tp in found}
@@ -56,7 +56,7 @@ class TopicReader:
 
     def committed(self) -> dict[int, int]:
         """The group's committed offsets (-1: none)."""
-        got = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=self.s.kafka_timeout_s)
+        got = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=self.s.kafka.timeout_s)
         return {tp.partition: tp.offset for tp in got}
 
     def reassign(self) -> None:
@@ -64,7 +64,7 @@ class TopicReader:
         self.c.assign([TopicPartition(self.topic, p, off) for p, off in self.position.items()])
 
     def ends(self) -> dict[int, int]:
-        return {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka_timeout_s)[1]
+        return {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka.timeout_s)[1]
                 for p in self.partitions}
 
     def behind(self, ends: Mapping[int, int] | None = None) -> int:

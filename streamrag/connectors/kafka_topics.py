@@ -28,7 +28,7 @@ class TopicDirectory:
         with self._lock:
             if time.monotonic() - self._at >= self.refresh_s:
                 try:
-                    self._known = set(admin(self.s).list_topics(timeout=self.s.kafka_timeout_s).topics)
+                    self._known = set(admin(self.s).list_topics(timeout=self.s.kafka.timeout_s).topics)
                 except KafkaException as exc:  # unknown: refuse now, ask again at the next refresh
                     log.warning("listing topics failed: %s", exc)
                 self._at = time.monotonic()

@@ -19,20 +19,20 @@ OFFSETS = {"ingest": 0, "query": 1, "maintain": 2}
 
 def metrics_port(s: Settings, kind: str, process_id: int = 0) -> int:
     """STREAMRAG_METRICS_PORT + 0 (ingest), 1 (query), 2 (maintain), + 10 per bytewax process."""
-    return s.metrics_port + OFFSETS[kind] + 10 * process_id
+    return s.worker.metrics_port + OFFSETS[kind] + 10 * process_id
 
 
 def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:
     """Start the /metrics endpoint; a port in use is logged, and the worker runs on without metrics."""
-    if s.metrics_port == 0:
+    if s.worker.metrics_port == 0:
         return None
     port = metrics_port(s, kind, process_id)
     try:
-        start_http_server(port, addr=s.metrics_host)
+        start_http_server(port, addr=s.worker.metrics_host)
     except OSError as exc:
-        log.error("metrics endpoint %s:%d not started: %s", s.metrics_host, port, exc)
+        log.error("metrics endpoint %s:%d not started: %s", s.worker.metrics_host, port, exc)
         return None
-    log.info("metrics on http://%s:%d/metrics", s.metrics_host, port)
+    log.info("metrics on http://%s:%d/metrics", s.worker.metrics_host, port)
     return port
 
 

@@ -106,4 +106,4 @@ class RedisCache:
 
 def redis_for(s: Settings, **kw: Any) -> RedisCache:
     """The project's Redis client from settings (TLS by a rediss:// URL, AUTH password from the environment)."""
-    return RedisCache(s.redis_url, password=os.environ.get(s.redis_password_env) or None, ssl_ca=s.redis_ssl_ca, **kw)
+    return RedisCache(s.redis.url, password=os.environ.get(s.redis.password_env) or None, ssl_ca=s.redis.ssl_ca, **kw)

@@ -7,27 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from cachetools import LRUCache
-from pydantic import BaseModel, ConfigDict
 
+from streamrag.core.config import Algorithm
 from streamrag.schemas.models import Principal, Query
-
-Algorithm = Literal["HS256", "RS256"]
-
-
-class TenantKeySettings(BaseModel):
-    """One tenant's verification key in STREAMRAG_AUTH_TENANTS (where the key is, never the key)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    algorithm: Algorithm = "HS256"
-    secret_env: str = ""  # HS256: the environment variable holding the shared secret
-    public_key_file: str = ""  # RS256: a PEM public key
-    jwks_file: str = ""  # RS256: a JWKS file (keys chosen by the token's kid)
-    issuer: str = ""
-    audience: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from streamrag.core.config import IndexShape
 from streamrag.core.errors import ConfigError, IndexRefused
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import IndexManifest
@@ -25,11 +26,8 @@ from streamrag.schemas.models import IndexManifest
 DEFAULT_INDEX = "default"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
-# The settings fields that shape an index (its rows, or how they are searched): kept in its manifest.
-INDEX_FIELDS = (
-    "embedding_model", "chunk_size", "chunk_overlap", "max_doc_chars", "pii_redaction",
-    "fusion", "alpha", "doc_weight", "overfetch", "rerank", "rerank_model", "answer_min_score",
-)
+# The settings that shape an index (its rows, or how they are searched): kept in its manifest.
+INDEX_FIELDS: tuple[str, ...] = tuple(IndexShape.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set wants KEY=VALUE, got {pair!r}")
-        if key not in Settings.model_fields:
+        if key not in Settings.flat_fields():
             raise ConfigError(f"--set {key}: not a settings field (see the README's configuration table)")
         out[key] = value
     return out
@@ -88,19 +86,20 @@ def with_overrides(base: Settings, overrides: Mapping[str, Any]) -> Settings:
     """``base`` with the given fields replaced, validated like the environment would be."""
     if not overrides:
         return base
-    data = {k: v for k, v in base.model_dump().items() if v is not None}
-    data.update(overrides)
     try:
-        return Settings(_env_file=None, **data)  # type: ignore[call-arg]
+        return base.model_copy(update=dict(overrides))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         raise ConfigError(f"invalid {field}: {first.get('msg')}") from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def new_manifest(name: str, s: Settings) -> IndexManifest:
     chunks, docs = table_names(check_name(name))
-    shaped = s.model_dump(mode="json", include=set(INDEX_FIELDS))
+    flat = s.flat()
+    shaped = IndexShape(**{k: flat[k] for k in INDEX_FIELDS}).model_dump(mode="json")
     return IndexManifest(name=name, chunks_table=chunks, docs_table=docs, settings=shaped)
 
 

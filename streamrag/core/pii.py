@@ -9,42 +9,17 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stdnum import iban, luhn
 
-Kind = Literal["email", "phone", "card", "iban", "ip"]
-KINDS: tuple[Kind, ...] = ("email", "phone", "card", "iban", "ip")
+from streamrag.core.config import PiiSettings
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-
-
-class PiiSettings(BaseModel):
-    """A tenant's redaction in STREAMRAG_PII_TENANTS (unset: STREAMRAG_PII_REDACTION for every tenant)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = True
-    kinds: list[Kind] = Field(default_factory=lambda: list(KINDS))
-    # name -> regular expression (operator configuration, never user text), e.g. {"employee_id": "EMP-\\d{6}"}
-    patterns: dict[str, str] = Field(default_factory=dict)
-    # default region for numbers written without a country code
-    phone_region: str = "DE"
-
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, rx in v.items():
-            try:
-                re.compile(rx)
-            except re.error as exc:
-                raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from exc
-        return v
 
 
 def _valid_card(s: str) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streamrag.core import telemetry
+from streamrag.core.config import RetrievalSettings
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit, IndexReader
 from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
@@ -32,15 +33,6 @@ from streamrag.schemas.vocabulary import Fusion
 RRF_K = 60
 AGREE_K = 10  # top documents compared between the two lists
 AGREE_FULL = 0.2  # agreement at which BM25 gets an equal weight (2 of 10 top documents shared)
-
-
-@dataclass(frozen=True, slots=True)
-class RetrievalConfig:
-    """What a retriever is configured with (STREAMRAG_OVERFETCH, _MIN_CANDIDATES, _DOC_WEIGHT)."""
-
-    overfetch: int = 4
-    min_candidates: int = 100
-    doc_weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +199,7 @@ class Retriever:
         return max(top_k * self.overfetch, self.min_candidates)
 
     @classmethod
-    def for_config(cls, store: IndexReader, c: RetrievalConfig) -> Retriever:
+    def for_config(cls, store: IndexReader, c: RetrievalSettings) -> Retriever:
         return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight)
 
     def retrieve(

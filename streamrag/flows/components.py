@@ -41,12 +41,12 @@ log = logging.getLogger(__name__)
 def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) -> LanceStore:
     return LanceStore(
         s.lancedb_path(),
-        ann_index_min_rows=s.ann_index_min_rows,
-        fts_rebuild_every_s=s.fts_rebuild_every_s,
-        optimize_every_s=s.optimize_every_s,
-        nprobes=s.ann_nprobes,
-        pq_min_rows=s.ann_pq_min_rows,
-        refine_factor=s.ann_refine_factor,
+        ann_index_min_rows=s.ann.index_min_rows,
+        fts_rebuild_every_s=s.worker.fts_rebuild_every_s,
+        optimize_every_s=s.worker.optimize_every_s,
+        nprobes=s.ann.nprobes,
+        pq_min_rows=s.ann.pq_min_rows,
+        refine_factor=s.ann.refine_factor,
         chunks_table=chunks_table,
         docs_table=docs_table,
     )
@@ -59,7 +59,7 @@ def make_embedder(model: str, device: str, batch_size: int, threads: int = 0) ->
 
 
 def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
-    return make_embedder(s.embedding_model, s.device, s.batch_size, s.torch_threads)
+    return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads)
 
 
 def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
@@ -77,9 +77,9 @@ class Rerankers:
         r = self._made.get(kind)
         if r is None:
             if kind == "cross-encoder":
-                r = CrossEncoderReranker(self.s.rerank_model, self.s.device)
+                r = CrossEncoderReranker(self.s.retrieval.rerank_model, self.s.index.device)
             elif kind == "embedder":
-                r = EmbeddingReranker(self.s.rerank_model, self.s.device)
+                r = EmbeddingReranker(self.s.retrieval.rerank_model, self.s.index.device)
             elif kind == "mmr":
                 r = MMRReranker()
             else:
@@ -96,7 +96,7 @@ def make_query_processor(
     """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up).
     ``views``: the active index version, read per batch (else the default index, fixed)."""
     store = store or make_store(s)
-    cache = make_cache(s, store, views) if with_cache and s.cache_enabled else None
+    cache = make_cache(s, store, views) if with_cache and s.cache.enabled else None
     if generator is None:
         chain = make_generator(s, redis_ledger(s) if with_kafka else None)
         if with_kafka:
@@ -107,7 +107,7 @@ def make_query_processor(
     return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
-                          verifier=load_verifier(s.auth_tenants) if s.auth_on else None, drift=DriftMonitor(),
+                          verifier=load_verifier(s.auth.tenants) if s.auth_on else None, drift=DriftMonitor(),
                           views=views)
 
 
@@ -118,16 +118,16 @@ def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | 
 
     def publish(key: str, entry: CacheEntry | None) -> None:
         try:
-            producer.send(s.topic_cache, key, None if entry is None else entry.model_dump_json())
+            producer.send(s.topics.cache, key, None if entry is None else entry.model_dump_json())
         except (KafkaException, BufferError, ServiceUnavailable) as exc:  # the cache must never fail a query
             log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        redis_for(s, prefix=s.cache_redis_prefix),
-        default_policy=TenantPolicy(threshold=s.cache_threshold, ttl_s=s.cache_ttl_s, guard=s.cache_polarity_guard),
-        tenant_overrides=s.cache_tenants,
-        lru_size=s.cache_lru_size,
-        defaults=(s.fusion, s.alpha, s.rerank),
+        redis_for(s, prefix=s.cache.redis_prefix),
+        default_policy=TenantPolicy(threshold=s.cache.threshold, ttl_s=s.cache.ttl_s, guard=s.cache.polarity_guard),
+        tenant_overrides=s.cache.tenants,
+        lru_size=s.cache.lru_size,
+        defaults=(s.retrieval.fusion, s.retrieval.alpha, s.retrieval.rerank),
         publish=publish,
         is_current=store.cites_current if views is None else lambda t, c: views().store.cites_current(t, c),
         live_versions=store.live_versions if views is None else lambda t, d: views().store.live_versions(t, d),
@@ -136,7 +136,7 @@ def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | 
 
 def make_cache_follower(s: Settings, cache: SemanticCache) -> CacheFollower:
     """The follower, publishing this worker's cache statistics to Redis for ``streamrag status``."""
-    redis = redis_for(s, prefix=s.cache_redis_prefix)
+    redis = redis_for(s, prefix=s.cache.redis_prefix)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     follower: CacheFollower
 

@@ -13,12 +13,13 @@ from streamrag.connectors.model_assets import PACKAGED, resolve_model
 from streamrag.connectors.openai_chat import OpenAIChat
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.redis_usage_ledger import RedisUsageLedger
+from streamrag.core.config import parse_chain
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.backend import ChatModel, Generator
 from streamrag.core.generation.chain import GeneratorChain
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.llm_generator import AnswerBudget, LLMGenerator
-from streamrag.core.generation.routing import Router, parse_chain
+from streamrag.core.generation.routing import Router
 from streamrag.core.generation.usage import MemoryLedger, TokenBudget, UsageLedger
 from streamrag.core.query.processor import DeltaStreams
 from streamrag.core.settings import Settings
@@ -40,22 +41,22 @@ def local_chat(model: str, model_dir: str, context: int, threads: int, gpu_layer
 
 
 def local_model(s: Settings) -> LlamaCppChat:
-    return local_chat(s.local_model, s.model_dir, s.local_context, s.local_threads, s.local_gpu_layers)
+    return local_chat(s.local.model, s.generation.model_dir, s.local.context, s.local.threads, s.local.gpu_layers)
 
 
 def openai_model(s: Settings) -> OpenAIChat:
-    key = os.environ.get(s.openai_api_key_env, "")
-    if not s.openai_model:
+    key = os.environ.get(s.openai.api_key_env, "")
+    if not s.openai.model:
         raise ConfigError("the openai generator needs STREAMRAG_OPENAI_MODEL (the model name the server serves)")
-    if not s.openai_base_url and not key:
-        raise ConfigError(f"the openai generator needs STREAMRAG_OPENAI_BASE_URL or ${s.openai_api_key_env}")
-    count = gguf_token_counter(resolve_model(s.openai_tokenizer, s.model_dir)) if s.openai_tokenizer else None
-    return OpenAIChat(base_url=s.openai_base_url, model=s.openai_model, api_key=key,
-                      context_window=s.openai_context, count=count)
+    if not s.openai.base_url and not key:
+        raise ConfigError(f"the openai generator needs STREAMRAG_OPENAI_BASE_URL or ${s.openai.api_key_env}")
+    count = gguf_token_counter(resolve_model(s.openai.tokenizer, s.generation.model_dir)) if s.openai.tokenizer else None
+    return OpenAIChat(base_url=s.openai.base_url, model=s.openai.model, api_key=key,
+                      context_window=s.openai.context, count=count)
 
 
 def tiers_in_use(s: Settings) -> list[str]:
-    chains = [s.generator, *s.generator_tenants.values(), *(",".join(r.chain) for r in s.generator_routes)]
+    chains = [s.generation.generator, *s.generation.generator_tenants.values(), *(",".join(r.chain) for r in s.generation.generator_routes)]
     return list(dict.fromkeys(t for c in chains for t in parse_chain(c)))
 
 
@@ -64,20 +65,20 @@ def chat_model(s: Settings, tier: str) -> ChatModel:
 
 
 def make_generator(s: Settings, ledger: UsageLedger | None = None) -> GeneratorChain:
-    budget = AnswerBudget(max_tokens=s.answer_max_tokens, prompt_tokens=s.prompt_max_tokens,
-                          temperature=s.temperature, sentences=s.answer_sentences, injection_guard=s.injection_guard)
+    budget = AnswerBudget(max_tokens=s.generation.answer_max_tokens, prompt_tokens=s.generation.prompt_max_tokens,
+                          temperature=s.generation.temperature, sentences=s.generation.answer_sentences, injection_guard=s.generation.injection_guard)
     tiers: dict[str, Generator] = {
         t: LLMGenerator(chat_model(s, t), budget) for t in tiers_in_use(s) if t != "extractive"
     }
-    router = Router(parse_chain(s.generator), {t: parse_chain(c) for t, c in s.generator_tenants.items()},
-                    s.generator_routes)
-    tokens = TokenBudget(ledger or MemoryLedger(), s.tenant_daily_tokens, s.tenant_daily_tokens_by_tenant)
-    return GeneratorChain(tiers, router, ungrounded=s.ungrounded, budget=tokens,
-                          breaker_fail_max=s.breaker_fail_max, breaker_reset_s=s.breaker_reset_s)
+    router = Router(parse_chain(s.generation.generator), {t: parse_chain(c) for t, c in s.generation.generator_tenants.items()},
+                    s.generation.generator_routes)
+    tokens = TokenBudget(ledger or MemoryLedger(), s.generation.tenant_daily_tokens, s.generation.tenant_daily_tokens_by_tenant)
+    return GeneratorChain(tiers, router, ungrounded=s.generation.ungrounded, budget=tokens,
+                          breaker_fail_max=s.generation.breaker_fail_max, breaker_reset_s=s.generation.breaker_reset_s)
 
 
 def redis_ledger(s: Settings) -> RedisUsageLedger:
-    return RedisUsageLedger(redis_for(s, prefix=s.cache_redis_prefix))
+    return RedisUsageLedger(redis_for(s, prefix=s.cache.redis_prefix))
 
 
 def warm_up(chain: GeneratorChain) -> None:
@@ -89,8 +90,8 @@ def warm_up(chain: GeneratorChain) -> None:
 
 def make_expander(s: Settings) -> QueryExpander | None:
     """Expansion uses the first model tier of the default chain (none: expansion is skipped)."""
-    first = next((t for t in parse_chain(s.generator) if t != "extractive"), None)
-    return None if first is None else QueryExpander(chat_model(s, first), budget_ms=s.expand_budget_ms)
+    first = next((t for t in parse_chain(s.generation.generator) if t != "extractive"), None)
+    return None if first is None else QueryExpander(chat_model(s, first), budget_ms=s.generation.expand_budget_ms)
 
 
 def kafka_deltas(s: Settings) -> DeltaStreams:

@@ -101,8 +101,8 @@ def to_message(s: Settings, f: Finished) -> Outgoing:
     """An index event (key tenant/doc_id) or a dead letter (the original key), with its record."""
     out = f.output
     if isinstance(out, IndexEvent):
-        return Outgoing.of(s.topic_index_events, f"{out.tenant}/{out.doc_id}", out, f.rec)
-    return Outgoing.of(s.topic_dead_letters, f.rec.key, out, f.rec)
+        return Outgoing.of(s.topics.index_events, f"{out.tenant}/{out.doc_id}", out, f.rec)
+    return Outgoing.of(s.topics.dead_letters, f.rec.key, out, f.rec)
 
 
 def build_flow(
@@ -119,8 +119,8 @@ def build_flow(
     stages = stages or make_ingest_stages(settings)
     if source is None:
         kin = kop.input(
-            "in", flow, brokers=settings.brokers, topics=[settings.topic_documents],
-            tail=True, batch_size=settings.source_batch_size, add_config=source_config(settings),
+            "in", flow, brokers=settings.brokers, topics=[settings.topics.documents],
+            tail=True, batch_size=settings.worker.source_batch_size, add_config=source_config(settings),
         )
         raw = op.map("raw", kin.oks, from_kafka)
         consume_errors: Stream[DeadLetter] | None = op.map("consume_err", kin.errs, kafka_error_to_dead)
@@ -132,12 +132,12 @@ def build_flow(
         op.output("out", op.map("outputs", finished, lambda f: f.output), sink)
         return flow
     events: StepGuard[Finished, Outgoing] = StepGuard("ingest", record_of=lambda f: f.rec, fail=lambda f, st, why: [
-        Outgoing.of(settings.topic_dead_letters, f.rec.key, f.rec.dead(st, why), f.rec)])
+        Outgoing.of(settings.topics.dead_letters, f.rec.key, f.rec.dead(st, why), f.rec)])
     msgs = op.flat_map("events", finished, events.each("events", lambda f: [to_message(settings, f)]))
     if consume_errors is not None:
-        errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topic_dead_letters, None, d))
+        errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
         msgs = op.merge("all_out", msgs, errs)
-    op.output("kafka_out", msgs, FlushThenCommitSink(settings, _logged(OffsetCommitter(settings, settings.ingest_group))))
+    op.output("kafka_out", msgs, FlushThenCommitSink(settings, _logged(OffsetCommitter(settings, settings.worker.ingest_group))))
     return flow
 
 
@@ -158,10 +158,10 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
-    views = IndexViews(settings).start(settings.index_poll_s)  # writes follow the active index version
+    views = IndexViews(settings).start(settings.worker.index_poll_s)  # writes follow the active index version
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
-    observe_worker(settings, "ingest", settings.ingest_group, settings.topic_documents, process_id)
-    if settings.maintenance == "thread":
+    observe_worker(settings, "ingest", settings.worker.ingest_group, settings.topics.documents, process_id)
+    if settings.worker.maintenance == "thread":
         Maintainer(settings, views=views).start()
-    ledger = FileCrashLedger(ledger_path(settings.state_dir, "ingest", process_id), "ingest")
+    ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "ingest", process_id), "ingest")
     return build_flow(settings, stages=RoutedStages(views.target, views.ingest_stages), ledger=ledger)

@@ -69,7 +69,7 @@ def ingest_records(
 
     flow = build_flow(
         settings,
-        source=TestingSource(list(records), batch_size=settings.source_batch_size),
+        source=TestingSource(list(records), batch_size=settings.worker.source_batch_size),
         sink=CallbackSink(collect),
         stages=stages,
     )

@@ -42,7 +42,7 @@ from streamrag.schemas.vocabulary import DeadLetterStage
 
 
 def audit_redactors(s: Settings) -> TenantRedactors | None:
-    return TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
+    return TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
 
 
 def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRedactors | None = None) -> list[Outgoing]:
@@ -50,12 +50,12 @@ def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRe
     rec, out = item
     if isinstance(out, Reply):
         telemetry.RECORDS.labels("query", out.answer.status).inc()
-        msgs = [Outgoing.of(out.topic or s.topic_answers, out.answer.query_id, out.answer, rec)]
-        if s.audit_enabled:
-            msgs.append(Outgoing.of(s.topic_audit, out.answer.query_id, audit_record(s, out, redactors), rec))
+        msgs = [Outgoing.of(out.topic or s.topics.answers, out.answer.query_id, out.answer, rec)]
+        if s.audit.enabled:
+            msgs.append(Outgoing.of(s.topics.audit, out.answer.query_id, audit_record(s, out, redactors), rec))
         return msgs
     telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
-    return [Outgoing.of(s.topic_dead_letters, rec.key, out, rec)]
+    return [Outgoing.of(s.topics.dead_letters, rec.key, out, rec)]
 
 
 def query_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
@@ -96,14 +96,14 @@ def build_flow(
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived
         # while it was down, not the whole retained topic again (a new group starts at the beginning).
-        cfg = {**source_config(settings), "group.id": settings.query_group, "auto.offset.reset": "earliest"}
+        cfg = {**source_config(settings), "group.id": settings.worker.query_group, "auto.offset.reset": "earliest"}
         kin = kop.input(
-            "in", flow, brokers=settings.brokers, topics=[settings.topic_queries],
-            tail=True, batch_size=settings.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,
+            "in", flow, brokers=settings.brokers, topics=[settings.topics.queries],
+            tail=True, batch_size=settings.worker.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,
         )
         raw = op.map("raw", kin.oks, from_kafka)
         dead = op.map("consume_err", kin.errs, kafka_error_to_dead)
-        errs = op.map("consume_err_msg", dead, lambda d: Outgoing.of(settings.topic_dead_letters, None, d))
+        errs = op.map("consume_err_msg", dead, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
     else:
         raw = op.input("in", flow, source)
     guard = query_guard(ledger)
@@ -112,12 +112,12 @@ def build_flow(
     redactors = audit_redactors(settings)
     out_guard: StepGuard[tuple[RawRecord, Output], Outgoing] = StepGuard(
         "query", record_of=lambda item: item[0],
-        fail=lambda item, st, why: [Outgoing.of(settings.topic_dead_letters, item[0].key, item[0].dead(st, why), item[0])])
+        fail=lambda item, st, why: [Outgoing.of(settings.topics.dead_letters, item[0].key, item[0].dead(st, why), item[0])])
     msgs = op.flat_map("messages", answered, out_guard.each("messages", lambda item: to_messages(settings, item, redactors)))
     if errs is not None:
         msgs = op.merge("all_out", msgs, errs)
     if sink is None:
-        sink = FlushThenCommitSink(settings, BackgroundCommitter(settings, settings.query_group))
+        sink = FlushThenCommitSink(settings, BackgroundCommitter(settings, settings.worker.query_group))
     op.output("kafka_out", msgs, sink)
     return flow
 
@@ -127,13 +127,13 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     settings = settings or load_settings()
     check_reachable(settings)
     ensure_topics(settings)
-    views = IndexViews(settings).start(settings.index_poll_s)  # promote / rollback followed without a restart
+    views = IndexViews(settings).start(settings.worker.index_poll_s)  # promote / rollback followed without a restart
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
-    observe_worker(settings, "query", settings.query_group, settings.topic_queries, process_id)
+    observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
     processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views.current)
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()
-    ledger = FileCrashLedger(ledger_path(settings.state_dir, "query", process_id), "query")
+    ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "query", process_id), "query")
     flow = build_flow(settings, processor=processor, ledger=ledger)
     gc.collect()
     gc.freeze()  # start-up objects (model, clients) leave the GC's generations: shorter pauses

@@ -9,6 +9,10 @@ from typing import Literal, get_args
 Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
 # the second stage over fused candidates
 Rerank = Literal["none", "cross-encoder", "embedder", "mmr"]
+# the generator tiers a chain is made of (extractive always ends it)
+GeneratorTier = Literal["local", "openai", "extractive"]
+# kinds of personal data redacted at ingest
+PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run
 IngestStage = Literal["parse", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run
@@ -20,6 +24,7 @@ DeadLetterStage = Literal[
     "answer", "messages", "crash",
 ]
 
+GENERATOR_TIERS: tuple[GeneratorTier, ...] = get_args(GeneratorTier)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
 RERANKS: tuple[str, ...] = get_args(Rerank)
 INGEST_STAGES: tuple[IngestStage, ...] = get_args(IngestStage)

@@ -30,8 +30,8 @@ Log = Callable[[str], None]
 def machine(settings: Settings) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "gpu": gpu,
-            "device": "cuda" if gpu and settings.device in ("auto", "cuda") else "cpu",
-            "model": settings.embedding_model, "python": platform.python_version(), "torch": torch.__version__}
+            "device": "cuda" if gpu and settings.index.device in ("auto", "cuda") else "cpu",
+            "model": settings.index.embedding_model, "python": platform.python_version(), "torch": torch.__version__}
 
 
 def load_docs(dataset: Path | None, n: int) -> list[dict[str, str]]:
@@ -103,7 +103,7 @@ def raw_encoder_rate(s: Settings, docs: list[dict[str, str]]) -> tuple[int, floa
     emb = embedder_for(s)
     emb.embed(["warm up"])
     texts = [embedded_text(d["title"], c.text, c.chunk_no) for d in docs
-             for c in chunk_text(d["text"], size=s.chunk_size, overlap=s.chunk_overlap, tokenize=emb.token_spans)]
+             for c in chunk_text(d["text"], size=s.chunk.size, overlap=s.chunk.overlap, tokenize=emb.token_spans)]
     t0 = time.perf_counter()
     emb.embed(texts)
     el = time.perf_counter() - t0

@@ -93,7 +93,7 @@ def bench_generate(s: Settings, dataset: Path, n: int, distractors: int, expand:
     queries = {q: f"Is it true that {c[0].lower() + c[1:] if c[1:2].islower() else c}".rstrip(".") + "?"
                for q, c in claims.items()}
     s = s.model_copy(update={"lancedb_uri": str(work / f"gen-{uuid.uuid4().hex[:6]}"), "generator": "local",
-                             "expand_budget_ms": expand_budget_ms or s.expand_budget_ms,
+                             "expand_budget_ms": expand_budget_ms or s.generation.expand_budget_ms,
                              "stream_deltas": False, "fts_rebuild_every_s": 1e9, "optimize_every_s": 1e9})
     emb = CachingEmbedder(embedder_for(s), work / "embcache.sqlite")
     store = make_store(s)
@@ -107,8 +107,8 @@ def bench_generate(s: Settings, dataset: Path, n: int, distractors: int, expand:
     gen = chain.tiers["local"]
     assert isinstance(gen, LLMGenerator)
     out: dict[str, Any] = {"machine": machine(s), "index": {"dataset": str(dataset), "subset": True, **report},
-                           "model": gen.name, "expand_budget_ms": s.expand_budget_ms,
-                           "prompt_max_tokens": s.prompt_max_tokens, "answer_max_tokens": s.answer_max_tokens}
+                           "model": gen.name, "expand_budget_ms": s.generation.expand_budget_ms,
+                           "prompt_max_tokens": s.generation.prompt_max_tokens, "answer_max_tokens": s.generation.answer_max_tokens}
     if "quality" in parts:
         out["quality"] = quality(qp, gen, queries, log)
     if "injection" in parts:
@@ -157,7 +157,7 @@ def injection(qp: Any, gen: LLMGenerator, queries: dict[str, str], s: Settings,
         question = texts[i % len(texts)]
         vec = qp.embedder.embed([question])[0]
         q = Query(query_id=f"inj{i}", tenant=TENANT, text=question, top_k=3)
-        ranked = qp.retriever.retrieve(q, [list(vec)], [question], s.fusion, s.alpha).ranked[:3]
+        ranked = qp.retriever.retrieve(q, [list(vec)], [question], s.retrieval.fusion, s.retrieval.alpha).ranked[:3]
         top = ranked[0]
         mid = len(top.hit.text) // 2
         cut = top.hit.text.rfind(". ", 0, mid) + 1 or mid
@@ -192,10 +192,10 @@ def expansion(qp: Any, s: Settings, queries: dict[str, str], qrels: dict[str, di
         for name, texts in (("without", [text]), ("with", [text, *variants])):
             vecs = qp.embedder.embed(texts)
             q = Query(query_id=qid, tenant=TENANT, text=text, top_k=10)
-            res = qp.retriever.retrieve(q, [list(v) for v in vecs], texts, s.fusion, s.alpha, k=100)
+            res = qp.retriever.retrieve(q, [list(v) for v in vecs], texts, s.retrieval.fusion, s.retrieval.alpha, k=100)
             runs[name][qid] = doc_run(res.ranked, 100)
     res = {
-        "variants": n, "budget_ms": s.expand_budget_ms, "outcomes": dict(expander.stats),
+        "variants": n, "budget_ms": s.generation.expand_budget_ms, "outcomes": dict(expander.stats),
         "expand_ms_p50": pct(spent, 50), "expand_ms_p95": pct(spent, 95),
         "ndcg10_without": round(evaluate(qrels, runs["without"])["NDCG@10"], 4),
         "ndcg10_with": round(evaluate(qrels, runs["with"])["NDCG@10"], 4),
@@ -232,7 +232,7 @@ def through_kafka(s: Settings, recs: list[RawRecord], queries: dict[str, str], w
         for r in recs:
             doc = json.loads(r.value or b"{}")
             expected[f"{doc['tenant']}/{doc['doc_id']}"] = int(doc["version"])
-            p.send(bs.topic_documents, f"{doc['tenant']}/{doc['doc_id']}", r.value)
+            p.send(bs.topics.documents, f"{doc['tenant']}/{doc['doc_id']}", r.value)
         p.flush()
         watcher.wait(expected, 1800)
         first, full, errors = [], [], 0

@@ -39,7 +39,7 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
             prod = JsonProducer(bs)
             # warm every worker: a few docs on every partition, wait until searchable
             for i in range(4 * p):
-                prod.send(bs.topic_documents, f"warm/w{i}", {"op": "upsert", "tenant": "warm", "doc_id": f"w{i}", "version": 1, "text": "warm up text."})
+                prod.send(bs.topics.documents, f"warm/w{i}", {"op": "upsert", "tenant": "warm", "doc_id": f"w{i}", "version": 1, "text": "warm up text."})
             prod.flush()
             deadline = time.monotonic() + 300
             while count_chunks(db, "warm") < 4 * p:
@@ -48,7 +48,7 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
                 time.sleep(0.2)
             t0 = time.perf_counter()
             for d in docs:
-                prod.send(bs.topic_documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
+                prod.send(bs.topics.documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
             prod.flush()
             while (got := count_chunks(db, "bench")) < n_chunks:
                 if time.perf_counter() - t0 > 1800:
@@ -61,5 +61,5 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
         runs.append({"processes": p, "seconds": round(el, 2), "chunks_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw, 3)})
         log(f"pipeline, {p} process(es): {n_chunks} chunks Kafka -> searchable in {el:.1f}s = {rate:.1f} chunks/s "
             f"(ratio {rate / raw:.2f})")
-    return {"machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk_size,
-            "batch_size": s.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}
+    return {"machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk.size,
+            "batch_size": s.index.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}

@@ -18,7 +18,8 @@ from typing import Any
 
 from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.core import telemetry
-from streamrag.core.auth import TenantKeySettings, sign_token
+from streamrag.core.auth import sign_token
+from streamrag.core.config import TenantKeySettings
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
 from streamrag.flows import query as query_flow
@@ -92,7 +93,7 @@ def bench_overhead(s: Settings, dataset: Path, docs: int, n: int, rounds: int, w
         for mode, cfg in (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off)):
             undo = _no_metrics() if mode == "off" else (lambda: None)
             try:
-                cfg_r = cfg.model_copy(update={"lancedb_uri": f"{cfg.lancedb_uri}-{mode}-{r}"})
+                cfg_r = cfg.model_copy(update={"lancedb_uri": f"{cfg.index.lancedb_uri}-{mode}-{r}"})
                 store = make_store(cfg_r)
                 t0 = time.perf_counter()
                 # the real encoder for ingest (what users' chunks/s include); cached query vectors for queries

@@ -39,7 +39,7 @@ class QueryRig:
         log(f"index: {self.chunks} chunks at {db}")
         self.tag = uuid.uuid4().hex[:6]
         self.bs, env = bench_env(s, self.tag, db, 2)
-        env["STREAMRAG_REDIS_URL"] = s.redis_url
+        env["STREAMRAG_REDIS_URL"] = s.redis.url
         env["STREAMRAG_CACHE_REDIS_PREFIX"] = f"streamrag:bench-{self.tag}:"  # a cold cache for every run
         env["STREAMRAG_CACHE_TTL_S"] = "900"
         ensure_topics(self.bs, 2)
@@ -53,7 +53,7 @@ class QueryRig:
 
     def _consume(self) -> None:
         c = Consumer(client_config(self.bs, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
-        c.assign([TopicPartition(self.bs.topic_answers, p, 0) for p in range(2)])
+        c.assign([TopicPartition(self.bs.topics.answers, p, 0) for p in range(2)])
         while not self._stop.is_set():
             m = c.poll(0.05)  # poll returns on the first message; consume(n, t) would wait for n or t
             if m is not None and m.error() is None and m.value():
@@ -66,7 +66,7 @@ class QueryRig:
         deadline = time.monotonic() + 300
         while True:
             qid = f"warm-{uuid.uuid4().hex[:6]}"
-            self.prod.send(self.bs.topic_queries, qid, {"query_id": qid, "tenant": "eval", "text": "warm up",
+            self.prod.send(self.bs.topics.queries, qid, {"query_id": qid, "tenant": "eval", "text": "warm up",
                                                         "options": {"use_cache": False}})
             self.prod.flush()
             time.sleep(1.0)
@@ -88,7 +88,7 @@ class QueryRig:
             t_next += interval
             sent[qid] = time.perf_counter()
             body = {"query_id": qid, "tenant": "eval", "text": text, "options": {"use_cache": use_cache}}
-            self.prod.send(self.bs.topic_queries, qid, body)
+            self.prod.send(self.bs.topics.queries, qid, body)
             self.prod.producer.flush(1)
         deadline = time.monotonic() + 60
         while len([q for q in sent if q in self.got]) < len(sent) and time.monotonic() < deadline:
@@ -150,7 +150,7 @@ def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: P
     # a first-time paraphrase embeds the question before its semantic lookup: its own figure
     sem_lat = [ms for ms, a in para if a.get("cache_lookup") == "semantic"]
     res: dict[str, Any] = {
-        "machine": machine(s), "chunks": rig.chunks, "threshold": s.cache_threshold, "rate_per_s": rate,
+        "machine": machine(s), "chunks": rig.chunks, "threshold": s.cache.threshold, "rate_per_s": rate,
         "hit_round_trip_ms": _pcts(hit_lat), "repeat_hit_rate": round(len(hit_lat) / max(len(repeat), 1), 4),
         "repeat_lookups": {k: sum(1 for _, a in repeat if a.get("cache_lookup") == k) for k in ("exact", "semantic")},
         "semantic_hit_round_trip_ms": _pcts(sem_lat),

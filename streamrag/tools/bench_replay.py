@@ -41,7 +41,7 @@ class AnswerClock:
     def _run(self) -> None:
         c = Consumer(client_config(self.s, **{"group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "latest",
                                               "enable.auto.commit": False}))
-        c.subscribe([self.s.topic_answers])
+        c.subscribe([self.s.topics.answers])
         try:
             while not self._stop.is_set():
                 for m in c.consume(100, 0.05):
@@ -71,7 +71,7 @@ def _promote_gap(s: Settings, env: dict[str, str], workdir: Path, target: str, r
     promoted_at = 0.0
     try:
         warm = f"warm-{uuid.uuid4().hex}"
-        prod.send(s.topic_queries, warm, {"query_id": warm, "tenant": "bench", "text": "warm up"})
+        prod.send(s.topics.queries, warm, {"query_id": warm, "tenant": "bench", "text": "warm up"})
         prod.flush()
         deadline = time.monotonic() + 300
         while warm not in clock.received:
@@ -82,7 +82,7 @@ def _promote_gap(s: Settings, env: dict[str, str], workdir: Path, target: str, r
         i = 0
         while time.time() - t0 < seconds:
             qid = uuid.uuid4().hex
-            prod.send(s.topic_queries, qid, {"query_id": qid, "tenant": "bench", "text": f"what is known about topic {i % 50}?"})
+            prod.send(s.topics.queries, qid, {"query_id": qid, "tenant": "bench", "text": f"what is known about topic {i % 50}?"})
             prod.flush()
             sent[qid] = time.time()
             i += 1
@@ -119,7 +119,7 @@ def bench_replay(s: Settings, dataset: Path | None, n_docs: int, workdir: Path, 
     ensure_topics(bs, 2)
     prod = JsonProducer(bs)
     for d in docs:
-        prod.send(bs.topic_documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
+        prod.send(bs.topics.documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
     prod.flush()
     n_chunks, _, raw = raw_encoder_rate(bs, docs)
     log(f"raw encoder: {n_chunks} chunks at {raw:.1f} chunks/s")
@@ -132,7 +132,7 @@ def bench_replay(s: Settings, dataset: Path | None, n_docs: int, workdir: Path, 
         f"{second.encoded} encoded in {second.seconds:.1f} s ({first.seconds / second.seconds:.1f}x faster)")
     gap = _promote_gap(bs, env, workdir, "green", rate, seconds, log)
     return {
-        "machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk_size,
+        "machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk.size,
         "raw_chunks_per_s": round(raw, 1), "replay": first.as_dict(), "replay_chunks_per_s": round(rate_first, 1),
         "ratio_to_raw": round(rate_first / raw, 3), "reuse": second.as_dict(),
         "reuse_speedup": round(first.seconds / second.seconds, 1), "promote": gap,

@@ -164,9 +164,9 @@ def run_eval(
         results[cfg.name] = evaluate(qrels, run)
     return {
         "dataset": str(dataset), "queries": len(qids), "documents": report["documents"], "chunks": report["chunks"],
-        "model": s.embedding_model, "candidates": qp.retriever.candidates(10), "chunk_size": s.chunk_size, "chunk_overlap": s.chunk_overlap,
+        "model": s.index.embedding_model, "candidates": qp.retriever.candidates(10), "chunk_size": s.chunk.size, "chunk_overlap": s.chunk.overlap,
         "index_seconds": round(index_s, 1), "search_seconds": round(search_s, 1),
-        "default": s.fusion, "results": results, "_runs": runs,
+        "default": s.retrieval.fusion, "results": results, "_runs": runs,
     }
 
 

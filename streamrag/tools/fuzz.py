@@ -62,7 +62,7 @@ def _send(s: Settings, recs: list[HostileRecord]) -> list[Position]:
         return cb
 
     for i, r in enumerate(recs):
-        topic = s.topic_documents if r.kind == "document" else s.topic_queries
+        topic = s.topics.documents if r.kind == "document" else s.topics.queries
         while True:
             try:
                 p.produce(topic, key=r.key, value=r.value, on_delivery=noted(i))
@@ -82,7 +82,7 @@ def run_fuzz(s: Settings, n: int, *, seed: int = 0, timeout_s: float = 300.0, te
     tenant = tenant or f"fuzz-{uuid.uuid4().hex[:8]}"
     recs = hostile_records(n, tenant=tenant, seed=seed)
     readers = {t: TopicReader(s, t, f"fuzz-{uuid.uuid4().hex[:8]}", "beginning")
-               for t in (s.topic_dead_letters, s.topic_index_events, s.topic_answers)}
+               for t in (s.topics.dead_letters, s.topics.index_events, s.topics.answers)}
     for reader in readers.values():  # only what follows the send
         reader.position = reader.ends()
         reader.reassign()
@@ -115,7 +115,7 @@ def run_fuzz(s: Settings, n: int, *, seed: int = 0, timeout_s: float = 300.0, te
 
 def _account(topic: str, m: RawRecord, s: Settings, report: FuzzReport, open_: dict[int, HostileRecord],
              by_pos: dict[Position, int], by_doc: dict[tuple[str, str, int], int], by_qid: dict[str, int]) -> None:
-    if topic == s.topic_dead_letters:
+    if topic == s.topics.dead_letters:
         d = read_model(m.value, DeadLetter, s.json_limits)
         if isinstance(d, Reason) or d.source.topic is None or d.source.partition is None or d.source.offset is None:
             return
@@ -123,7 +123,7 @@ def _account(topic: str, m: RawRecord, s: Settings, report: FuzzReport, open_: d
         if i is not None:
             report.dead_letters[d.stage] += 1
             open_.pop(i, None)
-    elif topic == s.topic_index_events:
+    elif topic == s.topics.index_events:
         ev = read_model(m.value, IndexEvent, s.json_limits)
         if not isinstance(ev, Reason) and (i := by_doc.get((ev.tenant, ev.doc_id, ev.version))) is not None:
             report.index_events[ev.status] += 1

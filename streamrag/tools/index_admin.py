@@ -103,7 +103,7 @@ def drop(s: Settings, name: str) -> None:
     reg.remove(name)
     client = admin(s)  # kept referenced until its futures are done
     try:  # a later index of the same name replays from the beginning, not from this one's offsets
-        for f in client.delete_consumer_groups([replay_group(s, name)], request_timeout=s.kafka_timeout_s).values():
-            f.result(timeout=s.kafka_timeout_s)
+        for f in client.delete_consumer_groups([replay_group(s, name)], request_timeout=s.kafka.timeout_s).values():
+            f.result(timeout=s.kafka.timeout_s)
     except (KafkaException, TimeoutError):
         pass  # no such group (never replayed): nothing to forget

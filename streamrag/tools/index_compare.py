@@ -29,7 +29,7 @@ from streamrag.tools.ir_metrics import evaluate
 
 def recent_queries(s: Settings, n: int) -> list[Query]:
     """The last ``n`` valid queries on the queries topic."""
-    reader = TopicReader(s, s.topic_queries, f"{s.query_group}-compare", "beginning")
+    reader = TopicReader(s, s.topics.queries, f"{s.worker.query_group}-compare", "beginning")
     ends = reader.ends()
     for p in reader.partitions:  # only the tail of each partition
         reader.position[p] = max(reader.position[p], ends[p] - n)
@@ -72,8 +72,8 @@ def _run(view: IndexView, queries: list[Query], k: int) -> tuple[dict[str, dict[
     for q in queries:
         t0 = time.perf_counter()
         vec = view.embedder.embed([q.text])[0]
-        fusion = q.options.fusion or view.settings.fusion
-        alpha = view.settings.alpha if q.options.alpha is None else q.options.alpha
+        fusion = q.options.fusion or view.settings.retrieval.fusion
+        alpha = view.settings.retrieval.alpha if q.options.alpha is None else q.options.alpha
         res = retriever.retrieve(q, [list(vec)], [q.text], fusion, alpha, k=max(k * 3, 30))
         lat.append((time.perf_counter() - t0) * 1000)
         runs[q.query_id] = doc_run(res.ranked, 100)

@@ -30,7 +30,7 @@ def publish_records(
         watcher = IndexEventWatcher(s) if wait_s > 0 else None
         p = JsonProducer(s)
         for ch in good:
-            p.send(s.topic_documents, ch.key, ch.model_dump_json(exclude_none=True))
+            p.send(s.topics.documents, ch.key, ch.model_dump_json(exclude_none=True))
         p.flush()
         if watcher is not None:
             watcher.wait({ch.key: ch.version for ch in good}, wait_s)

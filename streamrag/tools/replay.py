@@ -61,7 +61,7 @@ class ReplayReport:
 
 
 def replay_group(s: Settings, name: str) -> str:
-    return f"{s.ingest_group}-replay-{name}"
+    return f"{s.worker.ingest_group}-replay-{name}"
 
 
 def ensure_default_registered(s: Settings, registry: LanceIndexRegistry) -> None:
@@ -121,7 +121,7 @@ def replay(
     rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
     store = store_for(rs, m)
     stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m))
-    reader = TopicReader(s, s.topic_documents, replay_group(s, name), "beginning" if created else start)
+    reader = TopicReader(s, s.topics.documents, replay_group(s, name), "beginning" if created else start)
     report = ReplayReport(name, created=created)
     stop = stop or _stop_on_signals()
     producer: JsonProducer | None = None
@@ -130,7 +130,7 @@ def replay(
     last_maintain = time.monotonic()
     try:
         while not stop.is_set():
-            recs = reader.read(rs.source_batch_size, 0.5)
+            recs = reader.read(rs.worker.source_batch_size, 0.5)
             if recs:
                 outs = stages.process_batch(recs)
                 dead = [o for o in outs if isinstance(o, DeadLetter)]
@@ -138,7 +138,7 @@ def replay(
                     producer = producer or JsonProducer(s)
                     for d in dead:
                         key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
-                        producer.send(s.topic_dead_letters, key, d.model_dump_json())
+                        producer.send(s.topics.dead_letters, key, d.model_dump_json())
                     producer.flush()
                 reader.commit()  # only now: these records are in the index (or dead-lettered)
                 report.read += len(recs)

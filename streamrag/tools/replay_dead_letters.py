@@ -39,7 +39,7 @@ class DeadLetterReplay:
 
 
 def dead_letter_group(s: Settings) -> str:
-    return f"{s.ingest_group}-dead-letter-replay"
+    return f"{s.worker.ingest_group}-dead-letter-replay"
 
 
 def _identity(d: DeadLetter) -> str:
@@ -52,7 +52,7 @@ def replay_dead_letters(
     check_reachable(s)
     # the whole topic is read (records that failed after a replay are known wherever they are);
     # only dead letters after the last run (or since a time) are candidates
-    reader = TopicReader(s, s.topic_dead_letters, dead_letter_group(s), "beginning")
+    reader = TopicReader(s, s.topics.dead_letters, dead_letter_group(s), "beginning")
     done = reader.committed()
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     failed_again: set[str] = set()
@@ -84,7 +84,7 @@ def replay_dead_letters(
             ident = _identity(d)
             if ident in failed_again:
                 out.skip("failed again after a replay")
-            elif d.source.topic != s.topic_documents:
+            elif d.source.topic != s.topics.documents:
                 out.skip("not from the documents topic")
             elif stage is not None and d.stage != stage:
                 out.skip(f"stage {d.stage}")
@@ -96,7 +96,7 @@ def replay_dead_letters(
                 if producer is not None:
                     key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
                     where = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
-                    producer.send(s.topic_documents, key, d.original(), headers=[(REPLAYED_HEADER, where)])
+                    producer.send(s.topics.documents, key, d.original(), headers=[(REPLAYED_HEADER, where)])
         if producer is not None:
             producer.flush()
             reader.commit()  # delivered: the next run starts after these

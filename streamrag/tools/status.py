@@ -24,17 +24,17 @@ def collect_status(s: Settings) -> dict[str, Any]:
     active = IndexViews(s).current()  # the index version the workers serve
     report: dict[str, Any] = {"active_index": active.name, "index": active.store.stats()}
     try:
-        topics = topic_offsets(s, [s.topic_documents], group=s.ingest_group)
-        topics.update(topic_offsets(s, [s.topic_queries], group=s.query_group))
-        others = [s.topic_answers, s.topic_cache, s.topic_index_events, s.topic_dead_letters]
+        topics = topic_offsets(s, [s.topics.documents], group=s.worker.ingest_group)
+        topics.update(topic_offsets(s, [s.topics.queries], group=s.worker.query_group))
+        others = [s.topics.answers, s.topics.cache, s.topics.index_events, s.topics.dead_letters]
         topics.update(topic_offsets(s, others))
-        report["kafka"] = {"bootstrap": s.kafka_bootstrap, "topics": topics}
+        report["kafka"] = {"bootstrap": s.kafka.bootstrap, "topics": topics}
     except StreamragError as exc:
-        report["kafka"] = {"bootstrap": s.kafka_bootstrap, "error": str(exc)}
+        report["kafka"] = {"bootstrap": s.kafka.bootstrap, "error": str(exc)}
     report["metrics"] = scrape_workers(s)
     report["crash_ledgers"] = crash_ledgers(s)
     stats = redis_for(s, timeout_s=0.5).all_stats()
-    report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis_url} unavailable"}
+    report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis.url} unavailable"}
     return report
 
 
@@ -47,7 +47,7 @@ SUMMED = ("streamrag_records_total", "streamrag_dead_letters_total", "streamrag_
 def crash_ledgers(s: Settings) -> dict[str, Any]:
     """Each worker's restarts after a crash, from the crash ledgers in STREAMRAG_STATE_DIR on this machine."""
     out: dict[str, Any] = {}
-    for path in sorted(Path(s.state_dir).expanduser().glob(f"*{LEDGER_SUFFIX}")):
+    for path in sorted(Path(s.worker.state_dir).expanduser().glob(f"*{LEDGER_SUFFIX}")):
         data = read_ledger(path)
         out[path.name.removesuffix(LEDGER_SUFFIX)] = {
             "crash_restarts": data.get("crash_restarts", 0), "last_crash": data.get("last_crash"),
@@ -58,7 +58,7 @@ def crash_ledgers(s: Settings) -> dict[str, Any]:
 def scrape_workers(s: Settings, host: str = "127.0.0.1") -> dict[str, Any]:
     """The same numbers Prometheus scrapes, from this machine's workers (process 0 of each kind)."""
     out: dict[str, Any] = {}
-    if s.metrics_port == 0:
+    if s.worker.metrics_port == 0:
         return out
     for kind in OFFSETS:
         url = f"http://{host}:{metrics_port(s, kind)}/metrics"

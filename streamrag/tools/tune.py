@@ -25,11 +25,11 @@ def tune(s: Settings, tenant: str, *, index: str | None = None, out: Path | None
     if len(pairs) < 64:
         raise StreamragError(f"tenant {tenant!r} has too little text in index {view.name!r} to tune on "
                              f"({len(pairs)} training pairs from {len(rows)} chunks; at least 64 needed)")
-    out = out or Path(s.model_dir) / f"tuned-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
-    log(f"tuning {view.settings.embedding_model} on {len(pairs)} pairs from {len(rows)} chunks of tenant {tenant!r}")
-    report = fine_tune(view.settings.embedding_model, pairs, out, epochs=epochs, device=s.device, log=log)
+    out = out or Path(s.generation.model_dir) / f"tuned-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    log(f"tuning {view.settings.index.embedding_model} on {len(pairs)} pairs from {len(rows)} chunks of tenant {tenant!r}")
+    report = fine_tune(view.settings.index.embedding_model, pairs, out, epochs=epochs, device=s.index.device, log=log)
     name = "tuned-" + re.sub(r"[^a-z0-9_-]", "-", tenant.lower())[:30]
-    report.update({"tenant": tenant, "index": view.name, "base_model": view.settings.embedding_model,
+    report.update({"tenant": tenant, "index": view.name, "base_model": view.settings.index.embedding_model,
                    "next": f"streamrag replay --index {name} --set embedding_model={out.resolve()} && "
                            f"streamrag index compare {view.name} {name} && streamrag index promote {name}"})
     return report

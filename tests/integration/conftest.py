@@ -103,7 +103,7 @@ def start_worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 def produce(settings: Settings, topic: str, items: list[tuple[str | None, Any]]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+    p = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 5})
     for key, value in items:
         if isinstance(value, dict):
             value = json.dumps(value).encode()
@@ -115,7 +115,7 @@ def read_topic(settings: Settings, topic: str, until: Callable[[list[Any]], bool
     """Read a topic from the beginning until `until(messages)` holds or the time is up."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False})
     md = c.list_topics(topic, timeout=10)
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])

@@ -71,7 +71,7 @@ def doc(doc_id: str, version: int, text: str, tenant: str = "acme", acl: dict[st
 
 @pytest.fixture(scope="module")
 def workers(cache_env: dict[str, str], settings: Settings, start_worker: Any) -> dict[str, Any]:
-    produce(settings, settings.topic_documents, [
+    produce(settings, settings.topics.documents, [
         doc("vacation", 1, "Employees get twenty five days of paid vacation per year."),
         doc("salaries", 1, "The salary bands for engineers are reviewed yearly.", acl={"roles": ["hr"]}),
     ])
@@ -83,9 +83,9 @@ def workers(cache_env: dict[str, str], settings: Settings, start_worker: Any) ->
 
 def ask(settings: Settings, text: str, tenant: str = "acme", user: str = "alice", roles: list[str] | None = None) -> dict[str, Any]:
     qid = uuid.uuid4().hex
-    produce(settings, settings.topic_queries, [(qid, {"query_id": qid, "tenant": tenant, "text": text,
+    produce(settings, settings.topics.queries, [(qid, {"query_id": qid, "tenant": tenant, "text": text,
                                                       "principal": {"user": user, "roles": roles or []}})])
-    msgs = read_topic(settings, settings.topic_answers, lambda m: any(a and a["query_id"] == qid for a in m), timeout=120)
+    msgs = read_topic(settings, settings.topics.answers, lambda m: any(a and a["query_id"] == qid for a in m), timeout=120)
     (a,) = [a for a in msgs if a and a["query_id"] == qid]
     return a
 
@@ -99,7 +99,7 @@ def test_repeat_and_paraphrases(settings: Settings, workers: Any) -> None:
     assert para["cached"] and para["cache_lookup"] == "semantic"
     far = ask(settings, "What is the vacation allowance for staff?")
     assert not far["cached"]
-    entries = read_topic(settings, settings.topic_cache, lambda m: len(m) >= 2, timeout=30)
+    entries = read_topic(settings, settings.topics.cache, lambda m: len(m) >= 2, timeout=30)
     assert entries and all(e is None or e["tenant"] == "acme" for e in entries)
 
 
@@ -114,8 +114,8 @@ def test_isolation_across_tenant_and_acl(settings: Settings, workers: Any) -> No
 
 def test_update_invalidates_within_a_second(settings: Settings, workers: Any) -> None:
     assert ask(settings, "How many vacation days do employees get?")["cached"]
-    produce(settings, settings.topic_documents, [doc("vacation", 2, "Employees now get thirty days of paid vacation per year.")])
-    read_topic(settings, settings.topic_index_events,
+    produce(settings, settings.topics.documents, [doc("vacation", 2, "Employees now get thirty days of paid vacation per year.")])
+    read_topic(settings, settings.topics.index_events,
                lambda m: any(e["doc_id"] == "vacation" and e["version"] == 2 for e in m), timeout=60)
     time.sleep(1.0)
     a = ask(settings, "How many vacation days do employees get?")
@@ -184,7 +184,7 @@ def test_a_dead_follower_turns_hits_off_and_is_restarted(settings: Settings) -> 
     cache.invalidate = dies_once  # type: ignore[method-assign]
     follower.start(rebuild_timeout_s=10)
     try:
-        produce(settings, settings.topic_index_events, [("acme/x", {"tenant": "acme", "doc_id": "x", "version": 9,
+        produce(settings, settings.topics.index_events, [("acme/x", {"tenant": "acme", "doc_id": "x", "version": 9,
                                                                      "op": "upsert", "status": "indexed"})])
         wait_for(lambda: any(r["follower"] == "restarting" for r in reports), timeout=30, interval=0.05)
         assert not cache.serving and follower.state == "restarting" and follower.restarts == 1

@@ -24,14 +24,14 @@ def test_two_thousand_hostile_records_leave_both_workers_answering(settings: Set
     print(report.as_dict())
     assert report.answers["error"] >= 200 and report.index_events["indexed"] >= 50
 
-    produce(settings, settings.topic_documents, [("acme/after", {
+    produce(settings, settings.topics.documents, [("acme/after", {
         "op": "upsert", "tenant": "acme", "doc_id": "after", "version": 1, "title": "after",
         "text": "The fuzzing run ended and the office coffee machine was repaired on Tuesday."})])
     wait_for(lambda: any(r["doc_id"] == "after" for r in chunk_rows(settings, "acme")), timeout=120)
     qid = uuid.uuid4().hex
-    produce(settings, settings.topic_queries, [(qid, {"query_id": qid, "tenant": "acme",
+    produce(settings, settings.topics.queries, [(qid, {"query_id": qid, "tenant": "acme",
                                                       "text": "When was the coffee machine repaired?"})])
-    got = read_topic(settings, settings.topic_answers, lambda m: any(a and a.get("query_id") == qid for a in m),
+    got = read_topic(settings, settings.topics.answers, lambda m: any(a and a.get("query_id") == qid for a in m),
                      timeout=120)
     answer = next(a for a in got if a and a.get("query_id") == qid)
     assert answer["status"] == "ok" and answer["citations"][0]["doc_id"] == "after"

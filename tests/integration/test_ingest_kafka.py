@@ -24,7 +24,7 @@ def doc(doc_id: str, version: int, text: str = "", op: str = "upsert", tenant: s
 
 
 def events_for(settings: Settings, n: int) -> list[Any]:
-    return read_topic(settings, settings.topic_index_events, lambda m: len(m) >= n, timeout=120)
+    return read_topic(settings, settings.topics.index_events, lambda m: len(m) >= n, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def worker(start_worker: Any) -> Any:
 
 
 def test_documents_become_chunks_replay_is_identical(settings: Settings, worker: Any) -> None:
-    produce(settings, settings.topic_documents, [doc("a", 1, LONG), doc("b", 1, "A short note about Kafka."),
+    produce(settings, settings.topics.documents, [doc("a", 1, LONG), doc("b", 1, "A short note about Kafka."),
                                                  doc("c", 1, "LanceDB stores vectors.")])
     ev = events_for(settings, 3)
     assert sorted((e["doc_id"], e["status"]) for e in ev[:3]) == [("a", "indexed"), ("b", "indexed"), ("c", "indexed")]
@@ -46,7 +46,7 @@ def test_documents_become_chunks_replay_is_identical(settings: Settings, worker:
     assert len({r["id"] for r in rows}) == len(rows)
 
     # republishing everything leaves identical rows
-    produce(settings, settings.topic_documents, [doc("a", 1, LONG), doc("b", 1, "A short note about Kafka."),
+    produce(settings, settings.topics.documents, [doc("a", 1, LONG), doc("b", 1, "A short note about Kafka."),
                                                  doc("c", 1, "LanceDB stores vectors.")])
     ev = events_for(settings, 6)
     assert {e["status"] for e in ev[3:6]} == {"unchanged"}
@@ -55,16 +55,16 @@ def test_documents_become_chunks_replay_is_identical(settings: Settings, worker:
 
 def test_shrink_delete_and_stale(settings: Settings, worker: Any) -> None:
     before = {r["id"] for r in chunk_rows(settings, "acme") if r["doc_id"] == "a"}
-    produce(settings, settings.topic_documents, [doc("a", 2, "Now a single short paragraph.")])
+    produce(settings, settings.topics.documents, [doc("a", 2, "Now a single short paragraph.")])
     wait_for(lambda: [r for r in chunk_rows(settings, "acme") if r["doc_id"] == "a" and r["version"] == 2])
     after = [r for r in chunk_rows(settings, "acme") if r["doc_id"] == "a"]
     assert len(after) == 1 and len(before) > 1  # stale chunks gone
 
-    produce(settings, settings.topic_documents, [doc("b", 2, op="delete")])
+    produce(settings, settings.topics.documents, [doc("b", 2, op="delete")])
     wait_for(lambda: not [r for r in chunk_rows(settings, "acme") if r["doc_id"] == "b"])
 
-    produce(settings, settings.topic_documents, [doc("a", 1, LONG), doc("b", 1, "resurrected?")])
-    ev = read_topic(settings, settings.topic_index_events,
+    produce(settings, settings.topics.documents, [doc("a", 1, LONG), doc("b", 1, "resurrected?")])
+    ev = read_topic(settings, settings.topics.index_events,
                     lambda m: sum(1 for e in m if e["status"] == "stale") >= 2, timeout=90)
     assert sum(1 for e in ev if e["status"] == "stale") >= 2
     rows = chunk_rows(settings, "acme")
@@ -80,7 +80,7 @@ def test_thousand_bad_events_go_to_dead_letters(settings: Settings, worker: Any)
         {"op": "upsert", "tenant": "acme", "doc_id": "x", "version": "one", "text": "bad version"},
         {"op": "upsert", "tenant": "acme", "doc_id": "x", "version": 1, "text": "  "},
         {"op": "rename", "tenant": "acme", "doc_id": "x", "version": 1, "text": "unknown op"},
-        {"op": "upsert", "tenant": "acme", "doc_id": "x", "version": 1, "text": "x" * (settings.max_doc_chars + 1)},
+        {"op": "upsert", "tenant": "acme", "doc_id": "x", "version": 1, "text": "x" * (settings.index.max_doc_chars + 1)},
     ]
     items: list[tuple[str | None, Any]] = []
     good = 0
@@ -89,8 +89,8 @@ def test_thousand_bad_events_go_to_dead_letters(settings: Settings, worker: Any)
         if i % 100 == 0:
             items.append(doc(f"good{good}", 1, f"Good document number {good} between bad ones."))
             good += 1
-    produce(settings, settings.topic_documents, items)
-    dead = read_topic(settings, settings.topic_dead_letters, lambda m: len(m) >= 1000, timeout=120)
+    produce(settings, settings.topics.documents, items)
+    dead = read_topic(settings, settings.topics.dead_letters, lambda m: len(m) >= 1000, timeout=120)
     assert len(dead) == 1000
     assert all(d["error"] and d["stage"] in {"parse", "validate"} for d in dead)
     sent = {f"bad{i}".encode(): v if isinstance(v, bytes) else json.dumps(v).encode()
@@ -102,18 +102,18 @@ def test_thousand_bad_events_go_to_dead_letters(settings: Settings, worker: Any)
 
 
 def test_sigkill_and_recovery_lose_nothing(settings: Settings, start_worker: Any, tmp_path: Any) -> None:
-    overrides = {"STREAMRAG_TOPIC_DOCUMENTS": settings.topic_documents + ".r", "STREAMRAG_TENANT": "rec",
+    overrides = {"STREAMRAG_TOPIC_DOCUMENTS": settings.topics.documents + ".r", "STREAMRAG_TENANT": "rec",
                  "STREAMRAG_SOURCE_BATCH_SIZE": "8"}
     s = settings.model_copy(update={"topic_documents": overrides["STREAMRAG_TOPIC_DOCUMENTS"]})
     ensure_topics(s)
     rdir = str(tmp_path / "recovery")
     docs = [doc(f"r{i}", 1, f"Recovery document {i}. " + LONG[: 200 + 37 * (i % 9)], tenant="rec") for i in range(60)]
-    produce(s, s.topic_documents, docs)
+    produce(s, s.topics.documents, docs)
     w = start_worker("ingest", "-r", rdir, overrides=overrides)
     wait_for(lambda: len({r["doc_id"] for r in chunk_rows(s, "rec")}) >= 10, timeout=120, interval=0.2)
     w.kill(signal.SIGKILL)
     assert not w.alive()
-    produce(s, s.topic_documents, [doc(f"r{i}", 1, f"Late document {i}.", tenant="rec") for i in range(60, 70)])
+    produce(s, s.topics.documents, [doc(f"r{i}", 1, f"Late document {i}.", tenant="rec") for i in range(60, 70)])
     w2 = start_worker("ingest", "-r", rdir, overrides=overrides)
     wait_for(lambda: len({r["doc_id"] for r in chunk_rows(s, "rec")}) == 70, timeout=180)
     rows = chunk_rows(s, "rec")

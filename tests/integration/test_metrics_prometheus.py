@@ -34,7 +34,7 @@ def test_prometheus_scrapes_a_worker(settings: Settings, start_worker: Any, tmp_
     assert prom, "prometheus is installed by scripts/promtool-check (Debian's package)"
     base = free_port()  # the ingest worker (process 0) serves STREAMRAG_METRICS_PORT + 0
     start_worker("ingest", overrides={"STREAMRAG_METRICS_PORT": str(base)})
-    produce(settings, settings.topic_documents, [
+    produce(settings, settings.topics.documents, [
         (f"acme/m{i}", {"op": "upsert", "tenant": "acme", "doc_id": f"m{i}", "version": 1, "text": f"metric doc {i}"})
         for i in range(3)
     ] + [("acme/bad", b"{not json")])

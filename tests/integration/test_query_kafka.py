@@ -28,7 +28,7 @@ def query(text: str, tenant: str = "acme", user: str | None = None, roles: list[
 
 @pytest.fixture(scope="module")
 def workers(settings: Settings, start_worker: Any) -> Any:
-    produce(settings, settings.topic_documents, [
+    produce(settings, settings.topics.documents, [
         doc("vacation", 1, "Employees get twenty five days of paid vacation per year."),
         doc("salaries", 1, "The salary bands for engineers are confidential and reviewed yearly.",
             acl={"users": [], "roles": ["hr"]}),
@@ -42,9 +42,9 @@ def workers(settings: Settings, start_worker: Any) -> Any:
 
 
 def ask(settings: Settings, *queries: tuple[str, dict[str, Any]], timeout: float = 90) -> dict[str, list[Any]]:
-    produce(settings, settings.topic_queries, list(queries))
+    produce(settings, settings.topics.queries, list(queries))
     ids = {qid for qid, _ in queries}
-    msgs = read_topic(settings, settings.topic_answers,
+    msgs = read_topic(settings, settings.topics.answers,
                       lambda m: ids <= {a["query_id"] for a in m if a}, timeout=timeout)
     out: dict[str, list[Any]] = {}
     for a in msgs:
@@ -82,13 +82,13 @@ def test_malformed_query_gets_dead_letter_and_error_answer(settings: Settings, w
     bad = {"query_id": qid, "tenant": "acme", "text": "", "top_k": 0}
     got = ask(settings, (qid, bad))
     assert got[qid][0]["status"] == "error" and "invalid query" in got[qid][0]["error"]
-    dead = read_topic(settings, settings.topic_dead_letters,
+    dead = read_topic(settings, settings.topics.dead_letters,
                       lambda m: any(qid in json.dumps(d) or d.get("original_key_b64") for d in m), timeout=30)
     assert any(d["stage"] == "validate" for d in dead)
 
 
 def test_document_update_changes_next_answer(settings: Settings, workers: Any) -> None:
-    produce(settings, settings.topic_documents, [doc("vacation", 2, "Employees now get thirty days of paid vacation per year.")])
+    produce(settings, settings.topics.documents, [doc("vacation", 2, "Employees now get thirty days of paid vacation per year.")])
     wait_for(lambda: [r for r in rows(settings, "acme") if r["doc_id"] == "vacation" and r["version"] == 2], timeout=60)
     q = query("How many vacation days do employees get?")
     got = ask(settings, q)
@@ -111,14 +111,14 @@ def test_cli_ask_via_kafka(env: dict[str, str], workers: Any) -> None:
 
 def committed_all(settings: Settings) -> bool:
     """The query group has committed every offset of the queries topic (all answered and flushed)."""
-    info = topic_offsets(settings, [settings.topic_queries], group=settings.query_group)[settings.topic_queries]
+    info = topic_offsets(settings, [settings.topics.queries], group=settings.worker.query_group)[settings.topics.queries]
     return bool(info["exists"]) and info["lag"] == 0
 
 
 def all_answers(settings: Settings) -> list[Any]:
     """Every message of the answers topic, read up to its end offsets."""
-    end = topic_offsets(settings, [settings.topic_answers])[settings.topic_answers]["messages"]
-    return read_topic(settings, settings.topic_answers, lambda m: len(m) >= end, timeout=60)
+    end = topic_offsets(settings, [settings.topics.answers])[settings.topics.answers]["messages"]
+    return read_topic(settings, settings.topics.answers, lambda m: len(m) >= end, timeout=60)
 
 
 def test_restarted_worker_resumes_after_answered_queries(settings: Settings, workers: Any, start_worker: Any) -> None:
@@ -142,7 +142,7 @@ def test_every_answer_is_audited(settings: Settings, workers: Any) -> None:
     qid, body = query("How many vacation days do employees get?", user="alice")
     got = ask(settings, (qid, body))
     assert got[qid][0]["status"] == "ok"
-    audits = read_topic(settings, settings.topic_audit, lambda m: any(a and a["query_id"] == qid for a in m))
+    audits = read_topic(settings, settings.topics.audit, lambda m: any(a and a["query_id"] == qid for a in m))
     (audit,) = [a for a in audits if a and a["query_id"] == qid]
     assert audit["tenant"] == "acme" and audit["principal"] == "alice" and audit["status"] == "ok"
     assert audit["cites"][0]["doc_id"] == "vacation" and audit["query_text"] is None  # acme keeps no text

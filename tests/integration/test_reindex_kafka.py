@@ -66,12 +66,12 @@ class QueryLoad:
     def _run(self) -> None:
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": self.s.kafka_bootstrap, "linger.ms": 0})
+        p = Producer({"bootstrap.servers": self.s.kafka.bootstrap, "linger.ms": 0})
         i = 0
         while not self._stop.is_set():
             qid = uuid.uuid4().hex
             topic = TOPICS[i % len(TOPICS)]
-            p.produce(self.s.topic_queries, key=qid.encode(), value=(
+            p.produce(self.s.topics.queries, key=qid.encode(), value=(
                 f'{{"query_id": "{qid}", "tenant": "acme", "text": "What is said about {topic.lower()}?"}}'
             ).encode())
             p.flush(5)
@@ -90,15 +90,15 @@ class QueryLoad:
 
 def test_reindex_while_serving_promote_and_rollback(settings: Settings, start_worker: Any) -> None:
     s = settings
-    produce(s, s.topic_documents, [doc(t, 1) for t in TOPICS])
+    produce(s, s.topics.documents, [doc(t, 1) for t in TOPICS])
     start_worker("ingest")
     wait_for(lambda: len(versions(s, "default")) == len(TOPICS), timeout=120)
     start_worker("query")
     with QueryLoad(s) as load:
-        produce(s, s.topic_documents, [doc(TOPICS[0], 2), doc(TOPICS[1], 2)])  # live ingest goes on
+        produce(s, s.topics.documents, [doc(TOPICS[0], 2), doc(TOPICS[1], 2)])  # live ingest goes on
         rep = replay(s, "green", overrides={"chunk_size": "24", "chunk_overlap": "4"})
         assert rep.created and rep.caught_up and rep.dead_letters == 0
-        produce(s, s.topic_documents, [doc(TOPICS[2], 3)])  # after the replay: green is behind
+        produce(s, s.topics.documents, [doc(TOPICS[2], 3)])  # after the replay: green is behind
         wait_for(lambda: versions(s, "default").get("acme/alpine-glaciers", (0, False))[0] == 3, timeout=60)
         with pytest.raises(IndexRefused, match="behind"):
             index_admin.promote(s, "green")
@@ -107,13 +107,13 @@ def test_reindex_while_serving_promote_and_rollback(settings: Settings, start_wo
         promoted_at = time.time()
         index_admin.promote(s, "green")
         time.sleep(3)
-        produce(s, s.topic_documents, [doc(TOPICS[3], 4)])  # live ingest now writes green
+        produce(s, s.topics.documents, [doc(TOPICS[3], 4)])  # live ingest now writes green
         wait_for(lambda: versions(s, "green").get("acme/jazz-harmony", (0, False))[0] == 4, timeout=60)
         rolled_at = time.time()
         index_admin.rollback(s)
         time.sleep(3)
     answers = {a["query_id"]: a for a in read_topic(
-        s, s.topic_answers, lambda m: set(load.sent) <= {a["query_id"] for a in m if a}, timeout=90) if a}
+        s, s.topics.answers, lambda m: set(load.sent) <= {a["query_id"] for a in m if a}, timeout=90) if a}
     assert set(load.sent) <= set(answers), "every query is answered"
     chunks = {name: {(r["id"], r["version"]): " ".join(r["text"].split()) for r in store_of(s, name).chunk_rows("acme")}
               for name in ("default", "green")}
@@ -150,7 +150,7 @@ def test_replay_killed_half_way_resumes_to_the_same_index(settings: Settings, en
     s = settings
     many = [(f"acme/k{i}", {"op": "upsert", "tenant": "acme", "doc_id": f"k{i}", "version": 1 + i % 3,
                             "title": f"K{i}", "text": text_of(f"Topic {i}", 1 + i % 3)}) for i in range(60)]
-    produce(s, s.topic_documents, many)
+    produce(s, s.topics.documents, many)
     want = {k for k, _ in many}
     p = _replay_cmd(env, "killed")
     try:
@@ -185,19 +185,19 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
         "topic_documents", "topic_dead_letters", "topic_index_events", "ingest_group", "lancedb_uri")}
     big = {"op": "upsert", "tenant": "acme", "doc_id": "big", "version": 1, "title": "Big",
            "text": "A long document about dead letters. " * 20}
-    produce(s, s.topic_documents, [("acme/big", big), ("acme/broken", b"{not json")])
+    produce(s, s.topics.documents, [("acme/big", big), ("acme/broken", b"{not json")])
     strict = start_worker("ingest", overrides={**own, "STREAMRAG_MAX_DOC_CHARS": "300"})
 
     def dead_for(doc_key: str, replayed: bool) -> list[Any]:
         import base64
 
-        msgs = read_topic(s, s.topic_dead_letters, lambda m: False, timeout=3)
+        msgs = read_topic(s, s.topics.dead_letters, lambda m: False, timeout=3)
         return [d for d in msgs if d and d.get("original_key_b64")
                 and base64.b64decode(d["original_key_b64"]).decode() == doc_key and d.get("replayed", False) == replayed]
 
     wait_for(lambda: dead_for("acme/big", False) and dead_for("acme/broken", False), timeout=120, interval=1)
     # its offsets committed past both: the fixed worker does not read the originals again
-    wait_for(lambda: topic_offsets(s, [s.topic_documents], s.ingest_group)[s.topic_documents]["lag"] == 0, timeout=60)
+    wait_for(lambda: topic_offsets(s, [s.topics.documents], s.worker.ingest_group)[s.topics.documents]["lag"] == 0, timeout=60)
     strict.kill()
     start_worker("ingest", overrides={**own, "STREAMRAG_MAX_DOC_CHARS": "100000"})  # the fix
     dry = replay_dead_letters(s, dry_run=True)
@@ -206,7 +206,7 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
     assert first.replayed == dry.replayed
 
     def indexed_big() -> list[Any]:
-        events = read_topic(s, s.topic_index_events, lambda m: False, timeout=3)
+        events = read_topic(s, s.topics.index_events, lambda m: False, timeout=3)
         return [e for e in events if e and e["doc_id"] == "big" and e["status"] == "indexed"]
 
     wait_for(indexed_big, timeout=120, interval=1)

@@ -23,7 +23,7 @@ LOCAL = {"STREAMRAG_GENERATOR": "local", "STREAMRAG_LOCAL_MODEL": "smollm2-135m-
 
 @pytest.fixture(scope="module")
 def workers(settings: Settings, start_worker: Any) -> Any:
-    produce(settings, settings.topic_documents, [("acme/travel", {
+    produce(settings, settings.topics.documents, [("acme/travel", {
         "op": "upsert", "tenant": "acme", "doc_id": "travel", "version": 1, "title": "Travel policy",
         "text": "A hotel night in Berlin is reimbursed up to 180 euros. Flights are booked in economy class.",
     })])
@@ -40,7 +40,7 @@ def test_answer_deltas_stream_ahead_of_the_final_answer(settings: Settings, work
     assert a.status == "ok" and a.generator == "local:smollm2-135m-instruct" and a.fallback == [], a
     assert a.deltas == len(got.pieces) > 1 and got.resets == 0
     assert a.usage.prompt_tokens > 0 and a.usage.completion_tokens > 0
-    msgs = read_topic(settings, settings.topic_answers,
+    msgs = read_topic(settings, settings.topics.answers,
                       lambda m: any(x and x.get("query_id") == qid and x.get("kind") == "final" for x in m))
     mine = [m for m in msgs if m and m["query_id"] == qid]
     kinds = [m["kind"] for m in mine]

@@ -68,7 +68,7 @@ def test_ingest_and_query_over_sasl_ssl(settings: Settings, start_worker: Any) -
     start_worker("ingest")
     start_worker("query")  # both at once on a fresh broker (see kafka_admin.wait_for_group_coordinator)
     p = JsonProducer(settings)
-    p.send(settings.topic_documents, "acme/travel", {"op": "upsert", "tenant": "acme", "doc_id": "travel",
+    p.send(settings.topics.documents, "acme/travel", {"op": "upsert", "tenant": "acme", "doc_id": "travel",
                                                      "version": 1, "text": "A hotel night in Berlin is reimbursed up to 180 euros."})
     p.flush()
     wait_for(lambda: len(rows(settings)) >= 1, timeout=120)
@@ -79,15 +79,15 @@ def test_ingest_and_query_over_sasl_ssl(settings: Settings, start_worker: Any) -
 
 
 def test_clients_without_credentials_are_refused(settings: Settings) -> None:
-    plain = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000})
+    plain = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "socket.timeout.ms": 3000})
     with pytest.raises(KafkaException):
         plain.list_topics(timeout=5)
-    wrong = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "security.protocol": "SASL_SSL",
+    wrong = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "security.protocol": "SASL_SSL",
                          "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "streamrag", "sasl.password": "guess",
-                         "ssl.ca.location": settings.kafka_ssl_ca_location})
+                         "ssl.ca.location": settings.kafka.ssl_ca_location})
     with pytest.raises(KafkaException):
         wrong.list_topics(timeout=5)
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(settings.redis_url, ssl_ca_certs=settings.redis_ssl_ca, socket_timeout=3).ping()
+        redis.Redis.from_url(settings.redis.url, ssl_ca_certs=settings.redis.ssl_ca, socket_timeout=3).ping()
     with pytest.raises(redis.ConnectionError):
-        redis.Redis.from_url(settings.redis_url.replace("rediss://", "redis://"), socket_timeout=3).ping()
+        redis.Redis.from_url(settings.redis.url.replace("rediss://", "redis://"), socket_timeout=3).ping()

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.integration
 
 def test_two_workers_share_a_tenants_daily_budget(settings: Settings) -> None:
     prefix = f"test:usage:{uuid.uuid4().hex[:6]}:"
-    a = RedisUsageLedger(RedisCache(settings.redis_url), prefix=prefix)
-    b = RedisUsageLedger(RedisCache(settings.redis_url), prefix=prefix)  # another worker's client
+    a = RedisUsageLedger(RedisCache(settings.redis.url), prefix=prefix)
+    b = RedisUsageLedger(RedisCache(settings.redis.url), prefix=prefix)  # another worker's client
     budget_a = TokenBudget(a, default=0, per_tenant={"acme": 100})
     budget_b = TokenBudget(b, default=0, per_tenant={"acme": 100})
     budget_a.spend("acme", 60)

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from streamrag.connectors.auth_keys import load_verifier
-from streamrag.core.auth import TenantKeySettings, sign_token
+from streamrag.core.auth import sign_token
+from streamrag.core.config import TenantKeySettings
 from streamrag.core.errors import ConfigError
 from streamrag.core.query.processor import Reply
 from streamrag.core.settings import Settings
@@ -35,7 +36,7 @@ def secured(settings: Settings, store: Any, monkeypatch: pytest.MonkeyPatch) -> 
         rec(change("pay", 1, "Salary bands for engineers are reviewed yearly.", acl={"users": [], "roles": ["hr"]})),
         rec(change("vac", 1, "Employees get twenty five days of paid vacation per year.")),
     ])
-    return query_processor(s, store, emb, verifier=load_verifier(s.auth_tenants))
+    return query_processor(s, store, emb, verifier=load_verifier(s.auth.tenants))
 
 
 def ask(qp: Any, token: str | None, tenant: str = "acme", roles: list[str] | None = None,

@@ -8,8 +8,9 @@ from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.redis_cache import RedisCache
 from streamrag.core.cache.policy import TenantPolicy, normalize, tenant_policy
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.config import CacheTenantSettings
 from streamrag.core.query.processor import QueryProcessor
-from streamrag.core.settings import CacheTenantSettings, Settings
+from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
 from tests.conftest import Indexer, change, query_processor, rec
 from tests.fakes import HashEmbedder, ScriptedChat

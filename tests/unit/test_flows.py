@@ -48,9 +48,9 @@ def test_ingest_messages_carry_the_record_they_answer(settings: Settings) -> Non
     rec = kafka_rec(change("a", 1, "x"), 7, key=b"acme/a")
     ev = IndexEvent(tenant="acme", doc_id="a", version=1, op="upsert", status="indexed")
     msg = ingest_flow.to_message(settings, ingest_flow.Finished(rec, ev))
-    assert (msg.topic, msg.key, msg.source) == (settings.topic_index_events, b"acme/a", rec)
+    assert (msg.topic, msg.key, msg.source) == (settings.topics.index_events, b"acme/a", rec)
     dead = ingest_flow.to_message(settings, ingest_flow.Finished(rec, rec.dead("parse", "bad")))
-    assert dead.topic == settings.topic_dead_letters and dead.key == b"acme/a"
+    assert dead.topic == settings.topics.dead_letters and dead.key == b"acme/a"
     assert DeadLetter.model_validate_json(dead.value).original() == rec.value
 
 
@@ -67,10 +67,10 @@ def test_query_flow_answers_each_query_once_in_process(settings: Settings, store
     flow = query_flow.build_flow(s, processor=qp, source=TestingSource(queries), sink=TestingSink(got))
     assert [x.step_name for x in flow.substeps][:3] == ["in", "parse", "answer"]
     run_main(flow)
-    answers = [json.loads(m.value) for m in got if m.topic == s.topic_answers]
+    answers = [json.loads(m.value) for m in got if m.topic == s.topics.answers]
     assert sorted(a["query_id"] for a in answers) == ["q0", "q1", "q2", "q3"]
     assert all(a["status"] == "ok" and a["citations"][0]["doc_id"] == "vac" for a in answers if a["query_id"] != "q3")
-    assert [m.source.offset for m in got if m.topic == s.topic_dead_letters and m.source] == [3]
+    assert [m.source.offset for m in got if m.topic == s.topics.dead_letters and m.source] == [3]
 
 
 def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings: Settings) -> None:
@@ -84,7 +84,7 @@ def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings:
         a = Answer(query_id="q1", tenant=tenant, status="ok", answer="25 [1]", generator="local:x",
                    citations=[Citation(doc_id="vac", version=3, chunk_id="c")], timings_ms={"search": 2.0, "generate": 8.0})
         answer_msg, audit_msg = query_flow.to_messages(s, (RawRecord(value=b"{}", key=b"q1"), Reply(a, None, q)))
-        assert answer_msg.topic == s.topic_answers and audit_msg.topic == s.topic_audit and audit_msg.key == b"q1"
+        assert answer_msg.topic == s.topics.answers and audit_msg.topic == s.topics.audit and audit_msg.key == b"q1"
         audit = json.loads(audit_msg.value)
         assert audit["principal"] == "u1" and audit["roles"] == ["hr"] and audit["status"] == "ok"
         assert audit["cites"] == [{"doc_id": "vac", "version": 3}] and audit["latency_ms"] == 10.0

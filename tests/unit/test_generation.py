@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.config import GeneratorRoute
 from streamrag.core.generation.backend import GenerationError, GenerationRequest
 from streamrag.core.generation.chain import GeneratorChain
 from streamrag.core.generation.grounding import ground
 from streamrag.core.generation.injection import REMOVED, flags, neutralise
 from streamrag.core.generation.llm_generator import AnswerBudget, LLMGenerator
 from streamrag.core.generation.prompt import build_prompt
-from streamrag.core.generation.routing import GeneratorRoute, Router
+from streamrag.core.generation.routing import Router
 from streamrag.core.generation.usage import MemoryLedger, TokenBudget, today
 from streamrag.core.ports import Hit
 from streamrag.core.retrieval import Ranked

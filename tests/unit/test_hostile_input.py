@@ -165,12 +165,12 @@ def test_the_query_flow_survives_an_answer_that_raises(settings: Settings, store
                for i, t in enumerate(["hello", "bomb", "world"])]
     queries += [kafka_rec(POISON_DEEP, 3, key=b"q3"), kafka_rec(POISON_TOP_K, 4, key=b"q4")]
     run_main(query_flow.build_flow(settings, processor=qp, source=TestingSource(queries), sink=TestingSink(got)))
-    answers = {json.loads(m.value)["query_id"]: json.loads(m.value) for m in got if m.topic == settings.topic_answers}
+    answers = {json.loads(m.value)["query_id"]: json.loads(m.value) for m in got if m.topic == settings.topics.answers}
     assert sorted(answers) == ["q0", "q1", "q2", "q3", "q4"]  # everyone who asked hears back
     assert answers["q1"]["status"] == "error" and "KeyError" in answers["q1"]["error"]
     assert answers["q0"]["status"] != "error" and answers["q2"]["status"] != "error"
     dead = sorted((json.loads(m.value)["stage"], m.source.offset) for m in got
-                  if m.topic == settings.topic_dead_letters and m.source)
+                  if m.topic == settings.topics.dead_letters and m.source)
     assert dead == [("answer", 1), ("parse", 3), ("parse", 4)]
 
 
@@ -213,5 +213,5 @@ def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
 
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     follower = CacheFollower(s, SemanticCache(None))
-    for topic in (s.topic_cache, s.topic_index_events):
+    for topic in (s.topics.cache, s.topics.index_events):
         follower._handle(Msg(topic, value))  # type: ignore[arg-type]

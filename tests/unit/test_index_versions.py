@@ -57,7 +57,7 @@ def test_overrides_are_settings_fields_validated_and_kept_in_the_manifest(settin
     assert table_names("default") == ("chunks", "docs")
     assert m.settings["chunk_size"] == 64 and "kafka_bootstrap" not in m.settings
     # a worker with other process settings still builds green with green's chunking
-    assert index_settings(settings.model_copy(update={"chunk_size": 300}), m).chunk_size == 64
+    assert index_settings(settings.model_copy(update={"chunk_size": 300}), m).chunk.size == 64
 
 
 def test_lagging_lists_documents_missing_or_older_in_the_candidate() -> None:

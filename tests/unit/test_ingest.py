@@ -66,7 +66,7 @@ def test_bad_input_goes_to_dead_letters(run: Any, store: LanceStore, settings: S
         change("d", -1, "negative"),
         change("d", 1, "   "),
         change("d", 1, "x", op="merge"),
-        change("d", 1, "x" * (settings.max_doc_chars + 1)),
+        change("d", 1, "x" * (settings.index.max_doc_chars + 1)),
         b"\xff\xfe",
     ]
     out = run(*bad, change("good", 1, "fine text"))

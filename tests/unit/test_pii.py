@@ -6,7 +6,8 @@ import json
 import re
 
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.pii import PiiSettings, Redactor
+from streamrag.core.config import PiiSettings
+from streamrag.core.pii import Redactor
 from streamrag.core.settings import Settings
 from tests.conftest import Indexer, change, rec
 from tests.fakes import HashEmbedder

@@ -9,8 +9,8 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from streamrag.core.config import CacheTenantSettings
 from streamrag.core.security import principal_tokens
-from streamrag.core.settings import CacheTenantSettings
 from streamrag.schemas.models import Query
 
 _WS = re.compile(r"\s+")

@@ -36,9 +36,9 @@ from streamrag.core.cache.policy import (
 )
 from streamrag.core.cache.stats import CacheStats
 from streamrag.core.cache.storage import EntryStorage
+from streamrag.core.config import CacheTenantSettings
 from streamrag.core.ports import EntryPublisher, PayloadStore
 from streamrag.core.security import principal_may_see, principal_tokens
-from streamrag.core.settings import CacheTenantSettings
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
 
 log = logging.getLogger(__name__)

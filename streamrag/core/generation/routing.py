@@ -4,42 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from streamrag.core.config import GeneratorRoute
 from streamrag.core.generation.backend import GenerationRequest
 
-TIERS = ("local", "openai", "extractive")
 
-
-class GeneratorRoute(BaseModel):
-    """A rule: when every condition given holds, answer with ``chain`` (tier names, tried in order)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    chain: list[str] = Field(min_length=1)
-    tenants: list[str] = Field(default_factory=list)
-    min_question_chars: int = Field(0, ge=0)
-    max_question_chars: int | None = Field(None, ge=0)
-    min_confidence: float | None = None
-    max_confidence: float | None = None
-
-    def matches(self, req: GenerationRequest) -> bool:
-        n = len(req.question)
-        return (
-            (not self.tenants or req.tenant in self.tenants)
-            and n >= self.min_question_chars
-            and (self.max_question_chars is None or n <= self.max_question_chars)
-            and (self.min_confidence is None or req.confidence >= self.min_confidence)
-            and (self.max_confidence is None or req.confidence <= self.max_confidence)
-        )
-
-
-def parse_chain(text: str) -> list[str]:
-    """'openai,local' -> ['openai', 'local']; unknown tier names are a configuration error (ValueError)."""
-    chain = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in chain if t not in TIERS]
-    if bad or not chain:
-        raise ValueError(f"unknown generator {', '.join(bad) or '(empty)'}: choose from {', '.join(TIERS)}")
-    return chain
+def route_matches(route: GeneratorRoute, req: GenerationRequest) -> bool:
+    """Every condition the route gives holds for this request."""
+    n = len(req.question)
+    return (
+        (not route.tenants or req.tenant in route.tenants)
+        and n >= route.min_question_chars
+        and (route.max_question_chars is None or n <= route.max_question_chars)
+        and (route.min_confidence is None or req.confidence >= route.min_confidence)
+        and (route.max_confidence is None or req.confidence <= route.max_confidence)
+    )
 
 
 class Router:
@@ -51,6 +29,6 @@ class Router:
 
     def route(self, req: GenerationRequest) -> list[str]:
         for r in self.routes:
-            if r.matches(req):
-                return r.chain
+            if route_matches(r, req):
+                return list(r.chain)
         return self.per_tenant.get(req.tenant, self.default)

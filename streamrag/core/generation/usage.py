@@ -8,15 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class ModelPrice(BaseModel):
-    """Price of a model's tokens, per million (any currency; the table's own)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
+from streamrag.core.config import ModelPrice
 
 
 def cost(prices: Mapping[str, ModelPrice], model: str, prompt_tokens: int, completion_tokens: int) -> float:

@@ -85,9 +85,9 @@ class IngestStages:
     def from_settings(
         cls, s: Settings, store: IndexWriter, embedder: Embedder, reuse: Sequence[VectorSource] = ()
     ) -> IngestStages:
-        redactors = TenantRedactors(s.pii_redaction, s.pii_tenants) if s.pii_redaction or s.pii_tenants else None
-        return cls(store, embedder, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-                   max_doc_chars=s.max_doc_chars, policy=RetryPolicy(max_s=s.retry_max_s), redactors=redactors,
+        redactors = TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
+        return cls(store, embedder, chunk_size=s.chunk.size, chunk_overlap=s.chunk.overlap,
+                   max_doc_chars=s.index.max_doc_chars, policy=RetryPolicy(max_s=s.worker.retry_max_s), redactors=redactors,
                    drift=DriftMonitor(), reuse=reuse, limits=s.json_limits)
 
     # -- the stages, in order -----------------------------------------------------------------

@@ -15,7 +15,7 @@ def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = 
     """``redactors``: the tenant's PII redaction also applies to a question text the audit keeps."""
     a, q = reply.answer, reply.query
     text = q.text if q is not None else ""
-    kept = text if text and a.tenant in s.audit_text_tenants else None
+    kept = text if text and a.tenant in s.audit.text_tenants else None
     if kept is not None and redactors is not None:
         kept = (redactors.redact(a.tenant, [kept]) or [kept])[0]
     return AuditRecord(

@@ -111,13 +111,13 @@ class QueryProcessor:
                     continue
                 parsed = verified
             if isinstance(parsed, Query) and parsed.reply_to is not None and (why := reply_topic_error(
-                parsed.reply_to, self.s.reply_topic_prefixes, self.project_topics, self.topic_exists,
+                parsed.reply_to, self.s.worker.reply_topic_prefixes, self.project_topics, self.topic_exists,
             )):
                 # answered (with the error) on the answers topic, never on the topic the query named
                 out.append((rec, rec.dead("validate", why)))
                 out.append((rec, Reply(_error(parsed, f"invalid query: {why}"))))
             elif isinstance(parsed, Query):
-                if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.query_max_age_s * 1000:
+                if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.retrieval.query_max_age_s * 1000:
                     out.append((rec, Reply(_error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
                 else:
                     out.append((rec, parsed))
@@ -251,20 +251,20 @@ class QueryProcessor:
         if expand_ms is not None:
             timer.ms["expand"] = expand_ms
         vs = view.settings
-        fusion = q.options.fusion or vs.fusion
-        alpha = vs.alpha if q.options.alpha is None else q.options.alpha
+        fusion = q.options.fusion or vs.retrieval.fusion
+        alpha = vs.retrieval.alpha if q.options.alpha is None else q.options.alpha
         res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
         if not res.ranked:
             telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
-            ranked = self.reranker_for(q.options.rerank or vs.rerank).rerank(q.text, res.ranked, q.top_k)
+            ranked = self.reranker_for(q.options.rerank or vs.retrieval.rerank).rerank(q.text, res.ranked, q.top_k)
         stream: OpenStream | None = None
         with timer.stage("generate"):
-            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.answer_min_score)
+            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score)
             if relevant:  # nothing relevant: no_answer, and no model is called
-                if self.deltas is not None and (self.s.stream_deltas or q.options.stream):
-                    stream = self.deltas(q, q.reply_to or self.s.topic_answers)
+                if self.deltas is not None and (self.s.generation.stream_deltas or q.options.stream):
+                    stream = self.deltas(q, q.reply_to or self.s.topics.answers)
                 draft = self.generator.generate(GenerationRequest(
                     question=q.text, ranked=ranked, top_k=q.top_k, tenant=q.tenant, deadline=self._deadline(q),
                     confidence=res.best_dense, stream=stream,
@@ -284,14 +284,14 @@ class QueryProcessor:
             "citations": cites, "timings_ms": timer.ms, "model": f"{view.embedder.name}+{model}" if model else view.embedder.name,
             "generator": draft.generator, "fallback": [*res.degraded, *draft.fallback], "grounded": draft.grounded,
             "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
-                           cost=cost(self.s.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
+                           cost=cost(self.s.generation.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
             "deltas": 0 if stream is None else stream.seq, "index": view.name,
         })
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
     def _deadline(self, q: Query) -> float:
         """time.monotonic() by which generation must end: the default budget, or less of the query's own."""
-        budget_s = self.s.generation_timeout_ms / 1000
+        budget_s = self.s.generation.generation_timeout_ms / 1000
         if q.deadline_ms is not None:
             sent = q.sent_at or datetime.now(UTC)
             sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)

@@ -1,0 +1,367 @@
+"""Configuration per component: small frozen models, each read from its own ``STREAMRAG_*`` variables (or a
+``.env`` file), composed once at the entry point into ``core.settings.Settings``.
+
+A leaf module: it imports no project logic, so every module may import its component without a cycle. The
+variable of a field is ``STREAMRAG_`` + the component's prefix + the field's name (``KafkaConfig.bootstrap``
+is ``STREAMRAG_KAFKA_BOOTSTRAP``); ``Settings.flat_fields()`` lists them all (the README's table).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamrag.schemas.vocabulary import GENERATOR_TIERS, Fusion, GeneratorTier, PiiKind, Rerank
+
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip")
+Algorithm = Literal["HS256", "RS256"]
+
+
+def parse_chain(text: str) -> list[GeneratorTier]:
+    """'openai,local' -> ['openai', 'local']; unknown tier names are a configuration error (ValueError)."""
+    chain = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in chain if t not in GENERATOR_TIERS]
+    if bad or not chain:
+        raise ValueError(f"unknown generator {', '.join(bad) or '(empty)'}: choose from {', '.join(GENERATOR_TIERS)}")
+    return [cast(GeneratorTier, t) for t in chain]
+
+
+# -- values nested inside components (per tenant, per route, per model) ------------------------------------
+class CacheTenantSettings(BaseModel):
+    """One tenant's cache overrides in STREAMRAG_CACHE_TENANTS; unset fields keep the defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    ttl_s: float | None = Field(None, gt=0)
+    enabled: bool | None = None
+    guard: bool | None = None
+    # document metadata "type" -> TTL; an entry lives as long as the shortest TTL of what it cites
+    ttl_by_type: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+
+class TenantKeySettings(BaseModel):
+    """One tenant's verification key in STREAMRAG_AUTH_TENANTS (where the key is, never the key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    algorithm: Algorithm = "HS256"
+    secret_env: str = ""  # HS256: the environment variable holding the shared secret
+    public_key_file: str = ""  # RS256: a PEM public key
+    jwks_file: str = ""  # RS256: a JWKS file (keys chosen by the token's kid)
+    issuer: str = ""
+    audience: str = ""
+
+
+class PiiSettings(BaseModel):
+    """A tenant's redaction in STREAMRAG_PII_TENANTS (unset: STREAMRAG_PII_REDACTION for every tenant)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    kinds: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS))
+    # name -> regular expression (operator configuration, never user text), e.g. {"employee_id": "EMP-\\d{6}"}
+    patterns: dict[str, str] = Field(default_factory=dict)
+    # default region for numbers written without a country code
+    phone_region: str = "DE"
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, rx in v.items():
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from exc
+        return v
+
+
+class GeneratorRoute(BaseModel):
+    """A rule: when every condition given holds, answer with ``chain`` (tier names, tried in order)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    chain: list[GeneratorTier] = Field(min_length=1)
+    tenants: list[str] = Field(default_factory=list)
+    min_question_chars: int = Field(0, ge=0)
+    max_question_chars: int | None = Field(None, ge=0)
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+
+
+class ModelPrice(BaseModel):
+    """Price of a model's tokens, per million (any currency; the table's own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+# -- the components -------------------------------------------------------------------------------------------
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", frozen=True)
+
+
+class _Component(BaseSettings):
+    """A component's settings: its fields, read from ``env_prefix`` + the field's name."""
+
+    @classmethod
+    def flat_prefix(cls) -> str:
+        """What comes before a field's name in its variable, after ``STREAMRAG_`` (``kafka_``, or nothing)."""
+        return str(cls.model_config.get("env_prefix", "")).removeprefix("STREAMRAG_").lower()
+
+
+class KafkaConfig(_Component):
+    """Kafka clients: brokers, timeouts, transport security (the password is read from the variable named here)."""
+
+    model_config = _config("STREAMRAG_KAFKA_")
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(2, ge=1, le=1024)
+    timeout_s: float = Field(10.0, gt=0)
+    stats_interval_ms: int = Field(0, ge=0)
+    # transport security: SASL/SCRAM over TLS in production; the password is read from the variable named here
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password_env: str = "STREAMRAG_KAFKA_PASSWORD"
+    ssl_ca_location: str = ""
+
+
+class TopicsConfig(_Component):
+    """The project's topics (``Settings.project_topics`` lists them)."""
+
+    model_config = _config("STREAMRAG_TOPIC_")
+    documents: str = "streamrag.documents"
+    queries: str = "streamrag.queries"
+    answers: str = "streamrag.answers"
+    cache: str = "streamrag.cache"
+    index_events: str = "streamrag.index-events"
+    dead_letters: str = "streamrag.dead-letters"
+    audit: str = "streamrag.audit"
+
+
+class AuditConfig(_Component):
+    """The audit record every answer writes (tenant, principal, query hash, cited versions, status)."""
+
+    model_config = _config("STREAMRAG_AUDIT_")
+    # every answer also writes an audit record (tenant, principal, query hash, cited versions, status)
+    enabled: bool = True
+    retention_days: float = Field(90.0, gt=0)
+    # tenants whose audit records may keep the query text (others: its SHA-256 only)
+    text_tenants: list[str] = Field(default_factory=list)
+
+
+class CacheConfig(_Component):
+    """The semantic cache."""
+
+    model_config = _config("STREAMRAG_CACHE_")
+    enabled: bool = True
+    threshold: float = Field(0.92, gt=0.0, le=1.0)
+    # refuse semantic hits between questions differing in a negation / comparison / number word
+    polarity_guard: bool = True
+    ttl_s: float = Field(3600.0, gt=0)
+    tenants: dict[str, CacheTenantSettings] = Field(default_factory=dict)
+    lru_size: int = Field(10_000, ge=0)
+    # Redis key prefix of cache payloads: deployments (or index versions) sharing one Redis keep apart
+    redis_prefix: str = Field("streamrag:cache:", min_length=1, max_length=100)
+
+
+class PiiConfig(_Component):
+    """PII redaction at ingest: on for every tenant, or per tenant (with kinds and extra patterns)."""
+
+    model_config = _config("STREAMRAG_PII_")
+    # PII redaction at ingest: on for every tenant, or per tenant (with kinds and extra patterns)
+    redaction: bool = False
+    tenants: dict[str, PiiSettings] = Field(default_factory=dict)
+
+
+class AnnConfig(_Component):
+    """The vector index: exact prefiltered search, IVF_FLAT or IVF_PQ by table size (bench scale)."""
+
+    model_config = _config("STREAMRAG_ANN_")
+    # exact prefiltered search below this many chunks (recall 1.0, p95 15 ms at 100k on 2 cores); an IVF index
+    # above it (a selective tenant + ACL prefilter costs IVF recall on small tables: bench scale)
+    index_min_rows: int = Field(100_000, ge=256)
+    nprobes: int = Field(32, ge=1)
+    # IVF_FLAT (exact vectors) below this many chunks; IVF_PQ with refinement at or above it (bench scale)
+    pq_min_rows: int = Field(500_000, ge=256)
+    # IVF_PQ candidates re-ranked by exact distance: refine_factor x limit
+    refine_factor: int = Field(10, ge=0, le=100)
+
+
+class LocalModelConfig(_Component):
+    """The in-process generator (llama.cpp)."""
+
+    model_config = _config("STREAMRAG_LOCAL_")
+    # a packaged model name (see `streamrag models list`) or a path to a GGUF file
+    model: str = "qwen2.5-coder-1.5b-instruct"
+    context: int = Field(4096, ge=512, le=131_072)
+    threads: int = Field(0, ge=0, le=1024)
+    # layers offloaded to a GPU when llama.cpp was built with one (-1: all)
+    gpu_layers: int = Field(-1, ge=-1)
+
+
+class OpenAIConfig(_Component):
+    """An OpenAI-compatible generation server (the API key is read from the variable named here)."""
+
+    model_config = _config("STREAMRAG_OPENAI_")
+    base_url: str = ""
+    model: str = ""
+    # the name of the environment variable holding the API key (the key itself never sits in settings)
+    api_key_env: str = "OPENAI_API_KEY"
+    context: int = Field(8192, ge=512)
+    # a GGUF path or packaged name whose tokenizer counts the server's tokens ("": ~3 characters a token)
+    tokenizer: str = ""
+
+
+class RedisConfig(_Component):
+    """Redis (cache payloads, usage, worker stats): rediss:// for TLS, the AUTH password read from the variable named here."""
+
+    model_config = _config("STREAMRAG_REDIS_")
+    # rediss://… for TLS; the AUTH password is read from the variable named here (never put it in the URL)
+    url: str = "redis://127.0.0.1:6379/0"
+    password_env: str = "STREAMRAG_REDIS_PASSWORD"
+    ssl_ca: str = ""
+
+
+class AuthConfig(_Component):
+    """Identity: with auth on, tenant, user and roles come only from a verified token."""
+
+    model_config = _config("STREAMRAG_AUTH_")
+    required: bool | None = None
+    tenants: dict[str, TenantKeySettings] = Field(default_factory=dict)
+
+
+class ChunkConfig(_Component):
+    """Chunking, in model tokens."""
+
+    model_config = _config("STREAMRAG_CHUNK_")
+    size: int = Field(200, ge=16, le=8192)
+    overlap: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChunkConfig:
+        if self.overlap >= self.size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class WorkerConfig(_Component):
+    """Long-lived workers: consumer groups, batches, recovery, crash ledger, metrics, retries, maintenance, outside-input limits."""
+
+    model_config = _config("STREAMRAG_")
+    ingest_group: str = "streamrag-ingest"
+    # the query flow resumes from this group's committed offsets (answered queries are not re-read)
+    query_group: str = "streamrag-query"
+    # a query's reply_to must start with one of these and name an existing topic (never a project topic)
+    reply_topic_prefixes: list[str] = Field(default_factory=lambda: ["streamrag.replies."])
+    source_batch_size: int = Field(256, ge=1, le=100_000)
+    # Outside input (documents, queries, cache and index events, dead letters): bounded before it is parsed
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(32, ge=2, le=512)
+    # a worker's crash ledger (the records in hand when it died), one file per flow and process
+    state_dir: str = ".local/state"
+    # "thread": the ingest worker maintains indexes in a thread of its own; "off": run
+    # `streamrag worker maintain` (or nothing) instead
+    maintenance: Literal["thread", "off"] = "thread"
+    fts_rebuild_every_s: float = Field(0.0, ge=0)
+    optimize_every_s: float = Field(120.0, ge=0)
+    # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise
+    profile: Literal["development", "production"] = "development"
+    # Metrics: each worker serves /metrics on this port + 0 (ingest), 1 (query), 2 (maintain),
+    # + 10 per bytewax process id (0: no endpoint)
+    metrics_port: int = Field(9464, ge=0, le=65_000)
+    metrics_host: str = "127.0.0.1"
+    # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
+    retry_max_s: float = Field(60.0, gt=0)
+    # Index versions: how often workers read the active version from the registry (promote/rollback)
+    index_poll_s: float = Field(0.25, gt=0, le=60)
+    recovery_dir: str = ""
+    snapshot_interval_s: float = Field(5.0, gt=0)
+
+
+class IndexConfig(_Component):
+    """The index: where it lives, the embedding model that shapes it, documents it accepts."""
+
+    model_config = _config("STREAMRAG_")
+    lancedb_uri: str = ".local/lancedb"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    torch_threads: int = Field(0, ge=0, le=1024)
+    max_doc_chars: int = Field(500_000, ge=1)
+
+
+class RetrievalSettings(_Component):
+    """Retrieval and answering: candidates, fusion, rerank, relevance floor, query age."""
+
+    model_config = _config("STREAMRAG_")
+    overfetch: int = Field(4, ge=1, le=50)
+    # candidates each retriever returns before fusion, at least (min-max fusion needs a deep list: docs/retrieval.md)
+    min_candidates: int = Field(100, ge=1, le=1000)
+    # auto: BM25's weight set per query by how much the two retrievers agree (docs/retrieval.md)
+    fusion: Fusion = "auto"
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
+    doc_weight: float = Field(0.0, ge=0.0, le=1.0)
+    answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
+    rerank: Rerank = "none"
+    rerank_model: str = ""
+    query_max_age_s: float = Field(300.0, gt=0)
+
+
+class GenerationConfig(_Component):
+    """Generation: a chain of tiers tried in order (local, openai, extractive; extractive always ends it), budgets, limits."""
+
+    model_config = _config("STREAMRAG_")
+    # Generation: a chain of tiers tried in order (local, openai, extractive); extractive always ends it
+    generator: str = "local"
+    generator_tenants: dict[str, str] = Field(default_factory=dict)
+    generator_routes: list[GeneratorRoute] = Field(default_factory=list)
+    model_dir: str = ".local/models"
+    answer_max_tokens: int = Field(200, ge=8, le=8192)
+    prompt_max_tokens: int = Field(1024, ge=128)
+    answer_sentences: int = Field(4, ge=1, le=50)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    generation_timeout_ms: int = Field(30_000, ge=100)
+    # an answer citing no provided source: replace it with the extractive answer, or keep it flagged
+    ungrounded: Literal["extractive", "flag"] = "extractive"
+    injection_guard: bool = True
+    breaker_fail_max: int = Field(3, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
+    stream_deltas: bool = True
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    # tokens a tenant may spend per UTC day (0: unlimited); over it, answers are extractive
+    tenant_daily_tokens: int = Field(0, ge=0)
+    tenant_daily_tokens_by_tenant: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    expand_budget_ms: int = Field(1500, ge=50)
+
+    @field_validator("generator")
+    @classmethod
+    def _chain(cls, v: str) -> str:
+        return ",".join(parse_chain(v))
+
+    @field_validator("generator_tenants")
+    @classmethod
+    def _tenant_chains(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k: ",".join(parse_chain(c)) for k, c in v.items()}
+
+
+
+class IndexShape(BaseModel):
+    """The settings that shape an index version (its rows, or how they are searched), by their flat names:
+    kept in its manifest, so every worker writes and searches a version as it was built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    max_doc_chars: int
+    pii_redaction: bool
+    pii_tenants: dict[str, PiiSettings]
+    fusion: Fusion
+    alpha: float
+    doc_weight: float
+    overfetch: int
+    rerank: Rerank
+    rerank_model: str
+    answer_min_score: float
