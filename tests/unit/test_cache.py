@@ -180,8 +180,9 @@ def test_redis_down_bypasses_cache(settings: Settings, store: LanceStore) -> Non
     qp = query_processor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb,
                         cache=SemanticCache(r, lru_size=0))
     Indexer(settings, store, emb).process_batch([rec(change("vac", 1, "Vacation is twenty days."))])
-    assert qp.answer_many([q("vacation")])[0].status == "ok"
-    assert qp.answer_many([q("vacation")])[0].status == "ok"
+    first, second = qp.answer_many([q("vacation")])[0], qp.answer_many([q("vacation")])[0]
+    assert first.status == second.status == "ok" and not first.cached and not second.cached  # answered, uncached
+    assert not r.healthy() and qp.cache is not None and qp.cache.size() <= 1  # nothing served from a dead Redis
 
 
 def entry_for(i: int, tenant: str = "acme") -> CacheEntry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def test_demo_answers_from_the_bundled_docs(env: Path) -> None:
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())  # the console wraps long paths
     assert "ingested" in text and "0 dead letters" in text
-    assert text.count("ok") >= 3 and "no_answer" in text  # the capital of Mongolia is not in the docs
+    statuses = re.findall(r"\b(ok|no_answer|error)\b", r.stdout)
+    assert statuses.count("ok") >= 3 and "no_answer" in statuses  # the capital of Mongolia is not in the docs
 
 
 def test_eval_scores_a_tiny_beir_folder(env: Path) -> None:

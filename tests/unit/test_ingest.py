@@ -6,8 +6,9 @@ import pytest
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.errors import TemporaryFailure, TransientError
 from streamrag.core.retry import is_transient
+from streamrag.core.security import acl_tokens, meta_tokens
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import DeadLetter, IndexEvent
+from streamrag.schemas.models import Acl, DeadLetter, IndexEvent
 from tests.conftest import Indexer, change, rec
 from tests.fakes import HashEmbedder
 
@@ -167,7 +168,10 @@ def test_the_encoder_adapter_types_out_of_memory() -> None:
 def test_acl_and_metadata_tokens_stored(run: Any, store: LanceStore) -> None:
     run(change("d1", 1, "secret", acl={"users": ["alice"], "roles": []}, metadata={"kind": "memo"}))
     (row,) = rows(store)
-    assert row["acl"] != ["*"] and row["meta"]
+    # stored as keyed hashes, never the names: a leaked row tells nobody who may read it
+    assert row["acl"] == acl_tokens(Acl(users=["alice"])) and len(row["acl"]) == 1
+    assert row["acl"][0].startswith("u:") and "alice" not in row["acl"][0]
+    assert row["meta"] == meta_tokens({"kind": "memo"}) and "memo" not in row["meta"][0]
 
 
 def test_a_write_interrupted_between_its_commits_is_repaired_by_the_retry(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:

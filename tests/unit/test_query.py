@@ -11,7 +11,7 @@ from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import fuse, rrf
 from streamrag.core.security import acl_tokens, principal_may_see, principal_tokens
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import Acl, Answer, DeadLetter, Principal, Query
+from streamrag.schemas.models import Acl, DeadLetter, Principal, Query
 from tests.conftest import Indexer, change, query_processor, rec
 from tests.fakes import HashEmbedder
 
@@ -129,7 +129,7 @@ def test_no_result_ever_leaks_across_tenant_or_acl(tmp_path_factory: Any, docs: 
     for fusion in ("dense", "bm25", "rrf"):
         (a,) = qp.answer_many([q("shared words about policy", tenant=tenant, top_k=20,
                                  principal=principal.model_dump(), options={"fusion": fusion})])
-        assert isinstance(a, Answer)
+        assert a.status in ("ok", "no_answer"), a  # answered (never an error), and what it cites is checked below
         for c in a.citations:
             assert (tenant, c.doc_id) in acl_by_doc, "result from another tenant"
             assert principal_may_see(principal_tokens(principal), acl_by_doc[(tenant, c.doc_id)])
