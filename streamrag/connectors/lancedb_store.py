@@ -128,8 +128,9 @@ class LanceStore:
 
     def doc_states(self, doc_keys: Iterable[str]) -> dict[str, DocState]:
         return {
-            r["doc_key"]: DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"])
-            for r in self._doc_rows(doc_keys, ["doc_key", "version", "deleted", "content_hash"])
+            r["doc_key"]: DocState(r["doc_key"], int(r["version"]), bool(r["deleted"]), r["content_hash"],
+                                   int(r["chunk_count"] or 0))
+            for r in self._doc_rows(doc_keys, ["doc_key", "version", "deleted", "content_hash", "chunk_count"])
         }
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
@@ -207,7 +208,10 @@ class LanceStore:
         rows = [r for w in writes for r in w.chunk_rows]
         with self._lock, lance_errors("index write"):
             chunks = self._ensure(self.chunks_name, chunk_schema(dim))
-            before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
+            if all(w.prior_chunks is not None for w in writes):  # read with the stale check: no second read
+                before = {w.doc_key: w.prior_chunks or 0 for w in writes}
+            else:
+                before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
             stale = stale_chunk_filter(writes, before)
             if rows:
                 data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))

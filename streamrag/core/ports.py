@@ -18,12 +18,13 @@ from streamrag.schemas.models import CacheEntry
 
 @dataclass(frozen=True, slots=True)
 class DocState:
-    """What the index holds for one document: its version, tombstone and content hash."""
+    """What the index holds for one document: its version, tombstone, content hash and chunk count."""
 
     doc_key: str
     version: int
     deleted: bool
     content_hash: str
+    chunk_count: int = 0
 
 
 @dataclass(slots=True)
@@ -33,6 +34,8 @@ class DocWrite:
     doc_key: str
     doc_row: dict[str, Any]
     chunk_rows: list[dict[str, Any]] = field(default_factory=list)
+    # chunks the index held for it when its state was read (None: not read; the write reads it)
+    prior_chunks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

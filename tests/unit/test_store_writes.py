@@ -55,3 +55,28 @@ def test_small_tables_are_searched_exactly_and_ivf_gets_sqrt_n_partitions(tmp_pa
 
     build_ann(Table(), 400_000, pq_min_rows=500_000)
     assert (asked["index_type"], asked["num_partitions"]) == ("IVF_FLAT", 632)  # sqrt(n); n/200 gave 2,000
+
+
+def test_a_batch_reads_the_docs_table_once_and_still_drops_a_shrunk_tail(tmp_path: Path) -> None:
+    from streamrag.core.ingest.stages import IngestStages
+    from streamrag.core.settings import Settings
+    from tests.conftest import change, rec
+    from tests.fakes import HashEmbedder
+
+    s = Settings(lancedb_uri=str(tmp_path / "db"), chunk_size=20, chunk_overlap=4, _env_file=None)  # type: ignore[call-arg]
+    store = LanceStore(s.lancedb_path(), fts_rebuild_every_s=0)
+    stages = IngestStages.from_settings(s, store, HashEmbedder())
+    long = " ".join(f"Sentence {i} is about topic{i}." for i in range(30))
+    stages.process_batch([rec(change("d1", 1, long))])
+    assert len(store.chunk_rows()) > 3
+    reads: list[list[str]] = []
+    real = store._doc_rows
+
+    def counted(keys: Any, cols: list[str]) -> Any:
+        reads.append(cols)
+        return real(keys, cols)
+
+    store._doc_rows = counted  # type: ignore[method-assign]
+    stages.process_batch([rec(change("d1", 2, "now it is short"))])
+    assert len(reads) == 1  # the stale check's read carries the chunk count the write needs
+    assert [(r["chunk_no"], r["version"]) for r in store.chunk_rows()] == [(0, 2)]

@@ -29,6 +29,7 @@ class Pending:
     key: str
     content_hash: str = ""
     existed: bool = False  # the index holds an older version (its chunks may be reused)
+    prior_chunks: int | None = None  # chunks the index holds for it (read by the stale check)
     index: str = ""  # the index version this record is written to (fixed when it is parsed)
     chunks: list[Chunk] = field(default_factory=list)
     vectors: np.ndarray | None = None
@@ -128,4 +129,4 @@ def doc_write(p: Pending, now_ms: int) -> DocWrite:
         "chunk_count": len(rows), "metadata_json": json.dumps(ch.metadata, sort_keys=True, default=str),
         "updated_ms": upd, "indexed_ms": now_ms,
     }
-    return DocWrite(p.key, doc_row, rows)
+    return DocWrite(p.key, doc_row, rows, p.prior_chunks)

@@ -160,6 +160,7 @@ class IngestStages:
                 p.content_hash = content_hash(ch.title, ch.text, dict(ch.metadata), ch.acl) if ch.op == "upsert" else ""
                 st = states.get(p.key)
                 p.existed = st is not None and not st.deleted
+                p.prior_chunks = st.chunk_count if st is not None else 0
                 v = verdict(ch, st, p.content_hash)
                 if v is None:
                     out.append(p)
