@@ -181,7 +181,7 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
         "topic_index_events": f"dl-{tag}.events", "ingest_group": f"dl-{tag}", "lancedb_uri": str(tmp_path / "db"),
     })
     ensure_topics(s)
-    own = {f"STREAMRAG_{k.upper()}": str(v) for k, v in s.model_dump().items() if k in (
+    own = {f"STREAMRAG_{k.upper()}": str(v) for k, v in s.flat().items() if k in (
         "topic_documents", "topic_dead_letters", "topic_index_events", "ingest_group", "lancedb_uri")}
     big = {"op": "upsert", "tenant": "acme", "doc_id": "big", "version": 1, "title": "Big",
            "text": "A long document about dead letters. " * 20}
