@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from streamrag.connectors.lancedb_store import Hit, LanceStore
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.ports import Hit
 from streamrag.core.query.processor import QueryProcessor, Reply
 from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import fuse, rrf

@@ -1,0 +1,106 @@
+"""Reading an index version: vector and BM25 searches restricted in the store, document rows, live versions.
+
+Filters are built only from validated tenants and generated hex tokens (see core/security.py). A search that
+fails raises ``SearchFailed``; only a table with no FTS index yet answers BM25 with nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lancedb.query import MatchQuery, MultiMatchQuery
+
+from streamrag.connectors.lancedb_tables import LanceTables
+from streamrag.core.errors import SearchFailed
+from streamrag.core.ports import Hit
+from streamrag.core.security import doc_key, in_list_literal
+
+
+class LanceSearch(LanceTables):
+    """The query path's reads (``IndexReader``)."""
+
+    _COLS = ["id", "doc_key", "doc_id", "chunk_no", "version", "title", "text", "acl"]
+
+    def _hits(self, rows: list[dict[str, Any]], score_of: Any) -> list[Hit]:
+        return [
+            Hit(
+                r["id"], r["doc_key"], r["doc_id"], int(r["chunk_no"]), int(r["version"]),
+                r["title"] or "", r["text"] or "", float(score_of(r)), tuple(r.get("acl") or ()),
+            )
+            for r in rows
+        ]
+
+    def vector_search(self, vector: Sequence[float], where: str, limit: int, exact: bool = False) -> list[Hit]:
+        """Nearest chunks within ``where`` (prefiltered); ``exact`` bypasses the ANN index (ground truth)."""
+        t = self.table(self.chunks_name)
+        if t is None:
+            return []
+        pq = self.pq_probe.uses_pq(t)
+        q = (
+            t.search(list(map(float, vector)), vector_column_name="vector")
+            .distance_type("cosine")
+            .nprobes(self.pq_probe.nprobes(self.nprobes))
+            .where(where, prefilter=True)
+            .select([*self._COLS, "_distance"])
+            .limit(limit)
+        )
+        if self.refine_factor and pq:
+            q = q.refine_factor(self.refine_factor)
+        if exact:
+            q = q.bypass_vector_index()
+        try:
+            rows = q.to_arrow().to_pylist()
+        except Exception as exc:
+            raise SearchFailed(f"vector search failed: {type(exc).__name__}: {exc}") from exc
+        return self._hits(rows, lambda r: 1.0 - r["_distance"])
+
+    def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
+        """BM25 over chunk text and, once its index exists, the document title (``titles``)."""
+        t = self.table(self.chunks_name)
+        if t is None or not text.strip():
+            return []
+        if titles and not self._has_title_fts and time.monotonic() - self._title_checked_at > 30:
+            self._title_checked_at = time.monotonic()  # an older index gains it at its next FTS build
+            self._fts_built(t)
+        query: Any = text
+        if self._has_title_fts:  # two FTS indexes: say which columns (pydantic dataclasses: mypy sees no defaults)
+            query = (MultiMatchQuery(text, ["text", "title"], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
+                     if titles else MatchQuery(text, "text"))  # type: ignore[call-arg]
+        try:
+            q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
+            rows = q.to_arrow().to_pylist()
+        except Exception as exc:
+            if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet
+                return []
+            raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
+        return self._hits(rows, lambda r: r["_score"])
+
+    def _has_text_fts(self, t: Any) -> bool:
+        if self._has_fts_index:
+            return True
+        return any(getattr(i, "index_type", "") == "FTS" and "text" in getattr(i, "columns", [])
+                   for i in t.list_indices())
+
+    def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Document rows (title, version, metadata) for the enrichment stage."""
+        keys = sorted(set(doc_keys))
+        t = self.table(self.docs_name)
+        if t is None or not keys:
+            return {}
+        rows = t.search().where(f"doc_key IN {in_list_literal(keys)}").limit(len(keys) + 1).to_arrow().to_pylist()
+        return {r["doc_key"]: r for r in rows}
+
+    def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
+        """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""
+        keys = {doc_key(tenant, d): d for d in set(doc_ids)}
+        return {keys[k]: st.version for k, st in self.doc_states(keys).items() if not st.deleted}
+
+    def cites_current(self, tenant: str, cites: Sequence[tuple[str, int]]) -> bool:
+        """True when every cited (doc_id, version) is still the document's live version."""
+        if not cites:
+            return True
+        live = self.live_versions(tenant, (d for d, _ in cites))
+        return all(live.get(d) == v for d, v in cites)
+
