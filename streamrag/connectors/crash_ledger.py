@@ -42,6 +42,10 @@ def read_ledger(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _count(raw: Any) -> int:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else 0
+
+
 def _positions(raw: Any) -> list[Position]:
     out: list[Position] = []
     for p in raw if isinstance(raw, list) else []:
@@ -60,10 +64,14 @@ class FileCrashLedger:
         data = read_ledger(path)
         self.suspects: dict[Position, None] = dict.fromkeys(_positions(data.get("suspects")))
         self.convicts: dict[Position, None] = dict.fromkeys(_positions(data.get("convicted")))
-        self.crash_restarts = int(data.get("crash_restarts") or 0)
-        self.last_crash: dict[str, Any] | None = data.get("last_crash")
-        died_with = [(str(h.get("stage")), _positions(h.get("positions"))) for h in data.get("in_hand") or []
-                     if isinstance(h, dict)]
+        self.crash_restarts = _count(data.get("crash_restarts"))
+        self.dead_lettered = _count(data.get("dead_lettered"))  # records dead-lettered for killing it
+        last = data.get("last_crash")
+        self.last_crash: dict[str, Any] | None = last if isinstance(last, dict) else None
+        in_hand = data.get("in_hand")
+        died_with = [(str(h.get("stage")), _positions(h.get("positions")))
+                     for h in (in_hand if isinstance(in_hand, list) else []) if isinstance(h, dict)]
+        self.write_failures = 0
         if any(ps for _, ps in died_with):
             self._after_crash(died_with)
         telemetry.CRASH_RESTARTS.labels(flow).set(self.crash_restarts)
@@ -90,6 +98,15 @@ class FileCrashLedger:
     def suspect(self, pos: Position) -> bool:
         return pos in self.suspects
 
+    def cleared(self, pos: Position) -> None:
+        """A suspect went through the whole flow alone, or a convict was dead-lettered: forget it."""
+        with self._lock:
+            was_suspect = self.suspects.pop(pos, 0) is None
+            was_convict = self.convicts.pop(pos, 0) is None
+            self.dead_lettered += int(was_convict)
+            if was_suspect or was_convict:
+                self._save()
+
     @contextlib.contextmanager
     def holding(self, stage: str, positions: Sequence[Position]) -> Iterator[None]:
         if not positions:
@@ -101,10 +118,17 @@ class FileCrashLedger:
             self._save()
         try:
             yield
-        finally:  # an exception still unwinds through here: only a dead process leaves positions behind
-            with self._lock:
-                self._in_hand.pop(me, None)
-                self._save()
+        except Exception:  # the step raised (its guard deals with it): the process lives on
+            self._release(me)
+            raise
+        except BaseException:  # a native panic or an exit: the process is going down with these in hand
+            raise
+        self._release(me)
+
+    def _release(self, me: int) -> None:
+        with self._lock:
+            self._in_hand.pop(me, None)
+            self._save()
 
     # -- the file --------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -112,11 +136,19 @@ class FileCrashLedger:
             while len(d) > KEEP:
                 del d[next(iter(d))]
         data = {
-            "flow": self.flow, "crash_restarts": self.crash_restarts, "last_crash": self.last_crash,
+            "flow": self.flow, "crash_restarts": self.crash_restarts, "dead_lettered": self.dead_lettered,
+            "last_crash": self.last_crash,
             "in_hand": [{"stage": st, "positions": [list(p) for p in ps]} for st, ps in self._in_hand.values()],
             "suspects": [list(p) for p in self.suspects], "convicted": [list(p) for p in self.convicts],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a full or read-only disk costs the crash protection, never the worker
+            self.write_failures += 1
+            telemetry.CRASH_LEDGER_WRITE_FAILURES.labels(self.flow).inc()
+            if self.write_failures == 1:
+                log.error("the %s crash ledger %s cannot be written (%s): going on without it", self.flow,
+                          self.path, exc)

@@ -1,9 +1,10 @@
 """Reading outside JSON with limits: size, nesting depth and number range bounded before any model sees it.
 
 orjson parses (it refuses NaN/Infinity literals, lone surrogates and invalid UTF-8, and stops at 1,024
-levels without recursing in Python); the parsed value is then walked once, iteratively, to enforce the
-configured depth and to keep every number inside what the store and the models can hold (a signed
-64-bit integer, a finite float). Every violation is a reason string, never an exception.
+levels without recursing in Python; it reads an integer past 64 bits as a float, which a field that
+wants an integer then refuses); the parsed value is then walked once, iteratively, to enforce the
+configured depth and to keep every number inside what the store and the models can hold (an integer
+within signed 64 bits, a finite float). Every violation is a reason string, never an exception.
 """
 
 from __future__ import annotations

@@ -140,3 +140,7 @@ class CrashLedger(Protocol):
     def holding(self, stage: str, positions: Sequence[Position]) -> AbstractContextManager[None]:
         """Note ``positions`` as in hand for the duration of one step call."""
         ...
+
+    def cleared(self, pos: Position) -> None:
+        """A suspect got through the flow alone, or a convict was dead-lettered: no longer remembered."""
+        ...

@@ -47,6 +47,7 @@ class StepGuard(Generic[T, U]):
     record_of: Callable[[T], RawRecord | None]
     fail: Callable[[T, DeadLetterStage, str], list[U]]
     ledger: CrashLedger | None = None
+    final_stage: DeadLetterStage | None = None  # a suspect through this step alone is cleared
 
     def wrap(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]]) -> Callable[[Sequence[T]], list[U]]:
         def run(batch: Sequence[T]) -> list[U]:
@@ -60,25 +61,37 @@ class StepGuard(Generic[T, U]):
             return self._isolating(stage, fn, list(batch))
         out: list[U] = []
         together: list[T] = []
-        alone: list[tuple[T, Position]] = []
-        for item in batch:
+        for item in batch:  # in input order: runs of ordinary items together, suspects alone
             pos = position(self.record_of(item))
-            if pos is not None and ledger.convicted(pos):
-                telemetry.CRASH_DEAD_LETTERS.labels(self.flow).inc()
-                log.error("dead-lettering %s: the worker died twice with it in hand", pos)
-                out.extend(self.fail(item, CRASH_STAGE, "the worker died twice with this record in hand "
-                                     f"(last in step {stage!r} or before); dead-lettered instead of processed again"))
-            elif pos is not None and ledger.suspect(pos):
-                alone.append((item, pos))
+            if pos is not None and (ledger.convicted(pos) or ledger.suspect(pos)):
+                out.extend(self._together(stage, fn, together, ledger))
+                together = []
+                out.extend(self._alone(stage, fn, item, pos, ledger))
             else:
                 together.append(item)
-        for item, pos in alone:  # one at a time: a crash now names the record
-            with ledger.holding(stage, [pos]):
-                out.extend(self._isolating(stage, fn, [item]))
-        if together:
-            held = [p for p in (position(self.record_of(i)) for i in together) if p is not None]
-            with ledger.holding(stage, held):
-                out.extend(self._isolating(stage, fn, together))
+        out.extend(self._together(stage, fn, together, ledger))
+        return out
+
+    def _together(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]], items: list[T],
+                  ledger: CrashLedger) -> list[U]:
+        if not items:
+            return []
+        held = [p for p in (position(self.record_of(i)) for i in items) if p is not None]
+        with ledger.holding(stage, held):
+            return self._isolating(stage, fn, items)
+
+    def _alone(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]], item: T, pos: Position,
+               ledger: CrashLedger) -> list[U]:
+        if ledger.convicted(pos):
+            telemetry.CRASH_DEAD_LETTERS.labels(self.flow).inc()
+            log.error("dead-lettering %s: the worker died twice with it in hand", pos)
+            ledger.cleared(pos)
+            return self.fail(item, CRASH_STAGE, "the worker died twice with this record in hand (last in step "
+                             f"{stage!r} or before); dead-lettered instead of processed again")
+        with ledger.holding(stage, [pos]):  # one at a time: a crash now names the record
+            out = self._isolating(stage, fn, [item])
+        if stage == self.final_stage:
+            ledger.cleared(pos)  # it went through every step alone: no longer a suspect
         return out
 
     def _isolating(self, stage: DeadLetterStage, fn: Callable[[Sequence[T]], list[U]], batch: list[T]) -> list[U]:
@@ -86,17 +99,17 @@ class StepGuard(Generic[T, U]):
             return []
         try:
             return fn(batch)
-        except TemporaryFailure:
+        except (TemporaryFailure, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # BaseException too: a native library's panic (pyo3) is one
             telemetry.STEP_FAILURES.labels(self.flow, stage, type(exc).__name__).inc()
             if len(batch) > 1:
-                log.warning("step %s.%s failed for a batch of %d (%s: %s); isolating", self.flow, stage, len(batch),
-                            type(exc).__name__, exc)
+                log.warning("step %s.%s failed for a batch of %d (%s); isolating", self.flow, stage, len(batch),
+                            _describe(exc))
                 mid = len(batch) // 2
                 return self._isolating(stage, fn, batch[:mid]) + self._isolating(stage, fn, batch[mid:])
             log.exception("step %s.%s failed for one record; dead-lettered", self.flow, stage)
-            return self.fail(batch[0], stage, f"{type(exc).__name__}: {str(exc)[:1000]}")
+            return self.fail(batch[0], stage, _describe(exc))
 
     def each(self, stage: DeadLetterStage, fn: Callable[[T], list[U]]) -> Callable[[T], list[U]]:
         """The same for a step that takes one item at a time."""
@@ -105,3 +118,12 @@ class StepGuard(Generic[T, U]):
             return self._isolating(stage, lambda batch: [o for i in batch for o in fn(i)], [item])
 
         return run
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` (an exception whose message itself fails is still described)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(the exception's message could not be read)"
+    return f"{type(exc).__name__}: {text[:1000]}"

@@ -51,6 +51,8 @@ FOLLOWER_SKIPPED = Counter("streamrag_follower_skipped_total", "Unreadable cache
                            "follower skipped", ["topic"])
 CRASH_RESTARTS = Gauge("streamrag_worker_crash_restarts", "Times this worker restarted after dying with records in "
                        "hand (its crash ledger)", ["flow"])
+CRASH_LEDGER_WRITE_FAILURES = Counter("streamrag_crash_ledger_write_failures_total", "Crash-ledger writes that "
+                                      "failed (full or read-only disk): the worker goes on unprotected", ["flow"])
 CRASH_DEAD_LETTERS = Counter("streamrag_crash_dead_letters_total", "Records dead-lettered because the worker died "
                              "on them alone", ["flow"])
 ACTIVE_INDEX = Gauge("streamrag_active_index_info", "1 for the index version this worker serves or writes", ["index"])

@@ -58,7 +58,7 @@ def stage_steps(raw: Stream[RawRecord], stages: IngestSteps, ledger: CrashLedger
 
 
 def ingest_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
-    return StepGuard("ingest", record_of=_in_progress, fail=_failed, ledger=ledger)
+    return StepGuard("ingest", record_of=_in_progress, fail=_failed, ledger=ledger, final_stage=INGEST_STAGES[-1])
 
 
 def _in_progress(item: RawRecord | Item) -> RawRecord | None:

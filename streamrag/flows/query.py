@@ -59,7 +59,7 @@ def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRe
 
 
 def query_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
-    return StepGuard("query", record_of=_in_progress, fail=_failed, ledger=ledger)
+    return StepGuard("query", record_of=_in_progress, fail=_failed, ledger=ledger, final_stage="answer")
 
 
 def _in_progress(item: RawRecord | tuple[RawRecord, Parsed]) -> RawRecord | None:

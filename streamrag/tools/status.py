@@ -51,7 +51,7 @@ def crash_ledgers(s: Settings) -> dict[str, Any]:
         data = read_ledger(path)
         out[path.name.removesuffix(LEDGER_SUFFIX)] = {
             "crash_restarts": data.get("crash_restarts", 0), "last_crash": data.get("last_crash"),
-            "suspects": len(data.get("suspects") or []), "dead_lettered": len(data.get("convicted") or [])}
+            "suspects": len(data.get("suspects") or []), "dead_lettered": data.get("dead_lettered", 0)}
     return out
 
 

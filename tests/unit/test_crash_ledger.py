@@ -39,7 +39,8 @@ def test_a_worker_that_dies_on_a_record_dead_letters_it_at_its_second_restart(tm
     dead = [(o["stage"], o["source"]["offset"]) for o in outs if "stage" in o]
     assert indexed == ["alpha", "delta", "gamma"] and dead == [("crash", 1)]
     ledger = read_ledger(ledger_path(str(tmp_path / "state"), "ingest", 0))
-    assert ledger["crash_restarts"] == 2 and ledger["in_hand"] == [] and ledger["convicted"] == [["docs", 0, 1]]
+    assert ledger["crash_restarts"] == 2 and ledger["in_hand"] == [] and ledger["dead_lettered"] == 1
+    assert ledger["convicted"] == [] and ledger["suspects"] == []  # the others went through alone: all cleared
     shown = crash_ledgers(Settings(state_dir=str(tmp_path / "state"), _env_file=None))  # type: ignore[call-arg]
     assert shown["ingest-0"]["crash_restarts"] == 2 and shown["ingest-0"]["dead_lettered"] == 1  # streamrag status
 
@@ -70,8 +71,37 @@ def test_the_ledger_convicts_only_a_suspect_that_was_alone_in_hand(tmp_path: Pat
     with contextlib.suppress(SystemExit):
         guard.wrap("answer", step)([_rec(4), _rec(5), _rec(7)])
     path.write_bytes(left_behind[0])
-    assert calls[0] == [5]  # the suspect went first, alone
+    assert calls == [[4], [5]]  # in input order: the suspect alone
     third = FileCrashLedger(path, "query")
     assert third.convicted(("q", 0, 5)) and third.crash_restarts == 2
     guard = StepGuard("query", record_of=lambda r: r, fail=lambda r, st, why: [(r.offset, st)], ledger=third)
-    assert guard.wrap("answer", lambda b: [r.offset for r in b])([_rec(4), _rec(5), _rec(7)]) == [(5, "crash"), 4, 7]
+    assert guard.wrap("answer", lambda b: [r.offset for r in b])([_rec(4), _rec(5), _rec(7)]) == [4, (5, "crash"), 7]
+    assert not FileCrashLedger(path, "query").convicted(("q", 0, 5))  # dead-lettered once, then forgotten
+
+
+def test_a_ledger_that_cannot_be_written_or_read_never_stops_the_worker(tmp_path: Path) -> None:
+    bad = tmp_path / "l.json"
+    bad.write_text('{"crash_restarts": "x", "in_hand": 5, "suspects": {"a": 1}, "last_crash": []}')
+    ledger = FileCrashLedger(bad, "ingest")  # a corrupt file: read as empty
+    assert ledger.crash_restarts == 0 and not ledger.suspect(("t", 0, 1))
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    ledger = FileCrashLedger(blocked / "l.json", "ingest")  # its folder cannot be made: writes fail
+    guard: StepGuard[RawRecord, object] = StepGuard("ingest", record_of=lambda r: r, fail=lambda r, st, why: [],
+                                                    ledger=ledger)
+    assert guard.wrap("parse", lambda b: [r.offset for r in b])([_rec(1), _rec(2)]) == [1, 2]
+    assert ledger.write_failures >= 1
+
+
+def test_a_native_panic_is_isolated_like_an_exception() -> None:
+    class PanicException(BaseException):  # what pyo3 raises for a Rust panic (tokenizers, lance)
+        pass
+
+    def step(batch: list[int]) -> list[object]:
+        if 2 in batch:
+            raise PanicException("called `Option::unwrap()` on a `None` value")
+        return list(batch)
+
+    guard: StepGuard[int, object] = StepGuard("ingest", record_of=lambda i: None, fail=lambda i, st, why: [(i, why)])
+    out = guard.wrap("chunk", step)([1, 2, 3])
+    assert out[0] == 1 and out[2] == 3 and out[1][0] == 2 and "PanicException" in out[1][1]  # type: ignore[index]

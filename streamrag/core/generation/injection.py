@@ -17,8 +17,10 @@ REMOVED = "[instruction-like text removed]"
 _HIDDEN_CHARS = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\u00ad]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
-_HIDDEN_HTML = re.compile(r"<[^>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0)[^>]*>.*?(?:</[^>]+>|$)",
-                          re.S | re.I)
+# (a tag's attributes are bounded: an unbounded [^>]* made a text of many "<a " take quadratic time)
+_HIDDEN_HTML = re.compile(
+    r"<[^<>]{0,512}?(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0)[^<>]{0,512}>.*?(?:</[^>]{1,64}>|$)",
+    re.S | re.I)
 # Chat-template and role markers of the common model families; a marked block or line goes whole.
 _ROLE_BLOCKS = re.compile(
     r"<\|im_start\|>.*?(?:<\|im_end\|>|\Z)|\[INST\].*?(?:\[/INST\]|\Z)|<<\s*SYS\s*>>.*?(?:<<\s*/SYS\s*>>|\Z)"

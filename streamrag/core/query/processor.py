@@ -1,8 +1,9 @@
 """The query logic, independent of transport: validate -> (cache) -> embed -> retrieve -> rerank -> answer.
 
 ``QueryProcessor.process_batch`` turns raw records into (record, output) pairs; every query whose id
-can be read gets exactly one answer, an ``error`` one when it is invalid, so nobody waits forever.
-Nothing raises out of it.
+can be read gets exactly one answer, an ``error`` one when it is invalid or its answering fails, so
+nobody waits forever. What still raises (a bug outside the per-query ``try``) is caught by the query
+flow's step guard, which answers that query with an error and dead-letters it.
 """
 
 from __future__ import annotations
