@@ -196,25 +196,6 @@ class SemanticCache:
         return e
 
     # -- writes -------------------------------------------------------------------------------
-    def make_entry(
-        self, q: Query, vector: Sequence[float], answer: Answer, acl_tokens: list[list[str]], index: str = ""
-    ) -> CacheEntry | None:
-        pol = self.policy(q.tenant)
-        if not pol.enabled or not q.options.use_cache or answer.status != "ok" or answer.cached:
-            return None
-        norm, scope, opts, key = self.keys_for(q, index)
-        now = datetime.now(UTC)
-        cites: dict[str, int] = {}
-        doc_types = [str(c.metadata["type"]) for c in answer.citations if c.metadata.get("type") is not None]
-        for c in answer.citations:
-            cites[c.doc_id] = max(cites.get(c.doc_id, 0), c.version)
-        return CacheEntry(
-            tenant=q.tenant, cache_key=key, normalized_text=norm, scope=scope, options_hash=opts,
-            embedding=[round(float(x), 6) for x in vector], answer=answer.model_copy(update={"timings_ms": {}}),
-            cites=[CitedDoc(doc_id=d, version=v) for d, v in sorted(cites.items())], acl_tokens=acl_tokens,
-            created_at=now, expires_at=now + timedelta(seconds=pol.ttl_for(doc_types)),
-        )
-
     def store_answer(
         self, q: Query, vector: Sequence[float], answer: Answer, acl: list[list[str]], started: float, index: str = ""
     ) -> None:
@@ -222,7 +203,9 @@ class SemanticCache:
         if not self.serving:
             return
         try:
-            entry = self.make_entry(q, vector, answer, acl, index)
+            pol = self.policy(q.tenant)
+            usable = pol.enabled and q.options.use_cache and answer.status == "ok" and not answer.cached
+            entry = new_entry(q, vector, answer, acl, self.keys_for(q, index), pol) if usable else None
             if entry is not None:
                 self.put(entry, started)
         except Exception:
@@ -326,3 +309,20 @@ class SemanticCache:
 
     def size(self) -> int:
         return len(self.index)
+
+
+def new_entry(q: Query, vector: Sequence[float], answer: Answer, acl_tokens: list[list[str]],
+              keys: tuple[str, str, str, str], pol: TenantPolicy) -> CacheEntry:
+    """The cache entry of an answer: its keys, embedding, cited versions, ACL tokens and TTL."""
+    norm, scope, opts, key = keys
+    now = datetime.now(UTC)
+    cites: dict[str, int] = {}
+    doc_types = [str(c.metadata["type"]) for c in answer.citations if c.metadata.get("type") is not None]
+    for c in answer.citations:
+        cites[c.doc_id] = max(cites.get(c.doc_id, 0), c.version)
+    return CacheEntry(
+        tenant=q.tenant, cache_key=key, normalized_text=norm, scope=scope, options_hash=opts,
+        embedding=[round(float(x), 6) for x in vector], answer=answer.model_copy(update={"timings_ms": {}}),
+        cites=[CitedDoc(doc_id=d, version=v) for d, v in sorted(cites.items())], acl_tokens=acl_tokens,
+        created_at=now, expires_at=now + timedelta(seconds=pol.ttl_for(doc_types)),
+    )
