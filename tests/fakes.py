@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import numpy as np
 
@@ -95,3 +96,25 @@ class CollectingStream:
     def reset(self, generator: str) -> None:
         self.resets += 1
         self.pieces.clear()
+
+
+class MemoryPayloadStore:
+    """The payload-store port in memory (TTL honoured), checked against the Redis adapter by the same contract
+    (tests/contracts.py)."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], tuple[bytes, float]] = {}
+
+    def get(self, tenant: str, cache_key: str) -> bytes | None:
+        got = self.data.get((tenant, cache_key))
+        if got is None or got[1] <= time.monotonic():
+            return None
+        return got[0]
+
+    def put(self, tenant: str, cache_key: str, payload: bytes, ttl_s: float) -> bool:
+        self.data[(tenant, cache_key)] = (payload, time.monotonic() + ttl_s)
+        return True
+
+    def delete(self, tenant: str, keys: list[str]) -> None:
+        for k in keys:
+            self.data.pop((tenant, k), None)

@@ -13,34 +13,13 @@ from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
 from tests.conftest import Indexer, change, query_processor, rec
-from tests.fakes import HashEmbedder, ScriptedChat
-
-
-class FakeRedis:
-    """The payload-store port in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def key(self, tenant: str, cache_key: str) -> str:
-        return f"{tenant}:{cache_key}"
-
-    def get(self, tenant: str, cache_key: str) -> bytes | None:
-        return self.data.get(self.key(tenant, cache_key))
-
-    def put(self, tenant: str, cache_key: str, payload: bytes, ttl_s: float) -> bool:
-        self.data[self.key(tenant, cache_key)] = payload
-        return True
-
-    def delete(self, tenant: str, keys: list[str]) -> None:
-        for k in keys:
-            self.data.pop(self.key(tenant, k), None)
+from tests.fakes import HashEmbedder, MemoryPayloadStore, ScriptedChat
 
 
 def setup(settings: Settings, store: LanceStore, threshold: float = 0.9) -> tuple[Indexer, QueryProcessor, SemanticCache]:
     emb = HashEmbedder()
     s = settings.model_copy(update={"answer_min_score": 0.05})
-    cache = SemanticCache(FakeRedis(), default_policy=TenantPolicy(threshold=threshold), is_current=store.cites_current)
+    cache = SemanticCache(MemoryPayloadStore(), default_policy=TenantPolicy(threshold=threshold), is_current=store.cites_current)
     ing = Indexer(s, store, emb)
     ing.process_batch([
         rec(change("vac", 1, "Employees get twenty five days of paid vacation per year.")),
@@ -196,7 +175,7 @@ def entry_for(i: int, tenant: str = "acme") -> CacheEntry:
 @pytest.mark.parametrize("n", [1, 1000])
 def test_rebuild_from_topic_records(n: int) -> None:
     """A starting worker rebuilds every entry from the topic; tombstones remove them again."""
-    fresh = SemanticCache(FakeRedis(), default_policy=TenantPolicy(threshold=0.9))
+    fresh = SemanticCache(MemoryPayloadStore(), default_policy=TenantPolicy(threshold=0.9))
     entries = [entry_for(i) for i in range(n)]
     for e in entries:
         fresh.apply_topic_record(e)
@@ -226,7 +205,7 @@ def test_ttl_per_tenant_and_document_type(settings: Settings, store: LanceStore)
     assert pol.ttl_for([]) == 600 and pol.ttl_for(["news", "memo"]) == 60
     assert tenant_policy("other", TenantPolicy(ttl_s=3600), acme).ttl_s == 3600
     emb = HashEmbedder()
-    cache = SemanticCache(FakeRedis(), tenant_overrides=acme)
+    cache = SemanticCache(MemoryPayloadStore(), tenant_overrides=acme)
     qp = query_processor(settings.model_copy(update={"answer_min_score": 0.05}), store, emb, cache=cache)
     Indexer(settings, store, emb).process_batch([rec(change("n", 1, "Breaking news about rates.", metadata={"type": "news"}))])
     qp.answer_many([q("breaking news rates")])

@@ -11,6 +11,7 @@ from streamrag.core.cache.invalidation import InvalidationTracker
 from streamrag.core.cache.storage import EntryStorage
 from streamrag.core.cache.vector_index import VectorIndex
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc
+from tests.fakes import MemoryPayloadStore
 
 
 def entry(key: str, doc: str = "d", version: int = 1, vec: list[float] | None = None) -> CacheEntry:
@@ -60,24 +61,8 @@ def test_tracker_pending_and_confirm() -> None:
     assert t.verified == {"a", "b"}
 
 
-class Payloads:
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], bytes] = {}
-
-    def get(self, tenant: str, key: str) -> bytes | None:
-        return self.data.get((tenant, key))
-
-    def put(self, tenant: str, key: str, payload: bytes, ttl_s: float) -> bool:
-        self.data[(tenant, key)] = payload
-        return True
-
-    def delete(self, tenant: str, keys: list[str]) -> None:
-        for k in keys:
-            self.data.pop((tenant, k), None)
-
-
 def test_storage_lru_in_front_of_payloads() -> None:
-    p = Payloads()
+    p = MemoryPayloadStore()
     s = EntryStorage(p, lru_size=2)
     for k in ("a", "b", "c"):
         s.keep(entry(k))
@@ -85,7 +70,7 @@ def test_storage_lru_in_front_of_payloads() -> None:
     assert s.cached("a") is None and s.cached("c") is not None  # evicted from the LRU ...
     fetched = s.fetch("acme", "a")
     assert fetched is not None and fetched.cache_key == "a"  # ... but still in the shared store
-    p.data[("acme", "bad")] = b"{not an entry"
+    p.put("acme", "bad", b"{not an entry", 60)
     assert s.fetch("acme", "bad") is None
     s.delete("acme", ["a", "c"])
     assert s.fetch("acme", "a") is None and s.cached("c") is None
