@@ -42,6 +42,10 @@ class QueryRig:
         env["STREAMRAG_REDIS_URL"] = s.redis.url
         env["STREAMRAG_CACHE_REDIS_PREFIX"] = f"streamrag:bench-{self.tag}:"  # a cold cache for every run
         env["STREAMRAG_CACHE_TTL_S"] = "900"
+        # the retrieval and cache path: answers written by the extractive tier unless a caller asks for a model
+        # (the local model takes seconds per question on CPU: bench generate and bench load measure it)
+        env["STREAMRAG_GENERATOR"] = "extractive"
+        self.generator = (extra_env or {}).get("STREAMRAG_GENERATOR", "extractive")
         ensure_topics(self.bs, 2)
         self.procs = start_workers("query", env, 1, workdir, extra_env)
         self.workdir = workdir
@@ -119,13 +123,15 @@ def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, 
         for k, v in a.get("timings_ms", {}).items():
             stages.setdefault(k, []).append(v)
     res = {
-        "machine": machine(s), "chunks": rig.chunks, "queries": n, "answered": len(lat), "rate_per_s": rate,
+        "machine": machine(s), "chunks": rig.chunks, "generator": rig.generator, "queries": n, "answered": len(lat),
+        "rate_per_s": rate,
         "round_trip_ms": _pcts(lat),
         "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},
         "stage_p95_ms": {k: round(float(np.percentile(v, 95)), 2) for k, v in stages.items()},
         "_latencies": lat,
     }
-    log(f"round trip over {len(lat)}/{n} answers at {rate}/s: {res['round_trip_ms']}  stages(mean) {res['stage_mean_ms']}")
+    log(f"round trip over {len(lat)}/{n} answers at {rate}/s (generator {rig.generator}): {res['round_trip_ms']}  "
+        f"stages(mean) {res['stage_mean_ms']}")
     return res
 
 
@@ -150,7 +156,8 @@ def bench_cache(s: Settings, dataset: Path, n_base: int, rate: float, workdir: P
     # a first-time paraphrase embeds the question before its semantic lookup: its own figure
     sem_lat = [ms for ms, a in para if a.get("cache_lookup") == "semantic"]
     res: dict[str, Any] = {
-        "machine": machine(s), "chunks": rig.chunks, "threshold": s.cache.threshold, "rate_per_s": rate,
+        "machine": machine(s), "chunks": rig.chunks, "generator": rig.generator, "threshold": s.cache.threshold,
+        "rate_per_s": rate,
         "hit_round_trip_ms": _pcts(hit_lat), "repeat_hit_rate": round(len(hit_lat) / max(len(repeat), 1), 4),
         "repeat_lookups": {k: sum(1 for _, a in repeat if a.get("cache_lookup") == k) for k in ("exact", "semantic")},
         "semantic_hit_round_trip_ms": _pcts(sem_lat),
