@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import typer
 from rich.progress import (
@@ -19,6 +19,7 @@ from rich.progress import (
 from streamrag.cli.app import app, cli_errors, console, out, settings
 from streamrag.core.errors import ConfigError
 from streamrag.core.index_versions import parse_overrides
+from streamrag.schemas.models import as_utc
 from streamrag.tools.replay import replay as run_replay
 from streamrag.tools.replay_dead_letters import replay_dead_letters
 
@@ -32,7 +33,7 @@ def parse_time(text: str) -> datetime:
         t = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ConfigError(f"--since wants an ISO 8601 time (2026-11-22T10:00:00Z), got {text!r}") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return as_utc(t)
 
 
 @replay_app.callback()

@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from streamrag.core import telemetry
 from streamrag.core.config import RetrievalSettings
@@ -63,14 +62,10 @@ def filter_clauses(f: QueryFilters) -> list[str]:
             continue
         out.append(f"array_has_any(meta, {token_list_literal(meta_token(key, v) for v in values)})")
     if f.updated_from is not None:
-        out.append(f"updated_ms >= {int(_utc(f.updated_from).timestamp() * 1000)}")
+        out.append(f"updated_ms >= {int(f.updated_from.timestamp() * 1000)}")
     if f.updated_to is not None:
-        out.append(f"updated_ms <= {int(_utc(f.updated_to).timestamp() * 1000)}")
+        out.append(f"updated_ms <= {int(f.updated_to.timestamp() * 1000)}")
     return out
-
-
-def _utc(d: datetime) -> datetime:
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def scope_filter(tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> str:

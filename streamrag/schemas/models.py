@@ -19,7 +19,15 @@ import base64
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from streamrag.schemas.vocabulary import DeadLetterStage, Fusion, Rerank
 
@@ -34,6 +42,15 @@ Scalar = str | int | float | bool | None
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(d: datetime) -> datetime:
+    """A time without a zone is read as UTC (the one place that decides it)."""
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+# every time that arrives from outside is zone-aware once validated
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class _Model(BaseModel):
@@ -71,7 +88,7 @@ class DocumentChange(_Model):
     text: str = ""
     metadata: dict[Name, Scalar] = Field(default_factory=dict)
     acl: Acl = Field(default_factory=Acl)
-    updated_at: datetime | None = None
+    updated_at: UtcDateTime | None = None
 
     @field_validator("doc_id")
     @classmethod
@@ -98,8 +115,8 @@ class QueryFilters(_Model):
     """
 
     metadata: dict[Name, Scalar | list[Scalar]] = Field(default_factory=dict)
-    updated_from: datetime | None = None
-    updated_to: datetime | None = None
+    updated_from: UtcDateTime | None = None
+    updated_to: UtcDateTime | None = None
 
 
 class QueryOptions(_Model):
@@ -129,7 +146,7 @@ class Query(_Model):
     # a signed JWT; with auth on, tenant, user and roles come only from its verified claims
     auth_token: Annotated[str, StringConstraints(max_length=8_192)] | None = None
     deadline_ms: Annotated[int, Field(ge=1)] | None = None
-    sent_at: datetime | None = None
+    sent_at: UtcDateTime | None = None
 
 
 class Citation(_Model):

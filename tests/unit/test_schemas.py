@@ -33,3 +33,17 @@ def test_dead_letter_keeps_original_bytes() -> None:
     d = DeadLetter.make(stage="parse", error="bad", value=b"\xff\x00raw", key=b"k")
     back = DeadLetter.model_validate(json.loads(d.model_dump_json()))
     assert back.original() == b"\xff\x00raw"
+
+
+def test_times_from_outside_are_zone_aware_once_validated() -> None:
+    from datetime import UTC
+
+    from streamrag.schemas.models import DocumentChange, Query
+
+    ch = DocumentChange.model_validate({"op": "upsert", "tenant": "acme", "doc_id": "d", "version": 1, "text": "x",
+                                        "updated_at": "2026-01-02T03:04:05"})
+    q = Query.model_validate({"query_id": "q", "tenant": "acme", "text": "x", "sent_at": "2026-01-02T03:04:05",
+                              "filters": {"updated_from": "2026-01-01T00:00:00+02:00"}})
+    assert ch.updated_at is not None and ch.updated_at.tzinfo == UTC and ch.updated_at.hour == 3
+    assert q.sent_at is not None and q.sent_at.tzinfo == UTC
+    assert q.filters.updated_from is not None and q.filters.updated_from.utcoffset() is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -100,11 +100,7 @@ def embedded_text(title: str, text: str, chunk_no: int) -> str:
 
 
 def _ms(dt: datetime | None) -> int:
-    if dt is None:
-        return 0
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return 0 if dt is None else int(dt.timestamp() * 1000)  # validated times are zone-aware (schemas.as_utc)
 
 
 def doc_write(p: Pending, now_ms: int) -> DocWrite:

@@ -295,7 +295,6 @@ class QueryProcessor:
         budget_s = self.s.generation.generation_timeout_ms / 1000
         if q.deadline_ms is not None:
             sent = q.sent_at or datetime.now(UTC)
-            sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
             left = q.deadline_ms / 1000 - (datetime.now(UTC) - sent).total_seconds()
             budget_s = min(budget_s, max(left, 0.0))
         return time.monotonic() + budget_s
@@ -325,5 +324,4 @@ def _error(q: Query, msg: str) -> Answer:
 def _expired(q: Query) -> bool:
     if q.deadline_ms is None or q.sent_at is None:
         return False
-    sent = q.sent_at if q.sent_at.tzinfo else q.sent_at.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - sent).total_seconds() * 1000 > q.deadline_ms
+    return (datetime.now(UTC) - q.sent_at).total_seconds() * 1000 > q.deadline_ms
