@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Literal
 
 import pybreaker
+from tenacity import Retrying, retry_if_not_exception_type, wait_fixed
 
 from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.generation.backend import (
@@ -94,42 +95,54 @@ class GeneratorChain:
         return replace(self.extractive.generate(req), generator="extractive", fallback=reasons)
 
     def _try(self, tier: str, req: GenerationRequest, reasons: list[str]) -> Draft | None:
+        """One tier: retried once (tenacity) after a failure when time remains before the deadline; an open
+        circuit, a passed deadline or an ungrounded answer ends it at once. Each failure is one reason."""
         gen = self.tiers[tier]
         breaker = self.breakers[tier]
         stream = _Counting(req)
         sub = replace(req, stream=stream if req.stream is not None else None)
-        for attempt in (1, 2):
+
+        def attempt() -> Draft:
             if breaker.current_state == pybreaker.STATE_OPEN:
-                reasons.append(f"{tier}: circuit open after repeated failures")
-                return None
+                raise _TierDone(f"{tier}: circuit open after repeated failures")
             if time.monotonic() >= req.deadline:
-                reasons.append(f"{tier}: no time left before the deadline")
-                return None
+                raise _TierDone(f"{tier}: no time left before the deadline")
             try:
-                draft = breaker.call(gen.generate, sub)
+                return breaker.call(gen.generate, sub)
             except pybreaker.CircuitBreakerError as exc:
                 stream.reset(tier)
-                reasons.append(f"{tier}: circuit opened ({exc.__cause__ or exc})")
-                return None
+                raise _TierDone(f"{tier}: circuit opened ({exc.__cause__ or exc})") from exc
             except DeadlineExceeded as exc:
                 stream.reset(tier)
-                reasons.append(f"{tier}: deadline exceeded ({exc})")
-                return None
+                raise _TierDone(f"{tier}: deadline exceeded ({exc})") from exc
             except GenerationError as exc:
                 stream.reset(tier)
                 reasons.append(f"{tier}: {exc}")
+                raise
             except Exception as exc:  # a bug or an unexpected client error: logged, counted, next tier
                 log.exception("generator %s failed", tier)
                 stream.reset(tier)
                 reasons.append(f"{tier}: {type(exc).__name__}: {exc}")
-            else:
-                if draft.grounded or self.ungrounded == "flag":
-                    return draft
-                stream.reset(tier)
-                reasons.append(f"{tier}: the answer cited no source")
-                return None
-            if attempt == 1 and time.monotonic() + self.retry_backoff_s < req.deadline:
-                time.sleep(self.retry_backoff_s)
-                continue
+                raise
+
+        retrying = Retrying(
+            retry=retry_if_not_exception_type(_TierDone),
+            stop=lambda rs: rs.attempt_number >= 2 or time.monotonic() + self.retry_backoff_s >= req.deadline,
+            wait=wait_fixed(self.retry_backoff_s), reraise=True,
+        )
+        try:
+            draft = retrying(attempt)
+        except _TierDone as done:
+            reasons.append(str(done))
             return None
+        except Exception:  # already a reason: the next tier answers
+            return None
+        if draft.grounded or self.ungrounded == "flag":
+            return draft
+        stream.reset(tier)
+        reasons.append(f"{tier}: the answer cited no source")
         return None
+
+
+class _TierDone(Exception):
+    """This tier cannot answer this request (open circuit, deadline): no retry."""
