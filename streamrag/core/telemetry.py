@@ -45,6 +45,12 @@ STORE_READ_ERRORS = Counter("streamrag_store_read_errors_total", "Optional index
                             "without them)", ["what"])
 SEARCH_FAILURES = Counter("streamrag_search_failures_total", "Searches that failed; the query was answered from "
                           "the other retriever (degraded) or, both failing, with an error", ["retriever"])
+LLM_ANSWERS = Counter("streamrag_llm_answers_total", "Answers a model wrote, by outcome (grounded, ungrounded, "
+                      "refusal)", ["generator", "outcome"])
+LLM_CITATION_MARKERS = Counter("streamrag_llm_citation_markers_total", "Citation markers models wrote: valid, or "
+                               "fixed (invalid or unsupported, removed)", ["generator", "kind"])
+LLM_INJECTIONS_REMOVED = Counter("streamrag_llm_injections_removed_total", "Instruction-like source sentences "
+                                 "removed from prompts", ["generator"])
 STEP_FAILURES = Counter("streamrag_step_failures_total", "Unexpected exceptions in a flow step, each isolated to "
                         "its record and dead-lettered (a bug: see the worker log)", ["flow", "stage", "exception"])
 FOLLOWER_SKIPPED = Counter("streamrag_follower_skipped_total", "Unreadable cache or index-event records the cache "

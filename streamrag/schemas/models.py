@@ -40,6 +40,15 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Scalar = str | int | float | bool | None
 
 
+# a point inside a stage of ``Answer.timings_ms`` (not a stage of its own: not added to the latency)
+NESTED_TIMINGS = frozenset({"first_token"})
+
+
+def answer_latency_ms(timings_ms: dict[str, float]) -> float:
+    """An answer's time in the worker: its stages added up."""
+    return sum(v for k, v in timings_ms.items() if k not in NESTED_TIMINGS)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.connectors.kafka_index_events import IndexEventWatcher
@@ -120,22 +122,35 @@ def bench_generate(s: Settings, dataset: Path, n: int, distractors: int, expand:
     return out
 
 
+def _model_stats(name: str) -> dict[str, float]:
+    """The generator's counters as the workers export them (the Prometheus registry)."""
+    def get(metric: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(metric, {"generator": name, **labels}) or 0.0
+
+    by_outcome = {o: get("streamrag_llm_answers_total", outcome=o) for o in ("grounded", "ungrounded", "refusal")}
+    valid = get("streamrag_llm_citation_markers_total", kind="valid")
+    fixed = get("streamrag_llm_citation_markers_total", kind="fixed")
+    return {"answers": sum(by_outcome.values()), "grounded": by_outcome["grounded"], "refusals": by_outcome["refusal"],
+            "markers": valid + fixed, "markers_fixed": fixed,
+            "injections_removed": get("streamrag_llm_injections_removed_total")}
+
+
 def quality(qp: Any, gen: LLMGenerator, queries: dict[str, str], log: Callable[[str], None]) -> dict[str, Any]:
-    gen.stats.clear()
+    before = _model_stats(gen.name)
     statuses: dict[str, int] = {}
     ttft, total, tps = [], [], []
     for qid, text in queries.items():
         a = qp.answer_many([Query(query_id=qid, tenant=TENANT, text=text, top_k=3)])[0]
         key = f"{a.status}:{a.generator or '-'}"
         statuses[key] = statuses.get(key, 0) + 1
-        c = gen.last
-        if a.generator == gen.name and c is not None and c.first_token_s is not None:
-            ttft.append(c.first_token_s * 1000)
-            total.append(c.total_s * 1000)
-            if c.completion_tokens > 1 and c.total_s > c.first_token_s:
-                tps.append((c.completion_tokens - 1) / (c.total_s - c.first_token_s))
-        gen.last = None
-    st = dict(gen.stats)
+        first, whole = a.timings_ms.get("first_token"), a.timings_ms.get("generate")
+        if a.generator == gen.name and first is not None and whole is not None:
+            ttft.append(first)
+            total.append(whole)
+            if a.usage.completion_tokens > 1 and whole > first:
+                tps.append((a.usage.completion_tokens - 1) / ((whole - first) / 1000))
+    after = _model_stats(gen.name)
+    st = {k: after[k] - before[k] for k in after}
     res = {
         "questions": len(queries), "statuses": statuses, "model_stats": st,
         "grounded_rate": round(st.get("grounded", 0) / max(st.get("answers", 1), 1), 3),

@@ -207,3 +207,26 @@ def test_no_model_is_called_when_nothing_relevant_is_found(settings: Any, store:
     ])
     assert relevant.status == "ok" and relevant.generator == "fake:fake" and len(spy.calls) == 1
     assert unrelated.status == "no_answer" and unrelated.generator == "" and len(spy.calls) == 1
+
+
+def test_a_model_answer_carries_its_first_token_time_and_counts_in_the_registry() -> None:
+    """What bench generate reads: the draft's time to first token and the Prometheus counters (no hooks on the
+    generator object)."""
+    from prometheus_client import REGISTRY
+
+    from streamrag.core.generation.backend import Completion
+    from streamrag.schemas.models import answer_latency_ms
+
+    class Timed(ScriptedChat):
+        def complete(self, messages, **kw):  # type: ignore[no-untyped-def]
+            c = super().complete(messages, **kw)
+            return Completion(c.text, c.prompt_tokens, c.completion_tokens, first_token_s=0.25, total_s=0.5)
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("streamrag_llm_answers_total",
+                                         {"generator": "fake:fake", "outcome": outcome}) or 0.0
+
+    before = count("grounded")
+    d = chain({"local": Timed()}, ["local"]).generate(req())
+    assert d.first_token_ms == 250.0 and count("grounded") == before + 1
+    assert answer_latency_ms({"search": 5.0, "generate": 400.0, "first_token": 250.0}) == 405.0

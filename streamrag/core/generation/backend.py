@@ -83,6 +83,7 @@ class Draft:
     grounded: bool = True
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    first_token_ms: float | None = None  # from the model call to its first piece (a model wrote it)
 
 
 class Generator(Protocol):

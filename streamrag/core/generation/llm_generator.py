@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
+from streamrag.core import telemetry
 from streamrag.core.answering import citation
-from streamrag.core.generation.backend import ChatModel, Completion, Draft, GenerationError, GenerationRequest
+from streamrag.core.generation.backend import ChatModel, Draft, GenerationError, GenerationRequest
 from streamrag.core.generation.grounding import ground
 from streamrag.core.generation.prompt import build_prompt
 
@@ -25,9 +25,6 @@ class LLMGenerator:
         self.model = model
         self.budget = budget
         self.name = model.name
-        # answers, grounded, refusals, markers (citations written), markers_fixed (invalid or unsupported)
-        self.stats: Counter[str] = Counter()
-        self.last: Completion | None = None
 
     def warm_up(self) -> None:
         self.model.warm_up()
@@ -44,10 +41,11 @@ class LLMGenerator:
         comp = self.model.complete(prompt.messages, max_tokens=b.max_tokens, temperature=b.temperature,
                                    deadline=req.deadline, on_delta=on_delta)
         g = ground(comp.text, len(prompt.sources), [s.text for s in prompt.sources])
-        self.last = comp
-        self.stats.update(answers=1, grounded=int(g.grounded), refusals=int(g.refusal),
-                          markers=len(g.cited) + g.invalid, markers_fixed=g.invalid,
-                          injections_removed=prompt.removed_injections)
+        outcome = "refusal" if g.refusal else "grounded" if g.grounded else "ungrounded"
+        telemetry.LLM_ANSWERS.labels(self.name, outcome).inc()
+        telemetry.LLM_CITATION_MARKERS.labels(self.name, "valid").inc(len(g.cited))
+        telemetry.LLM_CITATION_MARKERS.labels(self.name, "fixed").inc(g.invalid)
+        telemetry.LLM_INJECTIONS_REMOVED.labels(self.name).inc(prompt.removed_injections)
         return Draft(
             status="no_answer" if g.refusal else "ok",
             answer=g.text,
@@ -57,4 +55,5 @@ class LLMGenerator:
             grounded=g.grounded or g.refusal,
             prompt_tokens=comp.prompt_tokens,
             completion_tokens=comp.completion_tokens,
+            first_token_ms=None if comp.first_token_s is None else round(comp.first_token_s * 1000, 3),
         )

@@ -8,7 +8,7 @@ import hashlib
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.query.processor import Reply
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import AuditRecord, CitedDoc
+from streamrag.schemas.models import AuditRecord, CitedDoc, answer_latency_ms
 
 
 def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = None) -> AuditRecord:
@@ -30,5 +30,5 @@ def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = 
         model=a.model,
         status=a.status,
         cached=a.cached,
-        latency_ms=round(sum(a.timings_ms.values()), 3),
+        latency_ms=round(answer_latency_ms(a.timings_ms), 3),
     )

@@ -33,7 +33,7 @@ from streamrag.core.retrieval import Retriever
 from streamrag.core.security import doc_key
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, Citation, DeadLetter, Query, Usage
+from streamrag.schemas.models import Answer, Citation, DeadLetter, Query, Usage, answer_latency_ms
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class QueryProcessor:
     def _observe(self, a: Answer) -> None:
         """One answer's metrics: stages, status, cache result, tokens, cost, fallbacks."""
         telemetry.observe_stages("query", a.timings_ms)
-        telemetry.ANSWER_SECONDS.observe(sum(a.timings_ms.values()) / 1000)
+        telemetry.ANSWER_SECONDS.observe(answer_latency_ms(a.timings_ms) / 1000)
         telemetry.ANSWERS.labels(a.tenant, a.status, "cache" if a.cached else (a.generator or "none")).inc()
         if self.cache is not None and a.status != "error":
             telemetry.CACHE_LOOKUPS.labels(a.cache_lookup if a.cached else "miss").inc()
@@ -274,6 +274,8 @@ class QueryProcessor:
                     stream.close()
             else:
                 draft = Draft("no_answer", "", [], generator="")
+        if draft.first_token_ms is not None:
+            timer.ms["first_token"] = draft.first_token_ms  # within "generate": time to the model's first piece
         cites = draft.citations
         if cites:
             with timer.stage("enrich"):
