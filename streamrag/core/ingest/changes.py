@@ -20,9 +20,9 @@ from streamrag.schemas.models import DeadLetter, DocumentChange, IndexEvent
 Output = IndexEvent | DeadLetter
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Pending:
-    """A record on its way through the ingest stages, with what each stage added."""
+    """A record on its way through the ingest stages, with what each stage added (each stage returns a new one)."""
 
     rec: RawRecord
     change: DocumentChange

@@ -8,6 +8,7 @@ one version and written to another.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from streamrag.core.ingest.changes import Item, Pending
@@ -25,11 +26,7 @@ class RoutedStages:
         the stages of the version each record was parsed for."""
         if stage == "parse":
             name, stages = self.target()
-            parsed = stages.run("parse", items)
-            for i in parsed:
-                if isinstance(i, Pending):
-                    i.index = name
-            return parsed
+            return [replace(i, index=name) if isinstance(i, Pending) else i for i in stages.run("parse", items)]
         out: list[Item] = []
         groups: dict[str, list[Item]] = {}
         for i in items:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -120,7 +121,7 @@ class IngestStages:
                 self._publish_pii()
             if red is not None:
                 meta = {**ch.metadata, **dict(zip(strings, red[2:], strict=True))}
-                p.change = ch.model_copy(update={"title": red[0], "text": red[1], "metadata": meta})
+                p = replace(p, change=ch.model_copy(update={"title": red[0], "text": red[1], "metadata": meta}))
             out.append(p)
         return out
 
@@ -157,10 +158,10 @@ class IngestStages:
                 continue
             for p in part:
                 ch = p.change
-                p.content_hash = content_hash(ch.title, ch.text, dict(ch.metadata), ch.acl) if ch.op == "upsert" else ""
                 st = states.get(p.key)
-                p.existed = st is not None and not st.deleted
-                p.prior_chunks = st.chunk_count if st is not None else 0
+                p = replace(p, content_hash=content_hash(ch.title, ch.text, dict(ch.metadata), ch.acl)
+                            if ch.op == "upsert" else "", existed=st is not None and not st.deleted,
+                            prior_chunks=st.chunk_count if st is not None else 0)
                 v = verdict(ch, st, p.content_hash)
                 if v is None:
                     out.append(p)
@@ -175,8 +176,8 @@ class IngestStages:
                 out.append(p)
                 continue
             try:
-                p.chunks = chunk_text(p.change.text, size=self.chunk_size, overlap=self.chunk_overlap,
-                                      tokenize=self.embedder.token_spans)
+                p = replace(p, chunks=chunk_text(p.change.text, size=self.chunk_size, overlap=self.chunk_overlap,
+                                                 tokenize=self.embedder.token_spans))
             except Exception as exc:  # a tokenizer error is a property of this text alone
                 log.warning("chunking %s failed: %s", p.change.key, exc)
                 out.append(Finished(p.rec, p.rec.dead("chunk", f"{type(exc).__name__}: {exc}")))
@@ -209,9 +210,10 @@ class IngestStages:
                         v = vecs[i]
                         i += 1
                     rows.append(v)
-                p.vectors = np.asarray(rows, dtype=np.float32)
+                vectors = np.asarray(rows, dtype=np.float32)
+                p = replace(p, vectors=vectors)
                 if self.drift is not None:
-                    self.drift.observe("document", p.change.tenant, p.vectors)
+                    self.drift.observe("document", p.change.tenant, vectors)
                 out.append(p)
             reused = sum(len(p.chunks) for p in part) - i
             self.encoded_chunks += i
