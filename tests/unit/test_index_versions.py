@@ -148,3 +148,18 @@ def test_the_probe_recognises_a_real_ivf_pq_index(tmp_path: Any) -> None:
     build_ann(t, 2_000, pq_min_rows=1_000)
     probe.checked_at = -1e9
     assert probe.uses_pq(t) and probe.rows == 2_000
+
+
+def test_maintenance_and_status_follow_the_active_index(settings: Settings) -> None:
+    from streamrag.flows.index_views import IndexViews
+    from streamrag.flows.maintenance import Maintainer
+
+    views = IndexViews(settings)
+    maintainer = Maintainer(settings, views=views)
+    assert maintainer.store.chunks_name == "chunks"
+    views.registry.register(new_manifest("green", settings))
+    views.registry.activate("green", "promote")
+    assert views.refresh() and views.current().name == "green"
+    assert maintainer.store.chunks_name == "chunks__green"  # the maintainer keeps the promoted version
+    assert maintainer.store is not views.current().store  # with handles of its own, never the writers'
+    assert IndexViews(settings).current().name == "green"  # what `streamrag status` reports and reads
