@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.ports import Embedder, PayloadStore
-from tests.contracts import EmbedderContract, PayloadStoreContract
+from tests.contracts import EmbedderContract, GeneratorContract, IndexContract, PayloadStoreContract
 from tests.fakes import HashEmbedder, MemoryPayloadStore
 
 
@@ -21,3 +27,27 @@ class TestHashEmbedder(EmbedderContract):
 class TestSentenceTransformerEmbedder(EmbedderContract):
     def make(self) -> Embedder:
         return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
+
+
+class TestLanceIndex(IndexContract):
+    @pytest.fixture(autouse=True)
+    def _folder(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "db"
+
+    def make(self) -> Any:
+        return LanceStore(str(self.path))
+
+
+class TestExtractiveGenerator(GeneratorContract):
+    def make(self) -> Any:
+        from streamrag.core.answering import ExtractiveAnswerer
+
+        return ExtractiveAnswerer()
+
+
+class TestModelGeneratorOverAScriptedChat(GeneratorContract):
+    def make(self) -> Any:
+        from streamrag.core.generation.llm_generator import AnswerBudget, LLMGenerator
+        from tests.fakes import ScriptedChat
+
+        return LLMGenerator(ScriptedChat(), AnswerBudget())
