@@ -8,11 +8,12 @@ is ``STREAMRAG_KAFKA_BOOTSTRAP``); ``Settings.flat_fields()`` lists them all (th
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamrag.schemas.vocabulary import GENERATOR_TIERS, Fusion, GeneratorTier, PiiKind, Rerank
 
@@ -27,6 +28,17 @@ def parse_chain(text: str) -> list[GeneratorTier]:
     if bad or not chain:
         raise ValueError(f"unknown generator {', '.join(bad) or '(empty)'}: choose from {', '.join(GENERATOR_TIERS)}")
     return [cast(GeneratorTier, t) for t in chain]
+
+
+def _chain_of(v: object) -> object:
+    """A chain as written in a variable ("local,openai" or a JSON list) -> its tiers; a list passes through."""
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith("["):
+            v = json.loads(text)
+        else:
+            return parse_chain(text)
+    return v
 
 
 # -- values nested inside components (per tenant, per route, per model) ------------------------------------
@@ -314,8 +326,9 @@ class GenerationConfig(_Component):
 
     model_config = _config("STREAMRAG_")
     # Generation: a chain of tiers tried in order (local, openai, extractive); extractive always ends it
-    generator: str = "local"
-    generator_tenants: dict[str, str] = Field(default_factory=dict)
+    # a chain of tiers, written "local,openai" (or a JSON list); read once into a list
+    generator: Annotated[list[GeneratorTier], NoDecode] = Field("local", validate_default=True)  # type: ignore[assignment]
+    generator_tenants: dict[str, list[GeneratorTier]] = Field(default_factory=dict)
     generator_routes: list[GeneratorRoute] = Field(default_factory=list)
     model_dir: str = ".local/models"
     answer_max_tokens: int = Field(200, ge=8, le=8192)
@@ -335,15 +348,15 @@ class GenerationConfig(_Component):
     tenant_daily_tokens_by_tenant: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     expand_budget_ms: int = Field(1500, ge=50)
 
-    @field_validator("generator")
+    @field_validator("generator", mode="before")
     @classmethod
-    def _chain(cls, v: str) -> str:
-        return ",".join(parse_chain(v))
+    def _chain(cls, v: object) -> object:
+        return _chain_of(v)
 
-    @field_validator("generator_tenants")
+    @field_validator("generator_tenants", mode="before")
     @classmethod
-    def _tenant_chains(cls, v: dict[str, str]) -> dict[str, str]:
-        return {k: ",".join(parse_chain(c)) for k, c in v.items()}
+    def _tenant_chains(cls, v: object) -> object:
+        return {k: _chain_of(c) for k, c in v.items()} if isinstance(v, dict) else v
 
 
 

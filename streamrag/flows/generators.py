@@ -13,7 +13,6 @@ from streamrag.connectors.model_assets import PACKAGED, resolve_model
 from streamrag.connectors.openai_chat import OpenAIChat
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.redis_usage_ledger import RedisUsageLedger
-from streamrag.core.config import parse_chain
 from streamrag.core.errors import ConfigError
 from streamrag.core.generation.backend import ChatModel, Generator
 from streamrag.core.generation.chain import GeneratorChain
@@ -56,8 +55,8 @@ def openai_model(s: Settings) -> OpenAIChat:
 
 
 def tiers_in_use(s: Settings) -> list[str]:
-    chains = [s.generation.generator, *s.generation.generator_tenants.values(), *(",".join(r.chain) for r in s.generation.generator_routes)]
-    return list(dict.fromkeys(t for c in chains for t in parse_chain(c)))
+    chains = [s.generation.generator, *s.generation.generator_tenants.values(), *(r.chain for r in s.generation.generator_routes)]
+    return list(dict.fromkeys(t for c in chains for t in c))
 
 
 def chat_model(s: Settings, tier: str) -> ChatModel:
@@ -70,7 +69,7 @@ def make_generator(s: Settings, ledger: UsageLedger | None = None) -> GeneratorC
     tiers: dict[str, Generator] = {
         t: LLMGenerator(chat_model(s, t), budget) for t in tiers_in_use(s) if t != "extractive"
     }
-    router = Router(parse_chain(s.generation.generator), {t: parse_chain(c) for t, c in s.generation.generator_tenants.items()},
+    router = Router(s.generation.generator, s.generation.generator_tenants,
                     s.generation.generator_routes)
     tokens = TokenBudget(ledger or MemoryLedger(), s.generation.tenant_daily_tokens, s.generation.tenant_daily_tokens_by_tenant)
     return GeneratorChain(tiers, router, ungrounded=s.generation.ungrounded, budget=tokens,
@@ -90,7 +89,7 @@ def warm_up(chain: GeneratorChain) -> None:
 
 def make_expander(s: Settings) -> QueryExpander | None:
     """Expansion uses the first model tier of the default chain (none: expansion is skipped)."""
-    first = next((t for t in parse_chain(s.generation.generator) if t != "extractive"), None)
+    first = next((t for t in s.generation.generator if t != "extractive"), None)
     return None if first is None else QueryExpander(chat_model(s, first), budget_ms=s.generation.expand_budget_ms)
 
 
