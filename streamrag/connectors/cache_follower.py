@@ -91,7 +91,7 @@ class CacheFollower:
 
     # -- the consumer -----------------------------------------------------------------------------
     def _consumer(self, rebuild: bool, rebuild_timeout_s: float = 60.0) -> Consumer:
-        c = Consumer(client_config(self.s, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
+        c = Consumer(client_config(self.s.kafka, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
         md = c.list_topics(timeout=self.s.kafka.timeout_s)
         cache_t, ev_t = self.s.topics.cache, self.s.topics.index_events
         if cache_t not in md.topics or ev_t not in md.topics:

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamrag.core.config import KafkaConfig
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 
@@ -18,30 +19,30 @@ from streamrag.core.settings import Settings
 LOW_LATENCY = {"socket.nagle.disable": "true"}
 
 
-def security_config(s: Settings) -> dict[str, str]:
+def security_config(k: KafkaConfig) -> dict[str, str]:
     """TLS and SASL settings of every Kafka client (none for PLAINTEXT)."""
-    proto = s.kafka.security_protocol
+    proto = k.security_protocol
     if proto == "PLAINTEXT":
         return {}
     cfg: dict[str, str] = {"security.protocol": proto}
     if proto.startswith("SASL"):
-        cfg.update({"sasl.mechanism": s.kafka.sasl_mechanism, "sasl.username": s.kafka.sasl_username,
-                    "sasl.password": os.environ.get(s.kafka.sasl_password_env, "")})
-    if proto.endswith("SSL") and s.kafka.ssl_ca_location:
-        cfg["ssl.ca.location"] = s.kafka.ssl_ca_location
+        cfg.update({"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username,
+                    "sasl.password": os.environ.get(k.sasl_password_env, "")})
+    if proto.endswith("SSL") and k.ssl_ca_location:
+        cfg["ssl.ca.location"] = k.ssl_ca_location
     return cfg
 
 
-def client_config(s: Settings, **extra: Any) -> dict[str, Any]:
+def client_config(k: KafkaConfig, **extra: Any) -> dict[str, Any]:
     """librdkafka configuration for every client the project makes."""
-    return {"bootstrap.servers": s.kafka.bootstrap, **LOW_LATENCY, **security_config(s), **extra}
+    return {"bootstrap.servers": k.bootstrap, **LOW_LATENCY, **security_config(k), **extra}
 
 
-def source_config(s: Settings) -> dict[str, str]:
+def source_config(k: KafkaConfig) -> dict[str, str]:
     """Extra configuration for bytewax's Kafka source. Its librdkafka statistics callback (for
     bytewax's consumer-lag gauge) runs in Python every interval and stalls the worker: it is off
     unless STREAMRAG_KAFKA_STATS_INTERVAL_MS is set."""
-    return {**LOW_LATENCY, **security_config(s), "statistics.interval.ms": str(s.kafka.stats_interval_ms)}
+    return {**LOW_LATENCY, **security_config(k), "statistics.interval.ms": str(k.stats_interval_ms)}
 
 
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
@@ -62,7 +63,7 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
 
 
 def admin(s: Settings) -> Any:
-    return AdminClient({"bootstrap.servers": s.kafka.bootstrap, "socket.timeout.ms": 5000, **security_config(s)})
+    return AdminClient({"bootstrap.servers": s.kafka.bootstrap, "socket.timeout.ms": 5000, **security_config(s.kafka)})
 
 
 def check_reachable(s: Settings, timeout: float | None = None) -> None:
@@ -108,7 +109,7 @@ def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
     """On a fresh broker the offsets topic and group coordinator appear on first use; a worker whose source
     starts from stored offsets before then was seen never to consume. Ask for committed offsets until the
     coordinator answers."""
-    c = Consumer(client_config(s, **{"group.id": s.worker.query_group, "enable.auto.commit": False}))
+    c = Consumer(client_config(s.kafka, **{"group.id": s.worker.query_group, "enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -126,7 +127,7 @@ def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
 def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
     """End offsets per topic and partition, and a group's committed offsets and lag."""
     check_reachable(s, timeout=min(s.kafka.timeout_s, 5.0))
-    c = Consumer(client_config(s, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
+    c = Consumer(client_config(s.kafka, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
     try:
         md = c.list_topics(timeout=s.kafka.timeout_s)
         out: dict[str, Any] = {}

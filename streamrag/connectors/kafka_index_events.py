@@ -18,7 +18,7 @@ class IndexEventWatcher:
 
     def __init__(self, s: Settings) -> None:
         self.s = s
-        self.c = Consumer(client_config(s, **{"group.id": "streamrag-wait", "enable.auto.commit": False}))
+        self.c = Consumer(client_config(s.kafka, **{"group.id": "streamrag-wait", "enable.auto.commit": False}))
         topic = s.topics.index_events
         md = self.c.list_topics(topic, timeout=s.kafka.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:

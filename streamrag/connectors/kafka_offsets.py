@@ -43,7 +43,7 @@ class OffsetCommitter:
             return
         with self._lock:
             if self._c is None:
-                self._c = Consumer(client_config(self.s, **{"group.id": self.group, "enable.auto.commit": False}))
+                self._c = Consumer(client_config(self.s.kafka, **{"group.id": self.group, "enable.auto.commit": False}))
             self._c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in best.items()], asynchronous=False)
 
     def __call__(self, positions: Iterable[Position]) -> None:

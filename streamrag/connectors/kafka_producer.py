@@ -23,7 +23,7 @@ class JsonProducer:
     @property
     def producer(self) -> Any:
         if self._p is None:
-            self._p = Producer(client_config(self.s, **{"linger.ms": 0, "enable.idempotence": True}))
+            self._p = Producer(client_config(self.s.kafka, **{"linger.ms": 0, "enable.idempotence": True}))
         return self._p
 
     def _cb(self, err: Any, _msg: Any) -> None:

@@ -26,7 +26,7 @@ def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPri
     answer deltas on the way go to ``on_delta`` (or are skipped)."""
     check_reachable(s)
     topic = query.reply_to or s.topics.answers
-    c = Consumer(client_config(s, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
+    c = Consumer(client_config(s.kafka, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
     try:
         md = c.list_topics(topic, timeout=s.kafka.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:

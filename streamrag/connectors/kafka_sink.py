@@ -99,5 +99,5 @@ class FlushThenCommitSink(DynamicSink[Outgoing]):
         self.commit = commit
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        producer = Producer(client_config(self.s, **{"linger.ms": 0, "enable.idempotence": True}))
+        producer = Producer(client_config(self.s.kafka, **{"linger.ms": 0, "enable.idempotence": True}))
         return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s)

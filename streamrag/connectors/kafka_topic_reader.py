@@ -26,7 +26,7 @@ class TopicReader:
         self.s = s
         self.topic = topic
         self.group = group
-        self.c = Consumer(client_config(s, **{
+        self.c = Consumer(client_config(s.kafka, **{
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
         }))

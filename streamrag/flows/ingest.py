@@ -120,7 +120,7 @@ def build_flow(
     if source is None:
         kin = kop.input(
             "in", flow, brokers=settings.brokers, topics=[settings.topics.documents],
-            tail=True, batch_size=settings.worker.source_batch_size, add_config=source_config(settings),
+            tail=True, batch_size=settings.worker.source_batch_size, add_config=source_config(settings.kafka),
         )
         raw = op.map("raw", kin.oks, from_kafka)
         consume_errors: Stream[DeadLetter] | None = op.map("consume_err", kin.errs, kafka_error_to_dead)

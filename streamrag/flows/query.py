@@ -96,7 +96,7 @@ def build_flow(
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived
         # while it was down, not the whole retained topic again (a new group starts at the beginning).
-        cfg = {**source_config(settings), "group.id": settings.worker.query_group, "auto.offset.reset": "earliest"}
+        cfg = {**source_config(settings.kafka), "group.id": settings.worker.query_group, "auto.offset.reset": "earliest"}
         kin = kop.input(
             "in", flow, brokers=settings.brokers, topics=[settings.topics.queries],
             tail=True, batch_size=settings.worker.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,

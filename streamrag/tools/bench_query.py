@@ -56,7 +56,7 @@ class QueryRig:
         self.prod = JsonProducer(self.bs)
 
     def _consume(self) -> None:
-        c = Consumer(client_config(self.bs, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
+        c = Consumer(client_config(self.bs.kafka, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
         c.assign([TopicPartition(self.bs.topics.answers, p, 0) for p in range(2)])
         while not self._stop.is_set():
             m = c.poll(0.05)  # poll returns on the first message; consume(n, t) would wait for n or t

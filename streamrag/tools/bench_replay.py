@@ -39,7 +39,7 @@ class AnswerClock:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        c = Consumer(client_config(self.s, **{"group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "latest",
+        c = Consumer(client_config(self.s.kafka, **{"group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "latest",
                                               "enable.auto.commit": False}))
         c.subscribe([self.s.topics.answers])
         try:

@@ -49,7 +49,7 @@ class FuzzReport:
 
 def _send(s: Settings, recs: list[HostileRecord]) -> list[Position]:
     """Produce each record to its topic; their positions, in order."""
-    p = Producer(client_config(s, **{"linger.ms": 5, "message.max.bytes": 8 * 1024 * 1024}))
+    p = Producer(client_config(s.kafka, **{"linger.ms": 5, "message.max.bytes": 8 * 1024 * 1024}))
     where: dict[int, Position] = {}
     failed: list[str] = []
 
