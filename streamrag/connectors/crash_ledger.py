@@ -33,13 +33,25 @@ def ledger_path(state_dir: str, flow: str, process_id: int) -> Path:
     return Path(state_dir).expanduser() / f"{flow}-{process_id}{LEDGER_SUFFIX}"
 
 
-def read_ledger(path: Path) -> dict[str, Any]:
-    """The ledger's contents ({} when there is none or it cannot be read)."""
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+
+
+def in_hand_path(path: Path) -> Path:
+    """What is in hand lives beside the ledger, rewritten in place at every step call (the ledger itself only
+    changes at a crash, a suspect cleared or a record dead-lettered)."""
+    return path.with_name(path.name + ".in-hand")
+
+
+def read_ledger(path: Path) -> dict[str, Any]:
+    """The ledger's contents with what was in hand ({} when there is none or it cannot be read)."""
+    data = _read_json(path)
+    data = data if isinstance(data, dict) else {}
+    in_hand = _read_json(in_hand_path(path))
+    return {**data, "in_hand": in_hand if isinstance(in_hand, list) else []}
 
 
 def _count(raw: Any) -> int:
@@ -72,8 +84,10 @@ class FileCrashLedger:
         died_with = [(str(h.get("stage")), _positions(h.get("positions")))
                      for h in (in_hand if isinstance(in_hand, list) else []) if isinstance(h, dict)]
         self.write_failures = 0
+        self._fd: int | None = None
         if any(ps for _, ps in died_with):
-            self._after_crash(died_with)
+            self._after_crash(died_with)  # the ledger holds them now: nothing is in hand any more
+            self._save_in_hand()
         telemetry.CRASH_RESTARTS.labels(flow).set(self.crash_restarts)
 
     def _after_crash(self, died_with: list[tuple[str, list[Position]]]) -> None:
@@ -115,7 +129,7 @@ class FileCrashLedger:
         me = threading.get_ident()
         with self._lock:
             self._in_hand[me] = (stage, list(positions))
-            self._save()
+            self._save_in_hand()
         try:
             yield
         except Exception:  # the step raised (its guard deals with it): the process lives on
@@ -128,7 +142,7 @@ class FileCrashLedger:
     def _release(self, me: int) -> None:
         with self._lock:
             self._in_hand.pop(me, None)
-            self._save()
+            self._save_in_hand()
 
     # -- the file --------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -138,7 +152,6 @@ class FileCrashLedger:
         data = {
             "flow": self.flow, "crash_restarts": self.crash_restarts, "dead_lettered": self.dead_lettered,
             "last_crash": self.last_crash,
-            "in_hand": [{"stage": st, "positions": [list(p) for p in ps]} for st, ps in self._in_hand.values()],
             "suspects": [list(p) for p in self.suspects], "convicted": [list(p) for p in self.convicts],
         }
         try:
@@ -146,9 +159,26 @@ class FileCrashLedger:
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data), encoding="utf-8")
             os.replace(tmp, self.path)
-        except OSError as exc:  # a full or read-only disk costs the crash protection, never the worker
-            self.write_failures += 1
-            telemetry.CRASH_LEDGER_WRITE_FAILURES.labels(self.flow).inc()
-            if self.write_failures == 1:
-                log.error("the %s crash ledger %s cannot be written (%s): going on without it", self.flow,
-                          self.path, exc)
+        except OSError as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A full or read-only disk costs the crash protection, never the worker."""
+        self.write_failures += 1
+        telemetry.CRASH_LEDGER_WRITE_FAILURES.labels(self.flow).inc()
+        if self.write_failures == 1:
+            log.error("the %s crash ledger %s cannot be written (%s): going on without it", self.flow, self.path, exc)
+
+    def _save_in_hand(self) -> None:
+        """One write into a file kept open (no rename, no directory operation): the hot path's only cost."""
+        data = json.dumps([{"stage": st, "positions": [list(p) for p in ps]} for st, ps in self._in_hand.values()])
+        try:
+            if self._fd is None:
+                path = in_hand_path(self.path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            raw = data.encode()
+            os.pwrite(self._fd, raw, 0)
+            os.ftruncate(self._fd, len(raw))
+        except OSError as exc:
+            self._write_failed(exc)
