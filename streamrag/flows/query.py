@@ -30,14 +30,14 @@ from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import CrashLedger
 from streamrag.core.query.audit import audit_record
 from streamrag.core.query.parse import failed
-from streamrag.core.query.processor import Output, Parsed, QueryProcessor, Reply
+from streamrag.core.query.processor import Output, Parsed, QueryProcessor, Reply, error_answer
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
 from streamrag.core.step_guard import StepGuard
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
-from streamrag.schemas.models import Answer, Query
+from streamrag.schemas.models import Query
 from streamrag.schemas.vocabulary import DeadLetterStage
 
 
@@ -77,7 +77,7 @@ def _failed(item: RawRecord | tuple[RawRecord, Parsed], stage: DeadLetterStage, 
     if not isinstance(q, Query):
         return [(rec, q)]
     return [(rec, rec.dead(stage, reason)),
-            (rec, Reply(Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=f"internal error: {reason}")))]
+            (rec, Reply(error_answer(q, f"internal error: {reason}")))]
 
 
 def build_flow(

@@ -108,7 +108,7 @@ class QueryProcessor:
                 if isinstance(verified, str):
                     telemetry.AUTH_REJECTED.labels(telemetry.reason_category(verified)).inc()
                     out.append((rec, rec.dead("auth", verified)))
-                    out.append((rec, Reply(_error(parsed, verified))))
+                    out.append((rec, Reply(error_answer(parsed, verified))))
                     continue
                 parsed = verified
             if isinstance(parsed, Query) and parsed.reply_to is not None and (why := reply_topic_error(
@@ -116,10 +116,10 @@ class QueryProcessor:
             )):
                 # answered (with the error) on the answers topic, never on the topic the query named
                 out.append((rec, rec.dead("validate", why)))
-                out.append((rec, Reply(_error(parsed, f"invalid query: {why}"))))
+                out.append((rec, Reply(error_answer(parsed, f"invalid query: {why}"))))
             elif isinstance(parsed, Query):
                 if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.retrieval.query_max_age_s * 1000:
-                    out.append((rec, Reply(_error(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
+                    out.append((rec, Reply(error_answer(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
                 else:
                     out.append((rec, parsed))
             else:
@@ -154,7 +154,7 @@ class QueryProcessor:
         todo: list[int] = []
         for i, q in enumerate(queries):
             if _expired(q):
-                answers[i] = _error(q, "deadline exceeded")
+                answers[i] = error_answer(q, "deadline exceeded")
             elif (hit := self._cache_exact(q, view)) is not None:
                 answers[i] = hit
             else:
@@ -178,7 +178,7 @@ class QueryProcessor:
         except Exception as exc:  # the model failed: every waiting query gets an error answer
             log.exception("query embedding failed")
             for i in todo:
-                answers[i] = _error(queries[i], f"embedding failed: {exc}")
+                answers[i] = error_answer(queries[i], f"embedding failed: {exc}")
             return [a for a in answers if a is not None]
         embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
         for i, (a, b) in zip(todo, spans, strict=True):
@@ -196,7 +196,7 @@ class QueryProcessor:
                 self._cache_put(q, vecs[a], ans, acl, started, view)
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("answering %s failed", q.query_id)
-                answers[i] = _error(q, f"{type(exc).__name__}: {exc}")
+                answers[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
         done = [x for x in answers if x is not None]
         for x in done:
             self._observe(x)
@@ -319,7 +319,8 @@ class QueryProcessor:
         return out
 
 
-def _error(q: Query, msg: str) -> Answer:
+def error_answer(q: Query, msg: str) -> Answer:
+    """The answer a query gets when it cannot be answered (whoever asked hears back)."""
     return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
 
 
