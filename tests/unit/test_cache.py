@@ -122,17 +122,17 @@ def test_rebuilt_entries_are_verified_in_bulk(settings: Settings, store: LanceSt
 def test_entry_built_across_an_index_event_is_not_stored(settings: Settings, store: LanceStore) -> None:
     """The race: a newer version's event arrives between retrieval and put."""
     ing, qp, cache = setup(settings, store)
-    real = qp._answer
+    real = qp._compose
 
     def answer_then_event(*args: Any, **kw: Any) -> Any:
         out = real(*args, **kw)
         cache.invalidate("acme", "vac", 2)  # the follower thread saw v2 meanwhile
         return out
 
-    qp._answer = answer_then_event  # type: ignore[method-assign]
+    qp._compose = answer_then_event  # type: ignore[method-assign]
     (a,) = qp.answer_many([q("vacation days employees")])
     assert a.status == "ok" and not a.cached and cache.size() == 0
-    qp._answer = real  # type: ignore[method-assign]
+    qp._compose = real  # type: ignore[method-assign]
     ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
     (b,) = qp.answer_many([q("vacation days employees")])
     assert not b.cached and "thirty" in b.answer and cache.size() == 1

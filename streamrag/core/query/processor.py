@@ -1,18 +1,22 @@
-"""The query logic, independent of transport: validate -> (cache) -> embed -> retrieve -> rerank -> answer.
+"""The query logic, independent of transport, in two halves:
 
-``QueryProcessor.process_batch`` turns raw records into (record, output) pairs; every query whose id
-can be read gets exactly one answer, an ``error`` one when it is invalid or its answering fails, so
-nobody waits forever. What still raises (a bug outside the per-query ``try``) is caught by the query
-flow's step guard, which answers that query with an error and dead-letters it.
+- ``prepare`` (a batch at once): validate -> exact cache -> embed -> semantic cache -> retrieve -> rerank;
+  each query becomes its answer already (a cache hit, an error, expired) or a ``Prepared`` one;
+- ``finish`` (one query, in a generation slot): generate -> enrich -> cache store.
+
+``answer_many`` runs both, one query after another (the CLI, the embedded path); the query flow runs
+``finish`` concurrently (core/query/slots.py). Every query whose id can be read gets exactly one answer,
+an ``error`` one when it is invalid or its answering fails, so nobody waits forever. What still raises
+(a bug outside the per-query ``try``) is caught by the query flow's step guard, which answers that
+query with an error and dead-letters it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,14 +30,15 @@ from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
 from streamrag.core.index_versions import DEFAULT_INDEX, IndexView
 from streamrag.core.ports import Embedder, IndexReader
+from streamrag.core.query.enrich import enrich
+from streamrag.core.query.observe import observe_answer
 from streamrag.core.query.parse import parse_query, reply_topic_error
 from streamrag.core.records import RawRecord
 from streamrag.core.rerank import Reranker
-from streamrag.core.retrieval import Retriever
-from streamrag.core.security import doc_key
+from streamrag.core.retrieval import Ranked, Retriever
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, Citation, DeadLetter, Query, Usage, answer_latency_ms
+from streamrag.schemas.models import Answer, DeadLetter, Query, Usage
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +52,25 @@ class Reply:
     query: Query | None = None  # None: the record was not a valid query
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A query retrieved and ranked: what generation needs, and what its answer is built from."""
+
+    query: Query
+    view: IndexView
+    ranked: list[Ranked]
+    relevant: bool  # something to answer from (else no_answer, and no model is called)
+    confidence: float  # retrieval's best dense score
+    degraded: list[str]  # retrievers that failed (answered without them)
+    vec: Any  # the query's embedding (the cache keeps it with the answer)
+    started: float  # time.time() before retrieval (index events after it may supersede what it read)
+    timings_ms: dict[str, float]
+    deadline: float  # time.monotonic() by which generation must end
+
+
 Output = Reply | DeadLetter
 Parsed = Query | Output
+Ready = Prepared | Answer
 
 
 class OpenStream(DeltaStream, Protocol):
@@ -149,14 +171,29 @@ class QueryProcessor:
         return r
 
     def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
+        """Each query's answer, in order; generation one query after another."""
+        out = []
+        for r in self.prepare(queries):
+            if isinstance(r, Prepared):
+                stream = self._open_stream(r.query)
+                out.append(self.finish(r, stream))
+                if stream is not None:
+                    stream.close()
+            else:
+                out.append(r)
+        return out
+
+    def prepare(self, queries: Sequence[Query]) -> list[Ready]:
+        """Each query's answer already (cache hit, error, expired), or the query retrieved and ranked.
+        One embedding call for the batch; the index version is read once (a query finishes on it)."""
         view = self.views()
-        answers: list[Answer | None] = [None] * len(queries)
+        ready: list[Ready | None] = [None] * len(queries)
         todo: list[int] = []
         for i, q in enumerate(queries):
             if _expired(q):
-                answers[i] = error_answer(q, "deadline exceeded")
+                ready[i] = error_answer(q, "deadline exceeded")
             elif (hit := self._cache_exact(q, view)) is not None:
-                answers[i] = hit
+                ready[i] = hit
             else:
                 todo.append(i)
         texts: list[str] = []
@@ -168,7 +205,10 @@ class QueryProcessor:
             texts.extend(queries[i].options.variants)
             if queries[i].options.expand and self.expander is not None:
                 t0 = time.perf_counter()
-                texts.extend(self.expander.expand(queries[i].text, queries[i].options.expand))
+                try:
+                    texts.extend(self.expander.expand(queries[i].text, queries[i].options.expand))
+                except Exception:  # expansion is an extra: the query goes on without it
+                    log.exception("query expansion failed")
                 expand_ms[i] = round((time.perf_counter() - t0) * 1000, 3)
             spans.append((start, len(texts)))
         started = time.time()  # before retrieval: index events after this may supersede what it reads
@@ -177,50 +217,104 @@ class QueryProcessor:
             vecs = view.embedder.embed(texts) if texts else None
         except Exception as exc:  # the model failed: every waiting query gets an error answer
             log.exception("query embedding failed")
+            vecs = None
             for i in todo:
-                answers[i] = error_answer(queries[i], f"embedding failed: {exc}")
-            return [a for a in answers if a is not None]
+                ready[i] = error_answer(queries[i], f"embedding failed: {exc}")
+            todo = []
         embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
         for i, (a, b) in zip(todo, spans, strict=True):
             q = queries[i]
-            if self.drift is not None and vecs is not None:
-                self.drift.observe("query", q.tenant, vecs[a])
             try:
                 assert vecs is not None
+                if self.drift is not None:
+                    self.drift.observe("query", q.tenant, vecs[a])
                 hit = self._cache_semantic(q, vecs[a], embed_ms, view)
-                if hit is not None:
-                    answers[i] = hit
-                    continue
-                ans, acl = self._answer(q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i))
-                answers[i] = ans
-                self._cache_put(q, vecs[a], ans, acl, started, view)
+                ready[i] = hit if hit is not None else self._retrieve(
+                    q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i), started)
             except Exception as exc:  # one query's failure is its own error answer
-                log.exception("answering %s failed", q.query_id)
-                answers[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
-        done = [x for x in answers if x is not None]
-        for x in done:
-            self._observe(x)
-        return done
+                log.exception("retrieval for %s failed", q.query_id)
+                ready[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
+        out = [r for r in ready if r is not None]
+        for r in out:
+            if isinstance(r, Answer):
+                observe_answer(r, self.cache)
+        return out
 
-    def _observe(self, a: Answer) -> None:
-        """One answer's metrics: stages, status, cache result, tokens, cost, fallbacks."""
-        telemetry.observe_stages("query", a.timings_ms)
-        telemetry.ANSWER_SECONDS.observe(answer_latency_ms(a.timings_ms) / 1000)
-        telemetry.ANSWERS.labels(a.tenant, a.status, "cache" if a.cached else (a.generator or "none")).inc()
-        if self.cache is not None and a.status != "error":
-            telemetry.CACHE_LOOKUPS.labels(a.cache_lookup if a.cached else "miss").inc()
-            st = self.cache.stats
-            telemetry.CACHE_ERRORS.set(st.errors)
-            for reason, n in (("guard", st.guarded), ("unsafe", st.unsafe_skips), ("bypassed", st.bypassed)):
-                telemetry.CACHE_REFUSALS.labels(reason).set(n)
-        if a.usage.prompt_tokens or a.usage.completion_tokens:
-            model = a.model.split("+", 1)[-1]
-            telemetry.LLM_TOKENS.labels(a.tenant, model, "prompt").inc(a.usage.prompt_tokens)
-            telemetry.LLM_TOKENS.labels(a.tenant, model, "completion").inc(a.usage.completion_tokens)
-            if a.usage.cost:
-                telemetry.LLM_COST.labels(a.tenant, model).inc(a.usage.cost)
-        for reason in a.fallback:
-            telemetry.FALLBACKS.labels(reason.split(":", 1)[0][:40]).inc()
+    def _retrieve(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
+                  expand_ms: float | None, started: float) -> Prepared:
+        timer = StageTimer(embed=embed_ms)
+        if expand_ms is not None:
+            timer.ms["expand"] = expand_ms
+        vs = view.settings
+        fusion = q.options.fusion or vs.retrieval.fusion
+        alpha = vs.retrieval.alpha if q.options.alpha is None else q.options.alpha
+        res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
+        if not res.ranked:
+            telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
+        timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
+        with timer.stage("rerank"):
+            ranked = self.reranker_for(q.options.rerank or vs.retrieval.rerank).rerank(q.text, res.ranked, q.top_k)
+        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score)
+        return Prepared(q, view, list(ranked), relevant, res.best_dense, list(res.degraded), vecs[0], started,
+                        timer.ms, self._deadline(q))
+
+    def finish(self, p: Prepared, stream: DeltaStream | None = None) -> Answer:
+        """Generate, enrich, keep in the cache: the query's answer (an error one if that fails)."""
+        try:
+            ans, acl = self._compose(p, self._generate(p, self.generator, stream), getattr(stream, "seq", 0))
+            self._cache_put(p.query, p.vec, ans, acl, p.started, p.view)
+        except Exception as exc:  # one query's failure is its own error answer
+            log.exception("answering %s failed", p.query.query_id)
+            ans = error_answer(p.query, f"{type(exc).__name__}: {exc}")
+        observe_answer(ans, self.cache)
+        return ans
+
+    def extractive(self, p: Prepared, reason: str) -> Answer:
+        """The answer at once, without a model (no generation slot freed up before its deadline)."""
+        draft, t0 = self._generate(p, ExtractiveAnswerer(), None)
+        ans, _ = self._compose(p, (replace(draft, fallback=[*draft.fallback, reason]), t0))
+        observe_answer(ans, self.cache)
+        return ans
+
+    def _open_stream(self, q: Query) -> OpenStream | None:
+        if self.deltas is not None and (self.s.generation.stream_deltas or q.options.stream):
+            return self.deltas(q, q.reply_to or self.s.topics.answers)
+        return None
+
+    def _generate(self, p: Prepared, generator: Generator, stream: DeltaStream | None) -> tuple[Draft, float]:
+        t0 = time.perf_counter()
+        if not p.relevant:
+            return Draft("no_answer", "", [], generator=""), t0
+        q = p.query
+        return generator.generate(GenerationRequest(
+            question=q.text, ranked=p.ranked, top_k=q.top_k, tenant=q.tenant, deadline=p.deadline,
+            confidence=p.confidence, stream=stream,
+        )), t0
+
+    def _compose(self, p: Prepared, generated: tuple[Draft, float], deltas: int = 0) -> tuple[Answer, list[list[str]]]:
+        """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
+        draft, t0 = generated
+        q, view = p.query, p.view
+        timer = StageTimer()
+        timer.ms.update(p.timings_ms)
+        timer.ms["generate"] = round((time.perf_counter() - t0) * 1000, 3)
+        if draft.first_token_ms is not None:
+            timer.ms["first_token"] = draft.first_token_ms  # within "generate": time to the model's first piece
+        cites = draft.citations
+        if cites:
+            with timer.stage("enrich"):
+                cites = enrich(view.store, q.tenant, cites)
+        acl_of = {r.hit.id: list(r.hit.acl) for r in p.ranked}
+        model = draft.model or draft.generator
+        answer = Answer.model_validate({
+            "query_id": q.query_id, "tenant": q.tenant, "status": draft.status, "answer": draft.answer,
+            "citations": cites, "timings_ms": timer.ms, "model": f"{view.embedder.name}+{model}" if model else view.embedder.name,
+            "generator": draft.generator, "fallback": [*p.degraded, *draft.fallback], "grounded": draft.grounded,
+            "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
+                           cost=cost(self.s.generation.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
+            "deltas": deltas, "index": view.name,
+        })
+        return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
     # -- cache hooks (the cache never fails a query: see SemanticCache) -------------------------
     def _cache_exact(self, q: Query, view: IndexView) -> Answer | None:
@@ -245,53 +339,6 @@ class QueryProcessor:
         if self.cache is not None and not ans.fallback and ans.grounded:
             self.cache.store_answer(q, vec, ans, acl, started, view.cache_tag)
 
-    def _answer(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
-                expand_ms: float | None = None) -> tuple[Answer, list[list[str]]]:
-        """The answer and, per citation, the ACL tokens of the cited chunk (for cache safety)."""
-        timer = StageTimer(embed=embed_ms)
-        if expand_ms is not None:
-            timer.ms["expand"] = expand_ms
-        vs = view.settings
-        fusion = q.options.fusion or vs.retrieval.fusion
-        alpha = vs.retrieval.alpha if q.options.alpha is None else q.options.alpha
-        res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
-        if not res.ranked:
-            telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
-        timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
-        with timer.stage("rerank"):
-            ranked = self.reranker_for(q.options.rerank or vs.retrieval.rerank).rerank(q.text, res.ranked, q.top_k)
-        stream: OpenStream | None = None
-        with timer.stage("generate"):
-            relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score)
-            if relevant:  # nothing relevant: no_answer, and no model is called
-                if self.deltas is not None and (self.s.generation.stream_deltas or q.options.stream):
-                    stream = self.deltas(q, q.reply_to or self.s.topics.answers)
-                draft = self.generator.generate(GenerationRequest(
-                    question=q.text, ranked=ranked, top_k=q.top_k, tenant=q.tenant, deadline=self._deadline(q),
-                    confidence=res.best_dense, stream=stream,
-                ))
-                if stream is not None:
-                    stream.close()
-            else:
-                draft = Draft("no_answer", "", [], generator="")
-        if draft.first_token_ms is not None:
-            timer.ms["first_token"] = draft.first_token_ms  # within "generate": time to the model's first piece
-        cites = draft.citations
-        if cites:
-            with timer.stage("enrich"):
-                cites = self._enrich(view.store, q.tenant, cites)
-        acl_of = {r.hit.id: list(r.hit.acl) for r in ranked}
-        model = draft.model or draft.generator
-        answer = Answer.model_validate({
-            "query_id": q.query_id, "tenant": q.tenant, "status": draft.status, "answer": draft.answer,
-            "citations": cites, "timings_ms": timer.ms, "model": f"{view.embedder.name}+{model}" if model else view.embedder.name,
-            "generator": draft.generator, "fallback": [*res.degraded, *draft.fallback], "grounded": draft.grounded,
-            "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
-                           cost=cost(self.s.generation.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
-            "deltas": 0 if stream is None else stream.seq, "index": view.name,
-        })
-        return answer, [acl_of.get(c.chunk_id, []) for c in cites]
-
     def _deadline(self, q: Query) -> float:
         """time.monotonic() by which generation must end: the default budget, or less of the query's own."""
         budget_s = self.s.generation.generation_timeout_ms / 1000
@@ -300,23 +347,6 @@ class QueryProcessor:
             left = q.deadline_ms / 1000 - (datetime.now(UTC) - sent).total_seconds()
             budget_s = min(budget_s, max(left, 0.0))
         return time.monotonic() + budget_s
-
-    def _enrich(self, store: IndexReader, tenant: str, cites: list[Citation]) -> list[Citation]:
-        """Second stage: document rows (title, metadata, updated_at) for the cited documents only."""
-        keys = {c.doc_id: doc_key(tenant, c.doc_id) for c in cites}
-        rows = store.docs(keys.values())
-        out = []
-        for c in cites:
-            r = rows.get(keys[c.doc_id])
-            if r is None:
-                out.append(c)
-                continue
-            upd = datetime.fromtimestamp(r["updated_ms"] / 1000, UTC) if r.get("updated_ms") else None
-            out.append(c.model_copy(update={
-                "title": r.get("title") or c.title, "metadata": json.loads(r.get("metadata_json") or "{}"),
-                "updated_at": upd,
-            }))
-        return out
 
 
 def error_answer(q: Query, msg: str) -> Answer:
