@@ -1,9 +1,14 @@
 """Query dataflow, named steps:
 
-    queries topic -> parse -> answer -> messages -> Kafka (answers or the query's reply_to, dead letters)
+    queries topic -> parse -> retrieve -> generate ─ ─ (generation slots) ─ ─ answered ─┐
+                                            └──────── (answered already) ───────────────┴─> messages -> Kafka
 
-The sink produces, flushes, and only then hands the answered offsets to a background committer
-(STREAMRAG_QUERY_GROUP, every few seconds): a restart resumes after what was answered.
+``retrieve`` works a batch at once (cache, one embedding call, searches, rerank); ``generate`` hands each
+query to one of STREAMRAG_GENERATION_CONCURRENCY slots, and its deltas and final answer leave through the
+``answered`` input the moment they are written: no answer waits for another. While every slot is busy
+the source reads nothing (back-pressure). The sink produces, flushes, and only then marks the records
+done; the background committer (STREAMRAG_QUERY_GROUP, every few seconds) commits only past the
+contiguous prefix of answered records, so a restart answers every query that was in flight.
 
 Run as a long-lived worker:  streamrag worker query   or   python -m bytewax.run "streamrag.flows.query:main()"
 """
@@ -11,32 +16,35 @@ Run as a long-lived worker:  streamrag worker query   or   python -m bytewax.run
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_STORED
 
 from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path
-from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
+from streamrag.connectors.kafka_admin import check_reachable, client_config, ensure_topics, source_config
+from streamrag.connectors.kafka_gated_source import ConsumeError, GatedKafkaSource
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
+from streamrag.core.inflight import InFlightOffsets
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import CrashLedger
 from streamrag.core.query.audit import audit_record
+from streamrag.core.query.concurrent import ConcurrentAnswering, Emitted
+from streamrag.core.query.deltas import Delta
 from streamrag.core.query.parse import failed
-from streamrag.core.query.processor import Output, Parsed, QueryProcessor, Reply, error_answer
+from streamrag.core.query.processor import Output, Parsed, Prepared, QueryProcessor, Reply, error_answer
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
 from streamrag.core.step_guard import StepGuard
-from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
+from streamrag.flows.query_slots import SlotResults
 from streamrag.schemas.models import Query
 from streamrag.schemas.vocabulary import DeadLetterStage
 
@@ -45,9 +53,12 @@ def audit_redactors(s: Settings) -> TenantRedactors | None:
     return TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
 
 
-def to_messages(s: Settings, item: tuple[RawRecord, Output], redactors: TenantRedactors | None = None) -> list[Outgoing]:
-    """An answer (and its audit record), or a dead letter."""
+def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = None) -> list[Outgoing]:
+    """An answer (and its audit record), an answer delta, or a dead letter. Only final outputs carry
+    their record (its offset may be committed once they are flushed)."""
     rec, out = item
+    if isinstance(out, Delta):
+        return [Outgoing.of(out.topic, out.delta.query_id, out.delta)]
     if isinstance(out, Reply):
         telemetry.RECORDS.labels("query", out.answer.status).inc()
         msgs = [Outgoing.of(out.topic or s.topics.answers, out.answer.query_id, out.answer, rec)]
@@ -62,22 +73,32 @@ def query_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
     return StepGuard("query", record_of=_in_progress, fail=_failed, ledger=ledger, final_stage="answer")
 
 
-def _in_progress(item: RawRecord | tuple[RawRecord, Parsed]) -> RawRecord | None:
+Step = RawRecord | tuple[RawRecord, Parsed | Prepared | Output]
+
+
+def _in_progress(item: Step) -> RawRecord | None:
     if isinstance(item, RawRecord):
         return item
-    return item[0] if isinstance(item[1], Query) else None
+    return item[0] if isinstance(item[1], Query | Prepared) else None
 
 
-def _failed(item: RawRecord | tuple[RawRecord, Parsed], stage: DeadLetterStage, reason: str) -> list[tuple[RawRecord, Output]]:
+def _failed(item: Step, stage: DeadLetterStage, reason: str) -> list[tuple[RawRecord, Output]]:
     """The record's dead letter and an error answer to whoever waits for it."""
     if isinstance(item, RawRecord):
         dead, ans = failed(item, stage, reason)
         return [(item, dead)] + ([(item, Reply(ans))] if ans is not None else [])
     rec, q = item
+    if isinstance(q, Prepared):
+        q = q.query
     if not isinstance(q, Query):
         return [(rec, q)]
     return [(rec, rec.dead(stage, reason)),
-            (rec, Reply(error_answer(q, f"internal error: {reason}")))]
+            (rec, Reply(error_answer(q, f"internal error: {reason}"), q.reply_to, q))]
+
+
+def _consumed(item: RawRecord | ConsumeError) -> RawRecord | tuple[RawRecord, Output]:
+    """A consume error becomes its record's dead letter (stage consume) here, at the flow's door."""
+    return item if isinstance(item, RawRecord) else (item.record, item.record.dead("consume", item.reason))
 
 
 def build_flow(
@@ -88,38 +109,45 @@ def build_flow(
     sink: Sink[Any] | None = None,
     ledger: CrashLedger | None = None,
 ) -> Dataflow:
-    """Kafka in and out by default; with ``source``/``sink`` (tests) the sink gets Outgoing messages.
+    """Kafka in and out by default; with ``source``/``sink`` (tests) the sink gets Outgoing messages and
+    each batch's answers leave with it (the flow ends when the source does).
     No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error)."""
     flow = Dataflow("query")
     processor = processor or make_query_processor(settings)
-    errs: Stream[Outgoing] | None = None
+    answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None)
+    offsets = InFlightOffsets()
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived
         # while it was down, not the whole retained topic again (a new group starts at the beginning).
-        cfg = {**source_config(settings.kafka), "group.id": settings.worker.query_group, "auto.offset.reset": "earliest"}
-        kin = kop.input(
-            "in", flow, brokers=settings.brokers, topics=[settings.topics.queries],
-            tail=True, batch_size=settings.worker.source_batch_size, add_config=cfg, starting_offset=OFFSET_STORED,
-        )
-        raw = op.map("raw", kin.oks, from_kafka)
-        dead = op.map("consume_err", kin.errs, kafka_error_to_dead)
-        errs = op.map("consume_err_msg", dead, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
+        cfg = {**client_config(settings.kafka), **source_config(settings.kafka),
+               "group.id": settings.worker.query_group, "auto.offset.reset": "earliest"}
+        kafka = GatedKafkaSource(cfg, [settings.topics.queries], batch_size=settings.worker.source_batch_size,
+                                 gate=answering.has_room, taken=offsets.taken)
+        raw: Stream[Any] = op.map("consumed", op.input("in", flow, kafka), _consumed)
     else:
         raw = op.input("in", flow, source)
     guard = query_guard(ledger)
-    parsed = op.flat_map_batch("parse", raw, guard.wrap("parse", processor.parse))
-    answered = op.flat_map_batch("answer", parsed, guard.wrap("answer", processor.answer))
+    parsed = op.flat_map_batch("parse", raw, guard.wrap("parse", lambda items: _parse(processor, items)))
+    retrieved = op.flat_map_batch("retrieve", parsed, guard.wrap("retrieve", answering.retrieve))
+    answered = op.flat_map_batch("generate", retrieved, guard.wrap("generate", answering.generate))
+    if not answering.wait:
+        answered = op.merge("answered", answered, op.input("slots", flow, SlotResults(answering.drain)))
     redactors = audit_redactors(settings)
-    out_guard: StepGuard[tuple[RawRecord, Output], Outgoing] = StepGuard(
+    out_guard: StepGuard[Emitted, Outgoing] = StepGuard(
         "query", record_of=lambda item: item[0],
         fail=lambda item, st, why: [Outgoing.of(settings.topics.dead_letters, item[0].key, item[0].dead(st, why), item[0])])
     msgs = op.flat_map("messages", answered, out_guard.each("messages", lambda item: to_messages(settings, item, redactors)))
-    if errs is not None:
-        msgs = op.merge("all_out", msgs, errs)
     if sink is None:
-        sink = FlushThenCommitSink(settings, BackgroundCommitter(settings, settings.worker.query_group))
+        committer = BackgroundCommitter(settings, settings.worker.query_group)
+        sink = FlushThenCommitSink(settings, lambda pos: committer(offsets.done(pos)))
     op.output("kafka_out", msgs, sink)
     return flow
+
+
+def _parse(processor: QueryProcessor, items: Sequence[RawRecord | tuple[RawRecord, Output]]) -> list[tuple[RawRecord, Parsed]]:
+    """Records parsed into queries; a consume error's dead letter passes on."""
+    done = [it for it in items if not isinstance(it, RawRecord)]
+    return [*done, *processor.parse([it for it in items if isinstance(it, RawRecord)])]
 
 
 def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:

@@ -16,12 +16,13 @@ PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run
 IngestStage = Literal["parse", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run
-QueryStage = Literal["parse", "answer", "messages"]
+QueryStage = Literal["parse", "retrieve", "generate", "messages"]
 # where a record can be dead-lettered: a step of either flow, the Kafka consumer, identity checks,
 # the ingest flow's output step, or the crash ledger (the worker died with the record in hand, twice)
 DeadLetterStage = Literal[
     "consume", "parse", "validate", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write", "events",
-    "answer", "messages", "crash",
+    "retrieve", "generate", "messages", "crash",
+    "answer",  # the query flow's one answering step before retrieve and generate were split (old dead letters)
 ]
 
 GENERATOR_TIERS: tuple[GeneratorTier, ...] = get_args(GeneratorTier)

@@ -65,7 +65,7 @@ def test_query_flow_answers_each_query_once_in_process(settings: Settings, store
                for i in range(3)]
     queries.append(kafka_rec(b"not json", 3, key=b"q3"))
     flow = query_flow.build_flow(s, processor=qp, source=TestingSource(queries), sink=TestingSink(got))
-    assert [x.step_name for x in flow.substeps][:3] == ["in", "parse", "answer"]
+    assert [x.step_name for x in flow.substeps][:4] == ["in", "parse", "retrieve", "generate"]
     run_main(flow)
     answers = [json.loads(m.value) for m in got if m.topic == s.topics.answers]
     assert sorted(a["query_id"] for a in answers) == ["q0", "q1", "q2", "q3"]

@@ -25,7 +25,7 @@ from streamrag.core.step_guard import StepGuard
 from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
 from streamrag.flows.local import ingest_records
-from streamrag.schemas.models import Answer, CacheEntry, DeadLetter, DocumentChange, IndexEvent, Query
+from streamrag.schemas.models import CacheEntry, DeadLetter, DocumentChange, IndexEvent, Query
 from tests.conftest import change, query_processor
 from tests.fakes import HashEmbedder
 
@@ -152,14 +152,14 @@ def test_the_ingest_flow_survives_a_step_that_raises_and_poison_records(settings
 
 def test_the_query_flow_survives_an_answer_that_raises(settings: Settings, store: LanceStore) -> None:
     qp = query_processor(settings, store, HashEmbedder())
-    real = qp.answer_many
+    real = qp.prepare
 
-    def answer_many(queries: Any) -> list[Answer]:
+    def prepare(queries: Any) -> list[Any]:
         if any(q.text == "bomb" for q in queries):
-            raise KeyError("a bug in answering")
+            raise KeyError("a bug in retrieval")
         return real(queries)
 
-    qp.answer_many = answer_many  # type: ignore[method-assign]
+    qp.prepare = prepare  # type: ignore[method-assign]
     got: list[Outgoing] = []
     queries = [kafka_rec({"query_id": f"q{i}", "tenant": "acme", "text": t}, i, key=f"q{i}".encode())
                for i, t in enumerate(["hello", "bomb", "world"])]
@@ -171,7 +171,7 @@ def test_the_query_flow_survives_an_answer_that_raises(settings: Settings, store
     assert answers["q0"]["status"] != "error" and answers["q2"]["status"] != "error"
     dead = sorted((json.loads(m.value)["stage"], m.source.offset) for m in got
                   if m.topic == settings.topics.dead_letters and m.source)
-    assert dead == [("answer", 1), ("parse", 3), ("parse", 4)]
+    assert dead == [("parse", 3), ("parse", 4), ("retrieve", 1)]
 
 
 def test_the_ingest_flow_names_every_guarded_step(settings: Settings, store: LanceStore) -> None:

@@ -190,7 +190,7 @@ class QueryProcessor:
         ready: list[Ready | None] = [None] * len(queries)
         todo: list[int] = []
         for i, q in enumerate(queries):
-            if _expired(q):
+            if expired(q):
                 ready[i] = error_answer(q, "deadline exceeded")
             elif (hit := self._cache_exact(q, view)) is not None:
                 ready[i] = hit
@@ -354,7 +354,7 @@ def error_answer(q: Query, msg: str) -> Answer:
     return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
 
 
-def _expired(q: Query) -> bool:
+def expired(q: Query) -> bool:
     if q.deadline_ms is None or q.sent_at is None:
         return False
     return (datetime.now(UTC) - q.sent_at).total_seconds() * 1000 > q.deadline_ms

@@ -1,0 +1,90 @@
+"""The query flow's answering steps around the generation slots.
+
+``retrieve`` (a batch: cache, embed, retrieve, rerank) and ``generate`` (hands each retrieved query to a
+generation slot; what is answered already passes on). A query's answer deltas and its final answer come
+back from the slots the moment they are written (``drain``), so no answer waits for another; with
+``wait=True`` (the embedded path, flows over a finite test source) ``generate`` returns them all itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from streamrag.core.query.deltas import Delta, EmittedDeltas
+from streamrag.core.query.processor import (
+    Output,
+    Parsed,
+    Prepared,
+    QueryProcessor,
+    Reply,
+    error_answer,
+    expired,
+)
+from streamrag.core.query.slots import GenerationSlots
+from streamrag.core.records import RawRecord
+from streamrag.schemas.models import Query
+
+Emitted = tuple[RawRecord, Output | Delta]
+Retrieved = tuple[RawRecord, Prepared | Output]
+WAITED_TOO_LONG = "deadline: no generation slot came free before the query's deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    record: RawRecord
+    prepared: Prepared
+
+
+class ConcurrentAnswering:
+    def __init__(self, processor: QueryProcessor, concurrency: int, *, wait: bool = False) -> None:
+        self.processor = processor
+        self.wait = wait
+        self.slots: GenerationSlots[Job, Emitted] = GenerationSlots(
+            concurrency, self._run, deadline_of=lambda j: j.prepared.deadline, on_expired=self._expired,
+            on_error=self._error,
+        )
+
+    def retrieve(self, items: Sequence[tuple[RawRecord, Parsed]]) -> list[Retrieved]:
+        todo = [(rec, q) for rec, q in items if isinstance(q, Query)]
+        out: list[Retrieved] = [(rec, o) for rec, o in items if not isinstance(o, Query)]
+        ready = self.processor.prepare([q for _, q in todo])
+        for (rec, q), r in zip(todo, ready, strict=True):
+            out.append((rec, r if isinstance(r, Prepared) else Reply(r, q.reply_to, q)))
+        return out
+
+    def generate(self, items: Sequence[Retrieved]) -> list[Emitted]:
+        jobs = [Job(rec, p) for rec, p in items if isinstance(p, Prepared)]
+        out: list[Emitted] = [(rec, o) for rec, o in items if not isinstance(o, Prepared)]
+        if self.wait:
+            out.extend(self.slots.run_all(jobs))
+        else:
+            self.slots.submit(jobs)
+        return out
+
+    def drain(self) -> list[Emitted]:
+        return self.slots.drain()
+
+    def has_room(self) -> bool:
+        return self.slots.has_room()
+
+    # -- in a generation slot ----------------------------------------------------------------------
+    def _run(self, job: Job, emit: Callable[[Emitted], None]) -> list[Emitted]:
+        p = job.prepared
+        q = p.query
+        stream = None
+        if self.processor.s.generation.stream_deltas or q.options.stream:
+            stream = EmittedDeltas(q.query_id, q.reply_to or self.processor.s.topics.answers,
+                                   lambda d: emit((job.record, d)))
+        return [(job.record, Reply(self.processor.finish(p, stream), q.reply_to, q))]
+
+    def _expired(self, job: Job) -> list[Emitted]:
+        q = job.prepared.query
+        ans = error_answer(q, "deadline exceeded") if expired(q) else self.processor.extractive(job.prepared, WAITED_TOO_LONG)
+        return [(job.record, Reply(ans, q.reply_to, q))]
+
+    def _error(self, job: Job, exc: Exception) -> list[Emitted]:
+        q = job.prepared.query
+        why = f"{type(exc).__name__}: {exc}"
+        return [(job.record, job.record.dead("generate", why)),
+                (job.record, Reply(error_answer(q, f"internal error: {why}"), q.reply_to, q))]
