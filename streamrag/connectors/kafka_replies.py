@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 Delivery = Callable[[dict[str, Any] | str], None]
 
 
-def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> None:
-    """Create this process's reply topic when missing (short retention: replies are read at once)."""
+def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> bool:
+    """Create this process's reply topic when missing (short retention: replies are read at once); True when
+    it was created now."""
     a = admin(s)
     if topic in a.list_topics(timeout=s.kafka.timeout_s).topics:
-        return
+        return False
     fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
                                     config={"retention.ms": str(3_600_000)})])[topic]
     try:
@@ -39,6 +40,8 @@ def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> None:
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise ServiceUnavailable(f"could not create reply topic {topic}: {exc}") from exc
+        return False
+    return True
 
 
 class ReplyRouter:

@@ -27,6 +27,9 @@ from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
 
 READY_CACHE_S = 2.0
+# query workers re-list the broker's topics at most every 5 s (connectors.kafka_topics): until then a query naming
+# a reply topic created just now is refused as naming an unknown topic
+REPLY_TOPIC_SETTLE_S = 6.0
 WORKER_RECENT_S = 60.0
 
 
@@ -68,6 +71,7 @@ class KafkaBackend:
         self.reader = DocumentReader(s.lancedb_path())
         self.redis = redis_for(s, timeout_s=0.5)
         self._ready: tuple[float, dict[str, str]] = (-1e9, {})
+        self._reply_topic_created = -1e9
 
     @property
     def reply_topic(self) -> str:
@@ -75,7 +79,8 @@ class KafkaBackend:
 
     def start(self) -> None:
         check_reachable(self.s)
-        ensure_reply_topic(self.s, self._reply_topic)
+        if ensure_reply_topic(self.s, self._reply_topic):
+            self._reply_topic_created = time.monotonic()
         self.router = ReplyRouter(self.s, [self._reply_topic, self.s.topics.answers])
         self.router.start()
 
@@ -163,6 +168,9 @@ class KafkaBackend:
             out["kafka"] = "ok" if self.router is not None else "not connected yet"
         except ServiceUnavailable as exc:
             out["kafka"] = str(exc)
+        age = time.monotonic() - self._reply_topic_created
+        out["reply_topic"] = "ok" if age >= REPLY_TOPIC_SETTLE_S else (
+            f"{self._reply_topic} created {age:.0f} s ago: workers learn of it within {REPLY_TOPIC_SETTLE_S:g} s")
         out["redis"] = "ok" if self.redis.healthy() else f"redis at {self.s.redis.url} does not answer"
         try:
             self.reader.reachable()

@@ -258,7 +258,8 @@ def test_feedback_onto_its_topic_and_counted(settings: Settings, gateways: tuple
 
 def test_health_and_readiness(gateways: tuple[Gateway, Gateway]) -> None:
     status, body, _ = call(gateways[0].url + "/readyz")
-    assert status == 200 and body["checks"] == {"kafka": "ok", "redis": "ok", "store": "ok", "query_worker": "ok"}
+    assert status == 200 and body["checks"] == {"kafka": "ok", "reply_topic": "ok", "redis": "ok", "store": "ok",
+                                               "query_worker": "ok"}
     assert call(gateways[0].url + "/healthz")[:2] == (200, {"status": "ok"})
 
 
