@@ -248,3 +248,43 @@ def test_unknown_routes_are_json_404() -> None:
     c, _ = make()
     r = c.get("/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["code"] == 404
+
+
+def test_readiness_waits_for_workers_to_learn_of_a_new_reply_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from streamrag.gateway import backend as gb
+
+    s = Settings(_env_file=None, gateway_ready_needs_worker=False)  # type: ignore[call-arg]
+    kb = gb.KafkaBackend(s)
+    monkeypatch.setattr(gb, "check_reachable", lambda *_a, **_k: None)
+    monkeypatch.setattr(kb.redis, "healthy", lambda: True)
+    monkeypatch.setattr(kb.reader, "reachable", lambda: True)
+    kb.router = object()  # type: ignore[assignment]
+    kb._reply_topic_created = time.monotonic()
+    assert kb._probe()["reply_topic"].startswith(kb.reply_topic + " created")
+    kb._reply_topic_created = time.monotonic() - gb.REPLY_TOPIC_SETTLE_S
+    assert kb._probe() == {"kafka": "ok", "reply_topic": "ok", "redis": "ok", "store": "ok"}
+
+
+def test_a_query_id_already_waiting_is_refused() -> None:
+    from streamrag.connectors.kafka_replies import ReplyRouter
+
+    r = ReplyRouter(Settings(_env_file=None), ["t"])  # type: ignore[call-arg]
+    assert r.register("q1", lambda _m: None) and not r.register("q1", lambda _m: None)
+    r.unregister("q1")
+    assert r.register("q1", lambda _m: None)
+
+
+def test_a_duplicate_query_id_is_answered_409(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrag.gateway.backend import DuplicateQuery
+
+    c, fake = make()
+
+    async def busy(q: Query, timeout_s: float) -> AsyncIterator[Answer]:
+        raise DuplicateQuery(q.query_id)
+        yield  # an async generator
+
+    monkeypatch.setattr(fake, "ask", busy)
+    r = c.post("/v1/query", json={"tenant": "acme", "text": "q", "query_id": "same"})
+    assert r.status_code == 409 and "already being answered" in r.json()["error"]["message"]
