@@ -108,6 +108,33 @@ class ModelPrice(BaseModel):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
+class ExperimentVariant(BaseModel):
+    """One arm of an experiment: its share of traffic and the query options it sets (unset: the defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    share: float = Field(gt=0)
+    fusion: Fusion | None = None
+    alpha: float | None = Field(None, ge=0.0, le=1.0)
+    rerank: Rerank | None = None
+
+
+class Experiment(BaseModel):
+    """An A/B experiment in STREAMRAG_GATEWAY_EXPERIMENTS: variants by share, for some tenants (empty: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    tenants: list[str] = Field(default_factory=list)
+    variants: list[ExperimentVariant] = Field(min_length=2, max_length=10)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {self.name}: variant names must differ")
+        return self
+
+
 # -- the components -------------------------------------------------------------------------------------------
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", frozen=True)
@@ -380,6 +407,8 @@ class GatewayConfig(_Component):
     document_roles: list[str] = Field(default_factory=lambda: ["admin", "writer"])
     # /readyz also asks that a query worker be alive (its statistics in Redis, or an answer in the last minute)
     ready_needs_worker: bool = True
+    # A/B experiments: a (tenant, user) gets one variant per experiment, sticky by a hash (the first that applies)
+    experiments: list[Experiment] = Field(default_factory=list)
 
 
 class IndexShape(BaseModel):

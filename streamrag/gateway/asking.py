@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from streamrag.core.experiments import Assignment, assign
 from streamrag.core.json_limits import describe_validation
 from streamrag.core.settings import Settings
 from streamrag.gateway import metrics
@@ -28,6 +29,10 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def sse(data: Any, event: str | None = None) -> str:
     body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return (f"event: {event}\n" if event else "") + f"data: {body}\n\n"
+
+
+def variant_header(variant: Assignment | None) -> dict[str, str]:
+    return {"X-Streamrag-Variant": variant.label} if variant is not None else {}
 
 
 def answer_status(a: Answer) -> int:
@@ -62,10 +67,20 @@ class Asker:
             raise
         return c
 
-    def query(self, body: dict[str, Any], caller: Caller, stream: bool) -> Query:
+    def variant(self, caller: Caller) -> Assignment | None:
+        """The caller's A/B variant (sticky by tenant and user), or None."""
+        return assign(self.s.gateway.experiments, caller.tenant, caller.user)
+
+    def query(self, body: dict[str, Any], caller: Caller, stream: bool, variant: Assignment | None = None) -> Query:
+        """The request's Query; a variant's fusion / alpha / rerank replace the request's own."""
         data = {**body, "tenant": caller.tenant, "reply_to": self.backend.reply_topic, "sent_at": utcnow()}
         data.setdefault("query_id", uuid.uuid4().hex)
-        data["options"] = {**(data.get("options") or {}), "stream": stream}
+        options = {**(data.get("options") or {}), "stream": stream}
+        if variant is not None:
+            v = variant.variant
+            options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank)) if x is not None})
+            metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
+        data["options"] = options
         if caller.token is not None:
             data["auth_token"] = caller.token
         try:
@@ -77,13 +92,13 @@ class Asker:
         t = self.s.gateway.request_timeout_s
         return min(t, q.deadline_ms / 1000) if q.deadline_ms else t
 
-    async def answers(self, q: Query, route: str) -> AsyncIterator[AnswerDelta | Answer]:
+    async def answers(self, q: Query, route: str, variant: Assignment | None = None) -> AsyncIterator[AnswerDelta | Answer]:
         """The query's deltas and final answer; ApiError 409 (its id is in use here), 504 (no answer in time)."""
         t0 = time.perf_counter()
         try:
             async for item in self.backend.ask(q, self.timeout(q)):
                 if isinstance(item, Answer):
-                    metrics.ROUND_TRIP.labels(route).observe(time.perf_counter() - t0)
+                    metrics.ROUND_TRIP.labels(route, variant.label if variant else "").observe(time.perf_counter() - t0)
                 yield item
         except DuplicateQuery as exc:
             raise ApiError(409, f"query_id {q.query_id} is already being answered") from exc
@@ -91,8 +106,8 @@ class Asker:
             metrics.TIMEOUTS.labels(route).inc()
             raise ApiError(504, f"no answer within {self.timeout(q):g} s (is a query worker running?)") from exc
 
-    async def final(self, q: Query, route: str) -> Answer:
-        async for item in self.answers(q, route):
+    async def final(self, q: Query, route: str, variant: Assignment | None = None) -> Answer:
+        async for item in self.answers(q, route, variant):
             if isinstance(item, Answer):
                 return item
         raise ApiError(502, "the answer stream ended without a final answer")
@@ -126,19 +141,23 @@ def router(asker: Asker) -> APIRouter:
     async def query(request: Request) -> Response:
         body = await json_body(request)
         stream = bool(body.pop("stream", False)) or "text/event-stream" in request.headers.get("accept", "")
-        q = asker.query(body, asker.caller(request, body.get("tenant")), stream)
+        principal = body.get("principal")
+        caller = asker.caller(request, body.get("tenant"), principal.get("user") if isinstance(principal, dict) else None)
+        variant = asker.variant(caller)
+        q = asker.query(body, caller, stream, variant)
+        headers = variant_header(variant)
         if not stream:
-            a = await asker.final(q, "query")
+            a = await asker.final(q, "query", variant)
             status = answer_status(a)
             content = a.model_dump(mode="json") if status == 200 else {
                 **error_body(status, a.error or "error"), "answer": a.model_dump(mode="json")}
-            return JSONResponse(content, status_code=status)
+            return JSONResponse(content, status_code=status, headers=headers)
 
         async def events() -> AsyncIterator[str]:
-            async for item in asker.answers(q, "query"):
+            async for item in asker.answers(q, "query", variant):
                 yield sse(item.model_dump(mode="json"), event=item.kind if isinstance(item, AnswerDelta) else "answer")
 
-        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
 
     @r.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -153,19 +172,21 @@ def router(asker: Asker) -> APIRouter:
         caller = asker.caller(request, req.tenant, req.user)
         fields: dict[str, Any] = {"text": question, "principal": {"user": caller.user}}
         fields.update({k: v for k, v in (("top_k", req.top_k), ("filters", req.filters), ("options", req.options)) if v})
-        q = asker.query(fields, caller, req.stream)
+        variant = asker.variant(caller)
+        q = asker.query(fields, caller, req.stream, variant)
+        headers = variant_header(variant)
         created = int(time.time())
         if not req.stream:
-            a = await asker.final(q, "chat")
+            a = await asker.final(q, "chat", variant)
             status = answer_status(a)
             if status != 200:
-                return JSONResponse(error_body(status, a.error or "error"), status_code=status)
-            return JSONResponse(completion(a, req.model, created))
+                return JSONResponse(error_body(status, a.error or "error"), status_code=status, headers=headers)
+            return JSONResponse(completion(a, req.model, created), headers=headers)
 
         async def events() -> AsyncIterator[str]:
             yield sse(chunk(q.query_id, req.model, created, {"role": "assistant", "content": ""}))
             streamed = ""
-            async for item in asker.answers(q, "chat"):
+            async for item in asker.answers(q, "chat", variant):
                 if isinstance(item, AnswerDelta):
                     if item.reset or not item.delta:
                         continue  # what was sent cannot be unsent: the final answer follows after a rule
@@ -176,6 +197,6 @@ def router(asker: Asker) -> APIRouter:
                         yield sse(c)
             yield sse("[DONE]")
 
-        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
 
     return r

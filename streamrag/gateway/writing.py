@@ -84,17 +84,19 @@ def router(s: Settings, asker: Asker) -> APIRouter:
     @r.post("/v1/feedback")
     async def feedback(request: Request) -> JSONResponse:
         body = await json_body(request)
-        caller = asker.caller(request, body.pop("tenant", None))
+        caller = asker.caller(request, body.pop("tenant", None), body.get("user"))
         rating = body.get("rating")
         if "scale" not in body and isinstance(rating, int) and 2 <= rating <= 5:
             body["scale"] = "stars"
         body.pop("user", None)
+        variant = asker.variant(caller)
         try:
-            fb = Feedback.model_validate({**body, "tenant": caller.tenant, "user": caller.user})
+            fb = Feedback.model_validate({**body, "tenant": caller.tenant, "user": caller.user,
+                                          "variant": variant.label if variant else ""})
         except ValidationError as exc:
             raise ApiError(400, f"invalid feedback: {describe_validation(exc)}") from exc
         await asker.backend.send_feedback(fb)
-        metrics.FEEDBACK.labels(fb.tenant, fb.scale, str(fb.rating)).inc()
+        metrics.FEEDBACK.labels(fb.tenant, fb.scale, str(fb.rating), fb.variant).inc()
         return JSONResponse({"accepted": True, "query_id": fb.query_id}, status_code=202)
 
     return r

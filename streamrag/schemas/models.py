@@ -275,6 +275,8 @@ class Feedback(_Model):
     scale: FeedbackScale = "thumbs"
     rating: Annotated[int, Field(strict=True, ge=-1, le=5)]
     comment: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    # the A/B variant (experiment/variant) the gateway assigns this tenant and user; empty: none
+    variant: Annotated[str, StringConstraints(max_length=81)] = ""
     at: UtcDateTime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")

@@ -253,7 +253,7 @@ def test_feedback_onto_its_topic_and_counted(settings: Settings, gateways: tuple
     assert [(m["scale"], m["rating"], m["user"], m["tenant"]) for m in mine] == [
         ("thumbs", -1, "bob", "acme"), ("stars", 4, "bob", "acme")]
     metrics = call(g.url + "/metrics")[1]
-    assert 'streamrag_feedback_total{rating="-1",scale="thumbs",tenant="acme"} 1.0' in metrics
+    assert 'streamrag_feedback_total{rating="-1",scale="thumbs",tenant="acme",variant=""} 1.0' in metrics
 
 
 def test_health_and_readiness(gateways: tuple[Gateway, Gateway]) -> None:

@@ -227,7 +227,7 @@ def test_feedback_is_validated_sent_and_counted() -> None:
     assert c.post("/v1/feedback", json={"tenant": "acme", "query_id": "q1", "rating": 7}).status_code == 400
     assert c.post("/v1/feedback", json={"tenant": "acme", "query_id": "q1", "rating": 0}).status_code == 400
     assert [(f.scale, f.rating) for f in fake.feedback] == [("thumbs", 1), ("stars", 5)]
-    assert 'streamrag_feedback_total{rating="5",scale="stars",tenant="acme"}' in c.get("/metrics").text
+    assert 'streamrag_feedback_total{rating="5",scale="stars",tenant="acme",variant=""}' in c.get("/metrics").text
 
 
 def test_readiness_is_503_with_the_reason_until_every_check_is_ok() -> None:
