@@ -9,7 +9,7 @@ from typing import Any
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
-from streamrag.connectors.lancedb_tables import LanceTables
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.security import doc_key
 
 SNIPPET_CHARS = 300
@@ -20,19 +20,19 @@ def _iso(ms: int | None) -> str | None:
 
 
 class DocumentReader:
-    """Reads the active index version's rows of one document (tables reopened when the version changes)."""
+    """Reads the active index version's rows of one document (a store per version, opened when first named)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.registry = LanceIndexRegistry(uri)
-        self._tables: dict[str, LanceTables] = {}
+        self._tables: dict[str, LanceStore] = {}
 
-    def _active(self) -> tuple[str, LanceTables]:
+    def _active(self) -> tuple[str, LanceStore]:
         name = self.registry.active()
         t = self._tables.get(name)
         if t is None:
             m = self.registry.manifests().get(name)
-            t = self._tables[name] = LanceTables(self.uri, chunks_table=m.chunks_table if m else CHUNKS,
+            t = self._tables[name] = LanceStore(self.uri, chunks_table=m.chunks_table if m else CHUNKS,
                                                  docs_table=m.docs_table if m else DOCS)
         return name, t
 
@@ -49,8 +49,7 @@ class DocumentReader:
         st = states.get(key)
         if st is None:
             return None
-        rows = list(t._doc_rows([key], ["title", "indexed_ms", "updated_ms"]))
-        row = rows[0] if rows else {}
+        row = t.docs([key]).get(key, {})
         chunks: list[dict[str, Any]] = []
         table = t.table(t.chunks_name)
         if table is not None and not st.deleted:
