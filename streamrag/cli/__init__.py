@@ -15,6 +15,7 @@ from streamrag.cli import (  # noqa: F401
     demo,
     documents,
     evaluation,
+    gateway,
     index,
     models,
     replay,

@@ -117,6 +117,25 @@ def bench_generate_cmd(
              dataset, outdir, json_out)
 
 
+@bench_app.command("gateway")
+@cli_errors
+def bench_gateway_cmd(
+    n: int = typer.Option(100, "--queries", "-n", help="round trips each way (alternating)"),
+    clients: int = typer.Option(8, "--clients", "-c", help="parallel clients for the requests/s part"),
+    seconds: float = typer.Option(8.0, "--seconds", help="how long each requests/s part runs"),
+    outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """The HTTP gateway: round trip p50/p95 vs the same queries straight to Kafka, and requests/s of one process."""
+    from streamrag.tools.bench_gateway import bench_gateway  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    res = write_report("gateway", bench_gateway(s, n, clients, seconds, _work(), log_line), outdir)
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
 @bench_app.command("overhead")
 @cli_errors
 def bench_overhead_cmd(

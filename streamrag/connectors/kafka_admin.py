@@ -57,7 +57,7 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
     by_setting = {
         "topic_documents": COMPACTED, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
         "topic_cache": COMPACTED, "topic_index_events": _retention_days(7), "topic_dead_letters": _retention_days(30),
-        "topic_audit": _retention_days(s.audit.retention_days),
+        "topic_audit": _retention_days(s.audit.retention_days), "topic_feedback": _retention_days(365),
     }
     return {topic: by_setting[setting] for setting, topic in s.project_topics.items()}  # KeyError: a topic without a spec
 

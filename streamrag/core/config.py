@@ -108,6 +108,33 @@ class ModelPrice(BaseModel):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
+class ExperimentVariant(BaseModel):
+    """One arm of an experiment: its share of traffic and the query options it sets (unset: the defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    share: float = Field(gt=0)
+    fusion: Fusion | None = None
+    alpha: float | None = Field(None, ge=0.0, le=1.0)
+    rerank: Rerank | None = None
+
+
+class Experiment(BaseModel):
+    """An A/B experiment in STREAMRAG_GATEWAY_EXPERIMENTS: variants by share, for some tenants (empty: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    tenants: list[str] = Field(default_factory=list)
+    variants: list[ExperimentVariant] = Field(min_length=2, max_length=10)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {self.name}: variant names must differ")
+        return self
+
+
 # -- the components -------------------------------------------------------------------------------------------
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", frozen=True)
@@ -149,6 +176,7 @@ class TopicsConfig(_Component):
     index_events: str = "streamrag.index-events"
     dead_letters: str = "streamrag.dead-letters"
     audit: str = "streamrag.audit"
+    feedback: str = "streamrag.feedback"
 
 
 class AuditConfig(_Component):
@@ -360,6 +388,29 @@ class GenerationConfig(_Component):
     def _tenant_chains(cls, v: object) -> object:
         return {k: _chain_of(c) for k, c in v.items()} if isinstance(v, dict) else v
 
+
+
+class GatewayConfig(_Component):
+    """The HTTP gateway (``streamrag gateway``): where it listens, how long it waits, what it accepts."""
+
+    model_config = _config("STREAMRAG_GATEWAY_")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65_535)
+    # this replica's reply topic ("": the first STREAMRAG_REPLY_TOPIC_PREFIXES entry + "gateway-" + host and pid)
+    reply_topic: str = ""
+    # seconds a request waits for its answer (504 after it); a query's deadline_ms may shorten it
+    request_timeout_s: float = Field(30.0, gt=0, le=600)
+    # requests per tenant (a `limits` rate string: "120/minute", "10/second;500/hour"; "": no limit)
+    rate_limit: str = "120/minute"
+    # where the rate-limit counters live: memory:// (per replica) or a redis:// URL (shared by replicas)
+    rate_limit_storage: str = "memory://"
+    max_body_bytes: int = Field(1_048_576, ge=1_024)
+    # with auth on, roles that may write and read documents (empty: any verified user of the tenant)
+    document_roles: list[str] = Field(default_factory=lambda: ["admin", "writer"])
+    # /readyz also asks that a query worker be alive (its statistics in Redis, or an answer in the last minute)
+    ready_needs_worker: bool = True
+    # A/B experiments: a (tenant, user) gets one variant per experiment, sticky by a hash (the first that applies)
+    experiments: list[Experiment] = Field(default_factory=list)
 
 
 class IndexShape(BaseModel):

@@ -23,6 +23,7 @@ from streamrag.core.config import (
     AuthConfig,
     CacheConfig,
     ChunkConfig,
+    GatewayConfig,
     GenerationConfig,
     IndexConfig,
     KafkaConfig,
@@ -57,6 +58,7 @@ class Settings(BaseModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     # -- flat names ------------------------------------------------------------------------------------
     @classmethod

@@ -9,6 +9,7 @@ cache (compacted)         tenant + "/" + key      CacheEntry (tombstone = null v
 index-events              tenant + "/" + doc_id   IndexEvent
 dead-letters              original key            DeadLetter
 audit                     query_id                AuditRecord
+feedback                  query_id                Feedback
 
 Every model carries ``schema_version``; a consumer rejects versions it does not know.
 """
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamrag.schemas.vocabulary import DeadLetterStage, Fusion, Rerank
+from streamrag.schemas.vocabulary import DeadLetterStage, FeedbackScale, Fusion, Rerank
 
 SCHEMA_VERSION = 1
 
@@ -261,6 +262,32 @@ class AuditRecord(_Model):
     at: datetime = Field(default_factory=utcnow)
 
 
+class Feedback(_Model):
+    """A user's rating of an answer (the HTTP gateway's ``POST /v1/feedback``), keyed by the answer's query_id.
+
+    ``scale`` thumbs: ``rating`` -1 or 1; stars: 1 to 5. The tenant and user are the verified ones when auth is on.
+    """
+
+    schema_version: Literal[1] = 1
+    query_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    tenant: Tenant
+    user: Name | None = None
+    scale: FeedbackScale = "thumbs"
+    rating: Annotated[int, Field(strict=True, ge=-1, le=5)]
+    comment: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    # the A/B variant (experiment/variant) the gateway assigns this tenant and user; empty: none
+    variant: Annotated[str, StringConstraints(max_length=81)] = ""
+    at: UtcDateTime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _on_its_scale(self) -> Feedback:
+        if self.scale == "thumbs" and self.rating not in (-1, 1):
+            raise ValueError("a thumbs rating is -1 or 1")
+        if self.scale == "stars" and not 1 <= self.rating <= 5:
+            raise ValueError("a stars rating is 1 to 5")
+        return self
+
+
 class IndexEvent(_Model):
     """Emitted by the ingest flow once a change is applied (or knowingly not applied)."""
 
@@ -349,6 +376,7 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "cache_entry": CacheEntry,
     "index_event": IndexEvent,
     "audit_record": AuditRecord,
+    "feedback": Feedback,
     "dead_letter": DeadLetter,
     "index_manifest": IndexManifest,
 }

@@ -11,6 +11,8 @@ Fusion = Literal["auto", "rrf", "weighted", "dense", "bm25"]
 Rerank = Literal["none", "cross-encoder", "embedder", "mmr"]
 # the generator tiers a chain is made of (extractive always ends it)
 GeneratorTier = Literal["local", "openai", "extractive"]
+# how a feedback rating is given: thumbs (-1 or 1) or stars (1 to 5)
+FeedbackScale = Literal["thumbs", "stars"]
 # kinds of personal data redacted at ingest
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run

@@ -45,7 +45,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "lancedb_uri": str(d / "lancedb"), "chunk_size": 48, "chunk_overlap": 8, "fts_rebuild_every_s": 1,
         "snapshot_interval_s": 1, "generator": "extractive", "state_dir": str(d / "state"), "ingest_group": f"ingest-{tag}", "query_group": f"query-{tag}",
     }
-    for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit"):
+    for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit", "feedback"):
         fields[f"topic_{t}"] = f"it-{tag}.{t}"
     s = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     try:

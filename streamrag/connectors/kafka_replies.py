@@ -1,0 +1,154 @@
+"""Many requests waiting on one process's reply topic: queries go out on the queries topic, their deltas and
+answers come back keyed by query_id and are handed to whoever waits for that id.
+
+One consumer (no group: assigned at the topics' ends when started) reads this process's reply topic and the
+answers topic (where a worker answers a query it refused before trusting its reply_to: a bad token, a reply
+topic it does not know yet). One producer's delivery reports are served by the same thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from streamrag.connectors.kafka_admin import admin, client_config
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.settings import Settings
+
+log = logging.getLogger(__name__)
+# what a waiter receives: a decoded delta or answer (a dict), or an error text when its query was not delivered
+Delivery = Callable[[dict[str, Any] | str], None]
+
+
+def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> bool:
+    """Create this process's reply topic when missing (short retention: replies are read at once); True when
+    it was created now."""
+    a = admin(s)
+    if topic in a.list_topics(timeout=s.kafka.timeout_s).topics:
+        return False
+    fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                    config={"retention.ms": str(3_600_000)})])[topic]
+    try:
+        fut.result(timeout=s.kafka.timeout_s)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise ServiceUnavailable(f"could not create reply topic {topic}: {exc}") from exc
+        return False
+    return True
+
+
+class ReplyRouter:
+    """Routes messages keyed by query_id to registered waiters; sends queries and other events."""
+
+    def __init__(self, s: Settings, topics: list[str]) -> None:
+        self.s = s
+        self.topics = topics
+        self._waiters: dict[str, Delivery] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_reply_at = 0.0  # time.monotonic() of the last message for a waiter (readiness)
+        self._consumer: Any = None
+        self.producer: Any = Producer(client_config(s.kafka, **{"linger.ms": 0, "enable.idempotence": True}))
+
+    def start(self) -> None:
+        """Assign the consumer at the current end of every partition, then start reading."""
+        c = Consumer(client_config(self.s.kafka, **{"group.id": "streamrag-gateway", "enable.auto.commit": False}))
+        tps = []
+        for topic in self.topics:
+            md = c.list_topics(topic, timeout=self.s.kafka.timeout_s)
+            if topic not in md.topics or md.topics[topic].error is not None:
+                c.close()
+                raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
+            for p in md.topics[topic].partitions:
+                _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=self.s.kafka.timeout_s)
+                tps.append(TopicPartition(topic, p, hi))
+        c.assign(tps)
+        self._consumer = c
+        self._thread = threading.Thread(target=self._run, name="gateway-replies", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.producer.flush(2)
+
+    # -- waiting ------------------------------------------------------------------------------
+    def register(self, query_id: str, deliver: Delivery) -> bool:
+        """False when a request with this query_id is already waiting here."""
+        with self._lock:
+            if query_id in self._waiters:
+                return False
+            self._waiters[query_id] = deliver
+            return True
+
+    def unregister(self, query_id: str) -> None:
+        with self._lock:
+            self._waiters.pop(query_id, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self, topic: str, key: str, value: bytes, query_id: str | None = None) -> None:
+        """Produce without blocking; a failed delivery is reported to the waiter of ``query_id``."""
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                log.warning("message to %s not delivered: %s", topic, err)
+                waiter = self._waiters.get(query_id or "")
+                if waiter is not None:
+                    waiter(f"not delivered to Kafka: {err}")
+
+        try:
+            self.producer.produce(topic, key=key.encode(), value=value, on_delivery=report)
+        except (BufferError, KafkaException) as exc:
+            raise ServiceUnavailable(f"Kafka did not take the message: {exc}") from exc
+
+    def send_and_flush(self, topic: str, items: list[tuple[str, bytes]]) -> None:
+        """Produce and wait until every message is delivered (document changes, feedback)."""
+        errors: list[str] = []
+        for key, value in items:
+            self.producer.produce(topic, key=key.encode(), value=value,
+                                  on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
+        left = self.producer.flush(self.s.kafka.timeout_s)
+        if left or errors:
+            raise ServiceUnavailable(f"Kafka at {self.s.kafka.bootstrap} did not take the messages: "
+                                     f"{errors[0] if errors else f'{left} undelivered'}")
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        c = self._consumer
+        try:
+            while not self._stop.is_set():
+                self.producer.poll(0)
+                try:
+                    msgs = c.consume(500, 0.05)
+                except KafkaException as exc:
+                    log.warning("reading replies failed: %s", exc)
+                    time.sleep(0.5)
+                    continue
+                for m in msgs:
+                    if m.error() is not None or not m.value() or m.key() is None:
+                        continue
+                    waiter = self._waiters.get(m.key().decode("utf-8", "replace"))
+                    if waiter is None:
+                        continue
+                    try:
+                        data = json.loads(m.value())
+                    except ValueError:
+                        continue
+                    if isinstance(data, dict):
+                        self.last_reply_at = time.monotonic()
+                        waiter(data)
+        finally:
+            c.close()

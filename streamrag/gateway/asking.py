@@ -1,0 +1,202 @@
+"""Asking: ``POST /v1/query`` (the project's Query; JSON or server-sent events) and ``POST /v1/chat/completions``
+(OpenAI's chat API, plain or streamed). Both send one Query to the workers over Kafka and wait for its answer."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from streamrag.core.experiments import Assignment, assign
+from streamrag.core.json_limits import describe_validation
+from streamrag.core.settings import Settings
+from streamrag.gateway import metrics
+from streamrag.gateway.backend import AnswerTimeout, Backend, DuplicateQuery
+from streamrag.gateway.errors import ApiError, error_body
+from streamrag.gateway.identity import Caller, Identity, TenantRateLimit
+from streamrag.gateway.openai_format import ChatRequest, chunk, completion, final_chunks, question_of
+from streamrag.schemas.models import Answer, AnswerDelta, Query, utcnow
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return (f"event: {event}\n" if event else "") + f"data: {body}\n\n"
+
+
+def variant_header(variant: Assignment | None) -> dict[str, str]:
+    return {"X-Streamrag-Variant": variant.label} if variant is not None else {}
+
+
+def answer_status(a: Answer) -> int:
+    """The HTTP status of a final answer: 200, or what its error says went wrong."""
+    if a.status != "error":
+        return 200
+    err = a.error or ""
+    for prefix, status in (("unauthenticated", 401), ("forbidden", 403), ("invalid query", 400), ("expired", 504)):
+        if err.startswith(prefix):
+            return status
+    return 502
+
+
+class Asker:
+    """Builds the Query of a request (its caller's tenant and token, this replica's reply topic) and waits."""
+
+    def __init__(self, s: Settings, backend: Backend, identity: Identity, limit: TenantRateLimit) -> None:
+        self.s = s
+        self.backend = backend
+        self.identity = identity
+        self.limit = limit
+
+    def caller(self, request: Request, tenant: Any, user: Any = None) -> Caller:
+        if tenant is not None and not isinstance(tenant, str):
+            raise ApiError(400, "invalid request: tenant must be a string")
+        c = self.identity.caller(request.headers.get("authorization"), tenant,
+                                 user if isinstance(user, str) else None)
+        try:
+            self.limit.check(c.tenant)
+        except ApiError:
+            metrics.RATE_LIMITED.labels(c.tenant).inc()
+            raise
+        return c
+
+    def variant(self, caller: Caller) -> Assignment | None:
+        """The caller's A/B variant (sticky by tenant and user), or None."""
+        return assign(self.s.gateway.experiments, caller.tenant, caller.user)
+
+    def query(self, body: dict[str, Any], caller: Caller, stream: bool, variant: Assignment | None = None) -> Query:
+        """The request's Query; a variant's fusion / alpha / rerank replace the request's own."""
+        data = {**body, "tenant": caller.tenant, "reply_to": self.backend.reply_topic, "sent_at": utcnow()}
+        data.setdefault("query_id", uuid.uuid4().hex)
+        options = {**(data.get("options") or {}), "stream": stream}
+        if variant is not None:
+            v = variant.variant
+            options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank)) if x is not None})
+            metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
+        data["options"] = options
+        if caller.token is not None:
+            data["auth_token"] = caller.token
+        try:
+            return Query.model_validate(data)
+        except ValidationError as exc:
+            raise ApiError(400, f"invalid query: {describe_validation(exc)}") from exc
+
+    def timeout(self, q: Query) -> float:
+        t = self.s.gateway.request_timeout_s
+        return min(t, q.deadline_ms / 1000) if q.deadline_ms else t
+
+    async def answers(self, q: Query, route: str, variant: Assignment | None = None) -> AsyncIterator[AnswerDelta | Answer]:
+        """The query's deltas and final answer; ApiError 409 (its id is in use here), 504 (no answer in time)."""
+        t0 = time.perf_counter()
+        try:
+            async for item in self.backend.ask(q, self.timeout(q)):
+                if isinstance(item, Answer):
+                    metrics.ROUND_TRIP.labels(route, variant.label if variant else "").observe(time.perf_counter() - t0)
+                yield item
+        except DuplicateQuery as exc:
+            raise ApiError(409, f"query_id {q.query_id} is already being answered") from exc
+        except AnswerTimeout as exc:
+            metrics.TIMEOUTS.labels(route).inc()
+            raise ApiError(504, f"no answer within {self.timeout(q):g} s (is a query worker running?)") from exc
+
+    async def final(self, q: Query, route: str, variant: Assignment | None = None) -> Answer:
+        async for item in self.answers(q, route, variant):
+            if isinstance(item, Answer):
+                return item
+        raise ApiError(502, "the answer stream ended without a final answer")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise ApiError(400, f"invalid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid request: the body must be a JSON object")
+    return body
+
+
+async def guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """An event stream whose failure after it started is one last ``error`` event (the status is sent already)."""
+    try:
+        async for e in events:
+            yield e
+    except ApiError as exc:
+        yield sse(error_body(exc.status, exc.message), event="error")
+    except Exception as exc:  # Kafka gone mid-answer: the client is told, the process goes on
+        yield sse(error_body(503, f"{type(exc).__name__}: {exc}"), event="error")
+
+
+def router(asker: Asker) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/v1/query")
+    async def query(request: Request) -> Response:
+        body = await json_body(request)
+        stream = bool(body.pop("stream", False)) or "text/event-stream" in request.headers.get("accept", "")
+        principal = body.get("principal")
+        caller = asker.caller(request, body.get("tenant"), principal.get("user") if isinstance(principal, dict) else None)
+        variant = asker.variant(caller)
+        q = asker.query(body, caller, stream, variant)
+        headers = variant_header(variant)
+        if not stream:
+            a = await asker.final(q, "query", variant)
+            status = answer_status(a)
+            content = a.model_dump(mode="json") if status == 200 else {
+                **error_body(status, a.error or "error"), "answer": a.model_dump(mode="json")}
+            return JSONResponse(content, status_code=status, headers=headers)
+
+        async def events() -> AsyncIterator[str]:
+            async for item in asker.answers(q, "query", variant):
+                yield sse(item.model_dump(mode="json"), event=item.kind if isinstance(item, AnswerDelta) else "answer")
+
+        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+
+    @r.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        body = await json_body(request)
+        try:
+            req = ChatRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ApiError(400, f"invalid request: {describe_validation(exc)}") from exc
+        question = question_of(req)
+        if question is None:
+            raise ApiError(400, "invalid request: no user message with text")
+        caller = asker.caller(request, req.tenant, req.user)
+        fields: dict[str, Any] = {"text": question, "principal": {"user": caller.user}}
+        fields.update({k: v for k, v in (("top_k", req.top_k), ("filters", req.filters), ("options", req.options)) if v})
+        variant = asker.variant(caller)
+        q = asker.query(fields, caller, req.stream, variant)
+        headers = variant_header(variant)
+        created = int(time.time())
+        if not req.stream:
+            a = await asker.final(q, "chat", variant)
+            status = answer_status(a)
+            if status != 200:
+                return JSONResponse(error_body(status, a.error or "error"), status_code=status, headers=headers)
+            return JSONResponse(completion(a, req.model, created), headers=headers)
+
+        async def events() -> AsyncIterator[str]:
+            yield sse(chunk(q.query_id, req.model, created, {"role": "assistant", "content": ""}))
+            streamed = ""
+            async for item in asker.answers(q, "chat", variant):
+                if isinstance(item, AnswerDelta):
+                    if item.reset or not item.delta:
+                        continue  # what was sent cannot be unsent: the final answer follows after a rule
+                    streamed += item.delta
+                    yield sse(chunk(q.query_id, req.model, created, {"content": item.delta}))
+                else:
+                    for c in final_chunks(item, streamed, req.model, created):
+                        yield sse(c)
+            yield sse("[DONE]")
+
+        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+
+    return r

@@ -1,0 +1,191 @@
+"""What the gateway's routes need from the rest of the system, and its Kafka / Redis / LanceDB implementation.
+
+``Backend`` is the port the routes use (tests give them a fake); ``KafkaBackend`` asks the query workers over
+Kafka (this process's reply topic), writes documents and feedback to their topics, reads documents from the
+active index, and checks readiness (cheaply: at most once per ``READY_CACHE_S``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from anyio import to_thread
+from pydantic import ValidationError
+
+from streamrag.connectors.kafka_admin import check_reachable
+from streamrag.connectors.kafka_index_events import IndexEventWatcher
+from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
+from streamrag.connectors.lancedb_documents import DocumentReader
+from streamrag.connectors.redis_cache import redis_for
+from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.settings import Settings
+from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
+
+READY_CACHE_S = 2.0
+# query workers re-list the broker's topics at most every 5 s (connectors.kafka_topics): until then a query naming
+# a reply topic created just now is refused as naming an unknown topic
+REPLY_TOPIC_SETTLE_S = 6.0
+WORKER_RECENT_S = 60.0
+
+
+class AnswerTimeout(Exception):
+    """No final answer within the time allowed."""
+
+
+class DuplicateQuery(Exception):
+    """A request with this query_id is already waiting in this process."""
+
+
+class Backend(Protocol):
+    def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]: ...
+
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]: ...
+
+    async def send_feedback(self, fb: Feedback) -> None: ...
+
+    async def document(self, tenant: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    async def readiness(self) -> dict[str, str]: ...
+
+    @property
+    def reply_topic(self) -> str: ...
+
+
+def default_reply_topic(s: Settings) -> str:
+    """The first reply prefix + gateway- + host and pid: each replica its own topic."""
+    prefix = next((p for p in s.worker.reply_topic_prefixes if p), "streamrag.replies.")
+    host = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in socket.gethostname())[:60]
+    return f"{prefix}gateway-{host}-{os.getpid()}"
+
+
+class KafkaBackend:
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        self._reply_topic = s.gateway.reply_topic or default_reply_topic(s)
+        self.router: ReplyRouter | None = None
+        self.reader = DocumentReader(s.lancedb_path())
+        self.redis = redis_for(s, timeout_s=0.5)
+        self._ready: tuple[float, dict[str, str]] = (-1e9, {})
+        self._reply_topic_created = -1e9
+
+    @property
+    def reply_topic(self) -> str:
+        return self._reply_topic
+
+    def start(self) -> None:
+        check_reachable(self.s)
+        if ensure_reply_topic(self.s, self._reply_topic):
+            self._reply_topic_created = time.monotonic()
+        self.router = ReplyRouter(self.s, [self._reply_topic, self.s.topics.answers])
+        self.router.start()
+
+    def stop(self) -> None:
+        if self.router is not None:
+            self.router.stop()
+
+    def _router(self) -> ReplyRouter:
+        if self.router is None:
+            raise ServiceUnavailable("the gateway is not connected to Kafka yet")
+        return self.router
+
+    # -- queries ----------------------------------------------------------------------------------
+    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]:
+        """Send the query; yield its deltas as they come, then its final answer (AnswerTimeout after timeout_s)."""
+        router = self._router()
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
+
+        def deliver(item: dict[str, Any] | str) -> None:
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(inbox.put_nowait, item)
+
+        if not router.register(q.query_id, deliver):
+            raise DuplicateQuery(q.query_id)
+        try:
+            router.send(self.s.topics.queries, q.query_id, q.model_dump_json(exclude_none=True).encode(), q.query_id)
+            deadline = loop.time() + timeout_s
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise AnswerTimeout(q.query_id)
+                try:
+                    item = await asyncio.wait_for(inbox.get(), left)
+                except TimeoutError as exc:
+                    raise AnswerTimeout(q.query_id) from exc
+                if isinstance(item, str):
+                    raise ServiceUnavailable(item)
+                try:
+                    if item.get("kind") == "delta":
+                        yield AnswerDelta.model_validate(item)
+                        continue
+                    yield Answer.model_validate(item)
+                    return
+                except ValidationError:
+                    continue  # not a message this gateway understands (another schema version): keep waiting
+        finally:
+            router.unregister(q.query_id)
+
+    # -- writes -----------------------------------------------------------------------------------
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]:
+        """Publish the changes; with ``wait_s``, return each one's index status once the ingest worker applied it."""
+
+        def run() -> dict[str, str]:
+            watcher = IndexEventWatcher(self.s) if wait_s > 0 else None
+            self._router().send_and_flush(self.s.topics.documents,
+                                          [(c.key, c.model_dump_json(exclude_none=True).encode()) for c in changes])
+            if watcher is None:
+                return {}
+            return watcher.wait({c.key: c.version for c in changes}, wait_s)
+
+        return await to_thread.run_sync(run)
+
+    async def send_feedback(self, fb: Feedback) -> None:
+        await to_thread.run_sync(lambda: self._router().send_and_flush(
+            self.s.topics.feedback, [(fb.query_id, fb.model_dump_json().encode())]))
+
+    async def document(self, tenant: str, doc_id: str) -> dict[str, Any] | None:
+        return await to_thread.run_sync(lambda: self.reader.document(tenant, doc_id))
+
+    # -- readiness --------------------------------------------------------------------------------
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency -> "ok" or why not (cached briefly: probes can be frequent)."""
+        at, result = self._ready
+        if time.monotonic() - at < READY_CACHE_S:
+            return result
+        result = await to_thread.run_sync(self._probe)
+        self._ready = (time.monotonic(), result)
+        return result
+
+    def _probe(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        try:
+            check_reachable(self.s, timeout=2.0)
+            out["kafka"] = "ok" if self.router is not None else "not connected yet"
+        except ServiceUnavailable as exc:
+            out["kafka"] = str(exc)
+        age = time.monotonic() - self._reply_topic_created
+        out["reply_topic"] = "ok" if age >= REPLY_TOPIC_SETTLE_S else (
+            f"{self._reply_topic} created {age:.0f} s ago: workers learn of it within {REPLY_TOPIC_SETTLE_S:g} s")
+        out["redis"] = "ok" if self.redis.healthy() else f"redis at {self.s.redis.url} does not answer"
+        try:
+            self.reader.reachable()
+            out["store"] = "ok"
+        except Exception as exc:  # any failure to open the store means not ready
+            out["store"] = f"LanceDB at {self.s.index.lancedb_uri} unreadable: {str(exc).splitlines()[0][:200]}"
+        if self.s.gateway.ready_needs_worker:
+            out["query_worker"] = self._worker_state(out["redis"] == "ok")
+        return out
+
+    def _worker_state(self, redis_ok: bool) -> str:
+        """A query worker published its statistics to Redis lately, or answered this gateway in the last minute."""
+        if self.router is not None and time.monotonic() - self.router.last_reply_at < WORKER_RECENT_S:
+            return "ok"
+        stats: Mapping[str, Any] | None = self.redis.all_stats() if redis_ok else None
+        if stats:
+            return "ok"
+        return "no query worker seen (no statistics in Redis, no answer in the last minute)"
