@@ -18,6 +18,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamrag.core import telemetry
 from streamrag.core.ports import Position
 from streamrag.core.records import REPLAYED_HEADER, RawRecord
 
@@ -54,6 +55,7 @@ class _GatedPartition(StatefulSourcePartition[SourceItem, int]):
         self._gate = gate
         self._taken = taken
         self._closed = False
+        self._read_offset = telemetry.QUERY_READ_OFFSET.labels(topic, str(part))
 
     def next_batch(self) -> list[SourceItem]:
         self._closed = not self._gate()
@@ -69,6 +71,7 @@ class _GatedPartition(StatefulSourcePartition[SourceItem, int]):
             off = msg.offset()
             if off is not None and off >= 0:
                 self._offset = off + 1
+                self._read_offset.set(self._offset)
         self._taken([(r.topic, r.partition, r.offset) for r in (i if isinstance(i, RawRecord) else i.record for i in out)
                      if r.topic is not None and r.partition is not None and r.offset is not None and r.offset >= 0])
         return out

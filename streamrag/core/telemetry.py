@@ -33,6 +33,9 @@ FALLBACKS = Counter("streamrag_generator_fallbacks_total", "Answers a later tier
                     ["tier"])
 FRESHNESS = Histogram("streamrag_index_freshness_seconds", "Document event time to searchable",
                       buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
+QUERY_READ_OFFSET = Gauge("streamrag_query_read_offset", "The next offset the query worker reads per partition "
+                          "(it stops while every generation slot is busy)", ["topic", "partition"])
+GENERATION_SLOTS_BUSY = Gauge("streamrag_generation_slots_busy", "Queries generating or waiting for a generation slot")
 CONSUMER_LAG = Gauge("streamrag_consumer_lag", "Messages not yet processed per partition",
                      ["group", "topic", "partition"])
 INDEX_CHUNKS = Gauge("streamrag_index_chunks", "Chunks in the index per tenant", ["tenant"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from streamrag.core import telemetry
 from streamrag.core.query.deltas import Delta, EmittedDeltas
 from streamrag.core.query.processor import (
     Output,
@@ -66,6 +67,7 @@ class ConcurrentAnswering:
         return self.slots.drain()
 
     def has_room(self) -> bool:
+        telemetry.GENERATION_SLOTS_BUSY.set(self.slots.busy)
         return self.slots.has_room()
 
     # -- in a generation slot ----------------------------------------------------------------------

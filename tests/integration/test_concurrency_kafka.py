@@ -1,0 +1,184 @@
+"""Many questions at once (real Kafka, a real llama.cpp server batching the packaged small model):
+no answer waits for another, a killed worker answers every query it had in flight after its restart,
+and with every generation slot busy the worker reads no further records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from streamrag.core.settings import Settings
+from tests.integration.conftest import ROOT, produce, wait_for
+from tests.integration.conftest import chunk_rows as rows
+from tests.net import free_port
+
+pytestmark = pytest.mark.integration
+MODEL = "smollm2-135m-instruct"  # fast: this checks the plumbing, not the answers' quality
+LONG = ("Explain at great length every travel rule: hotel nights in Berlin, flights in economy class, trains in "
+        "second class and taxi receipts, one long paragraph for each rule.")
+SHORT = "What is the wifi password?"
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """scripts/llm-server-up: llama.cpp's own server, 4 parallel sequences, continuous batching."""
+    port = free_port()
+    env = {**os.environ, "STREAMRAG_LLM_SERVER_PORT": str(port), "STREAMRAG_LLM_SERVER_MODEL": MODEL,
+           "STREAMRAG_LLM_SERVER_PARALLEL": "4", "STREAMRAG_LLM_SERVER_CONTEXT": "2048",
+           "STREAMRAG_LOCAL_DIR": str(tmp_path_factory.mktemp("llm-server"))}
+    subprocess.run(["bash", "scripts/llm-server-up"], env=env, cwd=ROOT, check=True, timeout=1800)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        subprocess.run(["bash", "scripts/llm-server-down"], env=env, cwd=ROOT, check=False, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def indexed(settings: Settings, start_worker: Any) -> Any:
+    produce(settings, settings.topics.documents, [
+        ("acme/travel", {"op": "upsert", "tenant": "acme", "doc_id": "travel", "version": 1, "title": "Travel policy",
+                         "text": "A hotel night in Berlin is reimbursed up to 180 euros. Flights are booked in economy "
+                                 "class. Trains are booked in second class. Taxis need a receipt."}),
+        ("acme/office", {"op": "upsert", "tenant": "acme", "doc_id": "office", "version": 1, "title": "Office",
+                         "text": "The office wifi password is tulip42. The office opens at eight."}),
+    ])
+    ingest = start_worker("ingest")
+    wait_for(lambda: len({r["doc_id"] for r in rows(settings)}) >= 2, timeout=180)
+    return ingest
+
+
+def generating(url: str, concurrency: int, **extra: str) -> dict[str, str]:
+    return {"STREAMRAG_GENERATOR": "openai", "STREAMRAG_OPENAI_BASE_URL": url, "STREAMRAG_OPENAI_MODEL": MODEL,
+            "STREAMRAG_UNGROUNDED": "flag", "STREAMRAG_CACHE_ENABLED": "false", "STREAMRAG_ANSWER_MAX_TOKENS": "250",
+            "STREAMRAG_GENERATION_TIMEOUT_MS": "120000", "STREAMRAG_ANSWER_MIN_SCORE": "0", "STREAMRAG_GENERATION_CONCURRENCY": str(concurrency), **extra}
+
+
+class AnswerWatch:
+    """Everything on the answers topic from now on, with the time each message was seen."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+        self.c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"w-{uuid.uuid4().hex[:6]}",
+                           "enable.auto.commit": False})
+        topic = settings.topics.answers
+        parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
+        self.c.assign([TopicPartition(topic, p, OFFSET_END) for p in parts])
+        self.seen: list[tuple[float, dict[str, Any]]] = []
+        self.poll(2.0)  # the assignment takes effect (OFFSET_END resolved) before anything is sent
+
+    def poll(self, secs: float = 0.2) -> None:
+        import json
+
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            for m in self.c.consume(100, 0.1):
+                if m.error() is None and m.value():
+                    self.seen.append((time.monotonic(), json.loads(m.value())))
+
+    def until(self, cond: Any, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.poll()
+            if cond():
+                return
+        raise AssertionError(f"not seen within {timeout}s: {[m for _, m in self.seen][-5:]}")
+
+    def finals(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        return {m["query_id"]: (t, m) for t, m in self.seen if m.get("kind") == "final"}
+
+    def first_delta(self, qid: str) -> bool:
+        return any(m.get("kind") == "delta" and m["query_id"] == qid for _, m in self.seen)
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def ask(settings: Settings, qid: str, text: str) -> None:
+    produce(settings, settings.topics.queries, [(qid, {"query_id": qid, "tenant": "acme", "text": text, "top_k": 2})])
+
+
+def test_a_short_question_is_not_held_behind_a_long_answer(settings: Settings, indexed: Any, start_worker: Any,
+                                                            llm_server: str) -> None:
+    worker = start_worker("query", overrides=generating(llm_server, 4))
+    watch = AnswerWatch(settings)
+    try:
+        ask(settings, "warm", SHORT)  # the worker is up and the server warm
+        watch.until(lambda: "warm" in watch.finals(), timeout=300)
+        ask(settings, "long", LONG)
+        watch.until(lambda: watch.first_delta("long"), timeout=120)  # the long answer is being written
+        ask(settings, "short", SHORT)
+        watch.until(lambda: {"long", "short"} <= set(watch.finals()), timeout=300)
+        finals = watch.finals()
+        assert finals["short"][1]["status"] == "ok" and finals["short"][1]["generator"].startswith("openai")
+        assert finals["short"][0] < finals["long"][0], (
+            "the short question waited for the long one", finals["short"][1]["usage"], finals["short"][1]["timings_ms"], finals["long"][1]["usage"], finals["long"][1]["timings_ms"])
+        assert finals["long"][1]["usage"]["completion_tokens"] > finals["short"][1]["usage"]["completion_tokens"]
+    finally:
+        watch.close()
+        worker.kill()
+
+
+def test_a_killed_worker_answers_every_query_it_had_in_flight(settings: Settings, indexed: Any, start_worker: Any,
+                                                               llm_server: str) -> None:
+    env = generating(llm_server, 8, STREAMRAG_QUERY_GROUP=f"kill-{uuid.uuid4().hex[:6]}")
+    watch = AnswerWatch(settings)
+    try:
+        first = start_worker("query", overrides=env)
+        ids = [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+        for i, qid in enumerate(ids):
+            ask(settings, qid, LONG if i % 2 else SHORT)
+        watch.until(lambda: any(watch.first_delta(q) for q in ids), timeout=300)  # generation under way
+        first.kill(signal.SIGKILL)
+        before = set(watch.finals()) & set(ids)
+        assert len(before) < 8, "everything was answered before the kill: nothing was in flight"
+        start_worker("query", overrides=env)
+        watch.until(lambda: set(ids) <= set(watch.finals()), timeout=600)
+        assert all(watch.finals()[q][1]["status"] in ("ok", "no_answer") for q in ids)
+    finally:
+        watch.close()
+
+
+def read_offset(port: int, topic: str) -> float:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return -1.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("streamrag_query_read_offset{") and f'topic="{topic}"' in line)
+
+
+def test_with_every_slot_busy_the_worker_reads_no_further_records(settings: Settings, indexed: Any,
+                                                                   start_worker: Any, llm_server: str) -> None:
+    base = free_port()
+    port = base + 1  # the query worker serves STREAMRAG_METRICS_PORT + 1
+    env = generating(llm_server, 1, STREAMRAG_QUERY_GROUP=f"bp-{uuid.uuid4().hex[:6]}", STREAMRAG_METRICS_PORT=str(base),
+                     STREAMRAG_ANSWER_MAX_TOKENS="1200")  # the long answer keeps the one slot busy for a while
+    watch = AnswerWatch(settings)
+    try:
+        worker = start_worker("query", overrides=env)
+        topic = settings.topics.queries
+        wait_for(lambda: read_offset(port, topic) >= 0 and worker.alive(), timeout=300)
+        ask(settings, "bp-long", LONG)
+        watch.until(lambda: watch.first_delta("bp-long"), timeout=300)  # the one slot is busy
+        held = read_offset(port, topic)
+        waiting = [f"bp-{i}" for i in range(3)]
+        for qid in waiting:
+            ask(settings, qid, SHORT)
+        time.sleep(2)
+        watch.poll()
+        assert "bp-long" not in watch.finals(), "the long answer ended too soon to see the slot busy"
+        assert read_offset(port, topic) == held, "records were read while every slot was busy"
+        watch.until(lambda: set(waiting) <= set(watch.finals()), timeout=600)
+        assert read_offset(port, topic) >= held + 3  # it resumed when the slot freed
+        assert watch.finals()["bp-long"][0] < min(watch.finals()[q][0] for q in waiting)
+    finally:
+        watch.close()
