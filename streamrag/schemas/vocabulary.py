@@ -14,13 +14,13 @@ GeneratorTier = Literal["local", "openai", "extractive"]
 # kinds of personal data redacted at ingest
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run
-IngestStage = Literal["parse", "redact", "newest", "stale_check", "chunk", "embed", "write"]
+IngestStage = Literal["parse", "extract", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run
 QueryStage = Literal["parse", "answer", "messages"]
 # where a record can be dead-lettered: a step of either flow, the Kafka consumer, identity checks,
 # the ingest flow's output step, or the crash ledger (the worker died with the record in hand, twice)
 DeadLetterStage = Literal[
-    "consume", "parse", "validate", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write", "events",
+    "consume", "parse", "validate", "extract", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write", "events",
     "answer", "messages", "crash",
 ]
 
