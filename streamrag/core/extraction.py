@@ -224,7 +224,7 @@ def decode_text(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ExtractionFailed(f"{what} is not UTF-8 text (byte {exc.start} cannot be decoded)") from exc
+        raise ExtractionFailed(f"not UTF-8 text: the {what} file has a byte that cannot be decoded at {exc.start}") from exc
 
 
 class MarkdownExtractor:
@@ -328,7 +328,7 @@ class DocumentExtraction:
             raise ExtractionFailed(f"unknown type: the content is none of {self.known()}")
         extractor = self.extractors.get(ctype)
         if extractor is None:
-            raise ExtractionFailed(f"unknown type {ctype!r}: no extractor for it (known: {self.known()})")
+            raise ExtractionFailed(f"unknown type: no extractor for {ctype[:100]!r} (known: {self.known()})")
         what = FORMAT_NAMES.get(ctype, ctype)
         try:
             got = extractor.extract(data)

@@ -151,7 +151,7 @@ def test_bad_files_are_dead_letters_by_name_and_the_rest_of_the_batch_is_indexed
     assert reasons["scan.pdf"].startswith("empty PDF: no text found (1 page without a text layer")
     assert reasons["big.pdf"] == "file too large: more than STREAMRAG_MAX_DOC_BYTES=60000 bytes"
     assert reasons["sheet.xlsx"].startswith("unknown type: the content is none of")
-    assert reasons["old.doc"].startswith("unknown type 'application/msword'")
+    assert reasons["old.doc"].startswith("unknown type: no extractor for 'application/msword'")
     assert DocumentChange.model_validate_json(dead["acme/corrupt.pdf"].original()).doc_id == "corrupt.pdf"
 
 
@@ -289,3 +289,11 @@ def test_a_table_without_the_columns_still_answers(settings: Settings, store: La
     a = ask(qp, "old style document hotels")
     assert a.status == "ok" and a.citations[0].page is None and a.citations[0].section == ""
     assert fresh.chunk_rows("acme")[0]["doc_id"] == "plain"
+
+
+def test_redaction_reaches_an_extracted_documents_text_headings_and_title(settings: Settings, store: LanceStore) -> None:
+    ing, _ = make(settings, store, pii_redaction=True)
+    md = "# Contact jane.doe@example.com\n\nWrite to jane.doe@example.com about rooms.\n"
+    outputs(ing, change("c.md", 1, md, content_type=MARKDOWN))
+    (r,) = rows(store, "c.md")
+    assert "jane.doe" not in r["text"] + r["section"] + r["title"] and "about rooms" in r["text"]

@@ -19,6 +19,7 @@ import numpy as np
 
 from streamrag.core import telemetry
 from streamrag.core.chunking import chunk_blocks, chunk_text
+from streamrag.core.config import IndexConfig
 from streamrag.core.drift import DriftMonitor
 from streamrag.core.extraction import (
     Block,
@@ -96,7 +97,7 @@ class IngestStages:
         self.limits = limits
         # files (PDF, DOCX, HTML, Markdown) -> text and structure; the library-backed extractors come from the
         # flows (streamrag.connectors); without them only Markdown and plain text are read
-        self.extraction = extraction or DocumentExtraction({}, max_bytes=3_000_000)
+        self.extraction = extraction or DocumentExtraction({}, max_bytes=IndexConfig.model_fields["max_doc_bytes"].default)
         self.extracted_pages = 0
         self.reuse = list(reuse)
         self.encoded_chunks = 0
