@@ -13,7 +13,7 @@ from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
-from streamrag.flows.components import make_query_processor
+from streamrag.flows.components import make_extractors, make_query_processor
 from tests.fakes import HashEmbedder
 
 
@@ -22,7 +22,7 @@ class Indexer:
 
     def __init__(self, settings: Settings, store: LanceStore, embedder: Embedder | None = None) -> None:
         self.store = store
-        self.stages = IngestStages.from_settings(settings, store, embedder or HashEmbedder())
+        self.stages = IngestStages.from_settings(settings, store, embedder or HashEmbedder(), extractors=make_extractors())
 
     def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
         out = self.stages.process_batch(records)

@@ -56,6 +56,26 @@ def bench_ingest_cmd(
         out.print_json(json.dumps(res))
 
 
+@bench_app.command("extract")
+@cli_errors
+def bench_extract_cmd(
+    docs: int = typer.Option(40, "--docs", help="PDF files made"),
+    pages: int = typer.Option(10, "--pages", help="pages per file"),
+    per_page: int = typer.Option(2, "--per-page", help="abstracts per page"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """PDF extraction pages/s alone, and its share of ingest time (embedded: no Kafka)."""
+    from streamrag.tools.bench_extract import bench_extract  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
+        res = write_report("extract", bench_extract(s, _dataset(dataset), docs, pages, per_page, Path(tmp), log_line),
+                           outdir)
+    if json_out:
+        out.print_json(json.dumps(res))
+
+
 def _rig_run(kind: str, title: str, run: Callable[[Settings, Path, Path], dict[str, Any]], dataset: Path | None,
              outdir: Path, json_out: bool) -> None:
     """The query-worker rig benchmarks: settings, broker check, dataset, run, report."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.core.errors import StreamragError
 from streamrag.core.records import RawRecord
 from streamrag.flows.local import index_paths
+from streamrag.schemas.models import DeadLetter
 from streamrag.tools.publish import publish_records
 
 
 @app.command()
 @cli_errors
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="files or folders: .txt, .md, .jsonl (DocumentChange per line)"),
+    paths: list[Path] = typer.Argument(
+        ..., help="files or folders: .pdf, .docx, .html, .md, .txt, .rst, .jsonl (DocumentChange per line)"),
     tenant: str = typer.Option(..., "--tenant", "-t"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
@@ -43,10 +46,20 @@ def ingest(
             f"dead letters {counts['dead_letters']} -> {s.index.lancedb_uri}",
             highlight=False,
         )
-        for d in report.dead[:10]:
-            out.print(f"  dead letter [{d.stage}] {d.source.topic or ''}: {d.error}", highlight=False, markup=False)
+        for d in report.dead[:50]:
+            out.print(f"  refused {refused_name(d)} [{d.stage}]: {d.error}", highlight=False, markup=False)
+        if len(report.dead) > 50:
+            out.print(f"  ... and {len(report.dead) - 50} more (--json lists them all)", highlight=False)
     if report.dead and not any(e.status in ("indexed", "unchanged") for e in report.events):
         raise typer.Exit(1)
+
+
+def refused_name(d: DeadLetter) -> str:
+    """The file a dead letter is about (its line, for JSONL), else its key."""
+    if d.source.topic:
+        return d.source.topic + (f":{d.source.offset}" if d.source.offset is not None else "")
+    key = base64.b64decode(d.original_key_b64).decode("utf-8", "replace") if d.original_key_b64 else ""
+    return key or "(no key)"
 
 
 @app.command()
@@ -60,14 +73,16 @@ def publish(
     """Publish document changes to the documents topic."""
     check_tenant(tenant)
     s = settings()
-    records = list(records_from_paths(paths or [], tenant)) + [delete_record(tenant, d) for d in (delete or [])]
+    records = [*records_from_paths(paths or [], tenant, s.index.max_doc_bytes), *(delete_record(tenant, d) for d in delete or [])]
     if not records:
         raise StreamragError("nothing to publish: give paths or --delete DOC_ID")
     bad: list[str] = []
 
     def skipped(r: RawRecord, error: str) -> None:
         bad.append(error)
-        console.print(f"skipped {r.topic or ''}:{r.offset or ''}: {error}", highlight=False, markup=False)
+        where = (r.topic or "") + (f":{r.offset}" if r.offset is not None else "")
+        console.print(f"skipped {where or (r.key or b'').decode('utf-8', 'replace')}: {error}",
+                      highlight=False, markup=False)
 
     n = publish_records(s, records, skipped, wait_s=wait)
     out.print(f"published {n} document changes to {s.topics.documents}" + (" (applied)" if wait and n else ""),

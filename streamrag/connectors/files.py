@@ -1,27 +1,33 @@
-"""Turn files (txt, md, JSONL of DocumentChange) into raw document-change records."""
+"""Turn files into raw document-change records: text files (.txt, .rst) as text, Markdown as text with its
+type (its headings are kept), PDF, DOCX and HTML as their bytes (``content_b64``, typed by suffix, else by
+content) for the ingest flow's ``extract`` stage; JSONL files hold one DocumentChange per line."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from streamrag.core.errors import StreamragError
+from streamrag.core.extraction import MARKDOWN, SUFFIX_TYPES, TEXT, type_of
 from streamrag.core.records import RawRecord
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
-SUFFIXES = TEXT_SUFFIXES | {".jsonl"}
+TEXT_SUFFIXES = {s for s, t in SUFFIX_TYPES.items() if t == TEXT}  # sent as text, chunked as they are
+SUFFIXES = set(SUFFIX_TYPES) | {".jsonl"}  # what a folder is walked for (a file named alone is sent whatever it is)
+UNKNOWN = "application/octet-stream"
 
 
 def iter_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
-    """(file, root) pairs; directories are walked for known suffixes."""
+    """(file, root) pairs; directories are walked for known suffixes (hidden files and folders left out)."""
     for p in paths:
         if not p.exists():
             raise StreamragError(f"no such file or directory: {p}")
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUFFIXES:
+                hidden = any(part.startswith(".") for part in f.relative_to(p).parts)
+                if f.is_file() and f.suffix.lower() in SUFFIXES and not hidden:
                     yield f, p
         else:
             yield p, p.parent
@@ -34,12 +40,21 @@ def _title(text: str, fallback: str) -> str:
     return fallback
 
 
-def _record(obj: dict[str, object]) -> RawRecord:
+def _record(obj: dict[str, object], path: str | None = None) -> RawRecord:
+    """The record of a change (key tenant/doc_id); ``path``: the file it came from (shown with its dead letter)."""
     key = f"{obj.get('tenant')}/{obj.get('doc_id')}".encode()
-    return RawRecord(value=json.dumps(obj).encode("utf-8"), key=key)
+    return RawRecord(value=json.dumps(obj).encode("utf-8"), key=key, topic=path)
 
 
-def records_from_paths(paths: list[Path], tenant: str) -> Iterator[RawRecord]:
+def _head(f: Path, limit: int) -> bytes:
+    """The file's bytes, at most ``limit`` + 1 of them (one more than the limit is enough to refuse it)."""
+    with f.open("rb") as fh:
+        return fh.read(limit + 1)
+
+
+def records_from_paths(paths: list[Path], tenant: str, max_bytes: int = 3_000_000) -> Iterator[RawRecord]:
+    """One record per file (per line of a JSONL file), read lazily; a file over ``max_bytes`` is read only
+    that far (the ``extract`` stage refuses it)."""
     for f, root in iter_files(paths):
         if f.suffix.lower() == ".jsonl":
             for n, line in enumerate(f.read_bytes().splitlines(), 1):
@@ -57,25 +72,28 @@ def records_from_paths(paths: list[Path], tenant: str) -> Iterator[RawRecord]:
                 else:
                     yield RawRecord(value=line, key=None, topic=str(f), offset=n)
             continue
-        try:
-            text = f.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            yield RawRecord(value=f.read_bytes()[:1_000_000], key=None, topic=str(f))
-            continue
         st = f.stat()
         doc_id = f.relative_to(root).as_posix() if f != root else f.name
-        yield _record(
-            {
-                "op": "upsert",
-                "tenant": tenant,
-                "doc_id": doc_id,
-                "version": st.st_mtime_ns // 1000,
-                "title": _title(text, f.stem),
-                "text": text,
-                "metadata": {"path": doc_id, "type": f.suffix.lower().lstrip(".")},
-                "updated_at": datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
-            }
-        )
+        data = _head(f, max_bytes)
+        ctype = type_of(f.name, data)
+        change: dict[str, object] = {
+            "op": "upsert", "tenant": tenant, "doc_id": doc_id, "version": st.st_mtime_ns // 1000,
+            "metadata": {"path": doc_id, "type": f.suffix.lower().lstrip(".")},
+            "updated_at": datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
+        }
+        if ctype in (TEXT, MARKDOWN) and len(data) <= max_bytes:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None:
+                if ctype == TEXT:  # as before: text, chunked as it is
+                    yield _record({**change, "title": _title(text, f.stem), "text": text}, str(f))
+                else:  # the extract stage keeps its headings (title: front matter, first heading, file name)
+                    yield _record({**change, "text": text, "content_type": MARKDOWN}, str(f))
+                continue
+        yield _record({**change, "content_b64": base64.b64encode(data).decode("ascii"),
+                       "content_type": ctype or UNKNOWN}, str(f))
 
 
 def delete_record(tenant: str, doc_id: str, version: int | None = None) -> RawRecord:

@@ -52,11 +52,25 @@ def _retention_days(days: float) -> dict[str, str]:
     return {"retention.ms": str(int(days * 24 * 3600 * 1000))}
 
 
+def message_limit(s: Settings) -> int:
+    """Bytes a project message may take on the wire: a document change up to STREAMRAG_MAX_MESSAGE_BYTES, and
+    a dead letter carrying one (its original as base64, 4/3 of it) with room for the envelope. Kafka's own
+    default (about 1 MB) would refuse a PDF of a few hundred kilobytes."""
+    return s.worker.max_message_bytes * 3 // 2 + 64 * 1024
+
+
+def producer_limits(s: Settings) -> dict[str, int]:
+    """The producer settings that let such messages through (the topics' limits are set when they are created)."""
+    return {"message.max.bytes": message_limit(s)}
+
+
 def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
     """Each project topic (``Settings.project_topics``) with its configuration."""
+    big = {"max.message.bytes": str(message_limit(s))}  # documents carry files; dead letters carry documents
     by_setting = {
-        "topic_documents": COMPACTED, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
-        "topic_cache": COMPACTED, "topic_index_events": _retention_days(7), "topic_dead_letters": _retention_days(30),
+        "topic_documents": {**COMPACTED, **big}, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
+        "topic_cache": COMPACTED, "topic_index_events": _retention_days(7),
+        "topic_dead_letters": {**_retention_days(30), **big},
         "topic_audit": _retention_days(s.audit.retention_days), "topic_feedback": _retention_days(365),
     }
     return {topic: by_setting[setting] for setting, topic in s.project_topics.items()}  # KeyError: a topic without a spec

@@ -7,6 +7,11 @@ import pyarrow as pa
 CHUNKS = "chunks"
 DOCS = "docs"
 
+# where a chunk is in its document (extracted files): page (1-based) and heading path. Tables made before
+# these columns existed gain them (all null) at their next write; until then their rows are written without.
+PLACE_FIELDS = (pa.field("page", pa.int32()), pa.field("section", pa.string()))
+PLACE_COLUMNS = tuple(f.name for f in PLACE_FIELDS)
+
 
 def chunk_schema(dim: int) -> pa.Schema:
     return pa.schema(
@@ -24,6 +29,7 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("acl", pa.list_(pa.string())),
             pa.field("meta", pa.list_(pa.string())),
             pa.field("updated_ms", pa.int64()),
+            *PLACE_FIELDS,
         ]
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from lancedb.query import MatchQuery, MultiMatchQuery
 
+from streamrag.connectors.lancedb_schema import PLACE_COLUMNS
 from streamrag.connectors.lancedb_tables import LanceTables
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit
@@ -23,11 +24,21 @@ class LanceSearch(LanceTables):
 
     _COLS = ["id", "doc_key", "doc_id", "chunk_no", "version", "title", "text", "acl"]
 
+    def _cols(self, t: Any) -> list[str]:
+        """The columns a search returns: with page and section where the table has them (an older table gains
+        them at its next write: looked for again every 30 s until then; columns are never removed)."""
+        if not self._place_cols and time.monotonic() - self._place_checked_at > 30:
+            names = set(t.schema.names)  # (the searches of a query run in parallel: set after it is known)
+            self._place_cols = [c for c in PLACE_COLUMNS if c in names]
+            self._place_checked_at = time.monotonic()
+        return [*self._COLS, *self._place_cols]
+
     def _hits(self, rows: list[dict[str, Any]], score_of: Any) -> list[Hit]:
         return [
             Hit(
                 r["id"], r["doc_key"], r["doc_id"], int(r["chunk_no"]), int(r["version"]),
                 r["title"] or "", r["text"] or "", float(score_of(r)), tuple(r.get("acl") or ()),
+                r.get("page"), r.get("section") or "",
             )
             for r in rows
         ]
@@ -43,7 +54,7 @@ class LanceSearch(LanceTables):
             .distance_type("cosine")
             .nprobes(self.pq_probe.nprobes(self.nprobes))
             .where(where, prefilter=True)
-            .select([*self._COLS, "_distance"])
+            .select([*self._cols(t), "_distance"])
             .limit(limit)
         )
         if self.refine_factor and pq:
@@ -69,7 +80,7 @@ class LanceSearch(LanceTables):
             query = (MultiMatchQuery(text, ["text", "title"], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
                      if titles else MatchQuery(text, "text"))  # type: ignore[call-arg]
         try:
-            q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._COLS, "_score"]).limit(limit)
+            q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._cols(t), "_score"]).limit(limit)
             rows = q.to_arrow().to_pylist()
         except Exception as exc:
             if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_maintenance import LanceMaintenance
-from streamrag.connectors.lancedb_schema import DOC_SCHEMA, chunk_schema
+from streamrag.connectors.lancedb_schema import DOC_SCHEMA, PLACE_FIELDS, chunk_schema
 from streamrag.connectors.lancedb_search import LanceSearch
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
 from streamrag.core.ports import DocWrite, StoredChunk
@@ -47,13 +48,14 @@ class LanceStore(LanceSearch, LanceMaintenance):
         rows = [r for w in writes for r in w.chunk_rows]
         with self._lock, lance_errors("index write"):
             chunks = self._ensure(self.chunks_name, chunk_schema(dim))
+            schema = self._with_place_columns(chunks, dim)
             if all(w.prior_chunks is not None for w in writes):  # read with the stale check: no second read
                 before = {w.doc_key: w.prior_chunks or 0 for w in writes}
             else:
                 before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
             stale = stale_chunk_filter(writes, before)
             if rows:
-                data = pa.Table.from_pylist(rows, schema=chunk_schema(dim))
+                data = pa.Table.from_pylist(rows, schema=schema)
                 chunks.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
             if stale:
                 chunks.delete(stale)
@@ -63,6 +65,21 @@ class LanceStore(LanceSearch, LanceMaintenance):
             self._unfolded += len(rows) + len(writes)
             if self.fold_every_rows and self._unfolded >= self.fold_every_rows and self._scalar_built:
                 self._fold()
+
+    def _with_place_columns(self, chunks: Any, dim: int) -> pa.Schema:
+        """The schema rows are written with: the chunk schema, once a table made before the page and section
+        columns has gained them (all null; one small commit). Should that fail, rows go without them."""
+        have = set(chunks.schema.names)
+        missing = [f for f in PLACE_FIELDS if f.name not in have]
+        if missing:
+            try:
+                chunks.add_columns(missing)
+                log.warning("chunks table %s: added columns %s", self.chunks_name, ", ".join(f.name for f in missing))
+            except Exception as exc:  # written without them: pages and sections are not stored
+                log.warning("chunks table %s: could not add %s (%s); rows are written without them",
+                            self.chunks_name, ", ".join(f.name for f in missing), str(exc).splitlines()[0][:200])
+                return pa.schema([f for f in chunk_schema(dim) if f.name in have])
+        return chunk_schema(dim)
 
     def _fold(self) -> None:
         """New rows into the id / doc_key indexes (a failure only defers it: counted and logged)."""

@@ -57,6 +57,8 @@ class LanceTables:
         self._has_fts_index = False
         self._has_title_fts = False
         self._title_checked_at = -1e9
+        self._place_cols: list[str] = []  # page / section, once the chunks table has them
+        self._place_checked_at = -1e9
         self._scalar_built = False
         self.nprobes = nprobes
         self.title_boost = 1.0
@@ -156,6 +158,7 @@ class LanceTables:
         q = t.search()
         if tenant is not None:
             q = q.where(f"tenant = {tenant_literal(tenant)}")
-        cols = [c for c in chunk_schema(1).names if c != "vector"]
+        have = set(t.schema.names)  # a table made before a column was added to the schema lacks it
+        cols = [c for c in chunk_schema(1).names if c != "vector" and c in have]
         return list(q.select(cols).limit(None).to_arrow().to_pylist())
 

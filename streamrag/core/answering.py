@@ -29,7 +29,7 @@ def terms(text: str) -> list[str]:
 def citation(r: Ranked) -> Citation:
     return Citation(
         doc_id=r.hit.doc_id, version=r.hit.version, chunk_id=r.hit.id, title=r.hit.title,
-        snippet=snippet(r.hit.text), score=round(r.score, 6),
+        snippet=snippet(r.hit.text), score=round(r.score, 6), page=r.hit.page, section=r.hit.section,
     )
 
 

@@ -329,6 +329,9 @@ class IndexConfig(_Component):
     batch_size: int = Field(64, ge=1, le=4096)
     torch_threads: int = Field(0, ge=0, le=1024)
     max_doc_chars: int = Field(500_000, ge=1)
+    # a document's file (DocumentChange.content_b64), decoded; larger ones are dead letters (stage extract).
+    # Through Kafka its base64 (4/3 of it) must also fit STREAMRAG_MAX_MESSAGE_BYTES: 3 MB does, at 4 MiB
+    max_doc_bytes: int = Field(3_000_000, ge=1)
 
 
 class RetrievalSettings(_Component):

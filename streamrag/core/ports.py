@@ -51,6 +51,8 @@ class Hit:
     text: str
     score: float
     acl: tuple[str, ...] = ()
+    page: int | None = None  # where in its document (extracted files): page, 1-based
+    section: str = ""  # and heading path, "Chapter 2 \u203a Meals"
 
 
 @dataclass(frozen=True, slots=True)

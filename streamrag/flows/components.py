@@ -14,17 +14,21 @@ from confluent_kafka import KafkaException
 from streamrag.connectors.auth_keys import load_verifier
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.cross_encoder import CrossEncoderReranker
+from streamrag.connectors.docx_extractor import DocxExtractor
 from streamrag.connectors.embedding_reranker import EmbeddingReranker
+from streamrag.connectors.html_extractor import HtmlExtractor
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.connectors.pdf_extractor import PdfExtractor
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
 from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.extraction import DOCX, HTML, PDF, Extractor
 from streamrag.core.generation.backend import Generator
 from streamrag.core.index_versions import IndexView
 from streamrag.core.ingest.stages import IngestStages
@@ -62,8 +66,13 @@ def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
     return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads)
 
 
+def make_extractors() -> dict[str, Extractor]:
+    """The library-backed extractors by content type (Markdown and plain text need none: core.extraction)."""
+    return {PDF: PdfExtractor(), DOCX: DocxExtractor(), HTML: HtmlExtractor()}
+
+
 def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
-    return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s))
+    return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s), extractors=make_extractors())
 
 
 class Rerankers:

@@ -18,7 +18,7 @@ from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import DEFAULT_INDEX, IndexView, index_settings, new_manifest
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for, make_store
+from streamrag.flows.components import embedder_for, make_extractors, make_store
 from streamrag.schemas.models import IndexManifest
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class IndexViews:
             st = self._stages.get(name)
         if st is None:
             v = self.view(name)
-            st = IngestStages.from_settings(v.settings, v.store, v.embedder)
+            st = IngestStages.from_settings(v.settings, v.store, v.embedder, extractors=make_extractors())
             with self._lock:
                 st = self._stages.setdefault(name, st)
         return st

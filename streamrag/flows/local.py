@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,7 @@ def ingest_records(
 
     flow = build_flow(
         settings,
-        source=TestingSource(list(records), batch_size=settings.worker.source_batch_size),
+        source=TestingSource(records, batch_size=settings.worker.source_batch_size),
         sink=CallbackSink(collect),
         stages=stages,
     )
@@ -83,9 +84,11 @@ def index_paths(
     """``streamrag ingest``: files -> the ingest dataflow -> the local index, then index upkeep
     (the embedded path has no maintenance thread: FTS and optimize run once, here). Written to the active
     index version, as the workers write."""
-    records = list(records_from_paths(paths, tenant))
-    if not records:
-        raise StreamragError("no .txt, .md or .jsonl files found in the given paths")
+    records = records_from_paths(paths, tenant, settings.index.max_doc_bytes)  # read as the flow takes them
+    first = next(records, None)
+    if first is None:
+        raise StreamragError("no .txt, .md, .rst, .pdf, .docx, .html or .jsonl files found in the given paths")
+    records = itertools.chain([first], records)
     views = IndexViews(settings)
     name, stages = views.target()
     report = ingest_records(settings, records, on_progress=on_progress, stages=stages)

@@ -96,6 +96,12 @@ class DocumentChange(_Model):
     version: Annotated[int, Field(strict=True, ge=0)]
     title: Annotated[str, StringConstraints(max_length=2_000)] = ""
     text: str = ""
+    # the document's file instead of ``text``, base64 (a PDF, DOCX, HTML, Markdown or text file): the ingest
+    # flow's ``extract`` stage reads its text, pages and headings; at most STREAMRAG_MAX_DOC_BYTES decoded
+    content_b64: str = ""
+    # the format of ``content_b64`` (or of ``text``: text/markdown and text/html keep their headings), e.g.
+    # application/pdf; empty or application/octet-stream: the bytes decide
+    content_type: Annotated[str, StringConstraints(max_length=200)] = ""
     metadata: dict[Name, Scalar] = Field(default_factory=dict)
     acl: Acl = Field(default_factory=Acl)
     updated_at: UtcDateTime | None = None
@@ -106,6 +112,17 @@ class DocumentChange(_Model):
         if any(ord(c) < 32 for c in v):
             raise ValueError("doc_id must not contain control characters")
         return v
+
+    @model_validator(mode="after")
+    def _one_content(self) -> DocumentChange:
+        if self.text and self.content_b64:
+            raise ValueError("give text or content_b64, not both")
+        return self
+
+    def wire_json(self) -> str:
+        """The change as published: the content fields only when used (older workers do not know them)."""
+        unused = {k for k in ("content_b64", "content_type") if not getattr(self, k)}
+        return self.model_dump_json(exclude_none=True, exclude=unused)
 
     @property
     def key(self) -> str:
@@ -168,6 +185,9 @@ class Citation(_Model):
     score: float = 0.0
     metadata: dict[str, Scalar] = Field(default_factory=dict)
     updated_at: datetime | None = None
+    # where in the document the cited chunk is: its page (PDF, 1-based) and heading path ("Chapter 2 \u203a Meals")
+    page: int | None = None
+    section: str = ""
 
 
 class Usage(_Model):

@@ -16,14 +16,14 @@ FeedbackScale = Literal["thumbs", "stars"]
 # kinds of personal data redacted at ingest
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run
-IngestStage = Literal["parse", "redact", "newest", "stale_check", "chunk", "embed", "write"]
+IngestStage = Literal["parse", "extract", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run
 QueryStage = Literal["parse", "retrieve", "generate", "messages"]
 # where a record can be dead-lettered: a step of either flow, the Kafka consumer, identity checks,
 # the ingest flow's output step, or the crash ledger (the worker died with the record in hand, twice)
 DeadLetterStage = Literal[
-    "consume", "parse", "validate", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write", "events",
-    "retrieve", "generate", "messages", "crash",
+    "consume", "parse", "validate", "extract", "auth", "redact", "newest", "stale_check", "chunk", "embed", "write",
+    "events", "retrieve", "generate", "messages", "crash",
     "answer",  # the query flow's one answering step before retrieve and generate were split (old dead letters)
 ]
 

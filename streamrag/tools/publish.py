@@ -1,4 +1,5 @@
-"""``streamrag publish``: validated document changes onto the documents topic."""
+"""``streamrag publish``: validated document changes onto the documents topic (files over
+STREAMRAG_MAX_DOC_BYTES are not sent: the workers would refuse them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Iterable
 from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.connectors.kafka_index_events import IndexEventWatcher
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.core.extraction import b64_size
 from streamrag.core.ingest.changes import parse_change
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
@@ -23,6 +25,8 @@ def publish_records(
         parsed = parse_change(r, s.json_limits)
         if isinstance(parsed, DeadLetter):
             skipped(r, parsed.error)
+        elif parsed.content_b64 and b64_size(parsed.content_b64) > s.index.max_doc_bytes:  # refused by any worker
+            skipped(r, f"file too large: more than STREAMRAG_MAX_DOC_BYTES={s.index.max_doc_bytes} bytes")
         else:
             good.append(parsed)
     if good:
@@ -30,7 +34,7 @@ def publish_records(
         watcher = IndexEventWatcher(s) if wait_s > 0 else None
         p = JsonProducer(s)
         for ch in good:
-            p.send(s.topics.documents, ch.key, ch.model_dump_json(exclude_none=True))
+            p.send(s.topics.documents, ch.key, ch.wire_json())
         p.flush()
         if watcher is not None:
             watcher.wait({ch.key: ch.version for ch in good}, wait_s)

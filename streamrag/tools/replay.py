@@ -34,7 +34,7 @@ from streamrag.core.index_versions import (
 )
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for
+from streamrag.flows.components import embedder_for, make_extractors
 from streamrag.flows.index_views import store_for
 from streamrag.schemas.models import DeadLetter, IndexEvent, IndexManifest
 
@@ -120,7 +120,8 @@ def replay(
     # the index's own settings, then this run's (batch sizes, devices: fields that do not shape the index)
     rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
     store = store_for(rs, m)
-    stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m))
+    stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m),
+                                       extractors=make_extractors())
     reader = TopicReader(s, s.topics.documents, replay_group(s, name), "beginning" if created else start)
     report = ReplayReport(name, created=created)
     stop = stop or _stop_on_signals()

@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from streamrag.core.chunking import Chunk
+from streamrag.core.extraction import Block, section_label
 from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
 from streamrag.core.ports import DocState, DocWrite
 from streamrag.core.records import RawRecord
@@ -33,6 +34,8 @@ class Pending:
     index: str = ""  # the index version this record is written to (fixed when it is parsed)
     chunks: list[Chunk] = field(default_factory=list)
     vectors: np.ndarray | None = None
+    # the extracted document's structure (None: plain text, chunked as it is)
+    blocks: tuple[Block, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ def parse_change(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> DocumentC
 
 def check_change(ch: DocumentChange, max_doc_chars: int) -> str | None:
     """What is wrong with a well-formed change that cannot be indexed, or None."""
-    if ch.op == "upsert":
+    if ch.op == "upsert" and not ch.content_b64:  # a file's text is checked once it is extracted
         if not ch.text.strip():
             return "empty text: an upsert needs non-blank text (send op=delete to remove a document)"
         if len(ch.text) > max_doc_chars:
@@ -115,7 +118,7 @@ def doc_write(p: Pending, now_ms: int) -> DocWrite:
             "id": chunk_id(ch.tenant, ch.doc_id, c.chunk_no), "doc_key": p.key, "tenant": ch.tenant,
             "doc_id": ch.doc_id, "chunk_no": c.chunk_no, "version": ch.version, "content_hash": p.content_hash,
             "title": ch.title, "text": c.text, "vector": vecs[j].tolist(), "acl": acl, "meta": meta,
-            "updated_ms": upd,
+            "updated_ms": upd, "page": c.page, "section": section_label(c.section) or None,
         }
         for j, c in enumerate(p.chunks)
     ]

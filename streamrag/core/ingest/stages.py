@@ -1,5 +1,5 @@
-"""The ingest stages, each a function of a batch, in the order of ``INGEST_STAGES``: parse -> redact ->
-newest per document -> stale check -> chunk -> embed -> write. The ingest flow runs each as a named
+"""The ingest stages, each a function of a batch, in the order of ``INGEST_STAGES``: parse -> extract ->
+redact -> newest per document -> stale check -> chunk -> embed -> write. The ingest flow runs each as a named
 bytewax step; ``run_stages`` runs them in the same order in-process.
 
 Items are ``Pending`` (still to do) or ``Finished`` (an index event or a dead letter); a stage
@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from streamrag.core import telemetry
-from streamrag.core.chunking import chunk_text
+from streamrag.core.chunking import chunk_blocks, chunk_text
+from streamrag.core.config import IndexConfig
 from streamrag.core.drift import DriftMonitor
+from streamrag.core.extraction import (
+    Block,
+    DocumentExtraction,
+    ExtractionFailed,
+    Extractor,
+    fallback_title,
+    join_blocks,
+    needs_extraction,
+)
 from streamrag.core.generation.injection import flags as injection_flags
 from streamrag.core.ingest.changes import (
     Finished,
@@ -47,6 +57,21 @@ from streamrag.schemas.vocabulary import INGEST_STAGES, IngestStage
 log = logging.getLogger(__name__)
 
 
+def _block_strings(blocks: Sequence[Block]) -> list[str]:
+    """Every distinct text of the blocks (their own, their headings, table headers), in order."""
+    seen: dict[str, None] = {}
+    for b in blocks:
+        for t in (b.text, b.header, *b.section):
+            if t:
+                seen.setdefault(t)
+    return list(seen)
+
+
+def _with_strings(blocks: Sequence[Block], new: Mapping[str, str]) -> tuple[Block, ...]:
+    return tuple(replace(b, text=new.get(b.text, b.text), header=new.get(b.header, b.header),
+                         section=tuple(new.get(t, t) for t in b.section)) for b in blocks)
+
+
 def _split(items: Sequence[Item]) -> tuple[list[Pending], list[Item]]:
     todo = [i for i in items if isinstance(i, Pending)]
     done: list[Item] = [i for i in items if isinstance(i, Finished)]
@@ -67,8 +92,13 @@ class IngestStages:
         drift: DriftMonitor | None = None,
         reuse: Sequence[VectorSource] = (),
         limits: JsonLimits = JsonLimits(),
+        extraction: DocumentExtraction | None = None,
     ) -> None:
         self.limits = limits
+        # files (PDF, DOCX, HTML, Markdown) -> text and structure; the library-backed extractors come from the
+        # flows (streamrag.connectors); without them only Markdown and plain text are read
+        self.extraction = extraction or DocumentExtraction({}, max_bytes=IndexConfig.model_fields["max_doc_bytes"].default)
+        self.extracted_pages = 0
         self.reuse = list(reuse)
         self.encoded_chunks = 0
         self.reused_chunks = 0
@@ -84,12 +114,15 @@ class IngestStages:
 
     @classmethod
     def from_settings(
-        cls, s: Settings, store: IndexWriter, embedder: Embedder, reuse: Sequence[VectorSource] = ()
+        cls, s: Settings, store: IndexWriter, embedder: Embedder, reuse: Sequence[VectorSource] = (),
+        extractors: Mapping[str, Extractor] | None = None,
     ) -> IngestStages:
+        """``extractors``: content type -> extractor (the flows pass the connectors' PDF, DOCX and HTML ones)."""
         redactors = TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
         return cls(store, embedder, chunk_size=s.chunk.size, chunk_overlap=s.chunk.overlap,
                    max_doc_chars=s.index.max_doc_chars, policy=RetryPolicy(max_s=s.worker.retry_max_s), redactors=redactors,
-                   drift=DriftMonitor(), reuse=reuse, limits=s.json_limits)
+                   drift=DriftMonitor(), reuse=reuse, limits=s.json_limits,
+                   extraction=DocumentExtraction(extractors or {}, max_bytes=s.index.max_doc_bytes))
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -104,8 +137,34 @@ class IngestStages:
                 out.append(Pending(rec, parsed, doc_key(parsed.tenant, parsed.doc_id)))
         return out
 
+    def extract(self, items: Sequence[Item]) -> list[Item]:
+        """A document's file (or structured text) -> its text, title and blocks (pages, headings, table rows).
+        A file that cannot be read (corrupt, encrypted, empty, too large, of an unknown type) is a dead letter
+        alone, with one clear reason."""
+        todo, out = _split(items)
+        for p in todo:
+            ch = p.change
+            if not needs_extraction(ch):
+                out.append(p)
+                continue
+            try:
+                got = self.extraction(ch)
+            except ExtractionFailed as exc:
+                log.info("extracting %s failed: %s", ch.key, exc)
+                out.append(Finished(p.rec, p.rec.dead("extract", str(exc))))
+                continue
+            self.extracted_pages += got.pages
+            ch = ch.model_copy(update={"text": got.text, "content_b64": "",
+                                       "title": ch.title or got.title or fallback_title(ch.doc_id)})
+            if (problem := check_change(ch, self.max_doc_chars)) is not None:
+                out.append(Finished(p.rec, p.rec.dead("extract", f"extracted {problem}")))
+                continue
+            out.append(replace(p, change=ch, blocks=got.blocks))
+        return out
+
     def redact(self, items: Sequence[Item]) -> list[Item]:
-        """PII out of title, text and metadata before anything is chunked, embedded or stored."""
+        """PII out of title, text, metadata and an extracted document's blocks (their headings too) before
+        anything is chunked, embedded or stored."""
         if self.redactors is None:
             return list(items)
         out: list[Item] = []
@@ -115,13 +174,20 @@ class IngestStages:
                 continue
             ch = p.change
             strings = {k: v for k, v in ch.metadata.items() if isinstance(v, str)}
+            pieces = _block_strings(p.blocks) if p.blocks is not None else []
             before = sum(self.redactors.counts.values())
-            red = self.redactors.redact(ch.tenant, [ch.title, ch.text, *strings.values()])
+            red = self.redactors.redact(ch.tenant, [ch.title, ch.text, *strings.values(), *pieces])
             if sum(self.redactors.counts.values()) != before:
                 self._publish_pii()
             if red is not None:
-                meta = {**ch.metadata, **dict(zip(strings, red[2:], strict=True))}
-                p = replace(p, change=ch.model_copy(update={"title": red[0], "text": red[1], "metadata": meta}))
+                n = 2 + len(strings)
+                meta = {**ch.metadata, **dict(zip(strings, red[2:n], strict=True))}
+                update: dict[str, Any] = {"title": red[0], "text": red[1], "metadata": meta}
+                blocks = p.blocks
+                if blocks is not None:
+                    blocks = _with_strings(blocks, dict(zip(pieces, red[n:], strict=True)))
+                    update["text"] = join_blocks(blocks)
+                p = replace(p, change=ch.model_copy(update=update), blocks=blocks)
             out.append(p)
         return out
 
@@ -176,8 +242,13 @@ class IngestStages:
                 out.append(p)
                 continue
             try:
-                p = replace(p, chunks=chunk_text(p.change.text, size=self.chunk_size, overlap=self.chunk_overlap,
-                                                 tokenize=self.embedder.token_spans))
+                if p.blocks is not None:  # an extracted document: chunks follow its pages, headings and rows
+                    chunks = chunk_blocks(p.blocks, size=self.chunk_size, overlap=self.chunk_overlap,
+                                          tokenize=self.embedder.token_spans)
+                else:
+                    chunks = chunk_text(p.change.text, size=self.chunk_size, overlap=self.chunk_overlap,
+                                        tokenize=self.embedder.token_spans)
+                p = replace(p, chunks=chunks, blocks=None)
             except Exception as exc:  # a tokenizer error is a property of this text alone
                 log.warning("chunking %s failed: %s", p.change.key, exc)
                 out.append(Finished(p.rec, p.rec.dead("chunk", f"{type(exc).__name__}: {exc}")))

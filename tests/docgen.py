@@ -1,0 +1,82 @@
+"""Small documents made by the tests: PDFs (fpdf2), DOCX (python-docx), HTML and Markdown."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import docx
+from fpdf import FPDF
+from pypdf import PdfWriter
+
+
+def pdf(pages: list[list[tuple[str, int] | str]], title: str = "") -> bytes:
+    """One list per page: strings are paragraphs, (heading, level) pairs are outline entries (bookmarks)."""
+    doc = FPDF()
+    if title:
+        doc.set_title(title)
+    doc.set_font("Helvetica", size=11)
+    for page in pages:
+        doc.add_page()
+        for item in page:
+            if isinstance(item, tuple):
+                doc.start_section(item[0], level=item[1])
+                doc.multi_cell(0, 7, item[0], new_x="LMARGIN", new_y="NEXT")
+            else:
+                doc.multi_cell(0, 7, item, new_x="LMARGIN", new_y="NEXT")
+                doc.ln(4)
+    return bytes(doc.output())
+
+
+def encrypted(data: bytes, password: str = "secret") -> bytes:
+    w = PdfWriter(clone_from=io.BytesIO(data))
+    w.encrypt(password)
+    out = io.BytesIO()
+    w.write(out)
+    return out.getvalue()
+
+
+def word(items: list[Any], title: str = "") -> bytes:
+    """Items: ("h1"|"h2", text), ("p", text) or ("table", [[cells], ...])."""
+    d = docx.Document()
+    if title:
+        d.core_properties.title = title
+    for kind, value in items:
+        if kind.startswith("h"):
+            d.add_heading(value, level=int(kind[1:]))
+        elif kind == "p":
+            d.add_paragraph(value)
+        else:
+            t = d.add_table(rows=len(value), cols=len(value[0]))
+            for r, row in enumerate(value):
+                for c, cell in enumerate(row):
+                    t.cell(r, c).text = cell
+    out = io.BytesIO()
+    d.save(out)
+    return out.getvalue()
+
+
+HTML = """<!doctype html><html><head><title>Hotel Guide</title>
+<style>.banner { color: red } /* STYLETEXT */</style>
+<script>var token = "SCRIPTTEXT";</script></head>
+<body><nav><ul><li><a href="/">Home</a></li><li><a href="/about">NAVLINK about the company</a></li></ul></nav>
+<header><div>HEADERBANNER welcome to the intranet</div></header>
+<main><article><h1>Hotel Guide</h1>
+<p>This guide explains the hotel rules for travelling staff in some detail, so read it before you book.</p>
+<h2>Meals</h2>
+<p>Breakfast is served from seven to ten in the morning and the company pays for it in every hotel.</p>
+<h3>Dinner</h3>
+<p>Dinner is reimbursed up to forty euros per night when you keep the receipt of the restaurant.</p>
+</article></main>
+<footer><p>FOOTERTEXT Copyright 2024 ACME Corporation. All rights reserved. Imprint and privacy.</p></footer>
+</body></html>"""
+
+
+def file_change(doc_id: str, data: bytes, content_type: str = "", version: int = 1, tenant: str = "acme",
+                **kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"op": "upsert", "tenant": tenant, "doc_id": doc_id, "version": version,
+                         "content_b64": base64.b64encode(data).decode("ascii"), **kw}
+    if content_type:
+        d["content_type"] = content_type
+    return d
