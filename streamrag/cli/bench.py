@@ -238,6 +238,40 @@ def bench_scale_cmd(
         out.print_json(json.dumps(res))
 
 
+@bench_app.command("load")
+@cli_errors
+def bench_load_cmd(
+    rates: str = typer.Option("0.05,0.1,0.2", "--rates", help="offered queries per second, comma-separated"),
+    duration: float = typer.Option(120.0, "--duration", min=1.0, help="seconds of arrivals per rate"),
+    generator: str = typer.Option("local", "--generator", help="local (in-process) or openai (STREAMRAG_OPENAI_*)"),
+    tenant: str = typer.Option("acme", "--tenant"),
+    drain: float = typer.Option(300.0, "--drain", help="seconds to wait for the last answers of each rate"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s."""
+    from streamrag.tools.bench_load import plot_load, run_load
+
+    if generator not in ("local", "openai"):
+        raise StreamragError("--generator is local or openai")
+    try:
+        offered = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError as exc:
+        raise StreamragError(f"--rates: {exc}") from exc
+    rep = run_load(settings(), offered, duration, generator, tenant, drain_s=drain)
+    work = _work()
+    (work / "load.json").write_text(json.dumps(rep, indent=1))
+    plot_load(rep, work / "load.png")
+    if json_out:
+        out.print_json(json.dumps(rep))
+        return
+    for r in rep["runs"]:
+        log_line(f"offered {r['offered_per_s']}/s: {r['answered']}/{r['sent']} answered, {r['answers_per_s']}/s; "
+                 f"TTFT p50/p95 {r['ttft_s']['p50']}/{r['ttft_s']['p95']} s, final p50/p95/p99 "
+                 f"{r['final_s']['p50']}/{r['final_s']['p95']}/{r['final_s']['p99']} s; errors {r['errors']}, "
+                 f"expired {r['expired']}, fallbacks {r['fallbacks']}")
+    log_line(f"JSON and plot: {work / 'load.json'}, {work / 'load.png'}")
+
+
 @bench_app.command("fuzz")
 @cli_errors
 def bench_fuzz_cmd(

@@ -29,6 +29,7 @@ class InFlightOffsets:
                 tp = (topic, part)
                 self._pending.setdefault(tp, set()).add(off)
                 self._high[tp] = max(self._high.get(tp, -1), off)
+                self._committable.setdefault(tp, off - 1)  # nothing before the first record read is ours
 
     def done(self, positions: Iterable[Position]) -> list[Position]:
         """Mark records done; returns, per partition that moved, the last offset of its done prefix."""
