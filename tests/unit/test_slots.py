@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from streamrag.core.generation.chain import ConcurrentBreaker
 from streamrag.core.inflight import InFlightOffsets
 from streamrag.core.query.slots import GenerationSlots
 
@@ -105,3 +106,22 @@ def test_offsets_are_committed_only_past_the_contiguous_prefix_of_done_records()
     assert o.done([("q", 1, 5)]) == [("q", 1, 5)]
     assert o.done([("q", 0, 11)]) == [("q", 0, 12)]  # the prefix now reaches 12
     assert o.in_flight() == 0
+
+
+def test_the_circuit_breaker_lets_generations_run_at_the_same_time() -> None:
+    b = ConcurrentBreaker(fail_max=3, reset_timeout=30)
+    inside = threading.Semaphore(0)
+    both = threading.Event()
+
+    def work() -> None:
+        inside.release()
+        both.wait(5)  # held until the test has seen both calls inside
+
+    ts = [threading.Thread(target=b.call, args=(work,)) for _ in range(2)]
+    for t in ts:
+        t.start()
+    ok = inside.acquire(timeout=1) and inside.acquire(timeout=1)
+    both.set()
+    for t in ts:
+        t.join()
+    assert ok, "the second generation waited for the first"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 import pybreaker
 from tenacity import Retrying, retry_if_not_exception_type, wait_fixed
@@ -45,6 +45,15 @@ class _Counting:
             self.sent = 0
 
 
+class ConcurrentBreaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker holds its lock for the whole call, so every generation through one tier ran one
+    at a time, however many slots the worker had. Here only the state changes take the lock (a half-open
+    breaker may let a few concurrent trial calls through instead of one)."""
+
+    def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self.state.call(func, *args, **kwargs)
+
+
 class GeneratorChain:
     name = "chain"
 
@@ -67,7 +76,7 @@ class GeneratorChain:
         self.retry_backoff_s = retry_backoff_s
         self.extractive = extractive or ExtractiveAnswerer()
         self.breakers = {
-            n: pybreaker.CircuitBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n)
+            n: ConcurrentBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n)
             for n in self.tiers
         }
 
