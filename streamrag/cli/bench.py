@@ -246,9 +246,11 @@ def bench_load_cmd(
     generator: str = typer.Option("local", "--generator", help="local (in-process) or openai (STREAMRAG_OPENAI_*)"),
     tenant: str = typer.Option("acme", "--tenant"),
     drain: float = typer.Option(300.0, "--drain", help="seconds to wait for the last answers of each rate"),
+    burst: str = typer.Option("", "--burst", help="instead of rates: N distinct questions at once, e.g. 4,8"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s."""
+    """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s
+    (or ``--burst``: questions sent together, each one's first delta and final answer)."""
     from streamrag.tools.bench_load import plot_load, run_load
 
     if generator not in ("local", "openai"):
@@ -257,8 +259,13 @@ def bench_load_cmd(
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError as exc:
         raise StreamragError(f"--rates: {exc}") from exc
-    rep = run_load(settings(), offered, duration, generator, tenant, drain_s=drain)
+    bursts = [int(b) for b in burst.split(",") if b.strip()]
+    rep = run_load(settings(), offered, duration, generator, tenant, drain_s=drain, bursts=bursts)
     work = _work()
+    if bursts:
+        (work / "burst.json").write_text(json.dumps(rep, indent=1))
+        out.print_json(json.dumps(rep))
+        return
     (work / "load.json").write_text(json.dumps(rep, indent=1))
     plot_load(rep, work / "load.png")
     if json_out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,8 +42,9 @@ class LlamaCppChat:
         t0 = time.perf_counter()
         path = self.path
         try:
+            cores = self.threads or len(os.sched_getaffinity(0))  # llama-cpp-python's own default is half the cores
             self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=self.context_window, n_threads=self.threads or None,
+                model_path=str(path), n_ctx=self.context_window, n_threads=cores, n_threads_batch=cores,
                 n_gpu_layers=self.gpu_layers, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:

@@ -125,9 +125,29 @@ def _one_rate(s: Settings, p: Producer, answers: _Answers, rate: float, duration
     }
 
 
+def _burst(s: Settings, p: Producer, answers: _Answers, n: int, tenant: str, drain_s: float) -> dict[str, Any]:
+    """``n`` distinct questions at once: each one's first delta and final answer, in seconds from the send."""
+    sent: dict[str, Sent] = {}
+    for i in range(n):
+        qid = f"burst-{i}-{uuid.uuid4().hex[:6]}"
+        body = {"query_id": qid, "tenant": tenant, "text": QUESTIONS[i % len(QUESTIONS)], "top_k": 3}
+        p.produce(s.topics.queries, key=qid.encode(), value=json.dumps(body).encode())
+        sent[qid] = Sent(time.monotonic())
+    p.flush(10)
+    end = time.monotonic() + drain_s
+    while time.monotonic() < end and any(q.final is None for q in sent.values()):
+        answers.poll(0.5, sent)
+    return {"burst": n, "queries": [
+        {"first_delta_s": None if q.first is None else round(q.first - q.at, 1),
+         "final_s": None if q.final is None else round(q.final - q.at, 1),
+         "status": q.answer.get("status"), "generator": q.answer.get("generator"), "fallback": q.answer.get("fallback")}
+        for q in sorted(sent.values(), key=lambda q: q.final or float("inf"))]}
+
+
 def run_load(s: Settings, rates: list[float], duration: float, generator: str, tenant: str = "acme",
-             drain_s: float = 300.0, seed: int = 0, log_dir: Path = Path(".local")) -> dict[str, Any]:
-    if not rates or any(r <= 0 for r in rates):
+             drain_s: float = 300.0, seed: int = 0, log_dir: Path = Path(".local"),
+             bursts: list[int] | None = None) -> dict[str, Any]:
+    if not bursts and (not rates or any(r <= 0 for r in rates)):
         raise StreamragError("--rates takes positive queries per second, e.g. 0.05,0.1,0.2")
     check_reachable(s)
     ensure_topics(s)
@@ -149,6 +169,9 @@ def run_load(s: Settings, rates: list[float], duration: float, generator: str, t
             answers.poll(0.5, warm)
         if warm[qid].answer.get("status") == "no_answer":
             raise StreamragError(f"tenant {tenant!r} has no documents that answer: publish some first")
+        if bursts:
+            return {"generator": generator, "concurrency": s.generation.generation_concurrency,
+                    "bursts": [_burst(s, p, answers, n, tenant, drain_s) for n in bursts]}
         runs = [_one_rate(s, p, answers, r, duration, tenant, drain_s, rng) for r in rates]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
