@@ -42,7 +42,11 @@ class LlamaCppChat:
         t0 = time.perf_counter()
         path = self.path
         try:
-            cores = self.threads or len(os.sched_getaffinity(0))  # llama-cpp-python's own default is half the cores
+            # all the cores but one, left to the worker's own threads (Kafka, embedding, the flow): llama.cpp's
+            # threads wait for each other spinning, and one more busy thread on a full machine stalls them all
+            # (measured: 0 tokens in 30 s with 2 threads on 2 cores beside a worker); llama-cpp-python's own
+            # default is half the cores
+            cores = self.threads or max(1, len(os.sched_getaffinity(0)) - 1)
             self._llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=self.context_window, n_threads=cores, n_threads_batch=cores,
                 n_gpu_layers=self.gpu_layers, verbose=False,
