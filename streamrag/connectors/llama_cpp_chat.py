@@ -32,9 +32,15 @@ class LlamaCppChat:
         self.threads = threads
         self.gpu_layers = gpu_layers
         self._llm: Any = None
-        self._lock = threading.Lock()  # one generation at a time per loaded model
+        self._vocab: Any = None  # the same model's vocabulary alone: counting tokens never waits for a generation
+        self._lock = threading.Lock()  # one generation at a time per loaded model (llama.cpp is not thread-safe)
+        self._tok_lock = threading.Lock()
 
     def warm_up(self) -> None:
+        with self._tok_lock:  # several generation slots may ask at once: the model loads once
+            self._load()
+
+    def _load(self) -> None:
         if self._llm is not None:
             return
         if llama_cpp is None:
@@ -51,6 +57,7 @@ class LlamaCppChat:
                 model_path=str(path), n_ctx=self.context_window, n_threads=cores, n_threads_batch=cores,
                 n_gpu_layers=self.gpu_layers, verbose=False,
             )
+            self._vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load {path}: {exc}") from exc
         log.info("loaded %s in %.1f s", path.name, time.perf_counter() - t0)
@@ -64,7 +71,8 @@ class LlamaCppChat:
 
     def count_tokens(self, text: str) -> int:
         self.warm_up()
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with self._tok_lock:
+            return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, deadline: float,
                  on_delta: OnDelta | None = None) -> Completion:

@@ -58,3 +58,29 @@ class TestLocalModelGenerator(GeneratorContract):
 
     def make(self) -> LLMGenerator:
         return self.gen
+
+
+def test_generation_slots_share_one_in_process_model_safely() -> None:
+    """Several slots at once through one loaded model: each waits its turn for the model, counting tokens
+    never touches the model being decoded, and every one answers (no error, no fallback)."""
+    import threading
+
+    from streamrag.connectors.llama_cpp_chat import LlamaCppChat
+    from streamrag.connectors.model_assets import resolve_model
+
+    model = LlamaCppChat(resolve_model("smollm2-135m-instruct", ".local/models"), label="smollm2", context_window=1024)
+    gen = LLMGenerator(model, AnswerBudget(max_tokens=24, sentences=1))
+    chain = GeneratorChain({"local": gen}, Router(["local"]))
+    drafts: list[object] = []
+
+    def one() -> None:
+        drafts.append(chain.generate(GenerationRequest(question=QUESTION, ranked=ranked(HOTEL, FLIGHT), top_k=2,
+                                                       deadline=time.monotonic() + 120)))
+
+    ts = [threading.Thread(target=one) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(180)
+    assert len(drafts) == 3
+    assert all(d.generator == "local:smollm2" and not d.fallback for d in drafts), drafts  # type: ignore[attr-defined]
