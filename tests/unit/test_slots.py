@@ -84,14 +84,18 @@ def test_a_job_that_raises_becomes_its_error_result_and_frees_its_slot() -> None
 def test_results_go_to_the_worker_thread_that_submitted_them() -> None:
     s = slots(2)
     other: list[str] = []
+    submitted = threading.Event()
 
     def worker() -> None:
         s.submit([("theirs", 0.01, FAR)])
+        submitted.set()
+        time.sleep(0.3)  # this worker thread drains later: its results wait for it
         other.extend(collect(s, 1))
 
     t = threading.Thread(target=worker)
     t.start()
-    s.submit([("mine", 0.05, FAR)])
+    submitted.wait(2)
+    s.submit([("mine", 0.1, FAR)])
     mine = collect(s, 1)
     t.join()
     assert [x for x in mine if x.endswith("final")] == ["mine:final"]
