@@ -138,14 +138,16 @@ def test_a_short_question_is_not_held_behind_a_long_answer(settings: Settings, i
 
 def test_a_killed_worker_answers_every_query_it_had_in_flight(settings: Settings, indexed: Any, start_worker: Any,
                                                                llm_server: str) -> None:
-    env = generating(llm_server, 8, STREAMRAG_QUERY_GROUP=f"kill-{uuid.uuid4().hex[:6]}", STREAMRAG_ANSWER_MAX_TOKENS="100")
+    env = generating(llm_server, 8, STREAMRAG_QUERY_GROUP=f"kill-{uuid.uuid4().hex[:6]}", STREAMRAG_ANSWER_MAX_TOKENS="160")
     watch = AnswerWatch(settings)
     try:
         first = start_worker("query", overrides=env)
         ids = [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
         for i, qid in enumerate(ids):
             ask(settings, qid, LONG if i % 2 else SHORT)
-        watch.until(lambda: any(watch.first_delta(q) for q in ids), timeout=300)  # generation under way
+        # some answered, and their offsets had time to be committed (every 5 s), while others are in flight
+        watch.until(lambda: set(ids) & set(watch.finals()), timeout=300)
+        time.sleep(6)
         first.kill(signal.SIGKILL)
         before = set(watch.finals()) & set(ids)
         assert len(before) < 8, "everything was answered before the kill: nothing was in flight"
