@@ -55,7 +55,7 @@ def cli_errors(fn: F) -> F:
 
 def settings() -> Settings:
     """Logging, then the one settings object of this process."""
-    logging.basicConfig(level=os.environ.get("STREAMRAG_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("STREAMRAG_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return load_settings()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_store import LanceStore
@@ -74,23 +75,40 @@ class IndexViews:
         v = self._current
         return v.name, self.ingest_stages(v.name)
 
+    def prepare(self, name: str) -> IndexView:
+        """The view of ``name``, built and its embedder warmed (a model already serving is not run again)."""
+        known = name in self._views
+        v = self.view(name)
+        if not known and v.embedder is not self._current.embedder:
+            v.embedder.embed(["warm up"])
+        return v
+
+    def prepare_registered(self) -> None:
+        """Views of every registered version built ahead, so that a promote only changes a reference."""
+        for name in self.registry.manifests():
+            self.prepare(name)
+
     def refresh(self) -> bool:
         """Follow the registry; True when the active version changed (the new one is warm first)."""
         name = self.registry.active()
         old = self._current
         if name == old.name:
             return False
-        new = self.view(name)
-        new.embedder.embed(["warm up"])
+        t0 = time.monotonic()
+        new = self.prepare(name)
         self._current = new
         telemetry.ACTIVE_INDEX.labels(old.name).set(0)
         telemetry.ACTIVE_INDEX.labels(new.name).set(1)
-        log.warning("active index: %s -> %s", old.name, new.name)
+        log.warning("active index: %s -> %s (prepared in %.2f s)", old.name, new.name, time.monotonic() - t0)
         return True
 
-    def follow(self, every_s: float) -> None:
+    def follow(self, every_s: float, prepare_every_s: float = 2.0) -> None:
+        last_prepared = 0.0
         while not self._stop.wait(every_s):
             try:
+                if time.monotonic() - last_prepared >= prepare_every_s:
+                    self.prepare_registered()
+                    last_prepared = time.monotonic()
                 self.refresh()
             except Exception as exc:  # keep serving the current version; try again on the next tick
                 telemetry.STORE_READ_ERRORS.labels("index_registry").inc()

@@ -24,7 +24,7 @@ from streamrag.core.index_versions import (
 from streamrag.core.ingest.routing import RoutedStages
 from streamrag.core.ingest.stages import IngestStages, run_stages
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import IndexEvent, Query
+from streamrag.schemas.models import IndexEvent, IndexManifest, Query
 from streamrag.schemas.vocabulary import INGEST_STAGES
 from tests.conftest import change, rec
 from tests.fakes import HashEmbedder
@@ -163,3 +163,20 @@ def test_maintenance_and_status_follow_the_active_index(settings: Settings) -> N
     assert maintainer.store.chunks_name == "chunks__green"  # the maintainer keeps the promoted version
     assert maintainer.store is not views.current().store  # with handles of its own, never the writers'
     assert IndexViews(settings).current().name == "green"  # what `streamrag status` reports and reads
+
+
+def test_registered_versions_are_prepared_before_a_promote(settings: Settings) -> None:
+    """A promote only changes a reference: the view (store, warm embedder) was built when the version
+    was registered, so queries move to it within one poll of the registry."""
+    from streamrag.flows.index_views import IndexViews
+
+    views = IndexViews(settings)
+    views.registry.register(new_manifest("green", settings))
+    views.prepare_registered()
+
+    def unreadable(name: str) -> IndexManifest:
+        raise AssertionError(f"the view of {name!r} was built at the switch, not before it")
+
+    views.manifest = unreadable  # type: ignore[method-assign]
+    views.registry.activate("green", "promote")
+    assert views.refresh() and views.current().name == "green"
