@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Each module registers its commands on the app when imported.
 from streamrag.cli import (  # noqa: F401
+    ab,
     ask,
     bench,
     demo,

@@ -21,6 +21,10 @@ ANSWERS = Counter("streamrag_answers_total", "Answers by tenant, status and gene
                   ["tenant", "status", "generator"])
 ANSWER_SECONDS = Histogram("streamrag_answer_seconds", "Time to answer a query in the worker (all stages)",
                            buckets=_LATENCY)
+VARIANT_ANSWERS = Counter("streamrag_variant_answers_total", "Answers to queries of an A/B variant, by variant "
+                          "(experiment/variant), status and who answered", ["variant", "status", "generator"])
+VARIANT_ANSWER_SECONDS = Histogram("streamrag_variant_answer_seconds", "Time to answer a query of an A/B variant "
+                                   "in the worker", ["variant"], buckets=_LATENCY)
 EMPTY_RESULTS = Counter("streamrag_empty_results_total", "Queries whose retrieval found no chunk", ["tenant"])
 CACHE_LOOKUPS = Counter("streamrag_cache_lookups_total", "Semantic cache lookups by result", ["result"])
 CACHE_ERRORS = Gauge("streamrag_cache_errors", "Redis errors seen by this worker's cache (cumulative)")

@@ -29,6 +29,7 @@ from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.extraction import DOCX, HTML, PDF, Extractor
+from streamrag.core.generation.answerer import answerer_tag
 from streamrag.core.generation.backend import Generator
 from streamrag.core.index_versions import IndexView
 from streamrag.core.ingest.stages import IngestStages
@@ -137,6 +138,7 @@ def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | 
         tenant_overrides=s.cache.tenants,
         lru_size=s.cache.lru_size,
         defaults=(s.retrieval.fusion, s.retrieval.alpha, s.retrieval.rerank),
+        answerer=answerer_tag(s),
         publish=publish,
         is_current=store.cites_current if views is None else lambda t, c: views().store.cites_current(t, c),
         live_versions=store.live_versions if views is None else lambda t, d: views().store.live_versions(t, d),

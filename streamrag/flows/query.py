@@ -64,6 +64,9 @@ def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = 
         msgs = [Outgoing.of(out.topic or s.topics.answers, out.answer.query_id, out.answer, rec)]
         if s.audit.enabled:
             msgs.append(Outgoing.of(s.topics.audit, out.answer.query_id, audit_record(s, out, redactors), rec))
+        if out.cache_entry is not None:
+            e = out.cache_entry
+            msgs.append(Outgoing.of(s.topics.cache, f"{e.tenant}/{e.cache_key}", e, rec))
         return msgs
     telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
     return [Outgoing.of(s.topics.dead_letters, rec.key, out, rec)]
@@ -159,6 +162,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
     observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
     processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views.current)
+    processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()
     ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "query", process_id), "query")

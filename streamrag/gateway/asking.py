@@ -20,7 +20,14 @@ from streamrag.gateway import metrics
 from streamrag.gateway.backend import AnswerTimeout, Backend, DuplicateQuery
 from streamrag.gateway.errors import ApiError, error_body
 from streamrag.gateway.identity import Caller, Identity, TenantRateLimit
-from streamrag.gateway.openai_format import ChatRequest, chunk, completion, final_chunks, question_of
+from streamrag.gateway.openai_format import (
+    ChatRequest,
+    chunk,
+    completion,
+    context_of,
+    final_chunks,
+    question_of,
+)
 from streamrag.schemas.models import Answer, AnswerDelta, Query, utcnow
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -81,6 +88,8 @@ class Asker:
             options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank)) if x is not None})
             metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
         data["options"] = options
+        if variant is not None:
+            data["variant"] = variant.label
         if caller.token is not None:
             data["auth_token"] = caller.token
         try:
@@ -170,7 +179,7 @@ def router(asker: Asker) -> APIRouter:
         if question is None:
             raise ApiError(400, "invalid request: no user message with text")
         caller = asker.caller(request, req.tenant, req.user)
-        fields: dict[str, Any] = {"text": question, "principal": {"user": caller.user}}
+        fields: dict[str, Any] = {"text": question, "principal": {"user": caller.user}, "context": context_of(req)}
         fields.update({k: v for k, v in (("top_k", req.top_k), ("filters", req.filters), ("options", req.options)) if v})
         variant = asker.variant(caller)
         q = asker.query(fields, caller, req.stream, variant)

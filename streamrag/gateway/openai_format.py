@@ -53,6 +53,15 @@ def question_of(req: ChatRequest) -> str | None:
     return None
 
 
+def context_of(req: ChatRequest, turns: int = 20) -> list[dict[str, str]]:
+    """The conversation before the last user message: its user and assistant turns with text (the newest
+    ``turns``), as ``Query.context``; system messages are the client's and are not passed on."""
+    last = max(i for i, m in enumerate(req.messages) if m.role == "user")
+    out = [{"role": m.role, "content": text[:4_000]} for m in req.messages[:last]
+           if m.role in ("user", "assistant") and (text := message_text(m).strip())]
+    return out[-turns:]
+
+
 def citation_json(n: int, c: Citation) -> dict[str, Any]:
     return {"n": n, **c.model_dump(mode="json")}
 

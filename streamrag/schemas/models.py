@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamrag.schemas.vocabulary import DeadLetterStage, FeedbackScale, Fusion, Rerank
+from streamrag.schemas.vocabulary import DeadLetterStage, FeedbackScale, Fusion, Rerank, TurnRole
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +39,8 @@ Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0
 DocId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Scalar = str | int | float | bool | None
+# an A/B variant as "experiment/variant" (empty: none)
+VariantLabel = Annotated[str, StringConstraints(max_length=81, pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,39}/[A-Za-z0-9][A-Za-z0-9_.-]{0,39})?$")]
 
 
 # a point inside a stage of ``Answer.timings_ms`` (not a stage of its own: not added to the latency)
@@ -160,6 +162,13 @@ class QueryOptions(_Model):
     stream: bool = False
 
 
+class Turn(_Model):
+    """An earlier turn of the conversation a question belongs to (oldest first in ``Query.context``)."""
+
+    role: TurnRole
+    content: Annotated[str, StringConstraints(min_length=1, max_length=4_000)]
+
+
 class Query(_Model):
     schema_version: Literal[1] = 1
     query_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -174,6 +183,11 @@ class Query(_Model):
     auth_token: Annotated[str, StringConstraints(max_length=8_192)] | None = None
     deadline_ms: Annotated[int, Field(ge=1)] | None = None
     sent_at: UtcDateTime | None = None
+    # the conversation so far (a chat's earlier turns, oldest first): the model reads it, retrieval uses the
+    # previous question too, and the cache shares answers only between queries of the same context
+    context: list[Turn] = Field(default_factory=list, max_length=20)
+    # the A/B variant the gateway assigned (experiment/variant); carried onto the answer, audit and metrics
+    variant: VariantLabel = ""
 
 
 class Citation(_Model):
@@ -224,6 +238,8 @@ class Answer(_Model):
     deltas: int = 0
     # the index version the answer was retrieved from (every citation is from this one)
     index: str = ""
+    # the query's A/B variant (experiment/variant; empty: none)
+    variant: VariantLabel = ""
 
 
 class AnswerDelta(_Model):
@@ -279,6 +295,8 @@ class AuditRecord(_Model):
     status: str
     cached: bool = False
     latency_ms: float = 0.0
+    fallback: list[str] = Field(default_factory=list)  # why earlier generator tiers did not answer
+    variant: VariantLabel = ""  # the query's A/B variant (experiment/variant)
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -296,7 +314,7 @@ class Feedback(_Model):
     rating: Annotated[int, Field(strict=True, ge=-1, le=5)]
     comment: Annotated[str, StringConstraints(max_length=2_000)] = ""
     # the A/B variant (experiment/variant) the gateway assigns this tenant and user; empty: none
-    variant: Annotated[str, StringConstraints(max_length=81)] = ""
+    variant: VariantLabel = ""
     at: UtcDateTime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ Rerank = Literal["none", "cross-encoder", "embedder", "mmr"]
 GeneratorTier = Literal["local", "openai", "extractive"]
 # how a feedback rating is given: thumbs (-1 or 1) or stars (1 to 5)
 FeedbackScale = Literal["thumbs", "stars"]
+# who said an earlier turn of a conversation (a chat's context)
+TurnRole = Literal["user", "assistant"]
 # kinds of personal data redacted at ingest
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 # the ingest flow's named steps, in the order they run

@@ -94,3 +94,33 @@ def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings:
     redacted = query_flow.to_messages(s.model_copy(update={"pii_redaction": True}), (RawRecord(value=b"{}"), reply),
                                       query_flow.audit_redactors(s.model_copy(update={"pii_redaction": True})))[1]
     assert json.loads(redacted.value)["query_text"] == "Why was [EMAIL] refused?"  # PII never reaches the audit
+
+
+def test_cache_entries_leave_through_the_sink_with_their_record(settings: Settings, store: LanceStore) -> None:
+    """No side producer: a new cache entry is a message of the flow, after its answer, carrying the query's
+    record (so its offset is committed only once the entry is flushed too)."""
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from streamrag.core.cache.policy import TenantPolicy
+    from streamrag.core.cache.semantic_cache import SemanticCache
+    from streamrag.schemas.models import CacheEntry
+    from tests.fakes import MemoryPayloadStore
+
+    s = settings.model_copy(update={"answer_min_score": 0.05})
+    ingest_records(s, [kafka_rec(change("vac", 1, "Employees get twenty five vacation days"), 0)],
+                   stages=IngestStages.from_settings(s, store, HashEmbedder()))
+    store.maintain(force=True)
+    published: list[str] = []
+    cache = SemanticCache(MemoryPayloadStore(), default_policy=TenantPolicy(threshold=0.99),
+                          publish=lambda k, e: published.append(k))
+    qp = query_processor(s, store, HashEmbedder(), cache=cache)
+    qp.entries_on_stream = True
+    got: list[Outgoing] = []
+    q0 = kafka_rec({"query_id": "q0", "tenant": "acme", "text": "vacation days"}, 5, key=b"q0")
+    run_main(query_flow.build_flow(s, processor=qp, source=TestingSource([q0]), sink=TestingSink(got)))
+    topics = [m.topic for m in got]
+    assert topics.index(s.topics.answers) < topics.index(s.topics.cache) and published == []
+    (entry_msg,) = [m for m in got if m.topic == s.topics.cache]
+    entry = CacheEntry.model_validate_json(entry_msg.value)
+    assert entry.answer.query_id == "q0" and entry_msg.key == f"acme/{entry.cache_key}".encode()
+    assert entry_msg.source is not None and entry_msg.source.offset == 5

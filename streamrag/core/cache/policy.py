@@ -31,16 +31,22 @@ def scope_of(q: Query) -> str:
     return _h(principal_tokens(q.principal))
 
 
-def options_hash(q: Query, default_fusion: str, default_alpha: float, default_rerank: str, index: str = "") -> str:
-    """Entries are shared only between queries of the same options on the same index version."""
+def options_hash(
+    q: Query, default_fusion: str, default_alpha: float, default_rerank: str, index: str = "", answerer: str = ""
+) -> str:
+    """Entries are shared only between queries answered the same way: the same options, index version,
+    answerer (generator chain, models, prompt: ``answerer_tag``), A/B variant and conversation context."""
     o = q.options
     fields: dict[str, object] = {
         "k": q.top_k, "f": q.filters.model_dump(mode="json"), "fusion": o.fusion or default_fusion,
         "alpha": default_alpha if o.alpha is None else o.alpha, "rerank": o.rerank or default_rerank,
         "variants": list(o.variants),
     }
-    if index:
-        fields["index"] = index
+    for name, value in (("index", index), ("answerer", answerer), ("variant", q.variant)):
+        if value:  # (absent when empty: keys of queries without them stay as they were)
+            fields[name] = value
+    if q.context:
+        fields["context"] = [[t.role, normalize(t.content)] for t in q.context]
     return _h(fields)
 
 

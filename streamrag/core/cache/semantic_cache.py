@@ -58,6 +58,7 @@ class SemanticCache:
         publish: EntryPublisher | None = None,
         is_current: IsCurrent | None = None,
         live_versions: LiveVersions | None = None,
+        answerer: str = "",
     ) -> None:
         self.storage = EntryStorage(payloads, lru_size)
         self.index = EntryIndex(alias_max=lru_size)
@@ -65,6 +66,7 @@ class SemanticCache:
         self.default_policy = default_policy or TenantPolicy()
         self.overrides = dict(tenant_overrides or {})
         self.defaults = defaults
+        self.answerer = answerer  # what writes the answers (answerer_tag): part of every key
         self.publish = publish
         self.is_current = is_current
         self.live_versions = live_versions
@@ -80,7 +82,7 @@ class SemanticCache:
         """``index``: the index version's cache tag (entries of another version never match)."""
         norm = normalize(q.text)
         scope = scope_of(q)
-        opts = options_hash(q, *self.defaults, index=index)
+        opts = options_hash(q, *self.defaults, index=index, answerer=self.answerer)
         return norm, scope, opts, exact_key(q.tenant, norm, scope, opts)
 
     def _usable(self, q: Query) -> bool:
@@ -179,7 +181,7 @@ class SemanticCache:
                 return None
             with self._lock:
                 self.tracker.confirm(entry.cache_key)
-        return entry.answer.model_copy(update={"query_id": q.query_id, "cached": True, "cache_lookup": kind})
+        return entry.answer.model_copy(update={"query_id": q.query_id, "variant": q.variant, "cached": True, "cache_lookup": kind})
 
     def _get(self, tenant: str, key: str) -> CacheEntry | None:
         e = self.storage.cached(key)
@@ -197,22 +199,25 @@ class SemanticCache:
 
     # -- writes -------------------------------------------------------------------------------
     def store_answer(
-        self, q: Query, vector: Sequence[float], answer: Answer, acl: list[list[str]], started: float, index: str = ""
-    ) -> None:
-        """A new answer into the cache, when the policy allows; never raises into the query."""
+        self, q: Query, vector: Sequence[float], answer: Answer, acl: list[list[str]], started: float, index: str = "",
+        publish: bool = True,
+    ) -> CacheEntry | None:
+        """A new answer into the cache, when the policy allows; never raises into the query. The entry kept
+        (None: none), for the caller to put on the cache topic itself when ``publish`` is off."""
         if not self.serving:
-            return
+            return None
         try:
             pol = self.policy(q.tenant)
             usable = pol.enabled and q.options.use_cache and answer.status == "ok" and not answer.cached
             entry = new_entry(q, vector, answer, acl, self.keys_for(q, index), pol) if usable else None
-            if entry is not None:
-                self.put(entry, started)
+            if entry is not None and self.put(entry, started, publish):
+                return entry
         except Exception:
             self._failed("write")
+        return None
 
-    def put(self, entry: CacheEntry, started: float | None = None) -> bool:
-        """A new answer: Redis (payload + TTL), the in-process index, and the cache topic.
+    def put(self, entry: CacheEntry, started: float | None = None, publish: bool = True) -> bool:
+        """A new answer: Redis (payload + TTL), the in-process index, and (``publish``) the cache topic.
 
         ``started`` is the wall-clock time its retrieval started. When given, the entry counts
         as current unless an index event newer than a cited version has been seen (then it was
@@ -225,7 +230,7 @@ class SemanticCache:
                 return False
             self._remember(entry, lru=True, verified=self.tracker.built_current(started))
         self.storage.save(entry, ttl)
-        if self.publish is not None:
+        if publish and self.publish is not None:
             self.publish(f"{entry.tenant}/{entry.cache_key}", entry)
         return True
 

@@ -70,6 +70,7 @@ class GenerationRequest:
     deadline: float = float("inf")  # time.monotonic() by which the answer must be complete
     confidence: float = 1.0  # retrieval's best dense score (routing rules use it)
     stream: DeltaStream | None = None
+    history: Sequence[tuple[str, str]] = ()  # the conversation's earlier turns (role, text), oldest first
 
 
 @dataclass(frozen=True)

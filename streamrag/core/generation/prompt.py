@@ -66,11 +66,16 @@ def build_prompt(
     budget_tokens: int,
     sentences: int = 4,
     guard: bool = True,
+    history: Sequence[tuple[str, str]] = (),
 ) -> Prompt:
-    """Messages whose token count (by ``count``) stays within ``budget_tokens``."""
+    """Messages whose token count (by ``count``) stays within ``budget_tokens``.
+
+    ``history``: the conversation's earlier turns as (role, text), oldest first; the newest that fit in a
+    quarter of the budget go before the question (the sources get the rest)."""
     system = SYSTEM
     base = count(system) + count(user_message(question, [], sentences)) + 2 * _TEMPLATE_OVERHEAD
-    left = budget_tokens - base
+    turns = _fit_history(history, count, (budget_tokens - base) // 4, guard)
+    left = budget_tokens - base - sum(count(t["content"]) + _TEMPLATE_OVERHEAD for t in turns)
     packed: list[PackedSource] = []
     blocks: list[str] = []
     removed = 0
@@ -99,9 +104,27 @@ def build_prompt(
             break
     messages = [
         {"role": "system", "content": system},
+        *turns,
         {"role": "user", "content": user_message(question, blocks, sentences)},
     ]
     return Prompt(messages, packed, budget_tokens - left, removed)
+
+
+def _fit_history(history: Sequence[tuple[str, str]], count: Counter, budget: int, guard: bool) -> list[Message]:
+    """The newest turns whose cost fits ``budget``, oldest first; a user/assistant pair is kept or dropped
+    whole (a chat template expects the roles to alternate)."""
+    kept: list[Message] = []
+    for role, text in reversed(history):
+        text = neutralise(text)[0] if guard and role == "assistant" else text
+        cost = count(text) + _TEMPLATE_OVERHEAD
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append({"role": role, "content": text})
+    kept.reverse()
+    while kept and kept[0]["role"] != "user":  # the kept turns start with a question
+        kept.pop(0)
+    return kept
 
 
 def _fit_sentences(text: str, cost: Callable[[str], int], left: int) -> str:

@@ -31,4 +31,6 @@ def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = 
         status=a.status,
         cached=a.cached,
         latency_ms=round(answer_latency_ms(a.timings_ms), 3),
+        fallback=list(a.fallback),
+        variant=a.variant,
     )

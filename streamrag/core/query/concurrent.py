@@ -78,7 +78,7 @@ class ConcurrentAnswering:
         if self.processor.s.generation.stream_deltas or q.options.stream:
             stream = EmittedDeltas(q.query_id, q.reply_to or self.processor.s.topics.answers,
                                    lambda d: emit((job.record, d)))
-        return [(job.record, Reply(self.processor.finish(p, stream), q.reply_to, q))]
+        return [(job.record, self.processor.reply(p, stream))]
 
     def _expired(self, job: Job) -> list[Emitted]:
         q = job.prepared.query

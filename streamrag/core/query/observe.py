@@ -10,7 +10,11 @@ from streamrag.schemas.models import Answer, answer_latency_ms
 def observe_answer(a: Answer, cache: SemanticCache | None = None) -> None:
     telemetry.observe_stages("query", a.timings_ms)
     telemetry.ANSWER_SECONDS.observe(answer_latency_ms(a.timings_ms) / 1000)
-    telemetry.ANSWERS.labels(a.tenant, a.status, "cache" if a.cached else (a.generator or "none")).inc()
+    by = "cache" if a.cached else (a.generator or "none")
+    telemetry.ANSWERS.labels(a.tenant, a.status, by).inc()
+    if a.variant:
+        telemetry.VARIANT_ANSWERS.labels(a.variant, a.status, by).inc()
+        telemetry.VARIANT_ANSWER_SECONDS.labels(a.variant).observe(answer_latency_ms(a.timings_ms) / 1000)
     if cache is not None and a.status != "error":
         telemetry.CACHE_LOOKUPS.labels(a.cache_lookup if a.cached else "miss").inc()
         st = cache.stats

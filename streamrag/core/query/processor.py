@@ -38,7 +38,7 @@ from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Ranked, Retriever
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, DeadLetter, Query, Usage
+from streamrag.schemas.models import Answer, CacheEntry, DeadLetter, Query, Usage
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Reply:
     answer: Answer
     topic: str | None = None
     query: Query | None = None  # None: the record was not a valid query
+    cache_entry: CacheEntry | None = None  # the answer's new cache entry, for the cache topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,8 @@ class QueryProcessor:
         self.verifier = verifier
         self.drift = drift
         self.project_topics = set(settings.project_topics.values())
+        # new cache entries leave on the Reply (the flow's sink publishes them) instead of the cache's producer
+        self.entries_on_stream = False
 
     # -- transport-facing -------------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
@@ -203,6 +206,7 @@ class QueryProcessor:
             start = len(texts)
             texts.append(queries[i].text)
             texts.extend(queries[i].options.variants)
+            texts.extend(follow_up(queries[i]))
             if queries[i].options.expand and self.expander is not None:
                 t0 = time.perf_counter()
                 try:
@@ -260,14 +264,20 @@ class QueryProcessor:
 
     def finish(self, p: Prepared, stream: DeltaStream | None = None) -> Answer:
         """Generate, enrich, keep in the cache: the query's answer (an error one if that fails)."""
+        return self.reply(p, stream).answer
+
+    def reply(self, p: Prepared, stream: DeltaStream | None = None) -> Reply:
+        """``finish``'s answer as a reply, with the cache entry it made when ``entries_on_stream`` (the
+        flow puts it on the cache topic through its sink, after the answer's own messages)."""
+        entry = None
         try:
             ans, acl = self._compose(p, self._generate(p, self.generator, stream), getattr(stream, "seq", 0))
-            self._cache_put(p.query, p.vec, ans, acl, p.started, p.view)
+            entry = self._cache_put(p.query, p.vec, ans, acl, p.started, p.view)
         except Exception as exc:  # one query's failure is its own error answer
             log.exception("answering %s failed", p.query.query_id)
             ans = error_answer(p.query, f"{type(exc).__name__}: {exc}")
         observe_answer(ans, self.cache)
-        return ans
+        return Reply(ans, p.query.reply_to, p.query, entry if self.entries_on_stream else None)
 
     def extractive(self, p: Prepared, reason: str) -> Answer:
         """The answer at once, without a model (no generation slot freed up before its deadline)."""
@@ -288,7 +298,7 @@ class QueryProcessor:
         q = p.query
         return generator.generate(GenerationRequest(
             question=q.text, ranked=p.ranked, top_k=q.top_k, tenant=q.tenant, deadline=p.deadline,
-            confidence=p.confidence, stream=stream,
+            confidence=p.confidence, stream=stream, history=[(t.role, t.content) for t in q.context],
         )), t0
 
     def _compose(self, p: Prepared, generated: tuple[Draft, float], deltas: int = 0) -> tuple[Answer, list[list[str]]]:
@@ -312,7 +322,7 @@ class QueryProcessor:
             "generator": draft.generator, "fallback": [*p.degraded, *draft.fallback], "grounded": draft.grounded,
             "usage": Usage(prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                            cost=cost(self.s.generation.llm_prices, draft.model, draft.prompt_tokens, draft.completion_tokens)),
-            "deltas": deltas, "index": view.name,
+            "deltas": deltas, "index": view.name, "variant": q.variant,
         })
         return answer, [acl_of.get(c.chunk_id, []) for c in cites]
 
@@ -334,10 +344,11 @@ class QueryProcessor:
         return None if hit is None else hit.model_copy(update={"timings_ms": timer.ms})
 
     def _cache_put(self, q: Query, vec: Any, ans: Answer, acl: list[list[str]], started: float,
-                   view: IndexView) -> None:
+                   view: IndexView) -> CacheEntry | None:
         """A degraded answer (a generator fell back, or cited nothing) is not kept for later askers."""
         if self.cache is not None and not ans.fallback and ans.grounded:
-            self.cache.store_answer(q, vec, ans, acl, started, view.cache_tag)
+            return self.cache.store_answer(q, vec, ans, acl, started, view.cache_tag, publish=not self.entries_on_stream)
+        return None
 
     def _deadline(self, q: Query) -> float:
         """time.monotonic() by which generation must end: the default budget, or less of the query's own."""
@@ -349,9 +360,15 @@ class QueryProcessor:
         return time.monotonic() + budget_s
 
 
+def follow_up(q: Query) -> list[str]:
+    """A question asked in a conversation is searched with the previous question too ("and its price?")."""
+    prev = next((t.content for t in reversed(q.context) if t.role == "user"), None)
+    return [f"{prev} {q.text}"] if prev else []
+
+
 def error_answer(q: Query, msg: str) -> Answer:
     """The answer a query gets when it cannot be answered (whoever asked hears back)."""
-    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg)
+    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg, variant=q.variant)
 
 
 def expired(q: Query) -> bool:

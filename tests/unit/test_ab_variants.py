@@ -1,0 +1,108 @@
+"""A/B variants beyond the gateway: the variant reaches the answer, the audit record and the worker's metrics;
+cache entries are keyed by everything that shapes an answer; `streamrag ab report` and its tests."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from prometheus_client import REGISTRY
+
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.ab_report import MIN_N, compare, figures, report
+from streamrag.core.cache.policy import TenantPolicy, options_hash
+from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.generation.answerer import answerer_tag
+from streamrag.core.query.processor import Reply
+from streamrag.core.records import RawRecord
+from streamrag.core.settings import Settings
+from streamrag.flows import query as query_flow
+from streamrag.schemas.models import AuditRecord, Feedback, Query
+from tests.conftest import Indexer, change, query_processor, rec
+from tests.fakes import HashEmbedder, MemoryPayloadStore
+
+
+def q(text: str = "how many vacation days do employees get", variant: str = "", **kw: object) -> Query:
+    return Query.model_validate({"query_id": f"q{random.random()}", "tenant": "acme", "text": text,
+                                 "principal": {"user": "u1"}, "variant": variant, **kw})
+
+
+def test_the_variant_reaches_the_answer_the_audit_and_the_metrics(settings: Settings, store: LanceStore) -> None:
+    emb = HashEmbedder()
+    Indexer(settings, store, emb).process_batch([rec(change("vac", 1, "Employees get twenty five days of paid vacation."))])
+    qp = query_processor(settings, store, emb)
+    label = {"variant": "fusion1/rrf", "status": "ok", "generator": "extractive"}
+    before = REGISTRY.get_sample_value("streamrag_variant_answers_total", label) or 0
+    query = q(variant="fusion1/rrf")
+    (a,) = qp.answer_many([query])
+    assert a.status == "ok" and a.variant == "fusion1/rrf"
+    _, audit = query_flow.to_messages(settings, (RawRecord(value=b"{}", key=b"k"), Reply(a, None, query)))
+    assert json.loads(audit.value)["variant"] == "fusion1/rrf"
+    assert REGISTRY.get_sample_value("streamrag_variant_answers_total", label) == before + 1
+    (plain,) = qp.answer_many([q()])
+    assert plain.variant == ""
+
+
+def test_cache_entries_are_not_shared_across_variants_answerers_or_conversations(settings: Settings, store: LanceStore) -> None:
+    emb = HashEmbedder()
+    Indexer(settings, store, emb).process_batch([rec(change("vac", 1, "Employees get twenty five days of paid vacation."))])
+    payloads = MemoryPayloadStore()
+
+    def cache(answerer: str) -> SemanticCache:
+        return SemanticCache(payloads, default_policy=TenantPolicy(threshold=0.99), is_current=store.cites_current,
+                             answerer=answerer)
+
+    first = query_processor(settings, store, emb, cache=cache("model-a"))
+    (a,) = first.answer_many([q()])
+    assert not a.cached and first.answer_many([q()])[0].cached  # the same question again: served from the cache
+    assert not first.answer_many([q(variant="exp/b")])[0].cached  # another variant never gets it
+    assert not first.answer_many([q(context=[{"role": "user", "content": "about contractors"}])])[0].cached
+    switched = query_processor(settings, store, emb, cache=cache("model-b"))  # a model or prompt switch
+    assert not switched.answer_many([q()])[0].cached
+
+
+def test_the_answerer_tag_follows_the_model_and_the_prompt(settings: Settings) -> None:
+    local = settings.model_copy(update={"generator": "local,extractive"})
+    base = answerer_tag(local)
+    other_model = local.model_copy(update={"local_model": "smollm2-135m"})
+    shorter = local.model_copy(update={"answer_sentences": 2})
+    assert len({base, answerer_tag(other_model), answerer_tag(shorter)}) == 3
+    assert answerer_tag(local) == base  # stable
+    # an extractive-only chain does not depend on which local model is configured
+    assert answerer_tag(settings) == answerer_tag(settings.model_copy(update={"local_model": "smollm2-135m"}))
+    assert options_hash(q(), "auto", 0.5, "none", answerer="a") != options_hash(q(), "auto", 0.5, "none", answerer="b")
+
+
+def audits(variant: str, n: int, no_answer: float, latency: float, rng: random.Random) -> list[AuditRecord]:
+    return [AuditRecord(query_id=f"{variant}{i}", tenant="acme", status="no_answer" if rng.random() < no_answer else "ok",
+                        latency_ms=rng.gauss(latency, latency / 10), variant=variant) for i in range(n)]
+
+
+def thumbs(variant: str, n: int, up: float, rng: random.Random) -> list[Feedback]:
+    return [Feedback(query_id=f"{variant}{i}", tenant="acme", rating=1 if rng.random() < up else -1, variant=variant)
+            for i in range(n)]
+
+
+def test_ab_report_finds_real_differences_and_none_where_there_are_none() -> None:
+    rng = random.Random(7)
+    a = audits("exp/control", 400, 0.10, 800, rng) + audits("exp/b", 400, 0.25, 1200, rng)
+    fb = thumbs("exp/control", 300, 0.5, rng) + thumbs("exp/b", 300, 0.7, rng)
+    figs = figures("exp", [*a, *audits("other/x", 50, 0.5, 10, rng)], fb, ["exp/control", "exp/b"])
+    assert list(figs) == ["exp/control", "exp/b"] and figs["exp/b"].answers == 400
+    by = {c.metric: c for c in compare(figs)}
+    assert all(by[m].significant for m in ("positive", "no_answer", "latency"))
+    assert by["positive"].effect is not None and by["positive"].effect > 0.1
+    assert not by["fallbacks"].significant
+    same = figures("exp", audits("exp/control", 300, 0.2, 900, rng) + audits("exp/b", 300, 0.2, 900, rng),
+                   thumbs("exp/control", 300, 0.6, rng) + thumbs("exp/b", 300, 0.6, rng))
+    assert not any(c.significant for c in compare(same))
+    assert report("exp", same)["verdict"] == "no significant difference"
+
+
+def test_ab_report_says_when_there_is_not_enough_data() -> None:
+    rng = random.Random(1)
+    figs = figures("exp", audits("exp/control", MIN_N - 1, 0.1, 800, rng) + audits("exp/b", 500, 0.9, 100, rng), [])
+    comps = compare(figs)
+    assert all(c.p_value is None and not c.significant and "not enough data" in c.note for c in comps)
+    assert report("exp", figs)["verdict"] == "not enough data yet for any test"
+    assert report("exp", {})["verdict"] == "no data for this experiment"
