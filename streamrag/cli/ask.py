@@ -124,7 +124,7 @@ def ask(
         a = request_answer(s, q, timeout, on_delta=term)
     else:
         a = make_query_processor(s, deltas=(lambda _q, _t: term) if term else None,
-                                 views=IndexViews(s).current).answer_many([q])[0]
+                                 views=IndexViews(s)).answer_many([q])[0]
     if term is not None:
         term.close()
     print_answer(a, json_out, streamed=term is not None)

@@ -30,7 +30,7 @@ def demo(tenant: str = typer.Option("demo", "--tenant", "-t")) -> None:
     c = index_paths(s, [corpus], tenant).counts()
     out.print(f"[bold]ingested[/bold] {corpus}: {c.get('indexed', 0)} indexed, {c.get('unchanged', 0)} unchanged, "
               f"{c['dead_letters']} dead letters -> {s.index.lancedb_uri}", highlight=False)
-    qp = make_query_processor(s, views=IndexViews(s).current)  # the active index version, as the workers
+    qp = make_query_processor(s, views=IndexViews(s))  # the active index version, as the workers
     for question in DEMO_QUESTIONS:
         out.rule(question)
         print_answer(qp.answer_many([build_query(question, tenant, top_k=3)])[0], False)

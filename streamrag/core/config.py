@@ -117,6 +117,8 @@ class ExperimentVariant(BaseModel):
     fusion: Fusion | None = None
     alpha: float | None = Field(None, ge=0.0, le=1.0)
     rerank: Rerank | None = None
+    generator: list[GeneratorTier] | None = Field(None, min_length=1, max_length=3)  # a generator chain
+    index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")  # an index version
 
 
 class Experiment(BaseModel):

@@ -138,3 +138,26 @@ class IndexView:
     def cache_tag(self) -> str:
         """Mixed into cache keys: entries of one version are never served on another ("" keeps old keys)."""
         return "" if self.name == DEFAULT_INDEX else self.name
+
+
+class ViewSource(Protocol):
+    """The index versions a query worker answers on: the active one, and any registered one by name."""
+
+    def current(self) -> IndexView: ...
+
+    def view(self, name: str) -> IndexView: ...
+
+
+@dataclass(frozen=True)
+class FixedView:
+    """One index version only (the embedded path, tests)."""
+
+    only: IndexView
+
+    def current(self) -> IndexView:
+        return self.only
+
+    def view(self, name: str) -> IndexView:
+        if name != self.only.name:
+            raise IndexRefused(f"no index named {name!r} here (this process serves {self.only.name!r} only)")
+        return self.only

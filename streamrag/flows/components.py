@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +30,7 @@ from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.extraction import DOCX, HTML, PDF, Extractor
 from streamrag.core.generation.answerer import answerer_tag
 from streamrag.core.generation.backend import Generator
-from streamrag.core.index_versions import IndexView
+from streamrag.core.index_versions import ViewSource
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor
@@ -101,7 +100,7 @@ class Rerankers:
 def make_query_processor(
     s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None,
     *, generator: Generator | None = None, deltas: DeltaStreams | None = None, with_kafka: bool = False,
-    views: Callable[[], IndexView] | None = None,
+    views: ViewSource | None = None,
 ) -> QueryProcessor:
     """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up).
     ``views``: the active index version, read per batch (else the default index, fixed)."""
@@ -121,7 +120,7 @@ def make_query_processor(
                           views=views)
 
 
-def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | None = None) -> SemanticCache:
+def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) -> SemanticCache:
     """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks
     (against the active index version's store when ``views`` is given)."""
     producer = JsonProducer(s)
@@ -140,8 +139,8 @@ def make_cache(s: Settings, store: LanceStore, views: Callable[[], IndexView] | 
         defaults=(s.retrieval.fusion, s.retrieval.alpha, s.retrieval.rerank),
         answerer=answerer_tag(s),
         publish=publish,
-        is_current=store.cites_current if views is None else lambda t, c: views().store.cites_current(t, c),
-        live_versions=store.live_versions if views is None else lambda t, d: views().store.live_versions(t, d),
+        is_current=store.cites_current if views is None else lambda t, c: views.current().store.cites_current(t, c),
+        live_versions=store.live_versions if views is None else lambda t, d: views.current().store.live_versions(t, d),
     )
 
 

@@ -161,7 +161,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # promote / rollback followed without a restart
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
     observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
-    processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views.current)
+    processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
     processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
     if processor.cache is not None:
         make_cache_follower(settings, processor.cache).start()

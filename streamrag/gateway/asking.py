@@ -85,7 +85,8 @@ class Asker:
         options = {**(data.get("options") or {}), "stream": stream}
         if variant is not None:
             v = variant.variant
-            options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank)) if x is not None})
+            options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank),
+                                              ("generator", v.generator), ("index", v.index)) if x is not None})
             metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
         data["options"] = options
         if variant is not None:

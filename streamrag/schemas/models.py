@@ -30,7 +30,14 @@ from pydantic import (
     model_validator,
 )
 
-from streamrag.schemas.vocabulary import DeadLetterStage, FeedbackScale, Fusion, Rerank, TurnRole
+from streamrag.schemas.vocabulary import (
+    DeadLetterStage,
+    FeedbackScale,
+    Fusion,
+    GeneratorTier,
+    Rerank,
+    TurnRole,
+)
 
 SCHEMA_VERSION = 1
 
@@ -160,6 +167,10 @@ class QueryOptions(_Model):
     expand: Annotated[int, Field(ge=0, le=5)] = 0
     # answer deltas are published while the answer is written (final answer always follows)
     stream: bool = False
+    # answer with this generator chain (tier names in order), not the configured one (an A/B variant)
+    generator: list[GeneratorTier] | None = Field(None, min_length=1, max_length=3)
+    # answer on this index version (see `streamrag index list`), not the active one
+    index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")] | None = None
 
 
 class Turn(_Model):

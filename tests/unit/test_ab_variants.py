@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
@@ -12,7 +13,9 @@ from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.ab_report import MIN_N, compare, figures, report
 from streamrag.core.cache.policy import TenantPolicy, options_hash
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.errors import IndexRefused
 from streamrag.core.generation.answerer import answerer_tag
+from streamrag.core.index_versions import IndexView
 from streamrag.core.query.processor import Reply
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
@@ -106,3 +109,55 @@ def test_ab_report_says_when_there_is_not_enough_data() -> None:
     assert all(c.p_value is None and not c.significant and "not enough data" in c.note for c in comps)
     assert report("exp", figs)["verdict"] == "not enough data yet for any test"
     assert report("exp", {})["verdict"] == "no data for this experiment"
+
+
+def test_a_query_chooses_its_generator_chain() -> None:
+    from tests.fakes import ScriptedChat
+    from tests.unit.test_generation import chain, req
+
+    local = ScriptedChat()
+    c = chain({"local": local}, ["local"])
+    d = c.generate(req(chain=["extractive"]))  # the variant's chain, over the configured one
+    assert d.generator == "extractive" and d.fallback == [] and local.calls == []
+    assert c.generate(req()).generator == "fake:fake"
+
+
+def test_a_query_naming_an_index_version_is_answered_on_it(settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"answer_min_score": 0.05})
+    emb = HashEmbedder()
+    views = {}
+    for name in ("default", "green"):
+        store = LanceStore(str(tmp_path / name), fts_rebuild_every_s=0)
+        Indexer(s, store, emb).process_batch([rec(change("vac", 1, f"Employees get vacation days ({name})."))])
+        views[name] = IndexView(name, s, store, emb)
+
+    class Views:
+        def current(self) -> IndexView:
+            return views["default"]
+
+        def view(self, name: str) -> IndexView:
+            if name not in views:
+                raise IndexRefused(f"no index named {name!r}")
+            return views[name]
+
+    qp = query_processor(s, views["default"].store, emb, views=Views())
+    plain, green, unknown = qp.answer_many([q("vacation"), q("vacation", options={"index": "green"}),
+                                            q("vacation", options={"index": "blue"})])
+    assert plain.index == "default" and plain.status == "ok" and "(default)" in plain.answer
+    assert green.index == "green" and green.status == "ok" and "(green)" in green.answer
+    assert unknown.status == "error" and "blue" in (unknown.error or "")
+
+
+def test_the_gateway_sets_a_variants_generator_and_index() -> None:
+    from streamrag.core.config import Experiment
+    from tests.unit.test_gateway import make
+
+    exp = Experiment.model_validate({"name": "gen", "variants": [
+        {"name": "local", "share": 0.5}, {"name": "plain", "share": 0.5, "generator": ["extractive"], "index": "green"}]})
+    c, fake = make(gateway_experiments=[exp.model_dump()])
+    seen = set()
+    for i in range(40):
+        r = c.post("/v1/query", json={"tenant": "acme", "text": "q", "principal": {"user": f"u{i}"}})
+        o = fake.queries[-1].options
+        seen.add((r.headers["X-Streamrag-Variant"], tuple(o.generator or ()), o.index, fake.queries[-1].variant))
+    assert seen == {("gen/local", (), None, "gen/local"), ("gen/plain", ("extractive",), "green", "gen/plain")}

@@ -42,6 +42,10 @@ def options_hash(
         "alpha": default_alpha if o.alpha is None else o.alpha, "rerank": o.rerank or default_rerank,
         "variants": list(o.variants),
     }
+    if o.generator:
+        fields["generator"] = list(o.generator)
+    if o.index:
+        fields["index_option"] = o.index
     for name, value in (("index", index), ("answerer", answerer), ("variant", q.variant)):
         if value:  # (absent when empty: keys of queries without them stay as they were)
             fields[name] = value

@@ -71,6 +71,7 @@ class GenerationRequest:
     confidence: float = 1.0  # retrieval's best dense score (routing rules use it)
     stream: DeltaStream | None = None
     history: Sequence[tuple[str, str]] = ()  # the conversation's earlier turns (role, text), oldest first
+    chain: Sequence[str] | None = None  # the query's own generator chain (an A/B variant), over the routing rules
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class GeneratorChain:
 
     def generate(self, req: GenerationRequest) -> Draft:
         reasons: list[str] = []
-        chain = self.router.route(req)
+        chain = list(req.chain) if req.chain else self.router.route(req)
         if self.budget is not None and self.budget.exhausted(req.tenant) and any(t != "extractive" for t in chain):
             reasons.append("over the tenant's daily token budget")
             chain = ["extractive"]

@@ -28,7 +28,7 @@ from streamrag.core.drift import DriftMonitor
 from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequest, Generator
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
-from streamrag.core.index_versions import DEFAULT_INDEX, IndexView
+from streamrag.core.index_versions import DEFAULT_INDEX, FixedView, IndexView, ViewSource
 from streamrag.core.ports import Embedder, IndexReader
 from streamrag.core.query.enrich import enrich
 from streamrag.core.query.observe import observe_answer
@@ -99,7 +99,7 @@ class QueryProcessor:
         topic_exists: Callable[[str], bool] | None = None,
         verifier: TokenVerifier | None = None,
         drift: DriftMonitor | None = None,
-        views: Callable[[], IndexView] | None = None,
+        views: ViewSource | None = None,
     ) -> None:
         self.s = settings
         self.store = store
@@ -107,7 +107,7 @@ class QueryProcessor:
         self.retriever = Retriever.for_config(store, settings.retrieval)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
-        self.views: Callable[[], IndexView] = views or (lambda: fixed)
+        self.views: ViewSource = views or FixedView(fixed)
         self._retrievers: dict[str, Retriever] = {} if views else {fixed.name: self.retriever}
         self.generator: Generator = generator or ExtractiveAnswerer()
         self.reranker_for = reranker_for
@@ -188,8 +188,29 @@ class QueryProcessor:
 
     def prepare(self, queries: Sequence[Query]) -> list[Ready]:
         """Each query's answer already (cache hit, error, expired), or the query retrieved and ranked.
-        One embedding call for the batch; the index version is read once (a query finishes on it)."""
-        view = self.views()
+        The active index version is read once per batch (a query finishes on it); a query naming an index
+        version (``options.index``: an A/B variant, a comparison) is answered on that one. One embedding
+        call per version in the batch."""
+        active = self.views.current()
+        ready: list[Ready | None] = [None] * len(queries)
+        groups: dict[str, tuple[IndexView, list[int]]] = {}
+        for i, q in enumerate(queries):
+            try:
+                view = self.views.view(q.options.index) if q.options.index else active
+            except Exception as exc:  # an unknown or unreadable version: this query's error answer
+                ready[i] = error_answer(q, str(exc))
+                continue
+            groups.setdefault(view.name, (view, []))[1].append(i)
+        for view, idx in groups.values():
+            for i, r in zip(idx, self._prepare_on(view, [queries[i] for i in idx]), strict=True):
+                ready[i] = r
+        out = [r for r in ready if r is not None]
+        for r in out:
+            if isinstance(r, Answer):
+                observe_answer(r, self.cache)
+        return out
+
+    def _prepare_on(self, view: IndexView, queries: Sequence[Query]) -> list[Ready]:
         ready: list[Ready | None] = [None] * len(queries)
         todo: list[int] = []
         for i, q in enumerate(queries):
@@ -238,11 +259,7 @@ class QueryProcessor:
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("retrieval for %s failed", q.query_id)
                 ready[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
-        out = [r for r in ready if r is not None]
-        for r in out:
-            if isinstance(r, Answer):
-                observe_answer(r, self.cache)
-        return out
+        return [r if r is not None else error_answer(q, "not answered") for r, q in zip(ready, queries, strict=True)]
 
     def _retrieve(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
                   expand_ms: float | None, started: float) -> Prepared:
@@ -299,6 +316,7 @@ class QueryProcessor:
         return generator.generate(GenerationRequest(
             question=q.text, ranked=p.ranked, top_k=q.top_k, tenant=q.tenant, deadline=p.deadline,
             confidence=p.confidence, stream=stream, history=[(t.role, t.content) for t in q.context],
+            chain=q.options.generator,
         )), t0
 
     def _compose(self, p: Prepared, generated: tuple[Draft, float], deltas: int = 0) -> tuple[Answer, list[list[str]]]:
