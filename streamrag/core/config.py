@@ -15,7 +15,14 @@ from typing import Annotated, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from streamrag.schemas.vocabulary import GENERATOR_TIERS, Fusion, GeneratorTier, PiiKind, Rerank
+from streamrag.schemas.vocabulary import (
+    GENERATOR_TIERS,
+    Fusion,
+    GeneratorTier,
+    PiiKind,
+    PromptPacking,
+    Rerank,
+)
 
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip")
 Algorithm = Literal["HS256", "RS256"]
@@ -366,6 +373,8 @@ class GenerationConfig(_Component):
     model_dir: str = ".local/models"
     answer_max_tokens: int = Field(200, ge=8, le=8192)
     prompt_max_tokens: int = Field(1024, ge=128)
+    # of each source, the sentences that bear on the question, or whole chunks
+    prompt_packing: PromptPacking = "sentences"
     answer_sentences: int = Field(4, ge=1, le=50)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     generation_timeout_ms: int = Field(30_000, ge=100)

@@ -65,7 +65,8 @@ def chat_model(s: Settings, tier: str) -> ChatModel:
 
 def make_generator(s: Settings, ledger: UsageLedger | None = None) -> GeneratorChain:
     budget = AnswerBudget(max_tokens=s.generation.answer_max_tokens, prompt_tokens=s.generation.prompt_max_tokens,
-                          temperature=s.generation.temperature, sentences=s.generation.answer_sentences, injection_guard=s.generation.injection_guard)
+                          temperature=s.generation.temperature, sentences=s.generation.answer_sentences, injection_guard=s.generation.injection_guard,
+                          packing=s.generation.prompt_packing)
     tiers: dict[str, Generator] = {
         t: LLMGenerator(chat_model(s, t), budget) for t in tiers_in_use(s) if t != "extractive"
     }

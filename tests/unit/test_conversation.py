@@ -41,3 +41,29 @@ def test_a_follow_up_is_searched_with_the_previous_question() -> None:
         {"role": "user", "content": "What does the basic plan cost?"}, {"role": "assistant", "content": "10 euros."}]})
     assert follow_up(q) == ["What does the basic plan cost? And the premium one?"]
     assert follow_up(q.model_copy(update={"context": []})) == []
+
+
+LONG = ("The plan catalogue lists every offer. Basic costs 10 euros a month. Support answers by mail. "
+        "Offices are in Lyon and Porto. The staff counts forty people. Premium costs 25 euros a month. "
+        "Premium includes phone support. Invoices are sent monthly. The company was founded in 2009.")
+
+
+def test_only_the_sentences_bearing_on_the_question_are_packed() -> None:
+    from streamrag.core.generation.prompt import bearing
+
+    got = bearing(LONG, "How much does premium cost?")
+    assert got.startswith("The plan catalogue lists every offer.")  # the lead sentence
+    assert "Premium costs 25 euros a month. Premium includes phone support." in got  # and its neighbours
+    assert "Lyon" not in got and "2009" not in got and "…" in got
+    assert bearing(LONG, "zebra migration") == LONG  # nothing shares a term: the whole source
+    assert bearing("One. Two.", "one") == "One. Two."  # short: whole
+
+
+def test_sentence_packing_makes_the_prompt_smaller_than_whole_chunks() -> None:
+    rk = ranked(LONG, LONG.replace("Premium", "Gold"))
+    whole = build_prompt("How much does premium cost?", rk, approx_tokens, 1024, packing="chunks")
+    packed = build_prompt("How much does premium cost?", rk, approx_tokens, 1024, packing="sentences")
+    assert len(packed.sources) == len(whole.sources) == 2
+    assert len(packed.sources[0].text) < 0.7 * len(whole.sources[0].text)  # the premium sentences and the lead
+    assert packed.sources[1].text == whole.sources[1].text  # no sentence about premium: whole
+    assert packed.prompt_tokens < whole.prompt_tokens

@@ -20,7 +20,7 @@ def answerer_tag(s: Settings) -> str:
         "routes": [r.model_dump(mode="json") for r in g.generator_routes],
         "local": s.local.model if "local" in _tiers(s) else "",
         "openai": [s.openai.base_url, s.openai.model] if "openai" in _tiers(s) else [],
-        "limits": [g.answer_max_tokens, g.prompt_max_tokens, g.answer_sentences, g.temperature],
+        "limits": [g.answer_max_tokens, g.prompt_max_tokens, g.answer_sentences, g.temperature, g.prompt_packing],
         "ungrounded": g.ungrounded,
         "guard": g.injection_guard,
         "prompt": [SYSTEM, user_message("{question}", ["{sources}"], g.answer_sentences)],

@@ -9,6 +9,7 @@ from streamrag.core.answering import citation
 from streamrag.core.generation.backend import ChatModel, Draft, GenerationError, GenerationRequest
 from streamrag.core.generation.grounding import ground
 from streamrag.core.generation.prompt import build_prompt
+from streamrag.schemas.vocabulary import PromptPacking
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class AnswerBudget:
     temperature: float = 0.1
     sentences: int = 4
     injection_guard: bool = True
+    packing: PromptPacking = "sentences"
 
 
 class LLMGenerator:
@@ -33,7 +35,8 @@ class LLMGenerator:
         b = self.budget
         window = min(b.prompt_tokens, self.model.context_window - b.max_tokens - 8)
         prompt = build_prompt(req.question, req.ranked[: req.top_k], self.model.count_tokens, window,
-                              sentences=b.sentences, guard=b.injection_guard, history=req.history)
+                              sentences=b.sentences, guard=b.injection_guard, history=req.history,
+                              packing=b.packing)
         if not prompt.sources:
             raise GenerationError(f"no source fits the prompt budget of {window} tokens")
         stream = req.stream

@@ -1,6 +1,8 @@
 """The prompt: the question and numbered sources as structured context, packed within a token budget.
 
-Sources are delimited as data (``<source id="n">`` … ``</source>``, with any look-alike delimiters in the
+Of each source, the sentences that bear on the question go in (``packing="sentences"``: those sharing a
+content term with it, each with its neighbours, and the lead sentence), so that more sources fit and the
+model reads less. Sources are delimited as data (``<source id="n">`` … ``</source>``, with any look-alike delimiters in the
 text defused) after the injection defence has removed text that addresses a model. Packing keeps the
 highest-ranked sources whole; a source that does not fit whole is cut at a sentence boundary, and every
 lower-ranked one is dropped. Tokens are counted with the generator's own tokenizer.
@@ -12,8 +14,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from streamrag.core.answering import terms
 from streamrag.core.generation.injection import neutralise
 from streamrag.core.retrieval import Ranked
+from streamrag.schemas.vocabulary import PromptPacking
 
 SYSTEM = (
     "You are a helpful assistant. You answer the user's question with facts from the numbered sources "
@@ -67,6 +71,7 @@ def build_prompt(
     sentences: int = 4,
     guard: bool = True,
     history: Sequence[tuple[str, str]] = (),
+    packing: PromptPacking = "sentences",
 ) -> Prompt:
     """Messages whose token count (by ``count``) stays within ``budget_tokens``.
 
@@ -82,6 +87,8 @@ def build_prompt(
     for rank, r in enumerate(ranked):
         text, n_removed = neutralise(r.hit.text) if guard else (r.hit.text, 0)
         text = " ".join(text.split())
+        if packing == "sentences":
+            text = bearing(text, question)
         n = len(packed) + 1
         block = source_block(n, r.hit.title, text)
         cost = count(block) + 1
@@ -108,6 +115,26 @@ def build_prompt(
         {"role": "user", "content": user_message(question, blocks, sentences)},
     ]
     return Prompt(messages, packed, budget_tokens - left, removed)
+
+
+def bearing(text: str, question: str, neighbours: int = 1) -> str:
+    """The sentences of ``text`` that share a content term with the question, each with ``neighbours`` on
+    either side, and the lead sentence (it often names the subject), in their order; a gap is marked "…".
+    The whole text when it is short or no sentence shares a term (retrieval found it for another reason)."""
+    sents = [x for x in _SENT_END.split(text) if x.strip()]
+    if len(sents) <= 2 * neighbours + 2:
+        return text
+    q = set(terms(question))
+    hits = [i for i, x in enumerate(sents) if q & set(terms(x))]
+    if not hits:
+        return text
+    keep = sorted({0} | {j for i in hits for j in range(i - neighbours, i + neighbours + 1) if 0 <= j < len(sents)})
+    out: list[str] = []
+    for prev, i in zip([-1, *keep], keep, strict=False):
+        if prev >= 0 and i != prev + 1:
+            out.append("…")
+        out.append(sents[i])
+    return " ".join(out)
 
 
 def _fit_history(history: Sequence[tuple[str, str]], count: Counter, budget: int, guard: bool) -> list[Message]:
