@@ -94,9 +94,10 @@ class FileCrashLedger:
         self.crash_restarts += 1
         self.last_crash = {"at": time.time(), "stage": died_with[0][0],
                            "positions": [list(p) for _, ps in died_with for p in ps][:20]}
+        alone = sum(len(ps) for _, ps in died_with) == 1  # with others in hand (generation slots), it may be theirs
         for _, ps in died_with:
             for p in ps:
-                if p in self.suspects and len(ps) == 1:
+                if p in self.suspects and alone:
                     self.convicts[p] = None
                 else:
                     self.suspects[p] = None

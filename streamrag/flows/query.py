@@ -117,7 +117,8 @@ def build_flow(
     No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error)."""
     flow = Dataflow("query")
     processor = processor or make_query_processor(settings)
-    answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None)
+    answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None,
+                                    ledger=ledger)
     offsets = InFlightOffsets()
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived

@@ -102,3 +102,46 @@ def test_a_native_panic_is_isolated_like_an_exception() -> None:
     guard: StepGuard[int, object] = StepGuard("ingest", record_of=lambda i: None, fail=lambda i, st, why: [(i, why)])
     out = guard.wrap("chunk", step)([1, 2, 3])
     assert out[0] == 1 and out[2] == 3 and out[1][0] == 2 and "PanicException" in out[1][1]  # type: ignore[index]
+
+
+def test_queries_in_generation_slots_at_a_crash_are_answered_without_the_model(tmp_path: Path) -> None:
+    """A slot thread holds its query's position while the model runs; after the worker dies there, every
+    query in hand is answered extractively at the restart (the model never sees them again), and a
+    suspect that dies with others in hand is not convicted for it."""
+    import threading
+    import time
+
+    from streamrag.core.query.concurrent import IN_HAND_AT_A_CRASH, ConcurrentAnswering, Job
+    from streamrag.core.query.processor import Prepared, Reply
+    from streamrag.schemas.models import Answer, Query
+
+    path = tmp_path / "l.json"
+    first = FileCrashLedger(path, "query")
+    inside, release = threading.Event(), threading.Event()
+
+    class Dying:  # the model: the process "dies" (the holder is never released) while it runs
+        s = Settings(_env_file=None)  # type: ignore[call-arg]
+
+        def reply(self, p: Prepared, stream: object) -> Reply:
+            inside.set()
+            release.wait(30)  # a dead process never comes back: its holder is never released
+            raise SystemExit
+
+        def extractive(self, p: Prepared, reason: str) -> Answer:
+            return Answer(query_id=p.query.query_id, tenant="acme", status="ok", fallback=[reason])
+
+    def job(offset: int) -> Job:
+        q = Query(query_id=f"q{offset}", tenant="acme", text="x")
+        p = Prepared(q, None, [], True, 1.0, [], None, 0.0, {}, float("inf"))  # type: ignore[arg-type]
+        return Job(_rec(offset), p)
+
+    ConcurrentAnswering(Dying(), 2, ledger=first).generate([(j.record, j.prepared) for j in (job(5), job(6))])  # type: ignore[arg-type]
+    assert inside.wait(5)
+    time.sleep(0.2)
+    second = FileCrashLedger(path, "query")  # the restart
+    assert second.suspect(("q", 0, 5)) and second.suspect(("q", 0, 6)) and second.crash_restarts == 1
+    answering = ConcurrentAnswering(Dying(), 2, wait=True, ledger=second)  # type: ignore[arg-type]
+    out = answering.generate([(j.record, j.prepared) for j in (job(5), job(6))])
+    assert sorted(r.answer.query_id for _, r in out if isinstance(r, Reply)) == ["q5", "q6"]
+    assert all(r.answer.fallback == [IN_HAND_AT_A_CRASH] for _, r in out if isinstance(r, Reply))
+    release.set()

@@ -4,6 +4,10 @@
 generation slot; what is answered already passes on). A query's answer deltas and its final answer come
 back from the slots the moment they are written (``drain``), so no answer waits for another; with
 ``wait=True`` (the embedded path, flows over a finite test source) ``generate`` returns them all itself.
+
+With a crash ledger, a generation slot holds its query's position while the model runs, so a worker that
+dies inside the model (a native crash, an out-of-memory kill) knows after its restart which queries were
+in hand; those are answered without the model (extractively) instead of being handed to it again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from streamrag.core import telemetry
+from streamrag.core.ports import CrashLedger
 from streamrag.core.query.deltas import Delta, EmittedDeltas
 from streamrag.core.query.processor import (
     Output,
@@ -24,11 +29,13 @@ from streamrag.core.query.processor import (
 )
 from streamrag.core.query.slots import GenerationSlots
 from streamrag.core.records import RawRecord
+from streamrag.core.step_guard import position
 from streamrag.schemas.models import Query
 
 Emitted = tuple[RawRecord, Output | Delta]
 Retrieved = tuple[RawRecord, Prepared | Output]
 WAITED_TOO_LONG = "deadline: no generation slot came free before the query's deadline"
+IN_HAND_AT_A_CRASH = "crash: the worker died while this query was being generated; answered without the model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +45,11 @@ class Job:
 
 
 class ConcurrentAnswering:
-    def __init__(self, processor: QueryProcessor, concurrency: int, *, wait: bool = False) -> None:
+    def __init__(self, processor: QueryProcessor, concurrency: int, *, wait: bool = False,
+                 ledger: CrashLedger | None = None) -> None:
         self.processor = processor
         self.wait = wait
+        self.ledger = ledger
         self.slots: GenerationSlots[Job, Emitted] = GenerationSlots(
             concurrency, self._run, deadline_of=lambda j: j.prepared.deadline, on_expired=self._expired,
             on_error=self._error,
@@ -57,6 +66,9 @@ class ConcurrentAnswering:
     def generate(self, items: Sequence[Retrieved]) -> list[Emitted]:
         jobs = [Job(rec, p) for rec, p in items if isinstance(p, Prepared)]
         out: list[Emitted] = [(rec, o) for rec, o in items if not isinstance(o, Prepared)]
+        if self.ledger is not None:
+            out.extend(self._without_model(j) for j in jobs if self._in_hand_at_a_crash(j))
+            jobs = [j for j in jobs if not self._in_hand_at_a_crash(j)]
         if self.wait:
             out.extend(self.slots.run_all(jobs))
         else:
@@ -70,6 +82,14 @@ class ConcurrentAnswering:
         telemetry.GENERATION_SLOTS_BUSY.set(self.slots.busy)
         return self.slots.has_room()
 
+    def _in_hand_at_a_crash(self, job: Job) -> bool:
+        pos = position(job.record)
+        return self.ledger is not None and pos is not None and (self.ledger.suspect(pos) or self.ledger.convicted(pos))
+
+    def _without_model(self, job: Job) -> Emitted:
+        q = job.prepared.query
+        return job.record, Reply(self.processor.extractive(job.prepared, IN_HAND_AT_A_CRASH), q.reply_to, q)
+
     # -- in a generation slot ----------------------------------------------------------------------
     def _run(self, job: Job, emit: Callable[[Emitted], None]) -> list[Emitted]:
         p = job.prepared
@@ -78,7 +98,11 @@ class ConcurrentAnswering:
         if self.processor.s.generation.stream_deltas or q.options.stream:
             stream = EmittedDeltas(q.query_id, q.reply_to or self.processor.s.topics.answers,
                                    lambda d: emit((job.record, d)))
-        return [(job.record, self.processor.reply(p, stream))]
+        pos = position(job.record)
+        if self.ledger is None or pos is None:
+            return [(job.record, self.processor.reply(p, stream))]
+        with self.ledger.holding("generate", [pos]):  # on file while the model runs: a crash here is known
+            return [(job.record, self.processor.reply(p, stream))]
 
     def _expired(self, job: Job) -> list[Emitted]:
         q = job.prepared.query
