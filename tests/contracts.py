@@ -113,6 +113,6 @@ class GeneratorContract:
                                          "Flights are booked in economy class."])]
         g = self.make()
         d = g.generate(GenerationRequest(question="How much is a hotel night?", ranked=ranked, top_k=2,
-                                         tenant="acme", deadline=time.monotonic() + 30))
+                                         tenant="acme", deadline=time.monotonic() + 120))  # a loaded CI machine
         assert d.status in ("ok", "no_answer") and d.generator
         assert {c.chunk_id for c in d.citations} <= {"c0", "c1"}
