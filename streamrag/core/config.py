@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamrag.schemas.vocabulary import GENERATOR_TIERS, Fusion, GeneratorTier, PiiKind, Rerank
 
-PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip")
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip", "postal")
 Algorithm = Literal["HS256", "RS256"]
 
 

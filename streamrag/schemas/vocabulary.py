@@ -14,7 +14,7 @@ GeneratorTier = Literal["local", "openai", "extractive"]
 # how a feedback rating is given: thumbs (-1 or 1) or stars (1 to 5)
 FeedbackScale = Literal["thumbs", "stars"]
 # kinds of personal data redacted at ingest
-PiiKind = Literal["email", "phone", "card", "iban", "ip"]
+PiiKind = Literal["email", "phone", "card", "iban", "ip", "postal"]
 # the ingest flow's named steps, in the order they run
 IngestStage = Literal["parse", "extract", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streamrag.core import telemetry
-from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.answering import ExtractiveAnswerer, lexically_supported
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
@@ -254,7 +254,8 @@ class QueryProcessor:
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
             ranked = self.reranker_for(q.options.rerank or vs.retrieval.rerank).rerank(q.text, res.ranked, q.top_k)
-        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score)
+        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score
+                                     or lexically_supported(q.text, ranked))
         return Prepared(q, view, list(ranked), relevant, res.best_dense, list(res.degraded), vecs[0], started,
                         timer.ms, self._deadline(q))
 
