@@ -17,7 +17,7 @@ from streamrag.connectors.lancedb_tables import LanceTables
 from streamrag.core.analysis import bm25_terms
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit
-from streamrag.core.security import doc_key, in_list_literal
+from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 
 class LanceSearch(LanceTables):
@@ -100,6 +100,14 @@ class LanceSearch(LanceTables):
         col = self.fts_columns(t)[0]
         return any(getattr(i, "index_type", "") == "FTS" and col in getattr(i, "columns", [])
                    for i in t.list_indices())
+
+    def sample_texts(self, tenant: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the tenant's chunk texts (self-retrieval evidence for fusion: core/evidence.py)."""
+        t = self.table(self.chunks_name)
+        if t is None:
+            return []
+        rows = t.search().where(f"tenant = {tenant_literal(tenant)}").select(["text"]).limit(limit).to_arrow()
+        return [x or "" for x in rows.column("text").to_pylist()]
 
     def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Document rows (title, version, metadata) for the enrichment stage."""

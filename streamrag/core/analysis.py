@@ -24,6 +24,10 @@ _RUNS = regex.compile(rf"(?P<ns>[{_NO_SPACE}]+)|(?P<w>[[\p{{L}}\p{{N}}]--[{_NO_S
                       regex.V1)
 _ARABIC = regex.compile(r"^\p{Arabic}+$")
 _ARABIC_ARTICLE = ("وال", "بال", "كال", "فال", "ال", "لل")
+# English function words: not content terms (the answerer, the grounding check, self-retrieval evidence)
+STOP = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "do", "does", "did", "can", "could", "should", "would", "you", "your", "we", "our", "they", "their", "there", "these", "those", "not", "no", "yes", "if", "then", "than", "so", "about", "into", "over", "under"]
+)
 # sentence ends: Latin punctuation before a space, CJK full stops with or without one, blank lines
 _SENT_END = regex.compile(r"(?<=[.!?])\s+|(?<=[。！？．｡])\s*|\n\s*\n")
 

@@ -11,16 +11,13 @@ import math
 import re
 from collections.abc import Sequence
 
-from streamrag.core.analysis import has_no_space_script, tokens
+from streamrag.core.analysis import STOP, has_no_space_script, tokens
 from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.models import Citation
 
 # sentence ends: . ! ? before a capital, 。！？ with or without a space (Japanese, Chinese), a line break
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[。！？．])\s*|\n+")
-STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "do", "does", "did", "can", "could", "should", "would", "you", "your", "we", "our", "they", "their", "there", "these", "those", "not", "no", "yes", "if", "then", "than", "so", "about", "into", "over", "under"]
-)
 
 
 def terms(text: str) -> list[str]:

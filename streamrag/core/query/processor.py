@@ -103,7 +103,7 @@ class QueryProcessor:
         self.s = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever.for_config(store, settings.retrieval)
+        self.retriever = Retriever.for_config(store, settings.retrieval, embedder)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: Callable[[], IndexView] = views or (lambda: fixed)
@@ -166,7 +166,7 @@ class QueryProcessor:
     def retriever_of(self, view: IndexView) -> Retriever:
         r = self._retrievers.get(view.name)
         if r is None:
-            r = Retriever.for_config(view.store, view.settings.retrieval)
+            r = Retriever.for_config(view.store, view.settings.retrieval, view.embedder)
             self._retrievers[view.name] = r
         return r
 
