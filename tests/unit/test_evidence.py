@@ -20,7 +20,7 @@ def _corpus(n: int = 60) -> list[str]:
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
-        words = TOPICS[i % len(TOPICS)].split() + [f"name{i}", f"place{i}"]
+        words = [*TOPICS[i % len(TOPICS)].split(), f"name{i}", f"place{i}"]
         out.append(" ".join(" ".join(rng.choice(words, 6)) + "." for _ in range(3)))
     return out
 
