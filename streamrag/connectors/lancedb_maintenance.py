@@ -7,6 +7,7 @@ import logging
 import time
 import warnings
 from datetime import timedelta
+from typing import Any
 
 from streamrag.connectors.lancedb_ann import build_ann
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
@@ -71,9 +72,12 @@ class LanceMaintenance(LanceTables):
         t = self.table(self.chunks_name)
         if t is None:
             return
-        opts = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True}
-        t.create_fts_index("text", **opts)
-        t.create_fts_index("title", **opts)  # BM25 over the document title too (every chunk row carries it)
+        opts: dict[str, Any] = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True}
+        text, title = self.fts_columns(t)
+        if text != "text":  # analysed columns (core/analysis.py): terms separated by spaces, English stemmed
+            opts["base_tokenizer"] = "whitespace"
+        t.create_fts_index(text, **opts)
+        t.create_fts_index(title, **opts)  # BM25 over the document title too (every chunk row carries it)
         self._has_fts_index = self._has_title_fts = True
         self._last_fts = time.monotonic()
         self._fts_version = t.version

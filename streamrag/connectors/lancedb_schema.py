@@ -12,6 +12,12 @@ DOCS = "docs"
 PLACE_FIELDS = (pa.field("page", pa.int32()), pa.field("section", pa.string()))
 PLACE_COLUMNS = tuple(f.name for f in PLACE_FIELDS)
 
+# the analysed forms of the chunk text and the title that BM25 indexes (core/analysis.py: words, and character
+# bigrams for scripts without spaces). Only tables made with them have them: an older table keeps its BM25 over
+# the raw text and title (adding them would leave its rows without terms) until a reindex (replay + promote).
+ANALYSIS_FIELDS = (pa.field("terms", pa.string()), pa.field("title_terms", pa.string()))
+ANALYSIS_COLUMNS = tuple(f.name for f in ANALYSIS_FIELDS)
+
 
 def chunk_schema(dim: int) -> pa.Schema:
     return pa.schema(
@@ -30,6 +36,7 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("meta", pa.list_(pa.string())),
             pa.field("updated_ms", pa.int64()),
             *PLACE_FIELDS,
+            *ANALYSIS_FIELDS,
         ]
     )
 

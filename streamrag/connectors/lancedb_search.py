@@ -14,9 +14,10 @@ from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors.lancedb_schema import PLACE_COLUMNS
 from streamrag.connectors.lancedb_tables import LanceTables
+from streamrag.core.analysis import bm25_terms
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit
-from streamrag.core.security import doc_key, in_list_literal
+from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 
 class LanceSearch(LanceTables):
@@ -75,10 +76,15 @@ class LanceSearch(LanceTables):
         if titles and not self._has_title_fts and time.monotonic() - self._title_checked_at > 30:
             self._title_checked_at = time.monotonic()  # an older index gains it at its next FTS build
             self._fts_built(t)
+        col, title = self.fts_columns(t)
+        if col != "text":  # analysed columns: the query analysed the same way (core/analysis.py)
+            text = bm25_terms(text)
+            if not text:
+                return []
         query: Any = text
         if self._has_title_fts:  # two FTS indexes: say which columns (pydantic dataclasses: mypy sees no defaults)
-            query = (MultiMatchQuery(text, ["text", "title"], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
-                     if titles else MatchQuery(text, "text"))  # type: ignore[call-arg]
+            query = (MultiMatchQuery(text, [col, title], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
+                     if titles else MatchQuery(text, col))  # type: ignore[call-arg]
         try:
             q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._cols(t), "_score"]).limit(limit)
             rows = q.to_arrow().to_pylist()
@@ -91,8 +97,17 @@ class LanceSearch(LanceTables):
     def _has_text_fts(self, t: Any) -> bool:
         if self._has_fts_index:
             return True
-        return any(getattr(i, "index_type", "") == "FTS" and "text" in getattr(i, "columns", [])
+        col = self.fts_columns(t)[0]
+        return any(getattr(i, "index_type", "") == "FTS" and col in getattr(i, "columns", [])
                    for i in t.list_indices())
+
+    def sample_texts(self, tenant: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the tenant's chunk texts (self-retrieval evidence for fusion: core/evidence.py)."""
+        t = self.table(self.chunks_name)
+        if t is None:
+            return []
+        rows = t.search().where(f"tenant = {tenant_literal(tenant)}").select(["text"]).limit(limit).to_arrow()
+        return [x or "" for x in rows.column("text").to_pylist()]
 
     def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Document rows (title, version, metadata) for the enrichment stage."""

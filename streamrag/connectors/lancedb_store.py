@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_maintenance import LanceMaintenance
-from streamrag.connectors.lancedb_schema import DOC_SCHEMA, PLACE_FIELDS, chunk_schema
+from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, DOC_SCHEMA, PLACE_FIELDS, chunk_schema
 from streamrag.connectors.lancedb_search import LanceSearch
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
 from streamrag.core.ports import DocWrite, StoredChunk
@@ -70,6 +70,9 @@ class LanceStore(LanceSearch, LanceMaintenance):
         """The schema rows are written with: the chunk schema, once a table made before the page and section
         columns has gained them (all null; one small commit). Should that fail, rows go without them."""
         have = set(chunks.schema.names)
+        fields = list(chunk_schema(dim))
+        if not set(ANALYSIS_COLUMNS) <= have:  # a table made before them: its rows go without the BM25 terms
+            fields = [f for f in fields if f.name not in ANALYSIS_COLUMNS]
         missing = [f for f in PLACE_FIELDS if f.name not in have]
         if missing:
             try:
@@ -78,8 +81,8 @@ class LanceStore(LanceSearch, LanceMaintenance):
             except Exception as exc:  # written without them: pages and sections are not stored
                 log.warning("chunks table %s: could not add %s (%s); rows are written without them",
                             self.chunks_name, ", ".join(f.name for f in missing), str(exc).splitlines()[0][:200])
-                return pa.schema([f for f in chunk_schema(dim) if f.name in have])
-        return chunk_schema(dim)
+                return pa.schema([f for f in fields if f.name in have])
+        return pa.schema(fields)
 
     def _fold(self) -> None:
         """New rows into the id / doc_key indexes (a failure only defers it: counted and logged)."""

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from streamrag.connectors.lancedb_ann import PqProbe
 from streamrag.connectors.lancedb_errors import lance_errors
-from streamrag.connectors.lancedb_schema import CHUNKS, DOCS, chunk_schema
+from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, CHUNKS, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.ports import DocState
@@ -56,6 +56,7 @@ class LanceTables:
         self._fts_version = -1  # chunks table version the FTS index was last built at
         self._has_fts_index = False
         self._has_title_fts = False
+        self._fts_cols: tuple[str, str] | None = None  # the columns BM25 indexes (fts_columns)
         self._title_checked_at = -1e9
         self._place_cols: list[str] = []  # page / section, once the chunks table has them
         self._place_checked_at = -1e9
@@ -124,16 +125,25 @@ class LanceTables:
             for r in self._doc_rows(doc_keys, ["doc_key", "version", "deleted", "content_hash", "chunk_count"])
         }
 
+    def fts_columns(self, t: Any) -> tuple[str, str]:
+        """The columns BM25 indexes, text and title: their analysed forms where the table has them (any script),
+        else the raw ones (a table made before them: English analysis, words split at spaces and punctuation).
+        Known once per table: a table has them from its creation or never."""
+        if self._fts_cols is None:
+            self._fts_cols = ("terms", "title_terms") if set(ANALYSIS_COLUMNS) <= set(t.schema.names) else ("text", "title")
+        return self._fts_cols
+
     def _fts_built(self, t: Any) -> bool:
-        """Both FTS indexes (chunk text, and document title) exist."""
+        """Both FTS indexes (chunk text, and document title: see ``fts_columns``) exist."""
         if self._has_fts_index:
             return True
         try:
             names = {c for i in t.list_indices() if getattr(i, "index_type", "") == "FTS" for c in getattr(i, "columns", [])}
         except Exception:
             return False
-        self._has_fts_index = {"text", "title"} <= names
-        self._has_title_fts = "title" in names
+        text, title = self.fts_columns(t)
+        self._has_fts_index = {text, title} <= names
+        self._has_title_fts = title in names
         return self._has_fts_index
 
     def drop(self) -> None:
@@ -143,6 +153,7 @@ class LanceTables:
                 if name in self._table_names():
                     self.db.drop_table(name)
                 self._tables.pop(name, None)
+            self._fts_cols = None
 
     # -- status -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -11,19 +11,34 @@ import math
 import re
 from collections.abc import Sequence
 
+from streamrag.core.analysis import STOP, has_no_space_script, tokens
 from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.models import Citation
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
-_WORD = re.compile(r"[a-z0-9]+")
-STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "do", "does", "did", "can", "could", "should", "would", "you", "your", "we", "our", "they", "their", "there", "these", "those", "not", "no", "yes", "if", "then", "than", "so", "about", "into", "over", "under"]
-)
+# sentence ends: . ! ? before a capital, 。！？ with or without a space (Japanese, Chinese), a line break
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[。！？．])\s*|\n+")
 
 
 def terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in STOP and len(w) > 1]
+    """Content terms in any script: words less English stop words, and character bigrams where words are
+    written without spaces (core/analysis.py)."""
+    return [t for t, no_space in tokens(text) if no_space or (t not in STOP and len(t) > 1)]
+
+
+LEXICAL_SUPPORT = 0.5  # share of a question's content terms in a chunk that makes it worth answering from
+
+
+def coverage(question: str, text: str) -> float:
+    """Share of the question's content terms found in ``text`` (0 when it has none)."""
+    q = set(terms(question))
+    return len(q & set(terms(text))) / len(q) if q else 0.0
+
+
+def lexically_supported(question: str, ranked: Sequence[Ranked], top: int = 3) -> bool:
+    """Whether one of the top chunks holds most of the question's terms: evidence to answer from when the
+    dense score alone is low (a language the embedding model does not know)."""
+    return any(coverage(question, f"{r.hit.title}\n{r.hit.text}") >= LEXICAL_SUPPORT for r in ranked[:top])
 
 
 def citation(r: Ranked) -> Citation:
@@ -56,7 +71,7 @@ class ExtractiveAnswerer:
         for ci, r in enumerate(top[: self.max_chunks]):
             rank_w = 1.0 / (1.0 + 0.35 * ci)
             for si, sent in enumerate(s.strip() for s in _SENT.split(r.hit.text)):
-                if len(sent) < 20:
+                if len(sent) < (8 if has_no_space_script(sent) else 20):  # a CJK character carries a word's worth
                     continue
                 st = terms(sent)
                 if not st:

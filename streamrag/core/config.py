@@ -24,7 +24,7 @@ from streamrag.schemas.vocabulary import (
     Rerank,
 )
 
-PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip")
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ip", "postal")
 Algorithm = Literal["HS256", "RS256"]
 
 
@@ -356,6 +356,8 @@ class RetrievalSettings(_Component):
     # each chunk gains this share of the scores of its document's other retrieved chunks (0: best chunk only)
     doc_weight: float = Field(0.0, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.25, ge=0.0, le=1.0)
+    # auto fusion: each tenant's self-retrieval evidence measured again after this long (0: not measured)
+    fusion_evidence_ttl_s: float = Field(3600.0, ge=0.0)
     rerank: Rerank = "none"
     rerank_model: str = ""
     query_max_age_s: float = Field(300.0, gt=0)

@@ -1,4 +1,5 @@
-"""PII redaction at ingest, per tenant: e-mail addresses, phone numbers (libphonenumber's matcher),
+"""PII redaction at ingest, per tenant: e-mail addresses, phone numbers (libphonenumber's matcher, in the
+tenant's region and the region of the text's script), Japanese postal codes (〒),
 payment card numbers (Luhn-checked, python-stdnum), IBANs (mod-97-checked, python-stdnum), IPv4 and IPv6
 addresses, and operator-configured patterns. Redacted text is what gets chunked, embedded and stored:
 the original never reaches LanceDB, the cache or the audit topic."""
@@ -19,6 +20,11 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d|\.\d)")
+# Japanese postal codes, written after the postal mark (〒123-4567); bare 123-4567 is too common to redact
+_JP_POSTAL = re.compile(r"〒\s?\d{3}-?\d{4}(?!\d)")
+# regions whose numbers text in a script may hold without a country code (beyond the tenant's phone_region)
+_SCRIPT_REGIONS = ((re.compile(r"[\u3040-\u30ff]"), "JP"), (re.compile(r"[\uac00-\ud7af]"), "KR"),
+                   (re.compile(r"[\u4e00-\u9fff]"), "CN"))
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 
 
@@ -54,15 +60,29 @@ class Redactor:
         if "ip" in kinds:
             text = _sub(_IPV4, text, "IP", counts, _valid_ip)
             text = _sub(_IPV6, text, "IP", counts, lambda m: m.count(":") >= 2 and _valid_ip(m))
+        if "postal" in kinds:
+            text = _sub(_JP_POSTAL, text, "POSTAL", counts, lambda _: True)
         if "phone" in kinds:
-            text = self._phones(text, counts)
+            for region in self._regions(text):
+                text = self._phones(text, counts, region)
         for name, rx in self.custom.items():
             text = _sub(rx, text, name.upper(), counts, lambda _: True)
         return text
 
-    def _phones(self, text: str, counts: Counter[str]) -> str:
+    def _regions(self, text: str) -> list[str]:
+        """The tenant's region, then the region of the script the text is written in (Japanese text holds
+        Japanese numbers: 03-1234-5678 is not a valid number in DE); kana before Han (Japanese uses both)."""
+        out = [self.s.phone_region]
+        for rx, region in _SCRIPT_REGIONS:
+            if rx.search(text):
+                if region not in out:
+                    out.append(region)
+                break
+        return out
+
+    def _phones(self, text: str, counts: Counter[str], region: str) -> str:
         out, last = [], 0
-        for m in phonenumbers.PhoneNumberMatcher(text, self.s.phone_region, leniency=phonenumbers.Leniency.VALID):
+        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
             out.append(text[last:m.start])
             out.append("[PHONE]")
             counts["phone"] += 1

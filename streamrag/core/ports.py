@@ -107,6 +107,10 @@ class IndexReader(Protocol):
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]: ...
 
+    def sample_texts(self, tenant: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the tenant's chunk texts (self-retrieval evidence: core/evidence.py)."""
+        ...
+
 
 class PayloadStore(Protocol):
     """Shared payloads with a TTL (Redis). Never raises: unavailable means a miss / no-op."""

@@ -17,14 +17,15 @@ of its document's other retrieved chunks (``doc_weight``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from streamrag.core import telemetry
 from streamrag.core.config import RetrievalSettings
 from streamrag.core.errors import SearchFailed
-from streamrag.core.ports import Hit, IndexReader
+from streamrag.core.evidence import Evidence, EvidenceCache
+from streamrag.core.ports import Embedder, Hit, IndexReader
 from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
 from streamrag.schemas.models import Query, QueryFilters
 from streamrag.schemas.vocabulary import Fusion
@@ -32,6 +33,7 @@ from streamrag.schemas.vocabulary import Fusion
 RRF_K = 60
 AGREE_K = 10  # top documents compared between the two lists
 AGREE_FULL = 0.2  # agreement at which BM25 gets an equal weight (2 of 10 top documents shared)
+DENSE_WEAK = 0.5  # dense self-retrieval below this share of BM25's: BM25 anchors (core/evidence.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +119,22 @@ def agreement(dense: Sequence[Hit], bm25: Sequence[Hit], k: int = AGREE_K) -> fl
     return len(set(a) & set(b)) / k if a and b else 0.0
 
 
-def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit], full: float = AGREE_FULL) -> float:
-    """Dense weight for this query: 0.5 when the lists share ``full`` of their top documents, towards
-    1 (dense only) as they agree less."""
+def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit], full: float = AGREE_FULL,
+               evidence: Evidence | None = None) -> float:
+    """Dense weight for this query. The anchor retriever is dense unless the corpus's evidence says the embedding
+    model is much weaker than BM25 on it (self-retrieval below ``DENSE_WEAK`` of BM25's: a language or domain the
+    model does not know); the other one gets up to 0.5 when the lists share ``full`` of their top documents, less as
+    they agree less, and never more than its evidence relative to the anchor's allows."""
     if not bm25:
         return 1.0
     if not dense:
         return 0.0
-    return 1.0 - 0.5 * min(1.0, agreement(dense, bm25) / full)
+    share = 0.5 * min(1.0, agreement(dense, bm25) / full)
+    if evidence is None or min(evidence.dense, evidence.bm25) <= 0:
+        return 1.0 - share
+    if evidence.dense < DENSE_WEAK * evidence.bm25:  # BM25 anchors
+        return share * evidence.dense / evidence.bm25
+    return 1.0 - share * min(1.0, evidence.bm25 / evidence.dense)
 
 
 def with_doc_evidence(ranked: list[Ranked], weight: float, others: int = 2) -> list[Ranked]:
@@ -145,7 +155,7 @@ def with_doc_evidence(ranked: list[Ranked], weight: float, others: int = 2) -> l
 
 def fuse(
     dense_lists: Sequence[Sequence[Hit]], bm25_lists: Sequence[Sequence[Hit]], fusion: Fusion, alpha: float,
-    doc_weight: float = 0.0,
+    doc_weight: float = 0.0, evidence: Evidence | None = None,
 ) -> list[Ranked]:
     by_id: dict[str, Hit] = {}
     dense_score: dict[str, float] = {}
@@ -163,9 +173,9 @@ def fuse(
     elif fusion == "bm25":
         scores = rrf(bm25_lists) if len(bm25_lists) > 1 else {h.id: h.score for h in bm25_lists[0]}
     elif fusion == "auto" and len(dense_lists) == 1:
-        scores = weighted(dense_lists[0], bm25_lists[0], auto_alpha(dense_lists[0], bm25_lists[0]))
+        scores = weighted(dense_lists[0], bm25_lists[0], auto_alpha(dense_lists[0], bm25_lists[0], evidence=evidence))
     elif fusion == "auto":  # variants: RRF over every list, BM25 lists weighted by their agreement
-        a = auto_alpha(dense_lists[0], bm25_lists[0])
+        a = auto_alpha(dense_lists[0], bm25_lists[0], evidence=evidence)
         scores = rrf([*dense_lists, *bm25_lists], weights=[a * 2] * len(dense_lists) + [(1 - a) * 2] * len(bm25_lists))
     elif fusion == "weighted" and len(dense_lists) == 1:
         scores = weighted(dense_lists[0], bm25_lists[0], alpha)
@@ -182,8 +192,10 @@ def fuse(
 
 
 class Retriever:
-    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 100, doc_weight: float = 0.0) -> None:
+    def __init__(self, store: IndexReader, overfetch: int = 4, min_candidates: int = 100, doc_weight: float = 0.0,
+                 evidence: Callable[[str], Evidence | None] | None = None) -> None:
         self.store = store
+        self.evidence = evidence  # tenant -> the corpus's evidence for auto fusion (None: not known yet)
         self.doc_weight = doc_weight
         self.overfetch = overfetch
         self.min_candidates = min_candidates
@@ -194,8 +206,13 @@ class Retriever:
         return max(top_k * self.overfetch, self.min_candidates)
 
     @classmethod
-    def for_config(cls, store: IndexReader, c: RetrievalSettings) -> Retriever:
-        return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight)
+    def for_config(cls, store: IndexReader, c: RetrievalSettings, embedder: Embedder | None = None) -> Retriever:
+        """With an embedder (and ``fusion_evidence_ttl_s`` > 0), auto fusion uses each tenant's self-retrieval
+        evidence, measured in the background (core/evidence.py)."""
+        ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s)
+              if embedder is not None and c.fusion_evidence_ttl_s > 0 else None)
+        return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
+                   evidence=ev.get if ev is not None else None)
 
     def retrieve(
         self,
@@ -220,7 +237,8 @@ class Retriever:
         if degraded and not any(dense_lists) and not any(bm25_lists):
             raise SearchFailed("; ".join(degraded))  # nothing to answer from: the query's error answer
         t1 = time.perf_counter()
-        ranked = fuse(dense_lists, bm25_lists, fusion, alpha, self.doc_weight)
+        ev = self.evidence(q.tenant) if self.evidence is not None and fusion == "auto" else None
+        ranked = fuse(dense_lists, bm25_lists, fusion, alpha, self.doc_weight, ev)
         t2 = time.perf_counter()
         best = max((h.score for hits in dense_lists for h in hits[:1]), default=0.0)
         return RetrievalResult(

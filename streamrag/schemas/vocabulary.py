@@ -18,7 +18,7 @@ PromptPacking = Literal["sentences", "chunks"]
 # who said an earlier turn of a conversation (a chat's context)
 TurnRole = Literal["user", "assistant"]
 # kinds of personal data redacted at ingest
-PiiKind = Literal["email", "phone", "card", "iban", "ip"]
+PiiKind = Literal["email", "phone", "card", "iban", "ip", "postal"]
 # the ingest flow's named steps, in the order they run
 IngestStage = Literal["parse", "extract", "redact", "newest", "stale_check", "chunk", "embed", "write"]
 # the query flow's named steps, in the order they run

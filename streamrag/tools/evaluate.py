@@ -14,6 +14,7 @@ from typing import Any
 
 from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.core.errors import StreamragError
+from streamrag.core.evidence import EvidenceCache, measure
 from streamrag.core.ports import Embedder
 from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import Ranked, auto_alpha, fuse, scope_for
@@ -36,6 +37,8 @@ class EvalConfig:
     titles: bool = True  # BM25 over chunk text and document title (False: chunk text only)
     bm25_noise: bool = False  # stress test: each query gets another query's BM25 list (a useless retriever)
     agree_full: float = 0.0  # auto fusion with another agreement constant (a study; 0: the default)
+    evidence: bool = True  # auto fusion with the corpus's self-retrieval evidence (core/evidence.py)
+    dense_noise: bool = False  # stress test: each query gets another query's dense list (a useless dense retriever)
 
 
 DEFAULT_CONFIGS = [
@@ -58,6 +61,11 @@ DEFAULT_CONFIGS = [
     EvalConfig("weighted-0.5@bm25-noise", "weighted", 0.5, bm25_noise=True),
     EvalConfig("weighted-0.7@bm25-noise", "weighted", 0.7, bm25_noise=True),
     EvalConfig("auto@bm25-noise", "auto", bm25_noise=True),
+    # the corpus's evidence ignored (the dense-anchored rule alone), and a useless dense retriever
+    EvalConfig("auto-noevidence", "auto", evidence=False),
+    EvalConfig("auto-noevidence@bm25-noise", "auto", bm25_noise=True, evidence=False),
+    EvalConfig("auto@dense-noise", "auto", dense_noise=True),
+    EvalConfig("weighted-0.5@dense-noise", "weighted", 0.5, dense_noise=True),
 ]
 AGREEMENT_STUDY = [EvalConfig(f"auto-{a}", "auto", agree_full=a) for a in (0.1, 0.2, 0.3, 0.4)] + [
     EvalConfig(f"auto-{a}@bm25-noise", "auto", agree_full=a, bm25_noise=True) for a in (0.1, 0.2, 0.3, 0.4)]
@@ -128,6 +136,9 @@ def run_eval(
     log(f"indexed {report['documents']} documents, {report['chunks']} chunks in {index_s:.1f}s "
         f"(embedding cache: {emb.hits} hits, {emb.misses} encoded)")
 
+    t2 = time.perf_counter()
+    evidence = measure(store.sample_texts(TENANT, EvidenceCache.POOL), emb.embed)
+    log(f"self-retrieval evidence (MRR@10 on pseudo-queries): {evidence} in {time.perf_counter() - t2:.1f}s")
     qp = make_query_processor(s, embedder=emb, store=store)
     depth = 100
     t1 = time.perf_counter()
@@ -150,13 +161,16 @@ def run_eval(
                 bl = plain
             if cfg.bm25_noise:
                 bl = list(lists.values())[(i + 1) % len(lists)][1]
+            if cfg.dense_noise:
+                dl = list(lists.values())[(i + 1) % len(lists)][0]
+            ev = evidence if cfg.evidence else None
             if cfg.fusion == "dense-first":
                 # the published protocol: one vector per document (title + text, truncated by the model)
                 ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
             elif cfg.agree_full:  # a study of the auto fusion's one constant
-                ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full), cfg.doc_weight)
+                ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full, ev), cfg.doc_weight)
             else:
-                ranked = fuse(dl, bl, cfg.fusion, cfg.alpha, cfg.doc_weight)  # type: ignore[arg-type]
+                ranked = fuse(dl, bl, cfg.fusion, cfg.alpha, cfg.doc_weight, ev)  # type: ignore[arg-type]
             if cfg.rerank != "none":
                 ranked = qp.reranker_for(cfg.rerank).rerank(queries[qid], ranked, 10)
             run[qid] = doc_run(ranked, depth)
@@ -166,7 +180,9 @@ def run_eval(
         "dataset": str(dataset), "queries": len(qids), "documents": report["documents"], "chunks": report["chunks"],
         "model": s.index.embedding_model, "candidates": qp.retriever.candidates(10), "chunk_size": s.chunk.size, "chunk_overlap": s.chunk.overlap,
         "index_seconds": round(index_s, 1), "search_seconds": round(search_s, 1),
-        "default": s.retrieval.fusion, "results": results, "_runs": runs,
+        "default": s.retrieval.fusion, "evidence": None if evidence is None else
+        {"dense": evidence.dense, "bm25": evidence.bm25, "samples": evidence.samples},
+        "results": results, "_runs": runs,
     }
 
 

@@ -120,7 +120,18 @@ def stems(text: str) -> set[str]:
     return {_stem(t) for t in _TOKEN.findall(normalize(text))}
 
 
+# Japanese writes negation, comparison and direction inside words (開きますか / 開きませんか): markers are
+# found as substrings, and two questions differing in one are refused (a refusal costs a cache miss only).
+_JA_POLARITY = re.compile(
+    r"ない|なかっ|ません|ず|ぬ|不|非|無|未|否|以外|除|多|少|高|低|大|小|長|短|早|速|遅|以上|以下|超|最|より"
+    r"|増|減|上が|下が|改善|悪化|防|促進|抑制|良|悪|前|後|常に|まれ"
+)
+
+
 def polarity_conflict(asked: str, cached: str) -> bool:
-    """True when the questions differ in a polarity word or a number (see POLARITY_STEMS)."""
+    """True when the questions differ in a polarity word or a number (see POLARITY_STEMS), or in a Japanese
+    polarity marker (_JA_POLARITY)."""
     diff = stems(asked) ^ stems(cached)
-    return any(t in POLARITY_STEMS or any(ch.isdigit() for ch in t) for t in diff)
+    if any(t in POLARITY_STEMS or any(ch.isdigit() for ch in t) for t in diff):
+        return True
+    return set(_JA_POLARITY.findall(normalize(asked))) != set(_JA_POLARITY.findall(normalize(cached)))

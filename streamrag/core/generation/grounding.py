@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from streamrag.core.answering import terms
 
 _MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
-_AFTER_STOP = re.compile(r"([.!?])[ \t]*((?:\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\][ \t]*)+)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=\])\s+(?=[A-Z])|\n+")
+_AFTER_STOP = re.compile(r"([.!?。！？])[ \t]*((?:\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\][ \t]*)+)")
+# sentence ends: . ! ? before a space, 。！？ with or without one, a marker before a capital, a line break
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|(?<=\])\s+(?=[A-Z])|\n+")
 _REFUSAL = re.compile(
     r"\b(?:sources?|context|documents?|provided\s+(?:text|information))\b(?:\W+\w+){0,2}?\W+"
     r"(?:do(?:es)?\s+not|don't|doesn't)\s+"
     r"(?:say|contain|mention|provide|include|specify|state|answer|cover|address|give|have)"
     r"|\bi\s+(?:do\s+not|don't|cannot|can't)\s+(?:know|find|answer)"
-    r"|\bno\s+(?:information|mention|answer)\b(?:\W+\w+){0,4}?\W+(?:sources?|context|documents?)",
+    r"|\bno\s+(?:information|mention|answer)\b(?:\W+\w+){0,4}?\W+(?:sources?|context|documents?)"
+    # Japanese: "the sources do not mention / contain it", "I do not know"
+    r"|(?:資料|文書|情報|ソース|出典|コンテキスト).{0,12}?(?:記載|言及|含まれ|書かれ|見当たり|あり)[^。]{0,6}?ません"
+    r"|(?:わかりません|分かりません|答えられません)",
     re.I,
 )
 SUPPORTED = 0.5  # share of a sentence's content words found in a source
@@ -75,8 +79,8 @@ def ground(text: str, n_sources: int, sources: Sequence[str] | None = None) -> G
         for n in keep:
             if n not in cited:
                 cited.append(n)
-        end = re.search(r"[.!?]+$", body)
+        end = re.search(r"[.!?。！？]+$", body)
         core, punct = (body[: end.start()], end.group()) if end else (body, "")
         out.append(core + "".join(f" [{n}]" for n in keep) + punct if keep else body)
-    fixed = re.sub(r"[ \t]{2,}", " ", " ".join(out)).strip()
+    fixed = re.sub(r"(?<=[。！？]) (?=\S)", "", re.sub(r"[ \t]{2,}", " ", " ".join(out))).strip()
     return Grounded(fixed, cited, invalid, refusal=refusal and not cited)

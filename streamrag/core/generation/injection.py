@@ -34,6 +34,9 @@ _ROLE_TAGS = re.compile(r"<\|[a-z_]*\|?>|\[/?INST\]|<<\s*/?SYS\s*>>|</?s>|</?(?:
 _V_IGNORE = r"(?:ignore|disregard|forget|override|overrule|bypass|skip|drop|abandon|cancel|nullify|void)"
 _PRIOR = r"(?:all|any|every|the|your|previous|prior|above|earlier|preceding|former|original|existing|other|initial|given|system)"
 _RULES = r"(?:instructions?|prompts?|directions?|rules?|guidelines?|context|constraints?|commands?|orders?|guidance|programming|sources?)"
+_JA_IGNORE = r"無視|忘れ|破棄|無効に|取り消|撤回|従わな|従う必要は(?:ありません|ない)"
+_JA_PRIOR = r"上記|上の|以上|前|これまで|今まで|先ほど|さっき|以前|元|最初|既存|全て|すべて|システム"
+_JA_RULES = r"指示|命令|指令|ルール|規則|規定|プロンプト|設定|制約|ガイドライン|コンテキスト|資料|出典"
 _PATTERNS = [
     rf"\b{_V_IGNORE}\b(?:\W+\w+){{0,4}}?\W+{_PRIOR}\b(?:\W+\w+){{0,3}}?\W+{_RULES}\b",
     rf"\b{_V_IGNORE}\s+(?:everything|all)\b(?:\W+\w+){{0,4}}?\W+(?:said|told|above|before|instructed)",
@@ -47,9 +50,16 @@ _PATTERNS = [
     r"\b(?:if\s+you\s+are|as\s+an?)\s+(?:an?\s+)?(?:ai|language\s+model|llm|assistant|chatbot)\b",
     r"\b(?:reveal|print|show|leak|output)\s+(?:your|the)\s+(?:system\s+)?(?:prompt|instructions)\b",
     r"\bprompt\s+injection\b|\binstead\s+of\s+answering\b|\bwhatever\s+(?:the\s+)?(?:user|question)\s+(?:asks|says)\b",
+    # Japanese: "ignore / forget the instructions above", "reveal the system prompt", "new instructions",
+    # "from now on you are ...", "act as ..."
+    rf"(?:{_JA_PRIOR})の?(?:{_JA_RULES})(?:を|は|に)?(?:すべて|全て|一切|完全に)?(?:{_JA_IGNORE})",
+    rf"(?:{_JA_RULES})(?:を|は)(?:すべて|全て|一切|完全に)?(?:{_JA_IGNORE})",
+    r"システム\s?プロンプト(?:を|の内容を|の内容)?(?:表示|出力|教え|開示|見せ|漏ら)",
+    r"(?:新しい|本当の|真の|秘密の|隠された|最新の)(?:指示|命令|指令|タスク)",
+    r"(?:今から|これから|以後|以降)(?:は)?(?:あなた|君|お前)は|(?:として|のように)(?:振る舞|振舞|ふるま)",
 ]
 _INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.I)
-_SENTENCES = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_SENTENCES = re.compile(r"(?<=[.!?:;])\s+|(?<=[。！？])\s*|\n+")
 
 
 def _normalise(text: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from streamrag.core.analysis import bm25_terms
 from streamrag.core.chunking import Chunk
 from streamrag.core.extraction import Block, section_label
 from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
@@ -113,12 +114,14 @@ def doc_write(p: Pending, now_ms: int) -> DocWrite:
     acl = acl_tokens(ch.acl)
     meta = meta_tokens(dict(ch.metadata))
     vecs: Any = p.vectors if p.vectors is not None else []
+    title_terms = bm25_terms(ch.title)
     rows = [
         {
             "id": chunk_id(ch.tenant, ch.doc_id, c.chunk_no), "doc_key": p.key, "tenant": ch.tenant,
             "doc_id": ch.doc_id, "chunk_no": c.chunk_no, "version": ch.version, "content_hash": p.content_hash,
             "title": ch.title, "text": c.text, "vector": vecs[j].tolist(), "acl": acl, "meta": meta,
             "updated_ms": upd, "page": c.page, "section": section_label(c.section) or None,
+            "terms": bm25_terms(c.text), "title_terms": title_terms,
         }
         for j, c in enumerate(p.chunks)
     ]

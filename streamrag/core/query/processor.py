@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streamrag.core import telemetry
-from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.answering import ExtractiveAnswerer, lexically_supported
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
@@ -104,7 +104,7 @@ class QueryProcessor:
         self.s = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever.for_config(store, settings.retrieval)
+        self.retriever = Retriever.for_config(store, settings.retrieval, embedder)
         fixed = IndexView(DEFAULT_INDEX, settings, store, embedder)
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: ViewSource = views or FixedView(fixed)
@@ -169,7 +169,7 @@ class QueryProcessor:
     def retriever_of(self, view: IndexView) -> Retriever:
         r = self._retrievers.get(view.name)
         if r is None:
-            r = Retriever.for_config(view.store, view.settings.retrieval)
+            r = Retriever.for_config(view.store, view.settings.retrieval, view.embedder)
             self._retrievers[view.name] = r
         return r
 
@@ -275,7 +275,8 @@ class QueryProcessor:
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
         with timer.stage("rerank"):
             ranked = self.reranker_for(q.options.rerank or vs.retrieval.rerank).rerank(q.text, res.ranked, q.top_k)
-        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score)
+        relevant = bool(ranked) and (fusion == "bm25" or res.best_dense >= vs.retrieval.answer_min_score
+                                     or lexically_supported(q.text, ranked))
         return Prepared(q, view, list(ranked), relevant, res.best_dense, list(res.degraded), vecs[0], started,
                         timer.ms, self._deadline(q))
 

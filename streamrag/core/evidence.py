@@ -1,0 +1,137 @@
+"""Corpus-level, label-free evidence of how well each retriever works on a tenant's own chunks.
+
+Self-retrieval by the inverse cloze task (Lee et al., 2019): a sentence taken out of a chunk is a pseudo-query and
+the rest of that chunk its one relevant context, among the contexts of the other sampled chunks. Each retriever ranks
+the contexts for each pseudo-query; its evidence is the mean reciprocal rank of the right context (top 10). No label,
+no model beyond the index's own embedder: it is measured on any corpus, in any language, per index version.
+
+Pseudo-queries share words with their contexts, so BM25 scores high on every corpus; what the measure tells apart is
+an embedding model that does not know the corpus's language or domain (an English model on Japanese text ranks the
+right context far below BM25) from one that does (within a few points of BM25 on English corpora). Fusion uses it to
+choose which retriever anchors the per-query agreement rule (core/retrieval.py; docs/retrieval.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrag.core.analysis import STOP, split_sentences, tokens
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 200  # pseudo-queries per measurement (a context pool of the same size)
+MIN_SAMPLE = 20  # fewer usable chunks: no evidence (the default rule applies)
+K = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    dense: float  # MRR@10 of the dense retriever on the pseudo-queries
+    bm25: float  # MRR@10 of BM25 on the same pseudo-queries
+    samples: int
+
+
+def pseudo_queries(texts: Sequence[str], n: int = SAMPLE, seed: int = 0) -> list[tuple[str, str]]:
+    """(query, context) pairs: a middle sentence of a chunk, and the chunk without it (chunks of 2+ sentences)."""
+    pairs = []
+    for text in texts:
+        sents = split_sentences(text)
+        if len(sents) < 2:
+            continue
+        i = len(sents) // 2
+        pairs.append((sents[i], " ".join(sents[:i] + sents[i + 1:])))
+    random.Random(seed).shuffle(pairs)
+    return pairs[:n]
+
+
+def _terms(text: str) -> list[str]:
+    return [t for t, no_space in tokens(text) if no_space or t not in STOP]
+
+
+def bm25_matrix(queries: Sequence[str], contexts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+    """Okapi BM25 scores (queries x contexts) over the contexts as a collection, with the index's terms."""
+    docs = [Counter(_terms(c)) for c in contexts]
+    avg = sum(sum(d.values()) for d in docs) / max(len(docs), 1) or 1.0
+    df: Counter[str] = Counter(t for d in docs for t in d)
+    n = len(docs)
+    out = np.zeros((len(queries), n), dtype=np.float32)
+    for qi, q in enumerate(queries):
+        for t in set(_terms(q)):
+            if t not in df:
+                continue
+            idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            for di, d in enumerate(docs):
+                tf = d.get(t, 0)
+                if tf:
+                    length = sum(d.values())
+                    out[qi, di] += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg))
+    return out
+
+
+def mrr(scores: np.ndarray, k: int = K) -> float:
+    """Mean reciprocal rank (cut at k) of the diagonal: query i's own context is context i."""
+    if not len(scores):
+        return 0.0
+    own = np.diag(scores)[:, None]
+    ranks = 1 + (scores > own).sum(axis=1)  # ties count in the query's favour
+    return float(np.where(ranks <= k, 1.0 / ranks, 0.0).mean())
+
+
+def measure(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], n: int = SAMPLE, seed: int = 0) -> Evidence | None:
+    """Both retrievers' self-retrieval on pseudo-queries from ``texts`` (None: too few usable chunks)."""
+    pairs = pseudo_queries(texts, n, seed)
+    if len(pairs) < MIN_SAMPLE:
+        return None
+    queries, contexts = [q for q, _ in pairs], [c for _, c in pairs]
+    vecs = np.asarray(embed(queries + contexts), dtype=np.float32)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    dense = vecs[: len(queries)] @ vecs[len(queries):].T
+    return Evidence(round(mrr(dense), 4), round(mrr(bm25_matrix(queries, contexts)), 4), len(pairs))
+
+
+class EvidenceCache:
+    """Each tenant's evidence on one index version: measured in the background on first use (the query that asks
+    gets None: the default rule) and again ``ttl_s`` later, so that it follows the corpus as it changes."""
+
+    POOL = 2_000  # chunk texts read per measurement, of which SAMPLE with two sentences or more are used
+
+    def __init__(self, sample: Callable[[str, int], list[str]], embed: Callable[[list[str]], np.ndarray],
+                 ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sample = sample
+        self.embed = embed
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._known: dict[str, tuple[float, Evidence | None]] = {}
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
+
+    def get(self, tenant: str) -> Evidence | None:
+        with self._lock:
+            known = self._known.get(tenant)
+            if (known is None or self.clock() - known[0] >= self.ttl_s) and tenant not in self._pending:
+                self._pending.add(tenant)
+                self._pool.submit(self._measure, tenant)
+        return known[1] if known is not None else None
+
+    def _measure(self, tenant: str) -> None:
+        ev: Evidence | None = None
+        try:
+            texts = self.sample(tenant, self.POOL)
+            ev = measure(texts, self.embed, seed=len(texts))
+            log.info("fusion evidence for %s: %s", tenant, ev)
+        except Exception as exc:  # the default rule until the next try
+            log.warning("fusion evidence for %s not measured: %s", tenant, str(exc).splitlines()[0][:200])
+        with self._lock:
+            self._known[tenant] = (self.clock(), ev)
+            self._pending.discard(tenant)

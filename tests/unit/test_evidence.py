@@ -1,0 +1,88 @@
+"""Corpus-level evidence for fusion: self-retrieval on pseudo-queries, and the anchor it chooses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from streamrag.core.evidence import Evidence, EvidenceCache, measure, pseudo_queries
+from streamrag.core.ports import Hit
+from streamrag.core.retrieval import auto_alpha, fuse
+from tests.fakes import HashEmbedder
+
+TOPICS = ["volcano lava eruption magma crater", "violin orchestra concerto melody", "glacier ice snow polar",
+          "bacteria infection antibiotic immune", "railway locomotive station track", "tomato garden soil seeds"]
+
+
+def _corpus(n: int = 60) -> list[str]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        words = [*TOPICS[i % len(TOPICS)].split(), f"name{i}", f"place{i}"]
+        out.append(" ".join(" ".join(rng.choice(words, 6)) + "." for _ in range(3)))
+    return out
+
+
+def _junk(texts: list[str]) -> np.ndarray:  # an embedding model that knows nothing of the language
+    return np.random.default_rng(len(texts)).normal(size=(len(texts), 16))
+
+
+def test_pseudo_queries_take_a_sentence_out_of_its_chunk() -> None:
+    (q, ctx), = pseudo_queries(["First one. Second one. Third one.", "single sentence only"])
+    assert q == "Second one." and ctx == "First one. Third one."
+
+
+def test_a_model_that_does_not_know_the_language_measures_far_below_bm25() -> None:
+    texts = _corpus()
+    good, junk = measure(texts, HashEmbedder().embed), measure(texts, _junk)
+    assert good is not None and junk is not None
+    assert good.dense >= 0.5 * good.bm25 and good.bm25 > 0.5, good
+    assert junk.dense < 0.5 * junk.bm25, junk
+    assert measure(texts[:10], HashEmbedder().embed) is None  # too few chunks: no evidence
+
+
+def _hits(prefix: str, n: int = 10) -> list[Hit]:
+    return [Hit(f"{prefix}{i}", f"t/{prefix}{i}", f"{prefix}{i}", 0, 1, "", "", 1.0 - i / 20) for i in range(n)]
+
+
+def test_bm25_anchors_when_the_evidence_says_dense_is_weak_and_dense_otherwise() -> None:
+    dense, bm25 = _hits("d"), _hits("b")  # lists that share nothing
+    assert auto_alpha(dense, bm25) == 1.0  # no evidence: dense anchors (the default rule)
+    assert auto_alpha(dense, bm25, evidence=Evidence(0.84, 0.88, 200)) == 1.0
+    assert auto_alpha(dense, bm25, evidence=Evidence(0.23, 0.59, 200)) == 0.0  # BM25 anchors
+    ranked = fuse([dense], [bm25], "auto", 0.5, evidence=Evidence(0.23, 0.59, 200))
+    assert [r.hit.id for r in ranked[:3]] == ["b0", "b1", "b2"]
+    shared = _hits("d", 2) + _hits("b", 8)  # 2 of 10 shared: the weak one counts by its relative evidence
+    assert abs(auto_alpha(dense, shared, evidence=Evidence(0.2, 0.6, 200)) - 0.5 / 3) < 1e-9
+    assert auto_alpha(dense, shared, evidence=Evidence(0.8, 0.4, 200)) == 0.75  # BM25 weaker: half its share
+
+
+def test_evidence_is_measured_in_the_background_once_and_again_after_its_ttl() -> None:
+    now = [0.0]
+    calls: list[str] = []
+    done = threading.Event()
+
+    def sample(tenant: str, limit: int) -> list[str]:
+        calls.append(tenant)
+        return _corpus()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = HashEmbedder().embed(texts)
+        done.set()
+        return out
+
+    cache = EvidenceCache(sample, embed, ttl_s=60, clock=lambda: now[0])
+    assert cache.get("acme") is None  # not known yet: the default rule for this query
+    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while cache.get("acme") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(cache.get("acme"), Evidence) and calls == ["acme"]
+    now[0] = 61.0
+    cache.get("acme")
+    deadline = time.monotonic() + 10
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == ["acme", "acme"]
