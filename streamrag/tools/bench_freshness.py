@@ -42,9 +42,13 @@ QUESTION = "What is the calibration code of the glacier turbine flow meter {toke
 
 
 def stage_sums(url: str) -> dict[str, float]:
-    """The ingest worker's seconds per stage so far (sums of ``streamrag_stage_seconds{flow="ingest"}``)."""
+    """The ingest worker's seconds per stage so far, from its /metrics."""
     with urllib.request.urlopen(url, timeout=5) as r:  # a local worker's /metrics
-        text = r.read().decode()
+        return stage_sums_of(r.read().decode())
+
+
+def stage_sums_of(text: str) -> dict[str, float]:
+    """Seconds per ingest stage in a /metrics page (sums of ``streamrag_stage_seconds{flow="ingest"}``)."""
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         if fam.name == "streamrag_stage_seconds":
