@@ -97,7 +97,11 @@ def _jsonl_records(f: Path, tenant: str) -> Iterator[RawRecord]:
     mtime_us = f.stat().st_mtime_ns // 1000
     opener = gzip.open if f.name.lower().endswith(".gz") else open
     with opener(f, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
+        try:
+            lines = list(fh)
+        except (OSError, EOFError) as exc:  # not gzip, or truncated
+            raise StreamragError(f"{f}: unreadable ({exc})") from exc
+        for n, raw in enumerate(lines, 1):
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue

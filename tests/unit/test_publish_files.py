@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import streamrag.tools.publish as publish
 from streamrag.cli import app
 from streamrag.connectors.files import records_from_paths
+from streamrag.core.errors import StreamragError
 
 
 class SentRecords:
@@ -66,3 +67,9 @@ def test_a_folder_is_walked_for_gzipped_jsonl(tmp_path: Path) -> None:
     (tmp_path / "other.gz").write_bytes(gzip.compress(b"not a corpus"))  # not walked for
     got = [json.loads(r.value or b"") for r in records_from_paths([tmp_path], "acme")]
     assert [g["doc_id"] for g in got] == ["d1", "d2", "d1"] and all(g["version"] for g in got)
+
+
+def test_a_broken_gzip_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "corpus.jsonl.gz").write_bytes(b'{"doc_id": "plain, not gzipped"}\n')
+    with pytest.raises(StreamragError, match=r"corpus\.jsonl\.gz: unreadable"):
+        list(records_from_paths([tmp_path / "corpus.jsonl.gz"], "acme"))
