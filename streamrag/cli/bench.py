@@ -300,3 +300,23 @@ def bench_fuzz_cmd(
                  f"answers {rep['answers']}, unaccounted {rep['unaccounted']}")
     if rep["unaccounted"]:
         raise StreamragError(f"{rep['unaccounted']} records have no outcome: {rep['unaccounted_examples'][:3]}")
+
+
+@bench_app.command("freshness")
+@cli_errors
+def bench_freshness_cmd(
+    changes: int = typer.Option(20, "--changes", "-n", min=1, help="changes of the one document"),
+    docs: int = typer.Option(300, "--docs", help="abstracts indexed beside it (from --dataset)"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """A changed document, published, until a query through the query worker finds it: p50/p95 by stage."""
+    from streamrag.tools.bench_freshness import bench_freshness  # optional tooling: see the module docstring
+    from streamrag.tools.bench_report import write_report
+
+    s = settings()
+    check_reachable(s)
+    with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
+        res = write_report("freshness", bench_freshness(s, _dataset(dataset), docs, changes, Path(tmp), log_line), outdir,
+                           "freshness: publish -> found")
+    if json_out:
+        out.print_json(json.dumps(res))

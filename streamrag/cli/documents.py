@@ -23,7 +23,7 @@ from streamrag.tools.publish import publish_records
 @cli_errors
 def ingest(
     paths: list[Path] = typer.Argument(
-        ..., help="files or folders: .pdf, .docx, .html, .md, .txt, .rst, .jsonl (DocumentChange per line)"),
+        ..., help="files or folders: .pdf, .docx, .html, .md, .txt, .rst, .jsonl[.gz] (DocumentChange per line)"),
     tenant: str = typer.Option(..., "--tenant", "-t"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:

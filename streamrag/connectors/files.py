@@ -1,10 +1,12 @@
 """Turn files into raw document-change records: text files (.txt, .rst) as text, Markdown as text with its
 type (its headings are kept), PDF, DOCX and HTML as their bytes (``content_b64``, typed by suffix, else by
-content) for the ingest flow's ``extract`` stage; JSONL files hold one DocumentChange per line."""
+content) for the ingest flow's ``extract`` stage; JSONL files (gzipped too: ``.jsonl.gz``) hold one DocumentChange
+per line, and a line without a ``version`` gets one from the file's modification time, as other files do."""
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +18,12 @@ from streamrag.core.records import RawRecord
 
 TEXT_SUFFIXES = {s for s, t in SUFFIX_TYPES.items() if t == TEXT}  # sent as text, chunked as they are
 SUFFIXES = set(SUFFIX_TYPES) | {".jsonl"}  # what a folder is walked for (a file named alone is sent whatever it is)
+JSONL_GZ = ".jsonl.gz"
 UNKNOWN = "application/octet-stream"
+
+
+def is_jsonl(f: Path) -> bool:
+    return f.suffix.lower() == ".jsonl" or f.name.lower().endswith(JSONL_GZ)
 
 
 def iter_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
@@ -27,7 +34,7 @@ def iter_files(paths: list[Path]) -> Iterator[tuple[Path, Path]]:
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 hidden = any(part.startswith(".") for part in f.relative_to(p).parts)
-                if f.is_file() and f.suffix.lower() in SUFFIXES and not hidden:
+                if f.is_file() and (f.suffix.lower() in SUFFIXES or is_jsonl(f)) and not hidden:
                     yield f, p
         else:
             yield p, p.parent
@@ -56,21 +63,8 @@ def records_from_paths(paths: list[Path], tenant: str, max_bytes: int = 3_000_00
     """One record per file (per line of a JSONL file), read lazily; a file over ``max_bytes`` is read only
     that far (the ``extract`` stage refuses it)."""
     for f, root in iter_files(paths):
-        if f.suffix.lower() == ".jsonl":
-            for n, line in enumerate(f.read_bytes().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    yield RawRecord(value=line, key=None, topic=str(f), offset=n)
-                    continue
-                if isinstance(obj, dict):
-                    obj.setdefault("tenant", tenant)
-                    obj.setdefault("op", "upsert")
-                    yield RawRecord(value=json.dumps(obj).encode(), key=None, topic=str(f), offset=n)
-                else:
-                    yield RawRecord(value=line, key=None, topic=str(f), offset=n)
+        if is_jsonl(f):
+            yield from _jsonl_records(f, tenant)
             continue
         st = f.stat()
         doc_id = f.relative_to(root).as_posix() if f != root else f.name
@@ -94,6 +88,35 @@ def records_from_paths(paths: list[Path], tenant: str, max_bytes: int = 3_000_00
                 continue
         yield _record({**change, "content_b64": base64.b64encode(data).decode("ascii"),
                        "content_type": ctype or UNKNOWN}, str(f))
+
+
+def _jsonl_records(f: Path, tenant: str) -> Iterator[RawRecord]:
+    """A record per line; defaults: this tenant, upsert, and the version the file's modification time (µs)
+    plus the line's number (a later line about the same document wins; the unchanged file republished
+    changes nothing)."""
+    mtime_us = f.stat().st_mtime_ns // 1000
+    opener = gzip.open if f.name.lower().endswith(".gz") else open
+    with opener(f, "rb") as fh:
+        try:
+            lines = list(fh)
+        except (OSError, EOFError) as exc:  # not gzip, or truncated
+            raise StreamragError(f"{f}: unreadable ({exc})") from exc
+        for n, raw in enumerate(lines, 1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):  # refused by the ingest flow, with its line
+                yield RawRecord(value=line, key=None, topic=str(f), offset=n)
+                continue
+            obj.setdefault("tenant", tenant)
+            obj.setdefault("op", "upsert")
+            if obj.get("version") is None:
+                obj["version"] = mtime_us + n
+            yield RawRecord(value=json.dumps(obj).encode(), key=None, topic=str(f), offset=n)
 
 
 def delete_record(tenant: str, doc_id: str, version: int | None = None) -> RawRecord:

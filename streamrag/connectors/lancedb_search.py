@@ -7,7 +7,7 @@ fails raises ``SearchFailed``; only a table with no FTS index yet answers BM25 w
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lancedb.query import MatchQuery, MultiMatchQuery
@@ -109,14 +109,27 @@ class LanceSearch(LanceTables):
         rows = t.search().where(f"tenant = {tenant_literal(tenant)}").select(["text"]).limit(limit).to_arrow()
         return [x or "" for x in rows.column("text").to_pylist()]
 
-    def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Document rows (title, version, metadata) for the enrichment stage."""
+    def docs(self, doc_keys: Iterable[str], versions: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+        """Document rows (title, version, metadata) for the enrichment stage. A row of the version wanted
+        comes from memory once read (a version's row never changes): most answers cite documents cited before."""
         keys = sorted(set(doc_keys))
-        t = self.table(self.docs_name)
-        if t is None or not keys:
-            return {}
-        rows = t.search().where(f"doc_key IN {in_list_literal(keys)}").limit(len(keys) + 1).to_arrow().to_pylist()
-        return {r["doc_key"]: r for r in rows}
+        out: dict[str, dict[str, Any]] = {}
+        if versions:
+            with self._doc_rows_lock:
+                for k in keys:
+                    r = self._doc_rows_seen.get((k, versions[k])) if k in versions else None
+                    if r is not None:
+                        out[k] = r
+        missing = [k for k in keys if k not in out]
+        t = self.table(self.docs_name) if missing else None
+        if t is None:
+            return out
+        rows = t.search().where(f"doc_key IN {in_list_literal(missing)}").limit(len(missing) + 1).to_arrow().to_pylist()
+        with self._doc_rows_lock:
+            for r in rows:
+                out[r["doc_key"]] = r
+                self._doc_rows_seen[(r["doc_key"], int(r["version"]))] = r
+        return out
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]:
         """doc_id -> live version, for those of ``doc_ids`` that exist and are not deleted."""

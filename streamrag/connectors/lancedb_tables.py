@@ -11,6 +11,7 @@ from typing import Any
 
 import lancedb
 import pyarrow as pa
+from cachetools import LRUCache
 
 from streamrag.connectors.lancedb_ann import PqProbe
 from streamrag.connectors.lancedb_errors import lance_errors
@@ -68,6 +69,9 @@ class LanceTables:
         self.fold_every_rows = fold_every_rows  # rows written between folds into the join-key indexes
         self._unfolded = 0
         self._folds = 0
+        # (doc_key, version) -> its document row, for enrichment (a version's row never changes)
+        self._doc_rows_seen: LRUCache[tuple[str, int], dict[str, Any]] = LRUCache(10_000)
+        self._doc_rows_lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
     @property

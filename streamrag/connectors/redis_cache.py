@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -19,7 +20,8 @@ from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 PREFIX = "streamrag:cache:"
-STATS_PREFIX = "streamrag:stats:cache:"
+_GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")  # escaped in a SCAN pattern
+STATS_SUFFIX = ":stats:"  # after the deployment's prefix; no tenant starts with ':', so no cache key is a stats key
 
 
 class RedisCache:
@@ -88,22 +90,30 @@ class RedisCache:
             self._call(lambda r: r.delete(*[self.key(tenant, k) for k in keys]), 0)
 
     # -- per-worker cache statistics, for ``streamrag status`` ----------------------------------
+    @property
+    def stats_prefix(self) -> str:
+        """Keys of worker statistics: under this deployment's prefix, so one Redis keeps deployments apart."""
+        return f"{self.prefix}{STATS_SUFFIX}"
+
     def put_stats(self, worker: str, stats: dict[str, Any], ttl_s: int) -> None:
-        self._call(lambda r: r.set(f"{STATS_PREFIX}{worker}", json.dumps(stats), ex=ttl_s), None)
+        self._call(lambda r: r.set(f"{self.stats_prefix}{worker}", json.dumps(stats), ex=ttl_s), None)
 
     def all_stats(self) -> dict[str, Any] | None:
-        """worker -> its last statistics; None when Redis does not answer."""
-        keys = self._call(lambda r: list(r.scan_iter(f"{STATS_PREFIX}*", count=100)), None)
+        """worker -> its last statistics (this deployment's workers only); None when Redis does not answer."""
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", self.stats_prefix) + "*"
+        keys = self._call(lambda r: list(r.scan_iter(pattern, count=100)), None)
         if keys is None:
             return None
         out: dict[str, Any] = {}
         for k in keys:
             raw = self._call(lambda r, k=k: r.get(k), None)
             if raw:
-                out[k.decode().removeprefix(STATS_PREFIX)] = json.loads(raw)
+                out[k.decode().removeprefix(self.stats_prefix)] = json.loads(raw)
         return out
 
 
 def redis_for(s: Settings, **kw: Any) -> RedisCache:
-    """The project's Redis client from settings (TLS by a rediss:// URL, AUTH password from the environment)."""
+    """The project's Redis client from settings (TLS by a rediss:// URL, AUTH password from the environment;
+    keys under STREAMRAG_CACHE_REDIS_PREFIX unless ``prefix`` is given)."""
+    kw.setdefault("prefix", s.cache.redis_prefix)
     return RedisCache(s.redis.url, password=os.environ.get(s.redis.password_env) or None, ssl_ca=s.redis.ssl_ca, **kw)

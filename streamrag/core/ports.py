@@ -6,7 +6,7 @@ tests implement them with small fakes. Nothing here imports an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -103,7 +103,10 @@ class IndexReader(Protocol):
 
     def text_search(self, text: str, where: str, limit: int) -> list[Hit]: ...
 
-    def docs(self, doc_keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+    def docs(self, doc_keys: Iterable[str], versions: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+        """Document rows by doc_key; ``versions``: the version wanted of each (a row of a version never changes,
+        so the store may answer it from memory)."""
+        ...
 
     def live_versions(self, tenant: str, doc_ids: Iterable[str]) -> dict[str, int]: ...
 

@@ -12,7 +12,7 @@ from streamrag.schemas.models import Citation
 
 def enrich(store: IndexReader, tenant: str, cites: list[Citation]) -> list[Citation]:
     keys = {c.doc_id: doc_key(tenant, c.doc_id) for c in cites}
-    rows = store.docs(keys.values())
+    rows = store.docs(keys.values(), versions={keys[c.doc_id]: c.version for c in cites})
     out = []
     for c in cites:
         r = rows.get(keys[c.doc_id])
