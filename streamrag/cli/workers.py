@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -72,5 +73,6 @@ def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds be
     s = settings()
     serve_metrics(s, "maintain")
     m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.worker.index_poll_s))  # the active index version
+    signal.signal(signal.SIGTERM, lambda *_: m.stop())  # a stop in Kubernetes: the lease is given up at once
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
     m.run_forever()

@@ -303,6 +303,10 @@ class WorkerConfig(_Component):
     # "thread": the ingest worker maintains indexes in a thread of its own; "off": run
     # `streamrag worker maintain` (or nothing) instead
     maintenance: Literal["thread", "off"] = "thread"
+    # several processes maintaining one index (a cluster): "redis" lets one at a time do it, under a lease in
+    # Redis renewed every third of its time to live; the others skip their runs ("none": every maintainer runs)
+    maintenance_lease: Literal["none", "redis"] = "none"
+    maintenance_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
     # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise
