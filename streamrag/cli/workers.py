@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,11 +22,24 @@ from streamrag.flows.index_views import IndexViews
 from streamrag.flows.maintenance import Maintainer
 
 
+def placement(process_id: int | None, addresses: str | None, env: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """This process's id and the cluster's addresses, as ``python -m bytewax.run`` finds them in Kubernetes
+    when not given: the id from BYTEWAX_POD_NAME minus ``BYTEWAX_STATEFULSET_NAME-`` (a StatefulSet's ordinal),
+    the addresses from the lines of the file BYTEWAX_HOSTFILE_PATH names."""
+    if process_id is None and "BYTEWAX_POD_NAME" in env and "BYTEWAX_STATEFULSET_NAME" in env:
+        process_id = int(env["BYTEWAX_POD_NAME"].removeprefix(env["BYTEWAX_STATEFULSET_NAME"] + "-"))
+    if addresses is None and env.get("BYTEWAX_HOSTFILE_PATH"):
+        lines = Path(env["BYTEWAX_HOSTFILE_PATH"]).read_text(encoding="utf-8").splitlines()
+        addresses = ";".join(a.strip() for a in lines if a.strip())
+    return process_id, addresses
+
+
 def run_worker(
     make_flow: Callable[[Settings, int], Dataflow], workers: int, process_id: int | None, addresses: str | None,
     recovery_dir: str | None,
 ) -> None:
     s = settings()
+    process_id, addresses = placement(process_id, addresses, os.environ)
     flow = make_flow(s, process_id or 0)
     rdir = recovery_dir or s.worker.recovery_dir
     recovery = None
@@ -33,7 +47,7 @@ def run_worker(
         d = Path(rdir)
         d.mkdir(parents=True, exist_ok=True)
         if not any(d.glob("part-*.sqlite3")):
-            init_db_dir(d, 1)
+            init_db_dir(d, s.worker.recovery_partitions)
         recovery = RecoveryConfig(str(d))
     console.print(f"{flow.flow_id} worker running (Ctrl-C to stop)", highlight=False)
     cli_main(
