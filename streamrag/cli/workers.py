@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from bytewax.run import cli_main
 
 from streamrag.cli.app import cli_errors, console, settings, worker_app
 from streamrag.connectors.metrics_server import serve_metrics
+from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
@@ -34,6 +36,21 @@ def placement(process_id: int | None, addresses: str | None, env: Mapping[str, s
     return process_id, addresses
 
 
+def new_recovery_store(d: Path, partitions: int, process_id: int, wait_s: float = 120.0) -> None:
+    """Process 0 creates the recovery store (its partitions, then a mark that they are all there); the other
+    processes of the cluster, started at the same time on the same folder, wait for the mark."""
+    mark = d / ".streamrag-created"
+    if process_id == 0:
+        init_db_dir(d, partitions)
+        mark.touch()
+        return
+    deadline = time.monotonic() + wait_s
+    while not mark.exists():
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"no recovery store in {d} after {wait_s:g} s: process 0 creates it")
+        time.sleep(0.2)
+
+
 def run_worker(
     make_flow: Callable[[Settings, int], Dataflow], workers: int, process_id: int | None, addresses: str | None,
     recovery_dir: str | None,
@@ -47,7 +64,7 @@ def run_worker(
         d = Path(rdir)
         d.mkdir(parents=True, exist_ok=True)
         if not any(d.glob("part-*.sqlite3")):
-            init_db_dir(d, s.worker.recovery_partitions)
+            new_recovery_store(d, s.worker.recovery_partitions, process_id or 0)
         recovery = RecoveryConfig(str(d))
     console.print(f"{flow.flow_id} worker running (Ctrl-C to stop)", highlight=False)
     cli_main(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from streamrag.cli.workers import placement
+from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +111,20 @@ def test_the_worker_finds_its_process_id_and_addresses_as_bytewax_does_in_kubern
     assert placement(None, None, env) == (1, "streamrag-ingest-0.streamrag-ingest:9999;streamrag-ingest-1.streamrag-ingest:9999")
     assert placement(0, "a:1;b:2", env) == (0, "a:1;b:2")  # given on the command line: kept
     assert placement(None, None, {}) == (None, None)
+
+
+def test_process_zero_creates_the_recovery_store_and_the_others_wait_for_it(tmp_path: Path) -> None:
+    import threading
+
+    from streamrag.cli.workers import new_recovery_store
+
+    waited: list[str] = []
+    other = threading.Thread(target=lambda: (new_recovery_store(tmp_path, 4, 1, wait_s=30), waited.append("done")))
+    other.start()
+    time.sleep(0.5)
+    assert not waited and not list(tmp_path.glob("part-*.sqlite3"))  # process 1 never creates it
+    new_recovery_store(tmp_path, 4, 0)
+    other.join(30)
+    assert waited == ["done"] and len(list(tmp_path.glob("part-*.sqlite3"))) == 4
+    with pytest.raises(ServiceUnavailable):
+        new_recovery_store(tmp_path / "none", 4, 1, wait_s=0.3)
