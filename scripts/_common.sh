@@ -7,9 +7,9 @@ mkdir -p "$LOCAL"
 die() { echo "error: $*" >&2; exit 1; }
 
 # port_open HOST PORT -> 0 when something accepts TCP connections there.
+# (the descriptor is opened, and closed, in a subshell: the caller's stderr is left alone)
 port_open() {
-  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && { exec 3>&- 3<&- 2>/dev/null; return 0; }
-  return 1
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
 # wait_port HOST PORT SECONDS

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from bytewax.run import cli_main
 
 from streamrag.cli.app import cli_errors, console, settings, worker_app
 from streamrag.connectors.metrics_server import serve_metrics
+from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
@@ -20,11 +24,39 @@ from streamrag.flows.index_views import IndexViews
 from streamrag.flows.maintenance import Maintainer
 
 
+def placement(process_id: int | None, addresses: str | None, env: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """This process's id and the cluster's addresses, as ``python -m bytewax.run`` finds them in Kubernetes
+    when not given: the id from BYTEWAX_POD_NAME minus ``BYTEWAX_STATEFULSET_NAME-`` (a StatefulSet's ordinal),
+    the addresses from the lines of the file BYTEWAX_HOSTFILE_PATH names."""
+    if process_id is None and "BYTEWAX_POD_NAME" in env and "BYTEWAX_STATEFULSET_NAME" in env:
+        process_id = int(env["BYTEWAX_POD_NAME"].removeprefix(env["BYTEWAX_STATEFULSET_NAME"] + "-"))
+    if addresses is None and env.get("BYTEWAX_HOSTFILE_PATH"):
+        lines = Path(env["BYTEWAX_HOSTFILE_PATH"]).read_text(encoding="utf-8").splitlines()
+        addresses = ";".join(a.strip() for a in lines if a.strip())
+    return process_id, addresses
+
+
+def new_recovery_store(d: Path, partitions: int, process_id: int, wait_s: float = 120.0) -> None:
+    """Process 0 creates the recovery store (its partitions, then a mark that they are all there); the other
+    processes of the cluster, started at the same time on the same folder, wait for the mark."""
+    mark = d / ".streamrag-created"
+    if process_id == 0:
+        init_db_dir(d, partitions)
+        mark.touch()
+        return
+    deadline = time.monotonic() + wait_s
+    while not mark.exists():
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"no recovery store in {d} after {wait_s:g} s: process 0 creates it")
+        time.sleep(0.2)
+
+
 def run_worker(
     make_flow: Callable[[Settings, int], Dataflow], workers: int, process_id: int | None, addresses: str | None,
     recovery_dir: str | None,
 ) -> None:
     s = settings()
+    process_id, addresses = placement(process_id, addresses, os.environ)
     flow = make_flow(s, process_id or 0)
     rdir = recovery_dir or s.worker.recovery_dir
     recovery = None
@@ -32,7 +64,7 @@ def run_worker(
         d = Path(rdir)
         d.mkdir(parents=True, exist_ok=True)
         if not any(d.glob("part-*.sqlite3")):
-            init_db_dir(d, 1)
+            new_recovery_store(d, s.worker.recovery_partitions, process_id or 0)
         recovery = RecoveryConfig(str(d))
     console.print(f"{flow.flow_id} worker running (Ctrl-C to stop)", highlight=False)
     cli_main(
@@ -72,5 +104,6 @@ def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds be
     s = settings()
     serve_metrics(s, "maintain")
     m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.worker.index_poll_s))  # the active index version
+    signal.signal(signal.SIGTERM, lambda *_: m.stop())  # a stop in Kubernetes: the lease is given up at once
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)
     m.run_forever()

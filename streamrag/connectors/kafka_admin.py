@@ -59,6 +59,19 @@ def message_limit(s: Settings) -> int:
     return s.worker.max_message_bytes * 3 // 2 + 64 * 1024
 
 
+# Every project producer: a write counts once all in-sync replicas have it, and a retried send is never
+# written twice (librdkafka implies acks=all with idempotence; said here so that nobody lowers it).
+DURABLE: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
+
+
+def replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replicas of a project topic and its extra configuration on a cluster of ``brokers``: three copies and
+    ``min.insync.replicas=2`` where there are three brokers (a write survives one lost broker and is refused,
+    not silently under-replicated, with two lost); as many copies as there are brokers on smaller clusters."""
+    rf = max(1, min(brokers, 3))
+    return rf, ({"min.insync.replicas": "2"} if rf >= 3 else {})
+
+
 def producer_limits(s: Settings) -> dict[str, int]:
     """The producer settings that let such messages through (the topics' limits are set when they are created)."""
     return {"message.max.bytes": message_limit(s)}
@@ -96,15 +109,17 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
     """Create the project's topics when missing. Returns topic -> 'created' | 'exists'."""
     check_reachable(s)
     a = admin(s)
-    existing = set(a.list_topics(timeout=s.kafka.timeout_s).topics)
+    md = a.list_topics(timeout=s.kafka.timeout_s)
+    existing = set(md.topics)
     n = partitions or s.kafka.partitions
+    rf, durable = replication(len(md.brokers))
     result: dict[str, str] = {}
     new = []
     for name, cfg in topic_specs(s).items():
         if name in existing:
             result[name] = "exists"
         else:
-            new.append(NewTopic(name, num_partitions=n, replication_factor=1, config=cfg))
+            new.append(NewTopic(name, num_partitions=n, replication_factor=rf, config={**cfg, **durable}))
     if new:
         for name, fut in a.create_topics(new, operation_timeout=s.kafka.timeout_s).items():
             try:

@@ -1,4 +1,4 @@
-"""A JSON event producer keyed by string (idempotent, Nagle off)."""
+"""A JSON event producer keyed by string (acks=all, idempotent, Nagle off)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from streamrag.connectors.kafka_admin import client_config, producer_limits
+from streamrag.connectors.kafka_admin import DURABLE, client_config, producer_limits
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 
@@ -23,8 +23,7 @@ class JsonProducer:
     @property
     def producer(self) -> Any:
         if self._p is None:
-            self._p = Producer(client_config(self.s.kafka, **{"linger.ms": 0, "enable.idempotence": True},
-                                             **producer_limits(self.s)))
+            self._p = Producer(client_config(self.s.kafka, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.s)))
         return self._p
 
     def _cb(self, err: Any, _msg: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from streamrag.connectors.kafka_admin import client_config, producer_limits
+from streamrag.connectors.kafka_admin import DURABLE, client_config, producer_limits
 from streamrag.connectors.kafka_offsets import Position
 from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 from streamrag.core.records import Outgoing
@@ -99,6 +99,5 @@ class FlushThenCommitSink(DynamicSink[Outgoing]):
         self.commit = commit
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        producer = Producer(client_config(self.s.kafka, **{"linger.ms": 0, "enable.idempotence": True},
-                                          **producer_limits(self.s)))
+        producer = Producer(client_config(self.s.kafka, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.s)))
         return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s)

@@ -19,7 +19,7 @@ OFFSETS = {"ingest": 0, "query": 1, "maintain": 2}
 
 def metrics_port(s: Settings, kind: str, process_id: int = 0) -> int:
     """STREAMRAG_METRICS_PORT + 0 (ingest), 1 (query), 2 (maintain), + 10 per bytewax process."""
-    return s.worker.metrics_port + OFFSETS[kind] + 10 * process_id
+    return s.worker.metrics_port + OFFSETS[kind] + s.worker.metrics_port_stride * process_id
 
 
 def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:

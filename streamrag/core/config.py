@@ -312,6 +312,10 @@ class WorkerConfig(_Component):
     # "thread": the ingest worker maintains indexes in a thread of its own; "off": run
     # `streamrag worker maintain` (or nothing) instead
     maintenance: Literal["thread", "off"] = "thread"
+    # several processes maintaining one index (a cluster): "redis" lets one at a time do it, under a lease in
+    # Redis renewed every third of its time to live; the others skip their runs ("none": every maintainer runs)
+    maintenance_lease: Literal["none", "redis"] = "none"
+    maintenance_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
     # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise
@@ -319,12 +323,17 @@ class WorkerConfig(_Component):
     # Metrics: each worker serves /metrics on this port + 0 (ingest), 1 (query), 2 (maintain),
     # + 10 per bytewax process id (0: no endpoint)
     metrics_port: int = Field(9464, ge=0, le=65_000)
+    # the "10 per bytewax process id" above: 0 where each process has a host (a pod) of its own, all on one port
+    metrics_port_stride: int = Field(10, ge=0, le=1000)
     metrics_host: str = "127.0.0.1"
     # Failures: temporary errors (store, Kafka, embedding) are retried this long, then the worker stops
     retry_max_s: float = Field(60.0, gt=0)
     # Index versions: how often workers read the active version from the registry (promote/rollback)
     index_poll_s: float = Field(0.25, gt=0, le=60)
     recovery_dir: str = ""
+    # partitions of a new recovery store: fixed when it is created, and the most bytewax workers (processes x
+    # threads) it can ever be resumed with (rescaling past it needs a fresh store)
+    recovery_partitions: int = Field(1, ge=1, le=4096)
     snapshot_interval_s: float = Field(5.0, gt=0)
 
 

@@ -53,7 +53,7 @@ def load_docs(dataset: Path | None, n: int) -> list[dict[str, str]]:
     return docs
 
 
-def bench_env(s: Settings, tag: str, db: Path, partitions: int) -> tuple[Settings, dict[str, str]]:
+def bench_env(s: Settings, tag: str, db: Path | str, partitions: int) -> tuple[Settings, dict[str, str]]:
     """Settings of a benchmark run (own topics, group and index) and the environment of its workers."""
     update: dict[str, object] = {"lancedb_uri": str(db), "ingest_group": f"bench-{tag}", "kafka_partitions": partitions}
     for t in ("documents", "queries", "answers", "cache", "index_events", "dead_letters", "audit"):
@@ -87,10 +87,10 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-_STORES: dict[Path, LanceStore] = {}
+_STORES: dict[Path | str, LanceStore] = {}
 
 
-def count_chunks(db: Path, tenant: str) -> int:
+def count_chunks(db: Path | str, tenant: str) -> int:
     store = _STORES.setdefault(db, LanceStore(str(db)))
     t = store.table("chunks")
     if t is None:

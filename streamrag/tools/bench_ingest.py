@@ -30,7 +30,8 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
     runs = []
     for p in processes:
         tag = uuid.uuid4().hex[:6]
-        db = workdir / f"ingest-{tag}"
+        # an object-store index (STREAMRAG_LANCEDB_URI=s3://..., credentials from AWS_*): each run under a prefix of its own
+        db: Path | str = workdir / f"ingest-{tag}" if s.lancedb_is_local else f"{s.index.lancedb_uri}/bench-ingest-{tag}"
         bs, env = bench_env(s, tag, db, max(p, 2))
         ensure_topics(bs, max(p, 2))
         threads = {"STREAMRAG_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // p))}
@@ -61,5 +62,6 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
         runs.append({"processes": p, "seconds": round(el, 2), "chunks_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw, 3)})
         log(f"pipeline, {p} process(es): {n_chunks} chunks Kafka -> searchable in {el:.1f}s = {rate:.1f} chunks/s "
             f"(ratio {rate / raw:.2f})")
-    return {"machine": machine(s), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk.size,
+    return {"machine": machine(s), "store": "local" if s.lancedb_is_local else s.index.lancedb_uri.split("://")[0],
+            "brokers": len(s.brokers), "docs": len(docs), "chunks": n_chunks, "chunk_size": s.chunk.size,
             "batch_size": s.index.batch_size, "raw_chunks_per_s": round(raw, 1), "pipeline": runs}
