@@ -12,7 +12,7 @@ import json
 import re
 from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamrag.schemas.vocabulary import (
@@ -107,6 +107,15 @@ class GeneratorRoute(BaseModel):
     max_confidence: float | None = None
 
 
+class PromptStyle(BaseModel):
+    """A named prompt (``STREAMRAG_PROMPTS``) a query or an A/B variant may ask for: the model's role in its
+    own words (the rule that sources are data is always added) and how many sentences to write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    system: str | None = Field(None, min_length=1, max_length=2_000)
+    sentences: int | None = Field(None, ge=1, le=50)
+
+
 class ModelPrice(BaseModel):
     """Price of a model's tokens, per million (any currency; the table's own)."""
 
@@ -125,6 +134,7 @@ class ExperimentVariant(BaseModel):
     alpha: float | None = Field(None, ge=0.0, le=1.0)
     rerank: Rerank | None = None
     generator: list[GeneratorTier] | None = Field(None, min_length=1, max_length=3)  # a generator chain
+    prompt: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # a name in STREAMRAG_PROMPTS
     index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")  # an index version
 
 
@@ -398,6 +408,9 @@ class GenerationConfig(_Component):
     breaker_reset_s: float = Field(30.0, gt=0)
     stream_deltas: bool = True
     llm_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    # named prompts a query (options.prompt) or an A/B variant may ask for
+    prompts: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")], PromptStyle] = Field(
+        default_factory=dict)
     # tokens a tenant may spend per UTC day (0: unlimited); over it, answers are extractive
     tenant_daily_tokens: int = Field(0, ge=0)
     tenant_daily_tokens_by_tenant: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)

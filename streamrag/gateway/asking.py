@@ -86,7 +86,8 @@ class Asker:
         if variant is not None:
             v = variant.variant
             options.update({k: x for k, x in (("fusion", v.fusion), ("alpha", v.alpha), ("rerank", v.rerank),
-                                              ("generator", v.generator), ("index", v.index)) if x is not None})
+                                              ("generator", v.generator), ("prompt", v.prompt), ("index", v.index))
+                            if x is not None})
             metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
         data["options"] = options
         if variant is not None:

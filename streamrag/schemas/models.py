@@ -169,6 +169,8 @@ class QueryOptions(_Model):
     stream: bool = False
     # answer with this generator chain (tier names in order), not the configured one (an A/B variant)
     generator: list[GeneratorTier] | None = Field(None, min_length=1, max_length=3)
+    # answer with this named prompt (STREAMRAG_PROMPTS), not the default one
+    prompt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")] | None = None
     # answer on this index version (see `streamrag index list`), not the active one
     index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")] | None = None
 

@@ -153,11 +153,39 @@ def test_the_gateway_sets_a_variants_generator_and_index() -> None:
     from tests.unit.test_gateway import make
 
     exp = Experiment.model_validate({"name": "gen", "variants": [
-        {"name": "local", "share": 0.5}, {"name": "plain", "share": 0.5, "generator": ["extractive"], "index": "green"}]})
+        {"name": "local", "share": 0.5}, {"name": "plain", "share": 0.5, "generator": ["extractive"], "index": "green",
+                                           "prompt": "brief"}]})
     c, fake = make(gateway_experiments=[exp.model_dump()])
     seen = set()
     for i in range(40):
         r = c.post("/v1/query", json={"tenant": "acme", "text": "q", "principal": {"user": f"u{i}"}})
         o = fake.queries[-1].options
-        seen.add((r.headers["X-Streamrag-Variant"], tuple(o.generator or ()), o.index, fake.queries[-1].variant))
-    assert seen == {("gen/local", (), None, "gen/local"), ("gen/plain", ("extractive",), "green", "gen/plain")}
+        seen.add((r.headers["X-Streamrag-Variant"], tuple(o.generator or ()), o.index, o.prompt, fake.queries[-1].variant))
+    assert seen == {("gen/local", (), None, None, "gen/local"), ("gen/plain", ("extractive",), "green", "brief", "gen/plain")}
+
+
+def test_a_named_prompt_sets_the_role_and_length_and_keeps_sources_as_data() -> None:
+    from streamrag.core.generation.prompt import SOURCES_ARE_DATA, approx_tokens, build_prompt
+    from tests.unit.test_generation import ranked as ranked_texts
+
+    p = build_prompt("How much?", ranked_texts("Hotels get 180 euros."), approx_tokens, 1024, sentences=2,
+                     role="You answer like a pirate.")
+    assert p.messages[0]["content"] == f"You answer like a pirate. {SOURCES_ARE_DATA}"
+    assert "at most 2 sentences" in p.messages[-1]["content"]
+
+
+def test_a_query_asks_for_a_named_prompt_and_an_unknown_one_is_refused(settings: Settings, store: LanceStore) -> None:
+    from tests.fakes import ScriptedChat
+    from tests.unit.test_generation import chain
+
+    s = settings.model_copy(update={"answer_min_score": 0.05, "prompts": {"brief": {"system": "Be brief.", "sentences": 1}}})
+    emb = HashEmbedder()
+    Indexer(s, store, emb).process_batch([rec(change("vac", 1, "Employees get twenty five days of paid vacation."))])
+    chat = ScriptedChat()
+    qp = query_processor(s, store, emb, generator=chain({"local": chat}, ["local"]))
+    brief, plain, unknown = qp.answer_many([q(options={"prompt": "brief"}), q(), q(options={"prompt": "nope"})])
+    assert brief.status == plain.status == "ok" and unknown.status == "error" and "nope" in (unknown.error or "")
+    systems = [m[0]["content"] for m in chat.calls]
+    assert systems[0].startswith("Be brief.") and not systems[1].startswith("Be brief.")
+    assert "at most 1 sentences" in chat.calls[0][-1]["content"]
+    assert options_hash(q(options={"prompt": "brief"}), "auto", 0.5, "none") != options_hash(q(), "auto", 0.5, "none")

@@ -4,7 +4,7 @@ budget) and retrieval (the previous question is searched too)."""
 from __future__ import annotations
 
 from streamrag.core.generation.prompt import approx_tokens, build_prompt
-from streamrag.core.query.processor import follow_up
+from streamrag.core.query.asks import follow_up
 from streamrag.schemas.models import Query
 from tests.unit.test_gateway import make
 from tests.unit.test_generation import ranked

@@ -46,6 +46,8 @@ def options_hash(
         fields["generator"] = list(o.generator)
     if o.index:
         fields["index_option"] = o.index
+    if o.prompt:
+        fields["prompt"] = o.prompt
     for name, value in (("index", index), ("answerer", answerer), ("variant", q.variant)):
         if value:  # (absent when empty: keys of queries without them stay as they were)
             fields[name] = value

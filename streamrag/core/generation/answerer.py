@@ -24,6 +24,7 @@ def answerer_tag(s: Settings) -> str:
         "ungrounded": g.ungrounded,
         "guard": g.injection_guard,
         "prompt": [SYSTEM, user_message("{question}", ["{sources}"], g.answer_sentences)],
+        "prompts": {k: v.model_dump(mode="json") for k, v in sorted(g.prompts.items())},
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 

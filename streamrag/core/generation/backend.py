@@ -72,6 +72,8 @@ class GenerationRequest:
     stream: DeltaStream | None = None
     history: Sequence[tuple[str, str]] = ()  # the conversation's earlier turns (role, text), oldest first
     chain: Sequence[str] | None = None  # the query's own generator chain (an A/B variant), over the routing rules
+    role: str | None = None  # a named prompt's system role (STREAMRAG_PROMPTS), else the default
+    sentences: int | None = None  # a named prompt's answer length, else the configured one
 
 
 @dataclass(frozen=True)

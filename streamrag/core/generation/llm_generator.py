@@ -35,8 +35,8 @@ class LLMGenerator:
         b = self.budget
         window = min(b.prompt_tokens, self.model.context_window - b.max_tokens - 8)
         prompt = build_prompt(req.question, req.ranked[: req.top_k], self.model.count_tokens, window,
-                              sentences=b.sentences, guard=b.injection_guard, history=req.history,
-                              packing=b.packing)
+                              sentences=req.sentences or b.sentences, guard=b.injection_guard,
+                              history=req.history, packing=b.packing, role=req.role)
         if not prompt.sources:
             raise GenerationError(f"no source fits the prompt budget of {window} tokens")
         stream = req.stream

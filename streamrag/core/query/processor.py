@@ -30,6 +30,7 @@ from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
 from streamrag.core.index_versions import DEFAULT_INDEX, FixedView, IndexView, ViewSource
 from streamrag.core.ports import Embedder, IndexReader
+from streamrag.core.query.asks import follow_up, prompt_style
 from streamrag.core.query.enrich import enrich
 from streamrag.core.query.observe import observe_answer
 from streamrag.core.query.parse import parse_query, reply_topic_error
@@ -197,7 +198,8 @@ class QueryProcessor:
         for i, q in enumerate(queries):
             try:
                 view = self.views.view(q.options.index) if q.options.index else active
-            except Exception as exc:  # an unknown or unreadable version: this query's error answer
+                prompt_style(self.s.generation.prompts, q)  # a prompt name that does not exist: refused here
+            except Exception as exc:  # an unknown or unreadable version, an unknown prompt: its error answer
                 ready[i] = error_answer(q, str(exc))
                 continue
             groups.setdefault(view.name, (view, []))[1].append(i)
@@ -314,10 +316,11 @@ class QueryProcessor:
         if not p.relevant:
             return Draft("no_answer", "", [], generator=""), t0
         q = p.query
+        style = prompt_style(self.s.generation.prompts, q)
         return generator.generate(GenerationRequest(
             question=q.text, ranked=p.ranked, top_k=q.top_k, tenant=q.tenant, deadline=p.deadline,
             confidence=p.confidence, stream=stream, history=[(t.role, t.content) for t in q.context],
-            chain=q.options.generator,
+            chain=q.options.generator, role=style.system, sentences=style.sentences,
         )), t0
 
     def _compose(self, p: Prepared, generated: tuple[Draft, float], deltas: int = 0) -> tuple[Answer, list[list[str]]]:
@@ -377,12 +380,6 @@ class QueryProcessor:
             left = q.deadline_ms / 1000 - (datetime.now(UTC) - sent).total_seconds()
             budget_s = min(budget_s, max(left, 0.0))
         return time.monotonic() + budget_s
-
-
-def follow_up(q: Query) -> list[str]:
-    """A question asked in a conversation is searched with the previous question too ("and its price?")."""
-    prev = next((t.content for t in reversed(q.context) if t.role == "user"), None)
-    return [f"{prev} {q.text}"] if prev else []
 
 
 def error_answer(q: Query, msg: str) -> Answer:
