@@ -20,6 +20,7 @@ from streamrag.connectors.lancedb_maintenance import LanceMaintenance
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, DOC_SCHEMA, PLACE_FIELDS, chunk_schema
 from streamrag.connectors.lancedb_search import LanceSearch
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
+from streamrag.core.analysis import bm25_terms
 from streamrag.core.ports import DocWrite, StoredChunk
 from streamrag.core.security import in_list_literal
 
@@ -55,6 +56,9 @@ class LanceStore(LanceSearch, LanceMaintenance):
                 before = {r["doc_key"]: int(r["chunk_count"]) for r in self._doc_rows(keys, ["doc_key", "chunk_count"])}
             stale = stale_chunk_filter(writes, before)
             if rows:
+                if "terms" in schema.names:  # a writer that did not analyse its rows (tools, benchmarks)
+                    rows = [r if "terms" in r else {**r, "terms": bm25_terms(r.get("text") or ""),
+                                                    "title_terms": bm25_terms(r.get("title") or "")} for r in rows]
                 data = pa.Table.from_pylist(rows, schema=schema)
                 chunks.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
             if stale:
