@@ -22,7 +22,13 @@ def test_two_thousand_hostile_records_leave_both_workers_answering(settings: Set
     assert ingest.alive() and query.alive(), report.as_dict()
     assert report.dead_letters["parse"] >= 500 and report.dead_letters["validate"] >= 100
     print(report.as_dict())
-    assert report.answers["error"] >= 200 and report.index_events["indexed"] >= 50
+    assert report.index_events["indexed"] >= 50
+    # a bad query's dead letter may be seen before its error answer (the report ends once each record is
+    # accounted for by either): the error answers are counted on the answers topic itself
+    def errors(m: list[Any]) -> int:
+        return sum(1 for a in m if isinstance(a, dict) and a.get("status") == "error")
+
+    assert errors(read_topic(settings, settings.topics.answers, lambda m: errors(m) >= 200, timeout=120)) >= 200
 
     produce(settings, settings.topics.documents, [("acme/after", {
         "op": "upsert", "tenant": "acme", "doc_id": "after", "version": 1, "title": "after",
