@@ -154,9 +154,16 @@ def _parse(processor: QueryProcessor, items: Sequence[RawRecord | tuple[RawRecor
     return [*done, *processor.parse([it for it in items if isinstance(it, RawRecord)])]
 
 
+def query_worker_settings(s: Settings) -> Settings:
+    """A query worker's encoder threads: STREAMRAG_TORCH_THREADS when set, else STREAMRAG_QUERY_TORCH_THREADS."""
+    if s.index.torch_threads or not s.index.query_torch_threads:
+        return s
+    return s.model_copy(update={"torch_threads": s.index.query_torch_threads})
+
+
 def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.query:main()"``."""
-    settings = settings or load_settings()
+    settings = query_worker_settings(settings or load_settings())
     check_reachable(settings)
     ensure_topics(settings)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # promote / rollback followed without a restart

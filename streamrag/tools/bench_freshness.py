@@ -89,6 +89,13 @@ class FreshnessRig:
         self._th.start()
         self.prod = JsonProducer(self.bs)
 
+    def wait_evidence(self, timeout_s: float) -> None:
+        """Until the query worker has measured the tenant's fusion evidence (its log says so), which it does in
+        the background after the first question (and again an hour later): the steady state is what is timed."""
+        logfile, deadline = self.workdir / "query-0.log", time.monotonic() + timeout_s
+        while time.monotonic() < deadline and "fusion evidence for" not in logfile.read_text(errors="replace"):
+            time.sleep(0.2)
+
     def _consume(self) -> None:
         c = Consumer(client_config(self.bs.kafka, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))
         c.assign([TopicPartition(self.bs.topics.answers, 0, 0), TopicPartition(self.bs.topics.index_events, 0, 0)])
@@ -200,6 +207,7 @@ def bench_freshness(s: Settings, dataset: Path | None, docs: int, changes: int, 
         while not found(rig.ask("warmup", timeout_s=300)[2], "warmup"):  # the query worker is up and sees the index
             time.sleep(0.1)
         log(f"workers ready after {time.monotonic() - t_start:.1f} s")
+        rig.wait_evidence(120)  # the tenant's fusion evidence, measured once an hour in the background: not timed
         for i in range(changes):
             time.sleep(pause_s)  # a quiet stream between changes
             runs.append(one_change(rig, version + 1 + i))

@@ -124,3 +124,10 @@ def test_cache_entries_leave_through_the_sink_with_their_record(settings: Settin
     entry = CacheEntry.model_validate_json(entry_msg.value)
     assert entry.answer.query_id == "q0" and entry_msg.key == f"acme/{entry.cache_key}".encode()
     assert entry_msg.source is not None and entry_msg.source.offset == 5
+
+
+def test_a_query_worker_embeds_on_one_thread_unless_told_otherwise() -> None:
+    s = Settings()
+    assert query_flow.query_worker_settings(s).index.torch_threads == 1
+    assert query_flow.query_worker_settings(s.model_copy(update={"torch_threads": 3})).index.torch_threads == 3
+    assert query_flow.query_worker_settings(s.model_copy(update={"query_torch_threads": 0})).index.torch_threads == 0
