@@ -51,6 +51,16 @@ class EmbedderContract:
         assert np.allclose(e.embed([texts[0]])[0], v[0], atol=1e-5)
         assert e.embed([]).shape == (0, e.dim)
 
+    def test_questions(self) -> None:
+        """Questions are vectors of the same space; a question is nearer its answer than an unrelated text."""
+        e = self.make()
+        q = e.embed_queries(["How many vacation days do employees get?", "x"])
+        assert q.shape == (2, e.dim) and q.dtype == np.float32
+        assert np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-3)
+        assert e.embed_queries([]).shape == (0, e.dim)
+        p = e.embed(["Employees get twenty five vacation days a year.", "The parking garage opens at seven."])
+        assert float(p[0] @ q[0]) > float(p[1] @ q[0])
+
     def test_token_spans(self) -> None:
         e, text = self.make(), "Parking costs 5 euros a day, Ünïcödé too."
         spans: list[Any] = e.token_spans(text)

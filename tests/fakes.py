@@ -23,6 +23,9 @@ class HashEmbedder:
     def dim(self) -> int:
         return self._dim
 
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         out = np.zeros((len(texts), self._dim), dtype=np.float32)

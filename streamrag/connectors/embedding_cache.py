@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,18 @@ class CachingEmbedder:
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return self.inner.token_spans(text)
 
-    def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.name}\x00{text}".encode()).hexdigest()
+    def _key(self, text: str, role: str) -> str:
+        # passages keep the key they always had; questions (a query prompt may change them) get their own
+        return hashlib.sha256(f"{self.name}\x00{role}{text}".encode()).hexdigest()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        keys = [self._key(t) for t in texts]
+        return self._cached(texts, "", self.inner.embed)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._cached(texts, "query\x00", self.inner.embed_queries)
+
+    def _cached(self, texts: list[str], role: str, embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        keys = [self._key(t, role) for t in texts]
         found: dict[str, np.ndarray] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
@@ -46,7 +54,7 @@ class CachingEmbedder:
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
         if missing:
-            vecs = self.inner.embed([texts[i] for i in missing])
+            vecs = embed([texts[i] for i in missing])
             with self._lock:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO emb VALUES (?, ?)",

@@ -32,8 +32,8 @@ class EmbeddingReranker:
         head = list(ranked[: self.depth])
         if len(head) < 2:
             return list(ranked)
-        vecs = self.encoder.embed([question] + [f"{r.hit.title}\n{r.hit.text}" if r.hit.title else r.hit.text for r in head])
-        second = vecs[1:] @ vecs[0]
+        q = self.encoder.embed_queries([question])[0]
+        second = self.encoder.embed([f"{r.hit.title}\n{r.hit.text}" if r.hit.title else r.hit.text for r in head]) @ q
         first = np.array([r.score for r in head], dtype=np.float32)
         mixed = (1 - self.weight) * _minmax(first) + self.weight * _minmax(second)
         rescored = [replace(r, score=float(s)) for r, s in zip(head, mixed, strict=True)]

@@ -100,12 +100,26 @@ class SentenceTransformerEmbedder:
     def max_tokens(self) -> int:
         return int(getattr(self.model, "max_seq_length", 256) or 256)
 
+    def prompt_name(self, role: str) -> str | None:
+        """The model's own prompt for ``role`` (its configuration's ``prompts``: e5 has ``query: `` and
+        ``passage: ``; some name the passage one ``document``); None: the model embeds every text alike."""
+        prompts = getattr(self.model, "prompts", None) or {}
+        names = ("query",) if role == "query" else ("passage", "document", "doc")
+        return next((n for n in names if prompts.get(n)), None)
+
     def embed(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.prompt_name("passage"))
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.prompt_name("query"))
+
+    def _encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
             vecs = self.model.encode(
                 texts,
+                prompt_name=prompt_name,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,

@@ -38,6 +38,18 @@ def regex_tokenize(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
 
 
+# scripts written without spaces between words (kana, CJK ideographs, hangul, Thai, Lao, Khmer, Myanmar):
+# a model's sub-word tokenizer gives about one token per character there
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f"
+_SCRIPT_TOKEN = re.compile(f"[{_UNSPACED}]|(?:(?![{_UNSPACED}])\\w)+|[^\\w\\s]")
+
+
+def script_tokenize(text: str) -> list[tuple[int, int]]:
+    """Words and punctuation, and each character of a script written without spaces (a Japanese sentence is
+    not one word): chunk sizes close to a sub-word tokenizer's when the model gives no offsets."""
+    return [(m.start(), m.end()) for m in _SCRIPT_TOKEN.finditer(text)]
+
+
 def _sentence_ends(text: str) -> list[int]:
     return [m.end() for m in _SENT_END.finditer(text)]
 

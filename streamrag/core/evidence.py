@@ -87,15 +87,18 @@ def mrr(scores: np.ndarray, k: int = K) -> float:
     return float(np.where(ranks <= k, 1.0 / ranks, 0.0).mean())
 
 
-def measure(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], n: int = SAMPLE, seed: int = 0) -> Evidence | None:
-    """Both retrievers' self-retrieval on pseudo-queries from ``texts`` (None: too few usable chunks)."""
+def measure(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], n: int = SAMPLE, seed: int = 0,
+            embed_queries: Callable[[list[str]], np.ndarray] | None = None) -> Evidence | None:
+    """Both retrievers' self-retrieval on pseudo-queries from ``texts`` (None: too few usable chunks). The
+    pseudo-queries are embedded as questions (``embed_queries``, default ``embed``), the contexts as passages."""
     pairs = pseudo_queries(texts, n, seed)
     if len(pairs) < MIN_SAMPLE:
         return None
     queries, contexts = [q for q, _ in pairs], [c for _, c in pairs]
-    vecs = np.asarray(embed(queries + contexts), dtype=np.float32)
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    dense = vecs[: len(queries)] @ vecs[len(queries):].T
+    qv, cv = (np.asarray(f(x), dtype=np.float32) for f, x in ((embed_queries or embed, queries), (embed, contexts)))
+    qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-12)
+    cv /= np.maximum(np.linalg.norm(cv, axis=1, keepdims=True), 1e-12)
+    dense = qv @ cv.T
     return Evidence(round(mrr(dense), 4), round(mrr(bm25_matrix(queries, contexts)), 4), len(pairs))
 
 
@@ -106,9 +109,11 @@ class EvidenceCache:
     POOL = 2_000  # chunk texts read per measurement, of which SAMPLE with two sentences or more are used
 
     def __init__(self, sample: Callable[[str, int], list[str]], embed: Callable[[list[str]], np.ndarray],
-                 ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 embed_queries: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self.sample = sample
         self.embed = embed
+        self.embed_queries = embed_queries
         self.ttl_s = ttl_s
         self.clock = clock
         self._known: dict[str, tuple[float, Evidence | None]] = {}
@@ -128,7 +133,7 @@ class EvidenceCache:
         ev: Evidence | None = None
         try:
             texts = self.sample(tenant, self.POOL)
-            ev = measure(texts, self.embed, seed=len(texts))
+            ev = measure(texts, self.embed, seed=len(texts), embed_queries=self.embed_queries)
             log.info("fusion evidence for %s: %s", tenant, ev)
         except Exception as exc:  # the default rule until the next try
             log.warning("fusion evidence for %s not measured: %s", tenant, str(exc).splitlines()[0][:200])

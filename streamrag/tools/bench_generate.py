@@ -170,7 +170,7 @@ def injection(qp: Any, gen: LLMGenerator, queries: dict[str, str], s: Settings,
     rows = []
     for i, attack in enumerate(ATTACKS):
         question = texts[i % len(texts)]
-        vec = qp.embedder.embed([question])[0]
+        vec = qp.embedder.embed_queries([question])[0]
         q = Query(query_id=f"inj{i}", tenant=TENANT, text=question, top_k=3)
         ranked = qp.retriever.retrieve(q, [list(vec)], [question], s.retrieval.fusion, s.retrieval.alpha).ranked[:3]
         top = ranked[0]
@@ -205,7 +205,7 @@ def expansion(qp: Any, s: Settings, queries: dict[str, str], qrels: dict[str, di
         variants = expander.expand(text, n)
         spent.append((time.perf_counter() - t0) * 1000)
         for name, texts in (("without", [text]), ("with", [text, *variants])):
-            vecs = qp.embedder.embed(texts)
+            vecs = qp.embedder.embed_queries(texts)
             q = Query(query_id=qid, tenant=TENANT, text=text, top_k=10)
             res = qp.retriever.retrieve(q, [list(v) for v in vecs], texts, s.retrieval.fusion, s.retrieval.alpha, k=100)
             runs[name][qid] = doc_run(res.ranked, 100)

@@ -137,13 +137,13 @@ def run_eval(
         f"(embedding cache: {emb.hits} hits, {emb.misses} encoded)")
 
     t2 = time.perf_counter()
-    evidence = measure(store.sample_texts(TENANT, EvidenceCache.POOL), emb.embed)
+    evidence = measure(store.sample_texts(TENANT, EvidenceCache.POOL), emb.embed, embed_queries=emb.embed_queries)
     log(f"self-retrieval evidence (MRR@10 on pseudo-queries): {evidence} in {time.perf_counter() - t2:.1f}s")
     qp = make_query_processor(s, embedder=emb, store=store)
     depth = 100
     t1 = time.perf_counter()
     qids = list(queries)
-    vecs = emb.embed([queries[q] for q in qids])
+    vecs = emb.embed_queries([queries[q] for q in qids])
     lists: dict[str, Any] = {}
     for qid, v in zip(qids, vecs, strict=True):
         q = Query(query_id=qid, tenant=TENANT, text=queries[qid], top_k=10)

