@@ -140,7 +140,9 @@ def _burst(s: Settings, p: Producer, answers: _Answers, n: int, tenant: str, dra
     return {"burst": n, "queries": [
         {"first_delta_s": None if q.first is None else round(q.first - q.at, 1),
          "final_s": None if q.final is None else round(q.final - q.at, 1),
-         "status": q.answer.get("status"), "generator": q.answer.get("generator"), "fallback": q.answer.get("fallback")}
+         "status": q.answer.get("status"), "generator": q.answer.get("generator"), "fallback": q.answer.get("fallback"),
+         "prompt_tokens": (q.answer.get("usage") or {}).get("prompt_tokens"),
+         "completion_tokens": (q.answer.get("usage") or {}).get("completion_tokens")}
         for q in sorted(sent.values(), key=lambda q: q.final or float("inf"))]}
 
 
