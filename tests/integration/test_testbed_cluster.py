@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -112,9 +113,12 @@ def test_a_killed_ingest_process_and_a_rescale_lose_nothing_and_write_nothing_tw
     assert all((f"d{i}", 2 if i % 3 == 0 else 1) in versions for i in range(300))
     assert len(versions) == 300  # only the newest version of each document has chunks
 
-    # rescale 2 -> 3 from the same recovery store, and ingest goes on
-    r = subprocess.run(["bash", "scripts/testbed", "rescale", "3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    # rescale 2 -> 3 from the same recovery store (the command itself, as scripts/testbed runs it), and ingest goes on
+    tb = Path(env["STREAMRAG_TESTBED_DIR"])
+    r = subprocess.run([sys.executable, "-m", "streamrag.cli", "cluster", "rescale", "3", "-r", str(tb / "recovery-ingest"),
+                        "--hosts", "127.0.0.2,127.0.0.3,127.0.0.4", "--pid-dir", str(tb / "pids"), "--log-dir", str(tb / "logs")],
+                       cwd=ROOT, env={**env, **wenv}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "stopped 2 ingest processes" in r.stdout, r.stdout + r.stderr
     for i in range(300, 360):
         prod.send(s.topics.documents, f"kt/d{i}", {"op": "upsert", "tenant": "kt", "doc_id": f"d{i}", "version": 1, "text": text(i)})
     prod.flush(60)
