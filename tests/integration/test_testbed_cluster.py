@@ -102,7 +102,7 @@ def publish(prod: JsonProducer, s: Settings, tenant: str, numbers: range) -> Non
     prod.flush(60)
 
 
-def testbed_cmd(env: dict[str, str], *args: str, timeout: float = 300) -> None:
+def run_testbed(env: dict[str, str], *args: str, timeout: float = 300) -> None:
     r = subprocess.run(["bash", "scripts/testbed", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -168,11 +168,11 @@ def test_a_broker_stopped_for_10_s_mid_ingest_loses_nothing(testbed: tuple[dict[
     prod, known = JsonProducer(s), keys("kb", 90)
     publish(prod, s, "kb", range(60))
     wait_indexed(s, 5, 300, "kb", known)  # ingest under way
-    testbed_cmd(env, "stop", "broker", "1")
+    run_testbed(env, "stop", "broker", "1")
     stopped = time.monotonic()
     publish(prod, s, "kb", range(60, 90))  # two brokers in sync: acks=all still succeeds
     time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-    testbed_cmd(env, "start", "brokers")
+    run_testbed(env, "start", "brokers")
     got = wait_indexed(s, 90, 600, "kb", known)
     print(f"broker 1 stopped -> all 90 indexed: {time.monotonic() - stopped:.1f} s")
     all_indexed_once(got, 90)
@@ -189,11 +189,11 @@ def test_the_object_store_stopped_for_10_s_mid_ingest_retries_loses_nothing_dead
     prod, known = JsonProducer(s), keys("ks", 90)
     publish(prod, s, "ks", range(60))
     wait_indexed(s, 5, 300, "ks", known)
-    testbed_cmd(env, "stop", "s3")
+    run_testbed(env, "stop", "s3")
     stopped = time.monotonic()
     publish(prod, s, "ks", range(60, 90))  # Kafka is up: these wait in the topic
     time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-    testbed_cmd(env, "start", "s3")
+    run_testbed(env, "start", "s3")
     got = wait_indexed(s, 90, 600, "ks", known)
     print(f"object store stopped -> all 90 indexed: {time.monotonic() - stopped:.1f} s")
     all_indexed_once(got, 90)
@@ -240,7 +240,7 @@ def test_a_killed_query_process_leaves_no_query_unanswered(testbed: tuple[dict[s
     os.kill(int((tb / "pids" / "query-1.pid").read_text()), signal.SIGKILL)
     killed = time.monotonic()
     during = ask(16)  # while process 1 is dead: half the partitions are its
-    testbed_cmd(env, "restart", "query")
+    run_testbed(env, "restart", "query")
     got = answered(during, 300)
     print(f"query process killed -> all {len(during)} answered: {time.monotonic() - killed:.1f} s")
     assert set(got) == during, f"{len(during - set(got))} of {len(during)} queries unanswered"
