@@ -29,9 +29,9 @@ class QueryRig:
     def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
         corpus, self.queries, _ = load_beir(dataset)
         # a local index in the work folder, or one under the object store's prefix (STREAMRAG_LANCEDB_URI=s3://...,
-        # credentials from AWS_*), built once either way; the embedding cache is a local file in both cases
+        # credentials from AWS_*), one per dataset, built once either way; the embedding cache is a local file in both
         local = s.lancedb_is_local
-        db: Path | str = workdir / "query-index" if local else f"{s.index.lancedb_uri}/bench-query-{dataset.name}"
+        db: Path | str = workdir / f"query-index-{dataset.name}" if local else f"{s.index.lancedb_uri}/bench-query-{dataset.name}"
         self.store_kind = "local" if local else s.index.lancedb_uri.split("://")[0]
         is_ = s.model_copy(update={"lancedb_uri": str(db), "optimize_every_s": 1e9})
         store = make_store(is_)
