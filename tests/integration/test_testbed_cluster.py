@@ -149,7 +149,8 @@ def test_a_killed_ingest_process_and_a_rescale_lose_nothing_and_write_nothing_tw
         if done or time.monotonic() > deadline:
             break
         time.sleep(2)
-    print(f"kill -> every newest version indexed: {time.monotonic() - killed:.1f} s")
+    print(f"kill -> {len(got['docs'])} of 300 indexed, newest versions {'all' if done else 'not all'}: "
+          f"{time.monotonic() - killed:.1f} s")
     assert len(got["docs"]) == 300
     assert max(got["ids"].values()) == 1  # no chunk twice
     versions = {(r["doc_id"], r["version"]) for r in got["rows"]}
@@ -182,7 +183,7 @@ def test_a_broker_stopped_for_10_s_mid_ingest_loses_nothing(testbed: tuple[dict[
     run_testbed(env, "start", "brokers")
     pids = Path(env["STREAMRAG_TESTBED_DIR"]) / "pids"
     got = wait_indexed(s, 90, 600, "kb", known, pids)
-    print(f"broker 1 stopped -> all 90 indexed: {time.monotonic() - stopped:.1f} s")
+    print(f"broker 1 stopped -> {len(got['docs'])} of 90 indexed: {time.monotonic() - stopped:.1f} s")
     assert ingest_alive(pids), "an ingest process stopped"
     all_indexed_once(got, 90)
     assert not dead_letters_of(s, "kb")
@@ -205,7 +206,7 @@ def test_the_object_store_stopped_for_10_s_mid_ingest_retries_loses_nothing_dead
     run_testbed(env, "start", "s3")
     pids = Path(env["STREAMRAG_TESTBED_DIR"]) / "pids"
     got = wait_indexed(s, 90, 600, "ks", known, pids)
-    print(f"object store stopped -> all 90 indexed: {time.monotonic() - stopped:.1f} s")
+    print(f"object store stopped -> {len(got['docs'])} of 90 indexed: {time.monotonic() - stopped:.1f} s")
     assert ingest_alive(pids), "an ingest process stopped (its retries ran out?)"
     all_indexed_once(got, 90)
     assert not dead_letters_of(s, "ks")
@@ -254,6 +255,6 @@ def test_a_killed_query_process_leaves_no_query_unanswered(testbed: tuple[dict[s
     during = ask(16)  # while process 1 is dead: half the partitions are its
     run_testbed(env, "restart", "query")
     got = answered(during, 240)
-    print(f"query process killed -> all {len(during)} answered: {time.monotonic() - killed:.1f} s")
+    print(f"query process killed -> {len(set(got))} of {len(during)} answered: {time.monotonic() - killed:.1f} s")
     assert set(got) == during, f"{len(during - set(got))} of {len(during)} queries unanswered"
     assert all(a["status"] != "error" for answers in got.values() for a in answers)
