@@ -9,8 +9,9 @@ same model already holds reuse the stored vectors instead of being encoded again
 One writer per version: live ingest writes the active version, so a replay into it is refused (two writers
 inserting the same new chunk at once would both keep theirs), unless the caller says the ingest workers are
 stopped (``ingest_stopped``). With STREAMRAG_WRITER_LEASE=redis a replay holds a lease on its version while it
-runs, and promote and rollback take the same lease to switch: a version being replayed is never made active,
-and a replay never starts on a version being switched to. Without the lease (one machine) a replay reads the
+runs, and promote and rollback take the same lease to switch: a version is not made active while a replay holds
+its lease, and no replay starts on a version being switched to (a replay whose lease was lost stops at its next
+batch). Without the lease (one machine) a replay reads the
 active version before each batch and stops, the batch in hand unwritten and its offsets uncommitted, when its
 version has become the active one (a standby promoted while it followed).
 """
