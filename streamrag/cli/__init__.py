@@ -13,6 +13,7 @@ from streamrag.cli import (  # noqa: F401
     ab,
     ask,
     bench,
+    cluster,
     demo,
     documents,
     evaluation,

@@ -32,8 +32,9 @@ def list_(json_out: bool = typer.Option(False, "--json")) -> None:
 
 def _warn_behind(name: str, behind: list[str]) -> None:
     if behind:
-        console.print(f"warning: {name} is behind on {len(behind)} documents; catch it up with "
-                      f"`streamrag replay --index {name}`", highlight=False, markup=False)
+        console.print(f"warning: {name} is behind on {len(behind)} documents; live ingest writes it now: catch it up "
+                      f"with the ingest workers stopped, `streamrag replay --index {name} --ingest-stopped`",
+                      highlight=False, markup=False)
 
 
 @index_app.command()

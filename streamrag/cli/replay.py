@@ -46,6 +46,8 @@ def replay(
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE settings field for a new index (repeatable)"),
     follow: bool = typer.Option(False, "--follow", help="keep tailing the topic after catching up"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    ingest_stopped: bool = typer.Option(False, "--ingest-stopped",
+                                        help="the ingest workers are stopped: replay into the active version"),
 ) -> None:
     """Build index NAME from the compacted documents topic through the ingest stages (resumable)."""
     if ctx.invoked_subcommand is not None:
@@ -68,7 +70,8 @@ def replay(
             elapsed = bar.tasks[0].elapsed or 0.0
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.0f}" if elapsed else "-")
 
-        report = run_replay(s, index, start=start, overrides=sets, follow=follow, progress=progress)
+        report = run_replay(s, index, start=start, overrides=sets, follow=follow, progress=progress,
+                            ingest_stopped=ingest_stopped)
     if json_out:
         out.print_json(json.dumps(report.as_dict()))
         return
@@ -76,7 +79,8 @@ def replay(
     out.print(
         f"index {index}{' (new)' if report.created else ''}: read {report.read} records in {d['seconds']} s "
         f"({d['records_per_s']}/s), {report.outcomes or {}}, dead letters {report.dead_letters}; chunks encoded "
-        f"{report.encoded}, reused {report.reused}" + ("; caught up with the topic" if report.caught_up else ""),
+        f"{report.encoded}, reused {report.reused}" + ("; caught up with the topic" if report.caught_up else "")
+        + ("; stopped: it is the active version now, which live ingest writes" if report.promoted else ""),
         highlight=False,
     )
 

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from streamrag.core.errors import StreamragError, TransientError
 
 # what Lance and its object stores say when a retry can succeed
+# ("error sending request": the object store's HTTP client reached no server, e.g. while it restarts)
 _LANCE_TRANSIENT = ("commit conflict", "retryable", "timed out", "timeout", "temporarily", "connection reset",
-                    "connection refused", "too many requests", "slow down", "throttl", "unavailable")
+                    "connection refused", "error sending request", "too many requests", "slow down", "throttl",
+                    "unavailable")
 
 
 def is_lance_transient(exc: BaseException) -> bool:

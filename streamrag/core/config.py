@@ -326,6 +326,10 @@ class WorkerConfig(_Component):
     # Redis renewed every third of its time to live; the others skip their runs ("none": every maintainer runs)
     maintenance_lease: Literal["none", "redis"] = "none"
     maintenance_lease_ttl_s: float = Field(30.0, ge=1, le=3600)
+    # one writer per index version beside live ingest: "redis": a replay holds a lease on its version in Redis while
+    # it runs, and a promote or rollback takes it to switch to that version (a running replay's version is refused);
+    # "none": nothing shared (one machine). Its time to live is the maintenance lease's.
+    writer_lease: Literal["none", "redis"] = "none"
     fts_rebuild_every_s: float = Field(0.0, ge=0)
     optimize_every_s: float = Field(120.0, ge=0)
     # Identity: "production" turns auth on unless STREAMRAG_AUTH_REQUIRED says otherwise

@@ -28,11 +28,16 @@ class QueryRig:
 
     def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
         corpus, self.queries, _ = load_beir(dataset)
-        db = workdir / "query-index"
+        # a local index in the work folder, or one under the object store's prefix (STREAMRAG_LANCEDB_URI=s3://...,
+        # credentials from AWS_*), one per dataset, built once either way; the embedding cache is a local file in both
+        local = s.lancedb_is_local
+        db: Path | str = workdir / f"query-index-{dataset.name}" if local else f"{s.index.lancedb_uri}/bench-query-{dataset.name}"
+        self.store_kind = "local" if local else s.index.lancedb_uri.split("://")[0]
         is_ = s.model_copy(update={"lancedb_uri": str(db), "optimize_every_s": 1e9})
         store = make_store(is_)
         if store.table("chunks") is None:
-            emb = CachingEmbedder(embedder_for(is_), Path(s.lancedb_path()).parent / "embcache.sqlite")
+            cache_dir = Path(s.lancedb_path()).parent if local else workdir.parent
+            emb = CachingEmbedder(embedder_for(is_), cache_dir / "embcache.sqlite")
             index_corpus(is_, store, emb, corpus_records(corpus))
             store.maintain(force=True)
         self.chunks = store.table("chunks").count_rows()  # type: ignore[union-attr]
@@ -123,7 +128,8 @@ def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, 
         for k, v in a.get("timings_ms", {}).items():
             stages.setdefault(k, []).append(v)
     res = {
-        "machine": machine(s), "chunks": rig.chunks, "generator": rig.generator, "queries": n, "answered": len(lat),
+        "machine": machine(s), "store": rig.store_kind, "chunks": rig.chunks, "generator": rig.generator, "queries": n,
+        "answered": len(lat),
         "rate_per_s": rate,
         "round_trip_ms": _pcts(lat),
         "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},

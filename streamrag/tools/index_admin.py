@@ -2,6 +2,8 @@
 
 A promote is refused while the candidate is behind the active version on any document (compared
 per document version), unless forced. Workers follow the registry within STREAMRAG_INDEX_POLL_S.
+A promote or rollback takes the version's writer lease (STREAMRAG_WRITER_LEASE=redis) for the switch: a version
+a replay is writing is not made active (live ingest would write it beside the replay).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from streamrag.connectors.kafka_admin import admin
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import DEFAULT_INDEX, Activation, index_settings, lagging, new_manifest
+from streamrag.core.lease import Lease
 from streamrag.core.settings import Settings
 from streamrag.flows.index_views import store_for
 from streamrag.schemas.models import IndexManifest
-from streamrag.tools.replay import ensure_default_registered, replay_group
+from streamrag.tools.replay import ensure_default_registered, replay_group, take_writer_lease, writer_lease
 
 
 @dataclass(frozen=True)
@@ -66,23 +69,28 @@ def behind(s: Settings, registry: LanceIndexRegistry, candidate: str, reference:
     return lagging(store_for(s, ref).doc_versions(), store_for(s, cand).doc_versions())
 
 
-def promote(s: Settings, name: str, force: bool = False) -> Switch:
+def promote(s: Settings, name: str, force: bool = False, lease: Lease | None = None) -> Switch:
     reg = _registry(s)
     manifest_of(s, reg, name)
     active = reg.active()
     if name == active:
         raise IndexRefused(f"{name!r} is already the active index")
-    late = behind(s, reg, name, active)
-    if late and not force:
-        raise IndexRefused(
-            f"{name!r} is behind {active!r} on {len(late)} documents (first: {late[0]}): "
-            f"run `streamrag replay --index {name}` to catch up, or promote with --force"
-        )
-    ensure_default_registered(s, reg)
-    return Switch(reg.activate(name, "promote" + (" (forced)" if late else "")), late)
+    lease = lease or writer_lease(s, name)
+    take_writer_lease(lease, name)
+    try:
+        late = behind(s, reg, name, active)
+        if late and not force:
+            raise IndexRefused(
+                f"{name!r} is behind {active!r} on {len(late)} documents (first: {late[0]}): "
+                f"run `streamrag replay --index {name}` to catch up, or promote with --force"
+            )
+        ensure_default_registered(s, reg)
+        return Switch(reg.activate(name, "promote" + (" (forced)" if late else "")), late)
+    finally:
+        lease.release()
 
 
-def rollback(s: Settings) -> Switch:
+def rollback(s: Settings, lease: Lease | None = None) -> Switch:
     reg = _registry(s)
     hist = reg.history()
     if not hist:
@@ -90,8 +98,13 @@ def rollback(s: Settings) -> Switch:
     current, previous = hist[-1].name, hist[-1].previous
     if previous not in manifests(s, reg):
         raise IndexRefused(f"the previous index {previous!r} has been dropped")
-    late = behind(s, reg, previous, current)
-    return Switch(reg.activate(previous, "rollback"), late)
+    lease = lease or writer_lease(s, previous)
+    take_writer_lease(lease, previous)
+    try:
+        late = behind(s, reg, previous, current)
+        return Switch(reg.activate(previous, "rollback"), late)
+    finally:
+        lease.release()
 
 
 def drop(s: Settings, name: str) -> None:

@@ -5,6 +5,15 @@ Resumable: the replay's consumer group (``<ingest group>-replay-<NAME>``) is com
 batch has been written, and writes are idempotent (per-document versions), so a replay killed at
 any point and started again ends with the same index. Chunks whose embedded text an index of the
 same model already holds reuse the stored vectors instead of being encoded again.
+
+One writer per version: live ingest writes the active version, so a replay into it is refused (two writers
+inserting the same new chunk at once would both keep theirs), unless the caller says the ingest workers are
+stopped (``ingest_stopped``). With STREAMRAG_WRITER_LEASE=redis a replay holds a lease on its version while it
+runs, and promote and rollback take the same lease to switch: a version is not made active while a replay holds
+its lease, and no replay starts on a version being switched to (a replay whose lease was lost stops at its next
+batch). Without the lease (one machine) a replay reads the
+active version before each batch and stops, the batch in hand unwritten and its offsets uncommitted, when its
+version has become the active one (a standby promoted while it followed).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topic_reader import Start, TopicReader
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.connectors.redis_cache import redis_for
+from streamrag.connectors.redis_lease import RedisLease
 from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import (
     DEFAULT_INDEX,
@@ -33,6 +44,7 @@ from streamrag.core.index_versions import (
     with_overrides,
 )
 from streamrag.core.ingest.stages import IngestStages
+from streamrag.core.lease import AlwaysHeld, Lease, kept
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_extractors
 from streamrag.flows.index_views import store_for
@@ -52,12 +64,13 @@ class ReplayReport:
     reused: int = 0
     seconds: float = 0.0
     caught_up: bool = False
+    promoted: bool = False  # stopped because its version became the active one (live ingest writes it now)
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "created": self.created, "read": self.read, "outcomes": self.outcomes,
                 "dead_letters": self.dead_letters, "chunks_encoded": self.encoded, "chunks_reused": self.reused,
                 "seconds": round(self.seconds, 2), "records_per_s": round(self.read / self.seconds, 1)
-                if self.seconds else 0.0, "caught_up": self.caught_up}
+                if self.seconds else 0.0, "caught_up": self.caught_up, "promoted": self.promoted}
 
 
 def replay_group(s: Settings, name: str) -> str:
@@ -94,6 +107,28 @@ def prepare_index(
     return m, True
 
 
+def writer_lease(s: Settings, name: str) -> Lease:
+    """The lease a replay of index version ``name`` holds, and a switch to it takes (STREAMRAG_WRITER_LEASE)."""
+    if s.worker.writer_lease == "none":
+        return AlwaysHeld()
+    return RedisLease(redis_for(s, timeout_s=2.0), f"writer:{s.lancedb_path()}:{name}", s.worker.maintenance_lease_ttl_s)
+
+
+def take_writer_lease(lease: Lease, name: str) -> None:
+    if not lease.acquire():
+        raise IndexRefused(f"index {name!r} is being replayed or switched to (its writer lease in Redis is held, "
+                           "or Redis does not answer): stop that replay, or try again when it has finished")
+
+
+def check_not_live(registry: LanceIndexRegistry, name: str, ingest_stopped: bool) -> None:
+    """Refuse a replay into the version live ingest writes (the active one) unless the ingest workers are stopped."""
+    if not ingest_stopped and registry.active() == name:
+        raise IndexRefused(
+            f"index {name!r} is the active version, which the live ingest workers write: replay into a new version "
+            f"and promote it, or stop the ingest workers and replay with --ingest-stopped"
+        )
+
+
 def reuse_sources(s: Settings, registry: LanceIndexRegistry, m: IndexManifest) -> list[LanceStore]:
     """Other versions built with the same embedding model, the active one first."""
     active = registry.active()
@@ -112,10 +147,26 @@ def replay(
     follow: bool = False,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    ingest_stopped: bool = False,
+    lease: Lease | None = None,
 ) -> ReplayReport:
-    check_reachable(s)
+    check_name(name)
+    lease = lease or writer_lease(s, name)
+    take_writer_lease(lease, name)
+    try:
+        with kept(lease) as lost:
+            return _replay(s, name, start, overrides or {}, follow, progress, stop, ingest_stopped, lost)
+    finally:
+        lease.release()
+
+
+def _replay(
+    s: Settings, name: str, start: Start, overrides: dict[str, str], follow: bool, progress: Progress | None,
+    stop: threading.Event | None, ingest_stopped: bool, lost: threading.Event,
+) -> ReplayReport:
     registry = LanceIndexRegistry(s.lancedb_path())
-    overrides = overrides or {}
+    check_not_live(registry, name, ingest_stopped)
+    check_reachable(s)
     m, created = prepare_index(s, registry, name, overrides)
     # the index's own settings, then this run's (batch sizes, devices: fields that do not shape the index)
     rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
@@ -132,6 +183,12 @@ def replay(
     try:
         while not stop.is_set():
             recs = reader.read(rs.worker.source_batch_size, 0.5)
+            if lost.is_set():
+                raise IndexRefused(f"the writer lease on {name!r} was lost (Redis did not answer in time): replay stopped; "
+                                   "run it again to resume")
+            if not ingest_stopped and registry.active() == name:
+                report.promoted = True  # live ingest writes this version now: the batch in hand stays unwritten
+                break
             if recs:
                 outs = stages.process_batch(recs)
                 dead = [o for o in outs if isinstance(o, DeadLetter)]

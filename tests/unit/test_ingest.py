@@ -153,6 +153,11 @@ def test_the_store_adapter_types_lance_errors() -> None:
         raise OSError("object store: connection reset")
     with pytest.raises(ValueError), lance_errors("index write"):
         raise ValueError("field vector: expected 384 dimensions")
+    # the object store stopped (as the test bed saw it, less the retry settings that happened to say "timeout")
+    with pytest.raises(TransientError), lance_errors("index write"):
+        raise RuntimeError("lance error: LanceError(IO): Generic S3 error: Error performing list request: Error "
+                           "performing GET http://127.0.0.1:8333/streamrag?list-type=2 in 331ms, after 3 retries - "
+                           "HTTP error: error sending request")
 
 
 def test_the_encoder_adapter_types_out_of_memory() -> None:

@@ -1,11 +1,17 @@
-"""The README's configuration table is the Settings object: same variables, same defaults."""
+"""The README is the CLI and the Settings object: its configuration table has the same variables and defaults, and it
+lists every command."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import typer.main
+
+from streamrag.cli import app
 from streamrag.core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -40,3 +46,32 @@ def test_every_setting_is_documented_with_its_default() -> None:
     for env, f in fields.items():
         default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
         assert rows[env] == shown(default), env
+
+
+def command_paths() -> list[str]:
+    """Every command of the CLI as typed after ``streamrag`` (a group that runs alone counts too)."""
+    def walk(cmd: Any, path: list[str]) -> Iterator[str]:
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            yield " ".join(path)
+            return
+        if path and getattr(cmd, "invoke_without_command", False):
+            yield " ".join(path)
+        for name, sub in subs.items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_every_command_is_in_the_readme() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+
+    def listed(path: str) -> bool:  # `streamrag g c ...`, or `streamrag g a` / `c ...` on one line
+        group, _, leaf = path.rpartition(" ")
+        return any(f"streamrag {path}" in line or (group and f"streamrag {group} " in line and f"`{leaf}" in line)
+                   for line in lines)
+
+    paths = command_paths()
+    assert "cluster rescale" in paths and "replay" in paths
+    missing = [p for p in paths if not listed(p)]
+    assert not missing, f"commands the README does not list: {missing}"
