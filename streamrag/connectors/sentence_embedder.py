@@ -7,6 +7,7 @@ name or local path works by configuration. CUDA is used when present (fp16), els
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from streamrag.core.chunking import regex_tokenize
 from streamrag.core.errors import ModelLoadError, TransientError
 from streamrag.core.lazy import Lazy
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
@@ -49,9 +51,13 @@ def pick_device(device: str) -> str:
 class SentenceTransformerEmbedder:
     """Builds the heavy model on first use; thread-safe lazy load."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64, threads: int = 0,
+                 query_encoder: str = "torch", onnx_dir: str = ".local/models/onnx") -> None:
         self.name = model
         self.threads = threads
+        self.query_encoder = query_encoder
+        self.onnx_dir = onnx_dir
+        self._onnx: Lazy[Any] = Lazy(self._load_onnx)
         self._device_setting = device
         self.batch_size = batch_size
         self._model: Lazy[Any] = Lazy(self._load)
@@ -111,7 +117,29 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.prompt_name("passage"))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
+        onnx = self._onnx.get() if self.query_encoder == "onnx" and texts else None
+        if onnx is not None:
+            name = self.prompt_name("query")
+            prefix = self.model.prompts[name] if name else ""
+            return onnx.encode([prefix + t for t in texts])  # type: ignore[no-any-return]
         return self._encode(texts, self.prompt_name("query"))
+
+    def _load_onnx(self) -> Any:
+        """The ONNX Runtime encoder of questions (STREAMRAG_QUERY_ENCODER=onnx) on CPU; None where it does not apply
+        (a GPU, a pipeline other than transformer + mean pooling) or cannot be built: PyTorch then."""
+        if not str(self.model.device).startswith("cpu"):
+            return None
+        from streamrag.connectors.onnx_query_encoder import OnnxQueryEncoder, supports
+
+        if not supports(self.model):
+            log.info("query encoder: %s is not transformer + mean pooling; questions stay on PyTorch", self.name)
+            return None
+        try:
+            return OnnxQueryEncoder(self.model, self.name, Path(self.onnx_dir), self.threads)
+        except Exception as exc:  # an export or runtime that fails: the questions are still answered
+            log.warning("query encoder: ONNX for %s not available (%s); questions stay on PyTorch", self.name,
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return None
 
     def _encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
         if not texts:

