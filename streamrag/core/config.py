@@ -365,7 +365,7 @@ class IndexConfig(_Component):
     query_torch_threads: int = Field(1, ge=0, le=1024)
     # questions encoded by PyTorch, or by ONNX Runtime on a CPU (the model exported once into STREAMRAG_MODEL_DIR/onnx):
     # the same vectors, a third of the time per question
-    query_encoder: Literal["torch", "onnx"] = "torch"
+    query_encoder: Literal["torch", "onnx"] = "onnx"
     max_doc_chars: int = Field(500_000, ge=1)
     # a document's file (DocumentChange.content_b64), decoded; larger ones are dead letters (stage extract).
     # Through Kafka its base64 (4/3 of it) must also fit STREAMRAG_MAX_MESSAGE_BYTES: 3 MB does, at 4 MiB

@@ -81,6 +81,7 @@ class IndexViews:
         v = self.view(name)
         if not known and v.embedder is not self._current.embedder:
             v.embedder.embed(["warm up"])
+            v.embedder.embed_queries(["warm up"])
         return v
 
     def prepare_registered(self) -> None:

@@ -168,6 +168,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     ensure_topics(settings)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # promote / rollback followed without a restart
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
+    views.current().embedder.embed_queries(["warm up"])  # and its question encoder (an ONNX export, once per machine)
     observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
     processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
     processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
