@@ -9,6 +9,8 @@ one value; ``flat()`` gives every value by its flat name (the manifests of index
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_settings import SettingsError
 
 from streamrag.core.config import (
     AnnConfig,
@@ -157,7 +160,31 @@ def load_settings(**overrides: object) -> Settings:
             field = str(first.get("loc", ("",))[0]) if first.get("loc") else ""
             env = f"STREAMRAG_{(model.flat_prefix() + field).upper()}" if field else f"{comp} settings"
             raise ConfigError(f"invalid {env}: {first.get('msg')}") from exc
+        except SettingsError as exc:  # a list or dict setting whose text is not JSON
+            m = re.search(r'field "(\w+)"', str(exc))
+            env = f"STREAMRAG_{(model.flat_prefix() + m.group(1)).upper()}" if m else f"{comp} settings"
+            raise ConfigError(f"invalid {env}: not valid JSON") from exc
+        except RecursionError as exc:  # JSON nested deeper than the decoder can follow, in a list or dict setting
+            deep = [f"STREAMRAG_{(model.flat_prefix() + f).upper()}" for f in model.model_fields
+                    if _nesting(os.environ.get(f"STREAMRAG_{(model.flat_prefix() + f).upper()}", "")) > MAX_NESTING]
+            raise ConfigError(f"invalid {deep[0] if deep else comp + ' settings'}: JSON nested deeper than "
+                              f"{MAX_NESTING} levels") from exc
     return Settings(**parts)
+
+
+MAX_NESTING = 100  # no setting's JSON needs more than a few levels
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting of ``text`` (strings not told apart: a bound, not a parser)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def settings_env(s: Settings) -> dict[str, str]:

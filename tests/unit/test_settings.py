@@ -56,3 +56,20 @@ def test_no_import_cycle_between_project_modules() -> None:
     for module in sorted(graph.modules):
         for imported in graph.find_modules_directly_imported_by(module):
             assert not graph.chain_exists(imported, module, as_packages=False), f"{module} <-> {imported}"
+
+
+HOSTILE_VALUES = ["[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000, "\udcff\x07\x1b[2Jgarbage", "9" * 5000, "x" * 200_000]
+
+
+@pytest.mark.parametrize("name", ["query_encoder", "query_torch_threads", "writer_lease", "embedding_model", "prompts",
+                                  "generator", "max_doc_bytes", "fusion_evidence_ttl_s"])
+def test_a_hostile_setting_is_one_clear_line_or_a_value(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Settings parsed from text (this change's among them): deep or huge JSON, garbage, a huge number give a
+    ConfigError of one line naming the variable, or a validated value; never another exception."""
+    var = f"STREAMRAG_{name.upper()}"
+    for value in HOSTILE_VALUES:
+        monkeypatch.setenv(var, value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        try:
+            load_settings()
+        except ConfigError as exc:
+            assert var in str(exc) and "\n" not in str(exc).strip()
