@@ -170,20 +170,29 @@ def test_a_killed_ingest_process_and_a_rescale_lose_nothing_and_write_nothing_tw
     assert len(got["docs"]) == 360 and max(got["ids"].values()) == 1
 
 
+def ingest_through_outage(env: dict[str, str], s: Settings, prefix: str, stop: tuple[str, ...], start: tuple[str, ...],
+                          what: str) -> tuple[dict[str, Any], Path]:
+    """90 documents: 60 published, ``stop`` once ingest is under way, 30 more published during the 10 s outage,
+    ``start``, then wait until all 90 are indexed (or an ingest process stops). (What was indexed, the pid folder.)"""
+    prod, known = JsonProducer(s), keys(prefix, 90)
+    publish(prod, s, prefix, range(60))
+    wait_indexed(s, 5, 300, prefix, known)  # ingest under way
+    run_testbed(env, *stop)
+    stopped = time.monotonic()
+    publish(prod, s, prefix, range(60, 90))
+    time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
+    run_testbed(env, *start)
+    pids = Path(env["STREAMRAG_TESTBED_DIR"]) / "pids"
+    got = wait_indexed(s, 90, 600, prefix, known, pids)
+    print(f"{what} -> {len(got['docs'])} of 90 indexed: {time.monotonic() - stopped:.1f} s")
+    return got, pids
+
+
 def test_a_broker_stopped_for_10_s_mid_ingest_loses_nothing(testbed: tuple[dict[str, str], dict[str, str]]) -> None:
     env, wenv = testbed
     s = settings_of(wenv)
-    prod, known = JsonProducer(s), keys("kb", 90)
-    publish(prod, s, "kb", range(60))
-    wait_indexed(s, 5, 300, "kb", known)  # ingest under way
-    run_testbed(env, "stop", "broker", "1")
-    stopped = time.monotonic()
-    publish(prod, s, "kb", range(60, 90))  # two brokers in sync: acks=all still succeeds
-    time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-    run_testbed(env, "start", "brokers")
-    pids = Path(env["STREAMRAG_TESTBED_DIR"]) / "pids"
-    got = wait_indexed(s, 90, 600, "kb", known, pids)
-    print(f"broker 1 stopped -> {len(got['docs'])} of 90 indexed: {time.monotonic() - stopped:.1f} s")
+    # two brokers in sync while broker 1 is down: acks=all still succeeds for the documents sent then
+    got, pids = ingest_through_outage(env, s, "kb", ("stop", "broker", "1"), ("start", "brokers"), "broker 1 stopped")
     assert ingest_alive(pids), "an ingest process stopped"
     all_indexed_once(got, 90)
     assert not dead_letters_of(s, "kb")
@@ -196,17 +205,8 @@ def test_the_object_store_stopped_for_10_s_mid_ingest_retries_loses_nothing_dead
     s = settings_of(wenv)
     logs = Path(env["STREAMRAG_TESTBED_DIR"]) / "logs"
     retries_before = sum(f.read_text(errors="replace").count(RETRIED) for f in logs.glob("ingest-*.log"))
-    prod, known = JsonProducer(s), keys("ks", 90)
-    publish(prod, s, "ks", range(60))
-    wait_indexed(s, 5, 300, "ks", known)
-    run_testbed(env, "stop", "s3")
-    stopped = time.monotonic()
-    publish(prod, s, "ks", range(60, 90))  # Kafka is up: these wait in the topic
-    time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-    run_testbed(env, "start", "s3")
-    pids = Path(env["STREAMRAG_TESTBED_DIR"]) / "pids"
-    got = wait_indexed(s, 90, 600, "ks", known, pids)
-    print(f"object store stopped -> {len(got['docs'])} of 90 indexed: {time.monotonic() - stopped:.1f} s")
+    # Kafka is up: the documents sent during the outage wait in the topic
+    got, pids = ingest_through_outage(env, s, "ks", ("stop", "s3"), ("start", "s3"), "object store stopped")
     assert ingest_alive(pids), "an ingest process stopped (its retries ran out?)"
     all_indexed_once(got, 90)
     assert not dead_letters_of(s, "ks")
