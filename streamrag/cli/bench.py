@@ -247,10 +247,15 @@ def bench_load_cmd(
     tenant: str = typer.Option("acme", "--tenant"),
     drain: float = typer.Option(300.0, "--drain", help="seconds to wait for the last answers of each rate"),
     burst: str = typer.Option("", "--burst", help="instead of rates: N distinct questions at once, e.g. 4,8"),
+    concurrency: str = typer.Option("", "--concurrency", help="instead of rates: C in flight, e.g. 1,4,8: the "
+                                    "worker's answers/s over a direct client's to the same server (--generator openai)"),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="with --concurrency: answers per level = rounds x C"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s
-    (or ``--burst``: questions sent together, each one's first delta and final answer)."""
+    (or ``--burst``: questions sent together, each one's first delta and final answer; or ``--concurrency``:
+    closed loop, the worker against a direct client of the same server)."""
+    from streamrag.tools.bench_concurrency import run_concurrency
     from streamrag.tools.bench_load import plot_load, run_load
 
     if generator not in ("local", "openai"):
@@ -259,11 +264,27 @@ def bench_load_cmd(
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError as exc:
         raise StreamragError(f"--rates: {exc}") from exc
-    bursts = [int(b) for b in burst.split(",") if b.strip()]
-    rep = run_load(settings(), offered, duration, generator, tenant, drain_s=drain, bursts=bursts)
+    try:
+        bursts = [int(b) for b in burst.split(",") if b.strip()]
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError as exc:
+        raise StreamragError("--burst and --concurrency take comma-separated integers") from exc
+    s = settings()
+    closed_loop = None
+    if levels:
+        if min(levels) < 1:
+            raise StreamragError("--concurrency takes positive integers")
+        if generator != "openai":
+            raise StreamragError("--concurrency needs --generator openai (a server)")
+        s = s.model_copy(update={"generation_concurrency": max(levels)})
+
+        def closed_loop(p: Any, answers: Any) -> dict[str, Any]:
+            return run_concurrency(s, p, answers, levels, rounds, tenant, drain, log_line)
+
+    rep = run_load(s, offered, duration, generator, tenant, drain_s=drain, bursts=bursts, closed_loop=closed_loop)
     work = _work()
-    if bursts:
-        (work / "burst.json").write_text(json.dumps(rep, indent=1))
+    if bursts or levels:
+        (work / ("concurrency.json" if levels else "burst.json")).write_text(json.dumps(rep, indent=1))
         out.print_json(json.dumps(rep))
         return
     (work / "load.json").write_text(json.dumps(rep, indent=1))

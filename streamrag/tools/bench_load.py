@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def _pct(xs: list[float]) -> dict[str, float | None]:
     return {f"p{p}": round(float(np.percentile(xs, p)), 1) for p in (50, 95, 99)}
 
 
-class _Answers:
+class Answers:
     def __init__(self, s: Settings) -> None:
         self.c = Consumer(client_config(s.kafka, **{"group.id": f"bench-load-{uuid.uuid4().hex[:6]}",
                                                     "enable.auto.commit": False}))
@@ -93,7 +94,7 @@ def _worker(s: Settings, generator: str, log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _one_rate(s: Settings, p: Producer, answers: _Answers, rate: float, duration: float, tenant: str,
+def _one_rate(s: Settings, p: Producer, answers: Answers, rate: float, duration: float, tenant: str,
               drain_s: float, rng: random.Random) -> dict[str, Any]:
     sent: dict[str, Sent] = {}
     t0 = time.monotonic()
@@ -125,7 +126,7 @@ def _one_rate(s: Settings, p: Producer, answers: _Answers, rate: float, duration
     }
 
 
-def _burst(s: Settings, p: Producer, answers: _Answers, n: int, tenant: str, drain_s: float) -> dict[str, Any]:
+def _burst(s: Settings, p: Producer, answers: Answers, n: int, tenant: str, drain_s: float) -> dict[str, Any]:
     """``n`` distinct questions at once: each one's first delta and final answer, in seconds from the send."""
     sent: dict[str, Sent] = {}
     for i in range(n):
@@ -148,15 +149,17 @@ def _burst(s: Settings, p: Producer, answers: _Answers, n: int, tenant: str, dra
 
 def run_load(s: Settings, rates: list[float], duration: float, generator: str, tenant: str = "acme",
              drain_s: float = 300.0, seed: int = 0, log_dir: Path = Path(".local"),
-             bursts: list[int] | None = None) -> dict[str, Any]:
-    if not bursts and (not rates or any(r <= 0 for r in rates)):
+             bursts: list[int] | None = None,
+             closed_loop: Callable[[Producer, Answers], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``closed_loop``: instead of rates or bursts, a measurement of its own against the warm worker."""
+    if not bursts and not closed_loop and (not rates or any(r <= 0 for r in rates)):
         raise StreamragError("--rates takes positive queries per second, e.g. 0.05,0.1,0.2")
     check_reachable(s)
     ensure_topics(s)
     log_dir.mkdir(parents=True, exist_ok=True)
     proc = _worker(s, generator, log_dir / "bench-load-worker.log")
     p = Producer(client_config(s.kafka, **{"linger.ms": 0}))
-    answers = _Answers(s)
+    answers = Answers(s)
     rng = random.Random(seed)
     try:
         qid = f"load-warm-{uuid.uuid4().hex[:6]}"
@@ -171,6 +174,9 @@ def run_load(s: Settings, rates: list[float], duration: float, generator: str, t
             answers.poll(0.5, warm)
         if warm[qid].answer.get("status") == "no_answer":
             raise StreamragError(f"tenant {tenant!r} has no documents that answer: publish some first")
+        if closed_loop is not None:
+            return {"generator": generator, "concurrency": s.generation.generation_concurrency,
+                    **closed_loop(p, answers)}
         if bursts:
             return {"generator": generator, "concurrency": s.generation.generation_concurrency,
                     "bursts": [_burst(s, p, answers, n, tenant, drain_s) for n in bursts]}

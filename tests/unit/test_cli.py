@@ -47,6 +47,10 @@ def test_bad_arguments_are_one_line_and_non_zero(env: Path) -> None:
     assert r.exit_code == 1 and "invalid query" in r.output
     r = CliRunner().invoke(app, ["ask", "q", "--tenant", "acme", "--fusion", "nope"])
     assert r.exit_code == 2
+    for args, says in ((["--concurrency", "1,4"], "needs --generator openai"), (["--concurrency", "1,x"], "integers"),
+                       (["--concurrency", "0", "--generator", "openai"], "positive")):
+        r = CliRunner().invoke(app, ["bench", "load", *args])
+        assert r.exit_code == 1 and says in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_demo_answers_from_the_bundled_docs(env: Path) -> None:
