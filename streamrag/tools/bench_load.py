@@ -122,6 +122,7 @@ def _one_rate(s: Settings, p: Producer, answers: Answers, rate: float, duration:
         "errors": sum(1 for x in statuses if x == "error"),
         "expired": sum(1 for q in done if "deadline" in (q.answer.get("error") or "") or "expired" in (q.answer.get("error") or "")),
         "fallbacks": sum(1 for q in done if q.answer.get("fallback")),
+        "fallback_reasons": sorted({r for q in done for r in q.answer.get("fallback") or []}),
         "no_answer": sum(1 for x in statuses if x == "no_answer"),
     }
 
