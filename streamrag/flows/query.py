@@ -170,9 +170,11 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     with timer.stage("kafka"):
         check_reachable(settings)
         ensure_topics(settings)
-    with timer.stage("index"):  # promote / rollback followed without a restart; questions on ONNX Runtime alone
-        views = IndexViews(settings, questions=True).start(settings.worker.index_poll_s)  # where the export exists
-    with timer.stage("model"):
+    # promote / rollback followed without a restart; the views' embedders built (an ONNX Runtime session loaded,
+    # where the model's export exists: no torch)
+    with timer.stage("index+model"):
+        views = IndexViews(settings, questions=True).start(settings.worker.index_poll_s)
+    with timer.stage("warm-up"):
         views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
         views.current().embedder.embed_queries(["warm up"])  # and its question encoder (exported once per machine)
     with timer.stage("wiring"):

@@ -4,6 +4,7 @@ starts (a new process and new topics each run), with the worker's own account of
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ from streamrag.tools.bench_query import QueryRig
 
 # ``ready_line`` of streamrag.cli.workers
 READY = re.compile(r"worker running (?P<ready>[\d.]+) s after its process started: (?P<stages>.*) \(Ctrl-C")
-STAGE = re.compile(r"(?P<name>[\w-]+) (?P<s>[\d.]+) s")
+STAGE = re.compile(r"(?P<name>[\w+-]+) (?P<s>[\d.]+) s")
 
 
 def ready_stages(log_text: str) -> dict[str, float]:
@@ -46,14 +47,13 @@ def bench_start(s: Settings, dataset: Path, runs: int, workdir: Path, log: Log) 
     """``runs`` fresh query workers, each timed from launch to its first answer (retrieval, extractive answer)."""
     rows = []
     for i in range(runs):
-        logdir = workdir / f"start-{uuid.uuid4().hex[:6]}"
-        logdir.mkdir(parents=True)
-        rig = QueryRig(s, dataset, workdir, log, logdir=logdir)
-        try:
-            total_s, answer = first_answer(rig, next(iter(rig.queries.values())))
-        finally:
-            rig.close()
-        stages = ready_stages((logdir / "query-0.log").read_text(encoding="utf-8", errors="replace"))
+        with tempfile.TemporaryDirectory(prefix="streamrag-start-") as tmp:
+            rig = QueryRig(s, dataset, workdir, log, logdir=Path(tmp))
+            try:
+                total_s, answer = first_answer(rig, next(iter(rig.queries.values())))
+            finally:
+                rig.close()
+            stages = ready_stages((Path(tmp) / "query-0.log").read_text(encoding="utf-8", errors="replace"))
         row = {"first_answer_s": round(total_s, 3), "worker_s": stages,
                "after_ready_s": round(total_s - stages["ready"], 3) if "ready" in stages else None,
                "first_query_ms": answer.get("timings_ms", {})}

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from streamrag.cli import app
 from streamrag.connectors.onnx_embedder import OnnxEmbedder, OnnxModelFolder, onnx_path
 from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder, resolve_model_path
 from streamrag.core.ports import Embedder
@@ -32,12 +34,16 @@ def torch_model() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory, torch_model: SentenceTransformerEmbedder) -> Path:
-    """The export a first (PyTorch) process writes, as STREAMRAG_QUERY_ENCODER=onnx does."""
-    d = tmp_path_factory.mktemp("onnx")
-    SentenceTransformerEmbedder(MODEL, device="cpu", query_encoder="onnx", onnx_dir=str(d)).embed_queries(["export"])
-    assert onnx_path(d, MODEL).is_file()
-    return d
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The export ``streamrag models export-onnx`` writes (as the first question on PyTorch would)."""
+    models = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STREAMRAG_MODEL_DIR", str(models))
+        mp.setenv("STREAMRAG_EMBEDDING_MODEL", MODEL)
+        r = CliRunner().invoke(app, ["models", "export-onnx"])
+    assert r.exit_code == 0, r.output
+    assert onnx_path(models / "onnx", MODEL).is_file() and str(models / "onnx") in r.output.replace("\n", "")
+    return models / "onnx"
 
 
 @pytest.fixture(scope="module")
