@@ -77,7 +77,7 @@ def run_worker(
     recovery_dir: str | None, timer: StageTimer | None = None,
 ) -> None:
     """``timer``: the stages ``make_flow`` records, printed with the imports' time when the worker is ready."""
-    imports_s = process_age_s()
+    imports_s = process_age_s()  # from the exec to here: the interpreter's start and the imports, almost all of it
     s = settings()
     process_id, addresses = placement(process_id, addresses, os.environ)
     flow = make_flow(s, process_id or 0)
