@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from streamrag.cli.workers import process_age_s, ready_line
-from streamrag.tools.bench_start import ready_stages
+from streamrag.tools.bench_start import cpu_s, ready_stages
 
 
 def test_the_ready_line_is_read_back_stage_by_stage() -> None:
@@ -18,3 +21,8 @@ def test_the_ready_line_is_read_back_stage_by_stage() -> None:
 def test_a_process_knows_its_age() -> None:
     age = process_age_s()
     assert age is not None and 0 < age < 3600  # this test process started before it ran, not an hour ago
+
+
+def test_the_cpu_a_process_used_is_read() -> None:
+    used = cpu_s(os.getpid())
+    assert used is not None and 0 < used <= time.process_time() + 0.05  # this process: /proc agrees with Python
