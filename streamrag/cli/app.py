@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -51,6 +52,21 @@ def cli_errors(fn: F) -> F:
             raise typer.Exit(2) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+# What one command alone needs of a heavy library, imported by name when that command runs: every other command,
+# a worker's start first, pays for none of them (scipy's statistics ~2 s, FastAPI and uvicorn ~1 s).
+COMMAND_LIBRARIES = {
+    "ab_report": "streamrag.tools.ab_report:ab_report",
+    "gateway_app": "streamrag.gateway.app:create_app",
+    "serve_http": "uvicorn:run",
+}
+
+
+def command_library(name: str) -> Any:
+    """The function registered in COMMAND_LIBRARIES as ``name``, its module imported now."""
+    module, attr = COMMAND_LIBRARIES[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def settings() -> Settings:

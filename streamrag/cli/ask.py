@@ -134,7 +134,7 @@ def ask(
     if via_kafka:
         a = request_answer(s, q, timeout, on_delta=term)
     else:
-        views = IndexViews(s)
+        views = IndexViews(s, questions=True)
         load_ms = warm_up(views.current().embedder)
         a = make_query_processor(s, deltas=(lambda _q, _t: term) if term else None,
                                  views=views).answer_many([q])[0]

@@ -341,3 +341,16 @@ def bench_freshness_cmd(
                            "freshness: publish -> found")
     if json_out:
         out.print_json(json.dumps(res))
+
+
+@bench_app.command("start")
+@cli_errors
+def bench_start_cmd(
+    runs: int = typer.Option(3, "--runs", "-n", min=1, help="fresh query workers started, one after another"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """A query worker's launch until its first answer, with its imports, Kafka, index, model and wiring times."""
+    from streamrag.tools.bench_start import bench_start  # optional tooling: see the module docstring
+
+    _rig_run("start", "start to first answer", lambda s, ds, work: bench_start(s, ds, runs, work, log_line), dataset,
+             outdir, json_out)

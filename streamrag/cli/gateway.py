@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 
-from streamrag.cli.app import app, cli_errors, console, settings
-from streamrag.gateway.app import create_app
+from streamrag.cli.app import app, cli_errors, command_library, console, settings
 
 
 @app.command()
@@ -19,4 +17,4 @@ def gateway(
     s = settings()
     h, p = host or s.gateway.host, port or s.gateway.port
     console.print(f"gateway on http://{h}:{p}/ (Ctrl-C to stop)", highlight=False)
-    uvicorn.run(create_app(s), host=h, port=p, log_level="warning", access_log=False)
+    command_library("serve_http")(command_library("gateway_app")(s), host=h, port=p, log_level="warning", access_log=False)

@@ -12,8 +12,10 @@ from rich.table import Table
 from streamrag.cli.app import app, cli_errors, out, settings
 from streamrag.connectors.model_assets import PACKAGED, assemble, resolve_model
 from streamrag.core.errors import StreamragError
+from streamrag.flows.components import export_question_encoder
 
-models_app = typer.Typer(help="Packaged local models: list, assemble.", no_args_is_help=True)
+models_app = typer.Typer(help="Packaged local models: list, assemble; the question encoder's ONNX export.",
+                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 
@@ -65,3 +67,15 @@ def assemble_model(
     target = Path(s.generation.model_dir).expanduser().resolve() / spec.file
     path = assemble(spec, target) if force else resolve_model(name, s.generation.model_dir)
     out.print(f"{name}: {path} (sha256 {spec.sha256[:12]}… verified)", highlight=False)
+
+
+@models_app.command("export-onnx")
+@cli_errors
+def export_onnx() -> None:
+    """Export STREAMRAG_EMBEDDING_MODEL for ONNX Runtime into STREAMRAG_MODEL_DIR/onnx now (else the first query
+    worker on PyTorch does): query workers and ``ask`` then load it without torch, in tenths of a second."""
+    path = export_question_encoder(settings())
+    if path is None:
+        raise StreamragError("this model's questions stay on PyTorch (not transformer + mean pooling, or the export "
+                             "failed: the log says why)")
+    out.print(f"question encoder: {path}", highlight=False)

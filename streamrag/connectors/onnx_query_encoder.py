@@ -5,12 +5,12 @@ PyTorch, where batches gain nothing.
 
 The model's transformer is exported once with torch.onnx (opset 17, dynamic batch and length) into
 ``cache_dir`` (a file per model name, written aside and renamed, so processes starting together agree), then
-loaded with ``threads`` intra-op threads. Only models whose pipeline is a transformer, mean pooling and an
+loaded with ``threads`` intra-op threads. A process that only answers questions loads that export without
+torch (``onnx_embedder.OnnxEmbedder``). Only models whose pipeline is a transformer, mean pooling and an
 optional normalisation are supported (``supports``); the others keep PyTorch."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +20,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from streamrag.connectors.onnx_embedder import INPUTS as _INPUTS
+from streamrag.connectors.onnx_embedder import mean_pooled, onnx_path
 
 
 def supports(model: Any) -> bool:
@@ -44,7 +45,7 @@ class OnnxQueryEncoder:
     def __init__(self, model: Any, name: str, cache_dir: Path, threads: int = 0) -> None:
         self.tokenizer = model.tokenizer
         self.max_len = int(getattr(model, "max_seq_length", 256) or 256)
-        path = cache_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.onnx"
+        path = onnx_path(cache_dir, name)
         if not path.exists():
             _export(model[0].auto_model, self.tokenizer, path)
         opts = ort.SessionOptions()
@@ -56,10 +57,7 @@ class OnnxQueryEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="np")
         feed = {k: np.asarray(enc.get(k, np.zeros_like(enc["input_ids"])), dtype=np.int64) for k in _INPUTS if k in self._inputs}
-        hidden = self.session.run(None, feed)[0]
-        mask = feed["attention_mask"][..., None].astype(np.float32)
-        vecs = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        return np.asarray(vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+        return mean_pooled(self.session.run(None, feed)[0], feed["attention_mask"])
 
 
 def _export(auto: Any, tokenizer: Any, path: Path) -> None:

@@ -38,6 +38,12 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def gpu_possible() -> bool:
+    """Whether ``auto`` might pick a GPU, known without importing torch: an NVIDIA driver's device or state
+    is present (torch.cuda.is_available() decides when it is)."""
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia"))
+
+
 def pick_device(device: str) -> str:
     if device != "auto":
         return device

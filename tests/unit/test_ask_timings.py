@@ -39,7 +39,7 @@ def test_cold_ask_reports_loading_apart_from_embedding(tmp_path: Path, monkeypat
     (docs / "hotel.md").write_text("# Travel\n\nA hotel night in Berlin costs at most 120 euros.\n")
     monkeypatch.setattr(index_views, "embedder_for", lambda s: HashEmbedder())
     assert CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme"]).exit_code == 0
-    monkeypatch.setattr(index_views, "embedder_for", lambda s: SlowLoadingEmbedder())  # a fresh process's model
+    monkeypatch.setattr(index_views, "question_embedder_for", lambda s: SlowLoadingEmbedder())  # a fresh process's model
     r = CliRunner().invoke(app, ["ask", "hotel night Berlin", "--tenant", "acme", "--json"])
     assert r.exit_code == 0, r.output
     timings = json.loads(r.output)["timings_ms"]
