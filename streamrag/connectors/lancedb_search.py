@@ -98,13 +98,27 @@ class LanceSearch(LanceTables):
             query = (MultiMatchQuery(text, [col, title], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
                      if titles else MatchQuery(text, col))  # type: ignore[call-arg]
         try:
-            q = t.search(query, query_type="fts").where(where, prefilter=True).select([*self._cols(t), "_score"]).limit(limit)
-            rows = q.to_arrow().to_pylist()
+            rows = self._fts_rows(t, lambda: t.search(query, query_type="fts").where(where, prefilter=True).limit(limit))
         except Exception as exc:
             if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet
                 return []
             raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
         return self._hits(rows, lambda r: r["_score"])
+
+    def _fts_rows(self, t: Any, search: Any) -> list[dict[str, Any]]:
+        """A BM25 search's rows: only their addresses and scores from LanceDB while the vector mirror holds the
+        table (the rows from memory: 4-5 ms of CPU less per query on 12k chunks), else the columns from LanceDB."""
+        cols = self._cols(t)
+        if self.mirror.usable:
+            found = search().select(["_rowaddr", "_score"]).to_arrow()
+            try:
+                rows = self.mirror.rows_at(t, cols, found.column("_rowaddr").to_pylist())
+            except Exception as exc:  # LanceDB gives the columns
+                log.warning("vector mirror: %s: %s; reading the rows from LanceDB", type(exc).__name__, exc)
+                rows = None
+            if rows is not None:
+                return [{**r, "_score": sc} for r, sc in zip(rows, found.column("_score").to_pylist(), strict=True)]
+        return list(search().select([*cols, "_score"]).to_arrow().to_pylist())
 
     def _has_text_fts(self, t: Any) -> bool:
         if self._has_fts_index:

@@ -102,11 +102,24 @@ class VectorMirror:
             cand.extend(zip(dist.tolist(), [bi] * len(idx), idx.tolist(), strict=True))
         cand.sort()
         cand = cand[:limit]
-        rows: dict[tuple[int, int], dict[str, Any]] = {}
-        for bi in {c[1] for c in cand}:
-            at = [i for _, b, i in cand if b == bi]
-            rows.update(((bi, i), r) for i, r in zip(at, blocks[bi].rows.take(pa.array(at)).to_pylist(), strict=True))
-        return [{**rows[(bi, i)], "_distance": d} for d, bi, i in cand]
+        rows = _take([(blocks[bi], i) for _, bi, i in cand])
+        return [{**r, "_distance": d} for r, (d, _, _) in zip(rows, cand, strict=True)]
+
+    def rows_at(self, t: Any, columns: Sequence[str], addrs: Sequence[int]) -> list[dict[str, Any]] | None:
+        """The rows (``columns``) at these row addresses, in their order; None when one of them is not held (a
+        row newer than the mirror's version, which another search is reading now) or the mirror is off. What
+        a row address holds never changes: a fragment's rows are rewritten only into new fragments."""
+        if self.max_rows <= 0 or self._current(t, list(columns)) is None:
+            return None
+        by_fragment = {b.data_key[0]: b for b in self._blocks}
+        at: list[tuple[_Block, int]] = []
+        for a in addrs:
+            b = by_fragment.get(a >> 32)
+            i = int(np.searchsorted(b.addrs, a)) if b is not None else -1
+            if b is None or i >= len(b.addrs) or int(b.addrs[i]) != a:
+                return None
+            at.append((b, i))
+        return _take(at)
 
     # -- following the table ------------------------------------------------------------------
     def _current(self, t: Any, columns: list[str]) -> list[_Block] | None:
@@ -165,3 +178,13 @@ def _read_block(f: Any, key: tuple[Any, ...], deletions: Any, columns: Sequence[
         tbl.column("tenant").combine_chunks(), tbl.column("acl").combine_chunks(),
         tbl.select(list(columns)).combine_chunks(), np.ones(n, dtype=bool),
     )
+
+
+def _take(at: Sequence[tuple[_Block, int]]) -> list[dict[str, Any]]:
+    """The rows at (block, row) places, in their order: one take per block."""
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    blocks = {id(b): b for b, _ in at}
+    for key, b in blocks.items():
+        idx = [i for bb, i in at if id(bb) == key]
+        rows.update(((key, i), r) for i, r in zip(idx, b.rows.take(pa.array(idx, pa.int64())).to_pylist(), strict=True))
+    return [rows[(id(b), i)] for b, i in at]

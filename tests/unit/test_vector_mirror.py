@@ -70,6 +70,23 @@ def test_the_mirror_finds_what_lancedb_finds_in_every_scope(settings: Settings, 
     assert any(_hits(mirrored, _text(1, 8), s) for s in scopes) and not _hits(mirrored, _text(1), scopes[-1])
 
 
+def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored: LanceStore, plain: LanceStore,
+                                                    monkeypatch: Any) -> None:
+    _corpus(settings, mirrored)
+    mirrored.maintain(force=True)  # the FTS index
+    _hits(mirrored, "hotel", scope_filter("acme", ALICE))  # the mirror holds the table now
+    taken: list[int] = []
+    real = lancedb_vector_mirror._take
+    monkeypatch.setattr(lancedb_vector_mirror, "_take", lambda at: taken.append(len(at)) or real(at))
+    found = 0
+    for scope in (scope_filter("acme", ALICE), scope_filter("acme", BOB), scope_filter("other", ["*"])):
+        for text in ("hotel2 budget3", "canteen4 lunch0 pension1", "salary0"):
+            got = [(h.id, h.score, h.text, h.acl, h.version) for h in mirrored.text_search(text, scope, 12)]
+            assert got == [(h.id, h.score, h.text, h.acl, h.version) for h in plain.text_search(text, scope, 12)]
+            found += len(got)
+    assert found > 20 and len(taken) == 9  # every one of them from memory
+
+
 def test_a_changed_shrunk_or_deleted_document_is_seen_at_the_next_search(settings: Settings, mirrored: LanceStore,
                                                                          plain: LanceStore, monkeypatch: Any) -> None:
     _corpus(settings, mirrored)
