@@ -1,8 +1,8 @@
 """The chunks table of a small index in the query process's memory, for the exact vector search.
 
 Below ``STREAMRAG_ANN_INDEX_MIN_ROWS`` LanceDB searches vectors exhaustively: on 12k chunks that is 25-35 ms
-of CPU per query (it reads and decodes the vector column each time), where a matrix product over the same
-vectors in memory takes 1-2 ms. The mirror answers the searches that LanceDB would answer exhaustively (no
+of CPU per query (it reads and decodes the vector column each time), where a product with the same vectors
+in memory takes 2-4 ms, the hits' rows included. The mirror answers the searches that LanceDB would answer exhaustively (no
 vector index on the table, at most ``max_rows`` rows), restricted to a tenant and the principal's ACL tokens
 exactly as the prefilter ``tenant = … AND array_has_any(acl, […])`` restricts them; anything else (metadata
 or date filters, a table with an ANN index, a larger table) stays with LanceDB.
@@ -106,12 +106,13 @@ class VectorMirror:
         return [{**r, "_distance": d} for r, (d, _, _) in zip(rows, cand, strict=True)]
 
     def rows_at(self, t: Any, columns: Sequence[str], addrs: Sequence[int]) -> list[dict[str, Any]] | None:
-        """The rows (``columns``) at these row addresses, in their order; None when one of them is not held (a
-        row newer than the mirror's version, which another search is reading now) or the mirror is off. What
-        a row address holds never changes: a fragment's rows are rewritten only into new fragments."""
-        if self.max_rows <= 0 or self._current(t, list(columns)) is None:
+        """The rows (``columns``) at these row addresses, in their order; None when the mirror does not hold the
+        table or one of the rows (written after the version it follows now: LanceDB gives the columns). What a
+        row address holds never changes: the store's writes put changed rows in new fragments."""
+        blocks = self._current(t, list(columns)) if self.max_rows > 0 else None
+        if blocks is None:
             return None
-        by_fragment = {b.data_key[0]: b for b in self._blocks}
+        by_fragment = {b.data_key[0]: b for b in blocks}
         at: list[tuple[_Block, int]] = []
         for a in addrs:
             b = by_fragment.get(a >> 32)
