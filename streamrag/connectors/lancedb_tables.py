@@ -17,6 +17,7 @@ from streamrag.connectors.lancedb_ann import PqProbe
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, CHUNKS, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
+from streamrag.connectors.lancedb_vector_mirror import VectorMirror
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.ports import DocState
 from streamrag.core.security import in_list_literal, tenant_literal
@@ -39,6 +40,7 @@ class LanceTables:
         pq_min_rows: int = 500_000,
         refine_factor: int = 10,
         fold_every_rows: int = 10_000,
+        mirror_max_rows: int = 0,
     ) -> None:
         self.pq_min_rows = pq_min_rows
         self.pq_probe = PqProbe()
@@ -72,6 +74,9 @@ class LanceTables:
         # (doc_key, version) -> its document row, for enrichment (a version's row never changes)
         self._doc_rows_seen: LRUCache[tuple[str, int], dict[str, Any]] = LRUCache(10_000)
         self._doc_rows_lock = threading.Lock()
+        self._doc_rows_loaded = False  # a small docs table is read whole into it at the first enrichment
+        # the chunks table in memory for exact vector searches while it is small and has no vector index (0: off)
+        self.mirror = VectorMirror(mirror_max_rows)
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -158,6 +163,7 @@ class LanceTables:
                     self.db.drop_table(name)
                 self._tables.pop(name, None)
             self._fts_cols = None
+            self.mirror = VectorMirror(self.mirror.max_rows)  # a table made again under the name restarts its versions
 
     # -- status -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

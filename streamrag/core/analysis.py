@@ -15,6 +15,7 @@ Text is NFKC-normalised first (full-width Latin and digits, half-width katakana)
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import regex
@@ -22,6 +23,10 @@ import regex
 _NO_SPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}ー々〆ヽヾゝゞ"
 _RUNS = regex.compile(rf"(?P<ns>[{_NO_SPACE}]+)|(?P<w>[[\p{{L}}\p{{N}}]--[{_NO_SPACE}]][[\p{{L}}\p{{N}}\p{{M}}]--[{_NO_SPACE}]]*)",
                       regex.V1)
+_NO_SPACE_CHAR = regex.compile(rf"[{_NO_SPACE}]", regex.V1)
+# ASCII text is its own NFKC form, has no combining marks and no script without spaces: its words are runs
+# of letters and digits, found by the standard library's faster engine (most text in English corpora)
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 _ARABIC = regex.compile(r"^\p{Arabic}+$")
 _ARABIC_ARTICLE = ("وال", "بال", "كال", "فال", "ال", "لل")
 # English function words: not content terms (the answerer, the grounding check, self-retrieval evidence)
@@ -46,7 +51,7 @@ def _plain(word: str) -> str:
 
 def _word_terms(word: str) -> list[str]:
     w = _plain(word)
-    if len(w) > 3 and _ARABIC.match(w):
+    if len(w) > 3 and not w.isascii() and _ARABIC.match(w):
         for prefix in _ARABIC_ARTICLE:
             if w.startswith(prefix) and len(w) - len(prefix) >= 2:
                 return [w, w[len(prefix):]]
@@ -55,6 +60,8 @@ def _word_terms(word: str) -> list[str]:
 
 def tokens(text: str) -> list[tuple[str, bool]]:
     """(term, from a script without spaces) in text order."""
+    if text.isascii():
+        return [(w.lower(), False) for w in _ASCII_WORD.findall(text)]
     out: list[tuple[str, bool]] = []
     for m in _RUNS.finditer(unicodedata.normalize("NFKC", text)):
         if m.group("ns"):
@@ -70,7 +77,8 @@ def bm25_terms(text: str) -> str:
 
 
 def has_no_space_script(text: str) -> bool:
-    return any(ns for _, ns in tokens(text))
+    """Whether ``text`` has a run that ``tokens`` splits into bigrams (the same normalisation first)."""
+    return not text.isascii() and _NO_SPACE_CHAR.search(unicodedata.normalize("NFKC", text)) is not None
 
 
 def split_sentences(text: str) -> list[str]:

@@ -70,14 +70,28 @@ def filter_clauses(f: QueryFilters) -> list[str]:
     return out
 
 
-def scope_filter(tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> str:
+class Scope(str):
+    """A search's prefilter: the SQL the store filters with, and the parts it was built from, so that a store
+    may apply a plain tenant + ACL scope without SQL (connectors/lancedb_vector_mirror.py)."""
+
+    tenant: str
+    tokens: tuple[str, ...]
+    extra: tuple[str, ...]  # validated clauses beyond the tenant and the ACL (metadata, dates)
+
+    def __new__(cls, tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> Scope:
+        toks, more = tuple(principal_toks), tuple(extra)
+        parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(toks)})", *more]
+        scope = super().__new__(cls, " AND ".join(parts))
+        scope.tenant, scope.tokens, scope.extra = tenant, toks, more
+        return scope
+
+
+def scope_filter(tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> Scope:
     """The prefilter of every search: the tenant, the principal's ACL tokens, validated filters."""
-    parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(principal_toks)})"]
-    parts.extend(extra)
-    return " AND ".join(parts)
+    return Scope(tenant, principal_toks, extra)
 
 
-def scope_for(q: Query) -> str:
+def scope_for(q: Query) -> Scope:
     return scope_filter(q.tenant, principal_tokens(q.principal), filter_clauses(q.filters))
 
 

@@ -49,6 +49,7 @@ def make_store(s: Settings, chunks_table: str = CHUNKS, docs_table: str = DOCS) 
         nprobes=s.ann.nprobes,
         pq_min_rows=s.ann.pq_min_rows,
         refine_factor=s.ann.refine_factor,
+        mirror_max_rows=s.ann.mirror_max_rows,
         chunks_table=chunks_table,
         docs_table=docs_table,
     )

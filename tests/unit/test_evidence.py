@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import zlib
 
 import numpy as np
+import pytest
 
 from streamrag.core.evidence import Evidence, EvidenceCache, measure, pseudo_queries
 from streamrag.core.ports import Hit
@@ -87,3 +90,20 @@ def test_evidence_is_measured_in_the_background_once_and_again_after_its_ttl() -
     while len(calls) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert calls == ["acme", "acme"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_evidence_is_measured_in_a_thread_that_yields_the_cpu_to_questions() -> None:
+    """A measurement embeds hundreds of texts: it must not hold a core at the query path's priority."""
+    seen: list[int] = []
+
+    def sample(tenant: str, limit: int) -> list[str]:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return _corpus()
+
+    cache = EvidenceCache(sample, HashEmbedder().embed)
+    cache.get("acme")
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [19]  # (the process itself keeps its own: os.nice(0))

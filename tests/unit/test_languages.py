@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from streamrag.core.analysis import bm25_terms, split_sentences
+from streamrag.core.analysis import bm25_terms, has_no_space_script, split_sentences, tokens
 from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.cache.policy import polarity_conflict
 from streamrag.core.config import PiiSettings
@@ -33,6 +33,18 @@ def test_scripts_without_spaces_become_bigrams_and_other_scripts_words() -> None
     # Arabic: vowel signs removed, the definite article also stripped ("the library" matches "library")
     assert bm25_terms("المَكتبة") == "المكتبة مكتبة"
     assert bm25_terms("\uff21\uff22\uff23\uff11\uff12\uff13") == "abc123"  # full-width forms normalised
+
+
+def test_ascii_text_has_the_terms_of_the_general_analysis() -> None:
+    """ASCII text takes a faster path; a no-break space (not ASCII, a separator after NFKC) sends the same text
+    through the general one: the terms must not differ."""
+    samples = [ENGLISH, "IL-6 and TNF-alpha (p<0.05) in 3T3-L1 cells_x; don't O'Neil's 42nd", "  \t\n", "",
+               "".join(chr(c) for c in range(128)), "A1b2C3 x_y-z 1.5e-3 \x00end"]
+    for text in samples:
+        assert tokens(text) == tokens(text + "\u00a0"), text
+        assert not has_no_space_script(text)
+    assert has_no_space_script("Parking \u793e") and has_no_space_script("\u337f")  # a square sign: Han once NFKC
+    assert not has_no_space_script("caf\u00e9 \u0627\u0644\u0643\u062a\u0627\u0628")
 
 
 def test_sentences_end_at_japanese_full_stops() -> None:
