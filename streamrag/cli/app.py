@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import typer
 from rich.console import Console
 
 from streamrag.core.errors import StreamragError
+from streamrag.core.lazy import import_named
 from streamrag.core.security import valid_tenant
 from streamrag.core.settings import Settings, load_settings
 
@@ -65,8 +65,7 @@ COMMAND_LIBRARIES = {
 
 def command_library(name: str) -> Any:
     """The function registered in COMMAND_LIBRARIES as ``name``, its module imported now."""
-    module, attr = COMMAND_LIBRARIES[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return import_named(COMMAND_LIBRARIES[name])
 
 
 def settings() -> Settings:

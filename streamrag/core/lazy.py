@@ -1,10 +1,12 @@
-"""Build a heavy object on first use, once, thread-safely (models, clients)."""
+"""Build a heavy object on first use, once, thread-safely (models, clients); import a named object when it is
+first needed."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -21,3 +23,9 @@ class Lazy(Generic[T]):
                 if self._value is None:
                     self._value = self._build()
         return self._value
+
+
+def import_named(spec: str) -> Any:
+    """The object ``spec`` names ("package.module:attribute"), its module imported now if it was not yet."""
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)

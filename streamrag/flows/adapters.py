@@ -5,8 +5,9 @@ ingest imports the PDF, DOCX and HTML libraries."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from streamrag.core.lazy import import_named
 
 ADAPTERS: dict[str, str] = {
     "embedder.sentence-transformers": "streamrag.connectors.sentence_embedder:SentenceTransformerEmbedder",
@@ -26,5 +27,4 @@ ADAPTERS: dict[str, str] = {
 
 def adapter(name: str) -> Any:
     """The class (or function) registered as ``name``, its module imported now if it was not yet."""
-    module, attr = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return import_named(ADAPTERS[name])
