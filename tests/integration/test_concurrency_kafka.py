@@ -139,8 +139,7 @@ def test_a_short_question_is_not_held_behind_a_long_answer(settings: Settings, i
 
 def test_a_killed_worker_answers_every_query_it_had_in_flight(settings: Settings, indexed: Any, start_worker: Any,
                                                                llm_server: str) -> None:
-    env = generating(llm_server, 8, STREAMRAG_QUERY_GROUP=f"kill-{uuid.uuid4().hex[:6]}", STREAMRAG_ANSWER_MAX_TOKENS="160",
-                     STREAMRAG_ANSWER_SENTENCES="40")  # long questions get long answers: some are in flight at the kill
+    env = generating(llm_server, 8, STREAMRAG_QUERY_GROUP=f"kill-{uuid.uuid4().hex[:6]}", STREAMRAG_ANSWER_MAX_TOKENS="160")
     watch = AnswerWatch(settings)
     try:
         first = start_worker("query", overrides=env)
@@ -175,8 +174,7 @@ def test_with_every_slot_busy_the_worker_reads_no_further_records(settings: Sett
     base = free_port()
     port = base + 1  # the query worker serves STREAMRAG_METRICS_PORT + 1
     env = generating(llm_server, 1, STREAMRAG_QUERY_GROUP=f"bp-{uuid.uuid4().hex[:6]}", STREAMRAG_METRICS_PORT=str(base),
-                     STREAMRAG_ANSWER_MAX_TOKENS="600",  # the long answer keeps the one slot busy for a while
-                     STREAMRAG_ANSWER_SENTENCES="40")  # (the system message asks for at most this many sentences)
+                     STREAMRAG_ANSWER_MAX_TOKENS="600")  # the long answer keeps the one slot busy for a while
     watch = AnswerWatch(settings)
     try:
         worker = start_worker("query", overrides=env)

@@ -170,8 +170,8 @@ def test_a_named_prompt_sets_the_role_and_length_and_keeps_sources_as_data() -> 
 
     p = build_prompt("How much?", ranked_texts("Hotels get 180 euros."), approx_tokens, 1024, sentences=2,
                      role="You answer like a pirate.")
-    assert p.messages[0]["content"].startswith(f"You answer like a pirate. {SOURCES_ARE_DATA}")
-    assert "at most 2 sentences" in p.messages[0]["content"]
+    assert p.messages[0]["content"] == f"You answer like a pirate. {SOURCES_ARE_DATA}"
+    assert "at most 2 sentences" in p.messages[-1]["content"]
 
 
 def test_a_query_asks_for_a_named_prompt_and_an_unknown_one_is_refused(settings: Settings, store: LanceStore) -> None:
@@ -187,5 +187,5 @@ def test_a_query_asks_for_a_named_prompt_and_an_unknown_one_is_refused(settings:
     assert brief.status == plain.status == "ok" and unknown.status == "error" and "nope" in (unknown.error or "")
     systems = [m[0]["content"] for m in chat.calls]
     assert systems[0].startswith("Be brief.") and not systems[1].startswith("Be brief.")
-    assert "at most 1 sentences" in chat.calls[0][0]["content"]
+    assert "at most 1 sentences" in chat.calls[0][-1]["content"]
     assert options_hash(q(options={"prompt": "brief"}), "auto", 0.5, "none") != options_hash(q(), "auto", 0.5, "none")

@@ -230,14 +230,3 @@ def test_a_model_answer_carries_its_first_token_time_and_counts_in_the_registry(
     d = chain({"local": Timed()}, ["local"]).generate(req())
     assert d.first_token_ms == 250.0 and count("grounded") == before + 1
     assert answer_latency_ms({"search": 5.0, "generate": 400.0, "first_token": 250.0}) == 405.0
-
-
-def test_everything_fixed_is_in_the_system_message_ahead_of_the_sources() -> None:
-    """A server's prompt cache reuses the evaluated prefix: two questions over different sources share the
-    whole system message, and the user message holds only the sources and the question."""
-    a = build_prompt("hotel?", ranked(HOTEL), words, 1000)
-    b = build_prompt("flight?", ranked(FLIGHT), words, 1000)
-    assert a.messages[0] == b.messages[0]
-    assert "cite its source number" in a.messages[0]["content"] and "in the language of the question" in a.messages[0]["content"]
-    user = a.messages[-1]["content"]
-    assert user.startswith("Sources:") and user.rstrip().endswith("Question: hotel?")

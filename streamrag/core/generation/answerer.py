@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from streamrag.core.generation.prompt import system_message, user_message
+from streamrag.core.generation.prompt import SYSTEM, user_message
 from streamrag.core.settings import Settings
 
 
@@ -23,7 +23,7 @@ def answerer_tag(s: Settings) -> str:
         "limits": [g.answer_max_tokens, g.prompt_max_tokens, g.answer_sentences, g.temperature, g.prompt_packing],
         "ungrounded": g.ungrounded,
         "guard": g.injection_guard,
-        "prompt": [system_message(None, g.answer_sentences), user_message("{question}", ["{sources}"])],
+        "prompt": [SYSTEM, user_message("{question}", ["{sources}"], g.answer_sentences)],
         "prompts": {k: v.model_dump(mode="json") for k, v in sorted(g.prompts.items())},
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
