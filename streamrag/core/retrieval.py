@@ -228,6 +228,21 @@ class Retriever:
         return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
                    evidence=ev.get if ev is not None else None)
 
+    def text_searches(self, q: Query, texts: Sequence[str], fusion: Fusion, k: int | None = None) -> list[Future[list[Hit]]]:
+        """The BM25 searches ``retrieve`` would run, started now: they need no embedding, so a caller starts them
+        before encoding the query and they run beside it (on a second core: the encoder and LanceDB both
+        release the GIL)."""
+        if fusion == "dense":
+            return []
+        n = self._n(q, k)
+        return [self._pool.submit(self._text_search, q, t, n) for t in texts]
+
+    def _text_search(self, q: Query, text: str, n: int) -> list[Hit]:
+        return self.store.text_search(text, scope_for(q), n)  # a scope that cannot be built: raised by result()
+
+    def _n(self, q: Query, k: int | None) -> int:
+        return self.candidates(k or q.top_k) if k is None or k <= q.top_k else k
+
     def retrieve(
         self,
         q: Query,
@@ -236,15 +251,16 @@ class Retriever:
         fusion: Fusion,
         alpha: float,
         k: int | None = None,
+        text_jobs: list[Future[list[Hit]]] | None = None,
     ) -> RetrievalResult:
-        """vectors/texts: the query and its variants (same order). Every search runs restricted in the store."""
+        """vectors/texts: the query and its variants (same order). Every search runs restricted in the store.
+        ``text_jobs``: ``text_searches(q, texts, fusion, k)`` started earlier (None: started here)."""
         where = scope_for(q)
-        n = self.candidates(k or q.top_k) if k is None or k <= q.top_k else k
+        n = self._n(q, k)
         t0 = time.perf_counter()
         want_dense = fusion != "bm25"
-        want_bm25 = fusion != "dense"
         jobs_d = [self._pool.submit(self.store.vector_search, v, where, n) for v in vectors] if want_dense else []
-        jobs_b = [self._pool.submit(self.store.text_search, t, where, n) for t in texts] if want_bm25 else []
+        jobs_b = self.text_searches(q, texts, fusion, k) if text_jobs is None else text_jobs
         degraded: list[str] = []
         dense_lists = _results("dense", jobs_d, degraded)
         bm25_lists = _results("bm25", jobs_b, degraded)

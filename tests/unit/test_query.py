@@ -1,6 +1,8 @@
 import json
+import threading
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -147,3 +149,34 @@ def test_citations_are_enriched_with_document_rows(settings: Settings, store: La
     c = a.citations[0]
     assert c.title == "Meta doc" and c.metadata == {"kind": "guide", "pages": 3}
     assert c.updated_at is not None and c.updated_at.year == 2025 and "enrich" in a.timings_ms
+
+
+class EncodingWaitsForBm25(HashEmbedder):
+    """Encodes a question only once a BM25 search has started (or after 5 s): the search ran beside it."""
+
+    def __init__(self, bm25_started: threading.Event) -> None:
+        super().__init__()
+        self.bm25_started = bm25_started
+        self.saw_bm25_running: list[bool] = []
+
+    def embed_queries(self, texts: list[str]) -> Any:
+        self.saw_bm25_running.append(self.bm25_started.wait(5))
+        return super().embed_queries(texts)
+
+
+def test_the_bm25_search_runs_while_the_question_is_encoded(settings: Settings, store: LanceStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings.model_copy(update={"answer_min_score": 0.05, "fusion_evidence_ttl_s": 0})
+    Indexer(s, store).process_batch([rec(change(k, 1, v, title=k)) for k, v in DOCS.items()])
+    started = threading.Event()
+    search = store.text_search
+
+    def text_search(*args: Any, **kw: Any) -> Any:
+        started.set()
+        return search(*args, **kw)
+
+    monkeypatch.setattr(store, "text_search", text_search)
+    emb = EncodingWaitsForBm25(started)
+    (a,) = query_processor(s, store, emb).answer_many([q("which store is a cache with expiry?")])
+    assert a.status == "ok" and a.citations[0].doc_id == "redis"
+    assert emb.saw_bm25_running == [True]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from streamrag.core.generation.backend import DeltaStream, Draft, GenerationRequ
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.generation.usage import cost
 from streamrag.core.index_versions import DEFAULT_INDEX, FixedView, IndexView, ViewSource
-from streamrag.core.ports import Embedder, IndexReader
+from streamrag.core.ports import Embedder, Hit, IndexReader
 from streamrag.core.query.asks import follow_up, prompt_style
 from streamrag.core.query.enrich import enrich
 from streamrag.core.query.observe import observe_answer
@@ -239,6 +240,10 @@ class QueryProcessor:
                 expand_ms[i] = round((time.perf_counter() - t0) * 1000, 3)
             spans.append((start, len(texts)))
         started = time.time()  # before retrieval: index events after this may supersede what it reads
+        # BM25 needs no embedding: each query's text searches start now and run while the questions are encoded
+        early = {i: self.retriever_of(view).text_searches(
+            queries[i], texts[a:b], queries[i].options.fusion or view.settings.retrieval.fusion)
+            for i, (a, b) in zip(todo, spans, strict=True)}
         t0 = time.perf_counter()
         try:
             vecs = view.embedder.embed_queries(texts) if texts else None
@@ -257,21 +262,22 @@ class QueryProcessor:
                     self.drift.observe("query", q.tenant, vecs[a])
                 hit = self._cache_semantic(q, vecs[a], embed_ms, view)
                 ready[i] = hit if hit is not None else self._retrieve(
-                    q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i), started)
+                    q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i), started, early[i])
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("retrieval for %s failed", q.query_id)
                 ready[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
         return [r if r is not None else error_answer(q, "not answered") for r, q in zip(ready, queries, strict=True)]
 
     def _retrieve(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
-                  expand_ms: float | None, started: float) -> Prepared:
+                  expand_ms: float | None, started: float, text_jobs: list[Future[list[Hit]]]) -> Prepared:
         timer = StageTimer(embed=embed_ms)
         if expand_ms is not None:
             timer.ms["expand"] = expand_ms
         vs = view.settings
         fusion = q.options.fusion or vs.retrieval.fusion
         alpha = vs.retrieval.alpha if q.options.alpha is None else q.options.alpha
-        res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha)
+        res = self.retriever_of(view).retrieve(q, [list(v) for v in vecs], list(texts), fusion, alpha,
+                                               text_jobs=text_jobs)
         if not res.ranked:
             telemetry.EMPTY_RESULTS.labels(q.tenant).inc()
         timer.ms.update({k: round(v, 3) for k, v in res.timings_ms.items()})
