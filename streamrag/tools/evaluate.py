@@ -22,6 +22,7 @@ from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_ingest_stages, make_query_processor, make_store
 from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import Query
+from streamrag.tools.fusion_study import VARIANTS, study_fuse
 from streamrag.tools.ir_metrics import evaluate
 
 TENANT = "eval"
@@ -39,6 +40,7 @@ class EvalConfig:
     agree_full: float = 0.0  # auto fusion with another agreement constant (a study; 0: the default)
     evidence: bool = True  # auto fusion with the corpus's self-retrieval evidence (core/evidence.py)
     dense_noise: bool = False  # stress test: each query gets another query's dense list (a useless dense retriever)
+    study: str = ""  # a fusion variant of tools/fusion_study.py (issue #20's study) instead of ``fusion``
 
 
 DEFAULT_CONFIGS = [
@@ -69,6 +71,8 @@ DEFAULT_CONFIGS = [
 ]
 AGREEMENT_STUDY = [EvalConfig(f"auto-{a}", "auto", agree_full=a) for a in (0.1, 0.2, 0.3, 0.4)] + [
     EvalConfig(f"auto-{a}@bm25-noise", "auto", agree_full=a, bm25_noise=True) for a in (0.1, 0.2, 0.3, 0.4)]
+FUSION_STUDY = [EvalConfig(f"study-{v}{tag}", "auto", study=v, bm25_noise=tag == "@bm25-noise", dense_noise=tag == "@dense-noise")
+                for v in VARIANTS for tag in ("", "@bm25-noise", "@dense-noise")]
 
 
 def open_text(path: Path) -> Any:
@@ -167,6 +171,8 @@ def run_eval(
             if cfg.fusion == "dense-first":
                 # the published protocol: one vector per document (title + text, truncated by the model)
                 ranked = fuse([[h for h in dl[0] if h.chunk_no == 0]], bl, "dense", cfg.alpha)
+            elif cfg.study:
+                ranked = study_fuse(VARIANTS[cfg.study], dl[0], bl[0], ev)
             elif cfg.agree_full:  # a study of the auto fusion's one constant
                 ranked = fuse(dl, bl, "weighted", auto_alpha(dl[0], bl[0], cfg.agree_full, ev), cfg.doc_weight)
             else:
@@ -210,7 +216,7 @@ def parse_configs(names: list[str] | None, default_rerank: str = "none") -> list
         if default_rerank != "none":
             configs.append(EvalConfig(f"hybrid-rrf+{default_rerank}", "rrf", rerank=default_rerank))
         return configs
-    known = {c.name: c for c in DEFAULT_CONFIGS + AGREEMENT_STUDY}
+    known = {c.name: c for c in DEFAULT_CONFIGS + AGREEMENT_STUDY + FUSION_STUDY}
     configs = []
     for name in names:
         base, _, rr = name.partition("+")
