@@ -171,8 +171,11 @@ def read_offset(port: int, topic: str) -> float:
 
 def test_with_every_slot_busy_the_worker_reads_no_further_records(settings: Settings, indexed: Any,
                                                                    start_worker: Any, llm_server: str) -> None:
-    base = free_port()
-    port = base + 1  # the query worker serves STREAMRAG_METRICS_PORT + 1
+    # the query worker serves STREAMRAG_METRICS_PORT + 1: that port is the free one found, not its neighbour (Linux
+    # hands out odd ports to bind(0) and even ones to connect(): an even neighbour was sometimes a Kafka client's
+    # local port, the metrics endpoint did not start, and the test waited for it in vain)
+    port = free_port()
+    base = port - 1
     env = generating(llm_server, 1, STREAMRAG_QUERY_GROUP=f"bp-{uuid.uuid4().hex[:6]}", STREAMRAG_METRICS_PORT=str(base),
                      STREAMRAG_ANSWER_MAX_TOKENS="600")  # the long answer keeps the one slot busy for a while
     watch = AnswerWatch(settings)
