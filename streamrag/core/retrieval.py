@@ -143,7 +143,11 @@ def auto_alpha(dense: Sequence[Hit], bm25: Sequence[Hit], full: float = AGREE_FU
         return 1.0
     if not dense:
         return 0.0
-    share = 0.5 * min(1.0, agreement(dense, bm25) / full)
+    return anchored_alpha(0.5 * min(1.0, agreement(dense, bm25) / full), evidence)
+
+
+def anchored_alpha(share: float, evidence: Evidence | None) -> float:
+    """Dense weight when the non-anchor retriever may have ``share`` (0..0.5), capped by the evidence (see auto_alpha)."""
     if evidence is None or min(evidence.dense, evidence.bm25) <= 0:
         return 1.0 - share
     if evidence.dense < DENSE_WEAK * evidence.bm25:  # BM25 anchors

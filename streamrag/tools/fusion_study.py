@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from streamrag.core.evidence import Evidence
 from streamrag.core.ports import Hit
-from streamrag.core.retrieval import DENSE_WEAK, Ranked, auto_alpha, top_docs
+from streamrag.core.retrieval import Ranked, anchored_alpha, auto_alpha, top_docs
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,7 @@ def dense_weight(variant: FusionVariant, dense: Sequence[Hit], bm25: Sequence[Hi
         return ev.dense / (ev.dense + ev.bm25) if ev is not None and ev.dense + ev.bm25 > 0 else 0.5
     k = 20 if variant.weight == "top20" else 10
     x = min(1.0, agreement_at(dense, bm25, k, rank_biased=variant.weight == "rbo") / 0.2)
-    share = 0.5 * (x**0.5 if variant.weight == "sqrt" else x)
-    if ev is None or min(ev.dense, ev.bm25) <= 0:
-        return 1.0 - share
-    if ev.dense < DENSE_WEAK * ev.bm25:
-        return share * ev.dense / ev.bm25
-    return 1.0 - share * min(1.0, ev.bm25 / ev.dense)
+    return anchored_alpha(0.5 * (x**0.5 if variant.weight == "sqrt" else x), ev)
 
 
 def study_fuse(variant: FusionVariant, dense: Sequence[Hit], bm25: Sequence[Hit], ev: Evidence | None) -> list[Ranked]:

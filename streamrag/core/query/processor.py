@@ -261,6 +261,7 @@ class QueryProcessor:
                 if self.drift is not None:
                     self.drift.observe("query", q.tenant, vecs[a])
                 hit = self._cache_semantic(q, vecs[a], embed_ms, view)
+                _ = hit is not None and [job.cancel() for job in early[i]]  # a cached answer: its searches not begun are dropped
                 ready[i] = hit if hit is not None else self._retrieve(
                     q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i), started, early[i])
             except Exception as exc:  # one query's failure is its own error answer
@@ -293,8 +294,7 @@ class QueryProcessor:
         return self.reply(p, stream).answer
 
     def reply(self, p: Prepared, stream: DeltaStream | None = None) -> Reply:
-        """``finish``'s answer as a reply, with the cache entry it made when ``entries_on_stream`` (the
-        flow puts it on the cache topic through its sink, after the answer's own messages)."""
+        """``finish``'s answer as a reply, with its new cache entry when ``entries_on_stream`` (for the flow's sink)."""
         entry = None
         try:
             ans, acl = self._compose(p, self._generate(p, self.generator, stream), getattr(stream, "seq", 0))
