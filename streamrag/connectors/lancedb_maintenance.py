@@ -16,6 +16,11 @@ from streamrag.connectors.lancedb_tables import LanceTables
 log = logging.getLogger(__name__)
 
 
+# LanceDB's FTS index over the analysed columns (``terms``, ``title_terms``)
+FTS_OPTIONS: dict[str, Any] = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True,
+                               "base_tokenizer": "whitespace"}
+
+
 class LanceMaintenance(LanceTables):
     """Index upkeep (``streamrag worker maintain`` or the ingest worker's maintenance thread)."""
 
@@ -72,10 +77,10 @@ class LanceMaintenance(LanceTables):
         t = self.table(self.chunks_name)
         if t is None:
             return
-        opts: dict[str, Any] = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True}
         text, title = self.fts_columns(t)
+        opts: dict[str, Any] = {"replace": True, "with_position": False, "stem": True, "remove_stop_words": True}
         if text != "text":  # analysed columns (core/analysis.py): terms separated by spaces, English stemmed
-            opts["base_tokenizer"] = "whitespace"
+            opts = FTS_OPTIONS  # (the vector mirror's BM25 in memory scores as this index: core/bm25.py)
         t.create_fts_index(text, **opts)
         t.create_fts_index(title, **opts)  # BM25 over the document title too (every chunk row carries it)
         self._has_fts_index = self._has_title_fts = True

@@ -93,6 +93,10 @@ class LanceSearch(LanceTables):
             text = bm25_terms(text)
             if not text:
                 return []
+        fields = [(col, 1.0), (title, self.title_boost)] if titles and self._has_title_fts else [(col, 1.0)]
+        found = self._mirror_text(t, text, fields, where, limit) if col != "text" else None
+        if found is not None:
+            return self._hits(found, lambda r: r["_score"])
         query: Any = text
         if self._has_title_fts:  # two FTS indexes: say which columns (pydantic dataclasses: mypy sees no defaults)
             query = (MultiMatchQuery(text, [col, title], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
@@ -104,6 +108,18 @@ class LanceSearch(LanceTables):
                 return []
             raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
         return self._hits(rows, lambda r: r["_score"])
+
+    def _mirror_text(self, t: Any, terms: str, fields: list[tuple[str, float]], where: str,
+                     limit: int) -> list[dict[str, Any]] | None:
+        """BM25 from the mirror's postings (lancedb_vector_mirror.py), scored as LanceDB's index would score them,
+        for a plain tenant + ACL scope once the text index exists (before it LanceDB finds nothing); None: LanceDB."""
+        if not (isinstance(where, Scope) and not where.extra and self.mirror.max_rows > 0 and self._has_text_fts(t)):
+            return None
+        try:
+            return self.mirror.best_text(t, self._cols(t), terms, fields, where.tenant, where.tokens, limit)
+        except Exception as exc:  # LanceDB answers (it raises SearchFailed if it cannot either)
+            log.warning("vector mirror: %s: %s; BM25 in LanceDB", type(exc).__name__, exc)
+            return None
 
     def _fts_rows(self, t: Any, search: Any) -> list[dict[str, Any]]:
         """A BM25 search's rows: only their addresses and scores from LanceDB while the vector mirror holds the

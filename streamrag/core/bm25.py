@@ -1,0 +1,184 @@
+"""BM25 in memory, scored as LanceDB's FTS index scores a column of analysed terms.
+
+The chunks table's ``terms`` and ``title_terms`` columns hold text analysed by script (core/analysis.py); LanceDB
+indexes them with its whitespace tokenizer and English filters (``build_fts``, connectors/lancedb_maintenance.py).
+``TermAnalyzer`` applies the same filters in the same order, and ``field_scores`` LanceDB's scorer, so that a search
+in memory ranks as LanceDB's index does and ``streamrag eval`` figures carry over:
+
+- tokens of 40 bytes or more are dropped, the rest lower-cased and stemmed (Snowball English); a stem that is one of
+  NLTK's English stop words is dropped, and the rest ASCII-folded (ø -> o, ß -> ss, æ -> ae);
+- idf = ln(1 + (N - n + 0.5) / (n + 0.5)) and tf weight (k1 + 1) f / (f + k1 (1 - b + b dl / avgdl)), k1 1.2, b 0.75,
+  where N and avgdl count the rows with at least one token; a query term counts as often as the query has it;
+- several columns: the best boosted column score (LanceDB's MultiMatch query).
+
+Measured equal to LanceDB's ``_score`` (relative difference < 1e-6, pylance 14) on 2,000 SciFact abstracts and 200
+questions, one and two columns; tests/unit/test_bm25.py checks it against LanceDB on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import Stemmer
+
+K1 = 1.2
+B = 0.75
+MAX_TOKEN_BYTES = 40  # LanceDB's max_token_length: tokens of this many bytes or more are not indexed
+# NLTK's English stop words: LanceDB's ``remove_stop_words`` list for English, matched against the stem
+STOP_WORDS = frozenset({
+    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
+    "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
+    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this", "that", "these",
+    "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do",
+    "does", "did", "doing", "a", "an", "the", "and", "but", "if", "or", "because", "as", "until", "while",
+    "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before",
+    "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under", "again",
+    "further", "then", "once", "here", "there", "when", "where", "why", "how", "all", "any", "both", "each",
+    "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so", "than",
+    "too", "very", "s", "t", "can", "will", "just", "don", "should", "now", "d", "ll", "m", "o", "re", "ve",
+    "y", "ain", "aren", "couldn", "didn", "doesn", "hadn", "hasn", "haven", "isn", "ma", "mightn", "mustn",
+    "needn", "shan", "shouldn", "wasn", "weren", "won", "wouldn",
+})
+# letters LanceDB's ASCII folding rewrites that have no combining mark to drop (analysis has dropped the marks)
+_FOLD = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d",
+                       "\u0131": "i", "ħ": "h", "ŧ": "t", "ŋ": "n"})
+_NOT_SEEN = object()
+_MEMO_MAX = 500_000  # distinct words remembered (the memo starts again past it)
+
+
+class TermAnalyzer:
+    """The terms LanceDB's index makes of a whitespace-separated text (thread-safe; each word stemmed once)."""
+
+    def __init__(self) -> None:
+        self._stemmer = Stemmer.Stemmer("english")
+        self._lock = threading.Lock()  # a stemmer object is not safe to share between threads
+        self._memo: dict[str, str | None] = {}
+
+    def terms(self, text: str) -> list[str]:
+        memo = self._memo
+        out = []
+        for word in text.split():
+            term = memo.get(word, _NOT_SEEN)
+            if term is _NOT_SEEN:
+                term = self._term(word)
+            if term is not None:
+                out.append(term)
+        return out  # type: ignore[return-value]
+
+    def _term(self, word: str) -> str | None:
+        term: str | None = None
+        if len(word.encode()) < MAX_TOKEN_BYTES:
+            with self._lock:
+                stem = self._stemmer.stemWord(word.lower())
+            term = None if stem in STOP_WORDS else stem.translate(_FOLD)
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo = {}
+        self._memo[word] = term
+        return term
+
+
+class Vocabulary:
+    """Term -> id, shared by the blocks of one mirror (ids index the document-frequency arrays)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, terms: Sequence[str]) -> list[int]:
+        ids = self._ids
+        return [ids.setdefault(t, len(ids)) for t in terms]
+
+    def find(self, terms: Sequence[str]) -> list[int]:
+        """The ids of the terms known (a term no row has cannot score)."""
+        return [i for i in map(self._ids.get, terms) if i is not None]
+
+
+@dataclass(frozen=True)
+class FieldPostings:
+    """One column of a block of rows, inverted: term ids ascending, each with the rows that hold it and how often."""
+
+    term_ids: np.ndarray  # int64, distinct, ascending
+    starts: np.ndarray  # the postings of term_ids[k] are rows[starts[k]:starts[k + 1]]
+    rows: np.ndarray  # int64 row numbers in the block
+    freqs: np.ndarray  # float64 occurrences in the row
+    lengths: np.ndarray  # int64 tokens per row
+
+    @classmethod
+    def build(cls, texts: Sequence[str | None], analyzer: TermAnalyzer, vocab: Vocabulary) -> FieldPostings:
+        n = len(texts)
+        ids: list[int] = []
+        lengths = np.zeros(n, dtype=np.int64)
+        for i, text in enumerate(texts):
+            if text:
+                found = vocab.add(analyzer.terms(text))
+                lengths[i] = len(found)
+                ids.extend(found)
+        keys = np.asarray(ids, dtype=np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), lengths)
+        pairs, counts = np.unique(keys, return_counts=True)  # (term, row) pairs, ascending by term then row
+        terms, rows = np.divmod(pairs, max(n, 1))
+        term_ids, first = np.unique(terms, return_index=True)
+        return cls(term_ids, np.append(first, len(pairs)), rows, counts.astype(np.float64), lengths)
+
+    def contribution(self, alive: np.ndarray) -> FieldCounts:
+        """What the live rows add to the column's statistics."""
+        live = alive[self.rows].astype(np.int64)
+        df = np.add.reduceat(live, self.starts[:-1]) if len(self.rows) else np.zeros(0, dtype=np.int64)
+        return FieldCounts(self.term_ids, df, int(np.count_nonzero((self.lengths > 0) & alive)),
+                           int(self.lengths[alive].sum()))
+
+
+@dataclass(frozen=True)
+class FieldCounts:
+    """A block's share of a column's statistics: rows holding each term, rows with a token, tokens."""
+
+    term_ids: np.ndarray
+    df: np.ndarray
+    docs: int
+    tokens: int
+
+
+class FieldStats:
+    """A column's statistics over all live rows (every tenant, as LanceDB's index keeps them)."""
+
+    def __init__(self, df: np.ndarray | None = None, docs: int = 0, tokens: int = 0) -> None:
+        self.df = np.zeros(1024, dtype=np.int64) if df is None else df
+        self.docs = docs
+        self.tokens = tokens
+
+    def copy(self) -> FieldStats:
+        return FieldStats(self.df.copy(), self.docs, self.tokens)
+
+    def apply(self, c: FieldCounts, sign: int) -> None:
+        if len(c.term_ids) and int(c.term_ids[-1]) >= len(self.df):
+            self.df = np.concatenate([self.df, np.zeros(int(c.term_ids[-1]) + 1024 - len(self.df), dtype=np.int64)])
+        self.df[c.term_ids] += sign * c.df
+        self.docs += sign * c.docs
+        self.tokens += sign * c.tokens
+
+
+def field_scores(p: FieldPostings, stats: FieldStats, query_ids: Sequence[int]) -> np.ndarray | None:
+    """Each row's BM25 score for the query's term ids (repeats count), or None when no row holds one of them."""
+    if stats.docs <= 0:
+        return None
+    scores: np.ndarray | None = None
+    norm: np.ndarray | None = None
+    for tid, times in Counter(query_ids).items():
+        k = int(np.searchsorted(p.term_ids, tid))
+        if k >= len(p.term_ids) or int(p.term_ids[k]) != tid or tid >= len(stats.df) or stats.df[tid] <= 0:
+            continue
+        if scores is None or norm is None:
+            scores = np.zeros(len(p.lengths))
+            norm = K1 * (1.0 - B + B * p.lengths / (stats.tokens / stats.docs))
+        n = float(stats.df[tid])
+        idf = math.log(1.0 + (stats.docs - n + 0.5) / (n + 0.5))
+        rows = p.rows[p.starts[k] : p.starts[k + 1]]
+        f = p.freqs[p.starts[k] : p.starts[k + 1]]
+        scores[rows] += times * idf * (K1 + 1.0) * f / (f + norm[rows])
+    return scores

@@ -1,0 +1,110 @@
+"""BM25 in memory (core/bm25.py, answered by the vector mirror) ranks and scores as LanceDB's FTS index does: the
+same hits and scores as LanceDB's own search on real English text (the project's documents), in every scope, one
+column or both with a title boost, before and after documents are deleted; LanceDB's filters (stop words matched
+after stemming, long tokens, ASCII folding) kept."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pytest
+from lancedb.query import MatchQuery
+
+from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
+from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.bm25 import STOP_WORDS, TermAnalyzer
+from streamrag.core.retrieval import scope_filter
+from streamrag.core.security import principal_tokens
+from streamrag.core.settings import Settings
+from streamrag.schemas.models import Principal
+from tests.conftest import Indexer, change, rec
+from tests.fakes import HashEmbedder
+
+ROOT = Path(__file__).resolve().parents[2]
+ALICE = principal_tokens(Principal(user="alice"))
+EDGE = ["the of and is having been", "x" * 39 + " " + "y" * 40 + " short", "søren straße æble œuvre",
+        "does doing variants variant variant"]
+
+
+def _paragraphs() -> list[tuple[str, str]]:
+    """(title, paragraph) from the README and docs: English of many lengths and words."""
+    out = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        title = path.stem
+        for para in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")):
+            if para.startswith("#"):
+                title = para.lstrip("# ").splitlines()[0]
+            elif len(para) > 80:
+                out.append((title, para))
+    return out[:90]
+
+
+@pytest.fixture
+def stores(settings: Settings) -> tuple[LanceStore, LanceStore]:
+    mirrored = LanceStore(settings.lancedb_path(), mirror_max_rows=10_000)
+    acls = [None, {"users": ["alice"], "roles": []}, {"users": [], "roles": ["hr"]}]
+    texts = _paragraphs() + [("edge", t) for t in EDGE]
+    Indexer(settings, mirrored, HashEmbedder()).stages.process_batch([
+        rec(change(f"p{i}", 1, text, title=title, tenant="other" if i % 5 == 0 else "acme", acl=acls[i % 3]))
+        for i, (title, text) in enumerate(texts)])
+    mirrored.maintain(force=True)  # the FTS indexes
+    return mirrored, LanceStore(settings.lancedb_path())  # LanceDB answers every search of the second
+
+
+def _found(store: LanceStore, text: str, scope: Any, titles: bool) -> dict[str, float]:
+    """id -> score; rows tied at the last place may be cut differently: left out (LanceDB sums in float32)."""
+    got = [(h.id, h.score) for h in store.text_search(text, scope, 10, titles=titles)]
+    return {i: s for i, s in got if len(got) < 10 or s > got[-1][1] * (1 + 1e-5)}
+
+
+def _same(mirrored: LanceStore, plain: LanceStore, queries: list[str]) -> int:
+    found = 0
+    for scope in (scope_filter("acme", ALICE), scope_filter("acme", ["*"]), scope_filter("other", ["*"])):
+        for text in queries:
+            for titles in (True, False):
+                got = _found(mirrored, text, scope, titles)
+                assert got == pytest.approx(_found(plain, text, str(scope), titles), rel=1e-5), (text, titles)
+                found += len(got)
+    return found
+
+
+def test_the_mirror_scores_as_lancedb_on_english_text(stores: tuple[LanceStore, LanceStore]) -> None:
+    mirrored, plain = stores
+    queries = [" ".join(p.split()[:12]) for _, p in _paragraphs()[::6]]
+    queries += ["soren strasse aeble oeuvre", "variant variant does", "having been short", "x" * 39, "y" * 40]
+    assert _same(mirrored, plain, queries) > 500
+    assert mirrored.mirror.text_answers == len(queries) * 6 and plain.mirror.text_answers == 0
+    assert mirrored.mirror.text_fields == ("terms", "title_terms")
+    for boost in (2.0, 0.5):  # the title boost: LanceDB's best boosted column
+        mirrored.title_boost = plain.title_boost = boost
+        assert _same(mirrored, plain, queries[:6]) > 100
+
+
+def test_deleted_documents_leave_the_statistics(settings: Settings, stores: tuple[LanceStore, LanceStore]) -> None:
+    mirrored, plain = stores
+    queries = [" ".join(p.split()[:8]) for _, p in _paragraphs()[1::9]]
+    _same(mirrored, plain, queries)
+    Indexer(settings, mirrored, HashEmbedder()).stages.process_batch(
+        [rec(change(f"p{i}", 2, op="delete")) for i in range(0, 90, 4)])
+    mirrored.maintain(force=True)  # LanceDB's index built again over the live rows
+    assert _same(mirrored, plain, queries) > 50
+
+
+def test_the_analyzer_filters_as_lancedb() -> None:
+    a = TermAnalyzer()
+    assert a.terms("having does variants søren straße " + "z" * 40) == ["doe", "variant", "soren", "strasse"]
+    assert a.terms("the of and") == [] and a.terms("") == []
+
+
+def test_the_stop_words_are_those_lancedb_drops(tmp_path: Path) -> None:
+    # ours, and words other English lists stop (Snowball's, Lucene's) or that stem to a stop word
+    words = sorted(STOP_WORDS | {"s", "t", "d", "ll", "re", "ve", "y", "ma", "would", "could", "ought", "cannot", "let",
+                                 "does", "once", "because", "during", "said", "also", "may", "must", "being", "having"})
+    t = lancedb.connect(tmp_path).create_table("w", data=[{"terms": f"{w} tag{i}"} for i, w in enumerate(words)])
+    t.create_fts_index("terms", **FTS_OPTIONS)
+    dropped = {w for w in words if not t.search(MatchQuery(w, "terms"), query_type="fts").limit(1).to_list()}
+    assert dropped == {w for w in words if not TermAnalyzer().terms(w)}
+    assert {"the", "having", "s"} <= dropped and not {"would", "does", "once"} & dropped  # (matched after stemming)
