@@ -246,13 +246,23 @@ def _read_block(f: Any, key: tuple[Any, ...], deletions: Any, columns: Sequence[
     else:  # a row without a vector: no distance, never found
         vectors = np.asarray([v if v is not None else [np.nan] * dim for v in vcol.to_pylist()],
                              dtype=np.float32).reshape(n, dim)
-    text = {c: FieldPostings.build(tbl.column(c).to_pylist(), analyzer, vocab) for c in fields}
+    text = {c: _postings(tbl.column(c), analyzer, vocab) for c in fields}
     return _Block(
         key, deletions, np.asarray(tbl.column("_rowaddr")), vectors, np.linalg.norm(vectors, axis=1),
         tbl.column("tenant").combine_chunks(), tbl.column("acl").combine_chunks(),
         tbl.select(list(columns)).to_pylist(), np.ones(n, dtype=bool), text,
         {c: p.contribution(np.ones(n, dtype=bool)) for c, p in text.items()},
     )
+
+
+def _postings(column: pa.ChunkedArray, analyzer: TermAnalyzer, vocab: Vocabulary) -> FieldPostings:
+    """An analysed column's postings: split into words and dictionary-encoded by Arrow, so that Python analyses
+    each distinct word once (12k chunks: 0.3 s instead of 1.4 s word by word)."""
+    split = pc.utf8_split_whitespace(column.combine_chunks())
+    counts = np.asarray(pc.fill_null(pc.list_value_length(split), 0), dtype=np.int64)
+    words = pc.list_flatten(split).dictionary_encode()
+    return FieldPostings.build(words.dictionary.to_pylist(), np.asarray(words.indices, dtype=np.int64), counts,
+                               analyzer, vocab)
 
 
 def _take(at: Sequence[tuple[_Block, int]]) -> list[dict[str, Any]]:

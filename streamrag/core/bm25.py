@@ -60,19 +60,36 @@ class TermAnalyzer:
         self._memo: dict[str, str | None] = {}
 
     def terms(self, text: str) -> list[str]:
-        memo = self._memo
         out = []
         for word in text.split():
-            term = memo.get(word, _NOT_SEEN)
-            if term is _NOT_SEEN:
-                term = self._term(word)
+            term = self.term(word)
             if term is not None:
                 out.append(term)
-        return out  # type: ignore[return-value]
+        return out
 
-    def _term(self, word: str) -> str | None:
-        term: str | None = None
-        if len(word.encode()) < MAX_TOKEN_BYTES:
+    def terms_of(self, words: Sequence[str]) -> list[str | None]:
+        """``term`` of each word, the words not seen before stemmed in one call."""
+        known = self._memo
+        new = [w for w in set(words) if w not in known]
+        found: dict[str, str | None] = dict.fromkeys(new)
+        kept = [w for w in new if w and len(w.encode()) < MAX_TOKEN_BYTES]
+        with self._lock:
+            stems = self._stemmer.stemWords([w.lower() for w in kept])
+        for w, stem in zip(kept, stems, strict=True):
+            found[w] = None if stem in STOP_WORDS else stem.translate(_FOLD)
+        if len(known) + len(found) > _MEMO_MAX:
+            self._memo = dict(found)  # (``known`` still answers this call)
+        else:
+            known.update(found)
+        return [found[w] if w in found else known[w] for w in words]
+
+    def term(self, word: str) -> str | None:
+        """The term a whitespace-free word becomes, None when the index drops it."""
+        term = self._memo.get(word, _NOT_SEEN)
+        if term is not _NOT_SEEN:
+            return term  # type: ignore[return-value]
+        term = None
+        if word and len(word.encode()) < MAX_TOKEN_BYTES:
             with self._lock:
                 stem = self._stemmer.stemWord(word.lower())
             term = None if stem in STOP_WORDS else stem.translate(_FOLD)
@@ -91,9 +108,8 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, terms: Sequence[str]) -> list[int]:
-        ids = self._ids
-        return [ids.setdefault(t, len(ids)) for t in terms]
+    def add(self, term: str) -> int:
+        return self._ids.setdefault(term, len(self._ids))
 
     def find(self, terms: Sequence[str]) -> list[int]:
         """The ids of the terms known (a term no row has cannot score)."""
@@ -106,25 +122,26 @@ class FieldPostings:
 
     term_ids: np.ndarray  # int64, distinct, ascending
     starts: np.ndarray  # the postings of term_ids[k] are rows[starts[k]:starts[k + 1]]
-    rows: np.ndarray  # int64 row numbers in the block
-    freqs: np.ndarray  # float64 occurrences in the row
-    lengths: np.ndarray  # int64 tokens per row
+    rows: np.ndarray  # int32 row numbers in the block
+    freqs: np.ndarray  # float32 occurrences in the row
+    lengths: np.ndarray  # int32 tokens per row
 
     @classmethod
-    def build(cls, texts: Sequence[str | None], analyzer: TermAnalyzer, vocab: Vocabulary) -> FieldPostings:
-        n = len(texts)
-        ids: list[int] = []
-        lengths = np.zeros(n, dtype=np.int64)
-        for i, text in enumerate(texts):
-            if text:
-                found = vocab.add(analyzer.terms(text))
-                lengths[i] = len(found)
-                ids.extend(found)
-        keys = np.asarray(ids, dtype=np.int64) * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), lengths)
-        pairs, counts = np.unique(keys, return_counts=True)  # (term, row) pairs, ascending by term then row
-        terms, rows = np.divmod(pairs, max(n, 1))
+    def build(cls, words: Sequence[str], tokens: np.ndarray, counts: np.ndarray, analyzer: TermAnalyzer,
+              vocab: Vocabulary) -> FieldPostings:
+        """A column split into words: ``words`` its distinct words, ``tokens`` every row's words in row order as
+        indexes into ``words``, ``counts`` each row's number of words (each distinct word analysed once)."""
+        n = max(len(counts), 1)
+        ids_of = np.asarray([-1 if t is None else vocab.add(t) for t in analyzer.terms_of(words)], dtype=np.int64)
+        ids = ids_of[tokens] if len(tokens) else np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        kept = ids >= 0
+        ids, rows = ids[kept], rows[kept]
+        pairs, freqs = np.unique(ids * n + rows, return_counts=True)  # (term, row) pairs, by term then row
+        terms, in_rows = np.divmod(pairs, n)
         term_ids, first = np.unique(terms, return_index=True)
-        return cls(term_ids, np.append(first, len(pairs)), rows, counts.astype(np.float64), lengths)
+        return cls(term_ids, np.append(first, len(pairs)), in_rows.astype(np.int32), freqs.astype(np.float32),
+                   np.bincount(rows, minlength=len(counts)).astype(np.int32))
 
     def contribution(self, alive: np.ndarray) -> FieldCounts:
         """What the live rows add to the column's statistics."""

@@ -246,7 +246,8 @@ class AnnConfig(_Component):
     # IVF_PQ candidates re-ranked by exact distance: refine_factor x limit
     refine_factor: int = Field(10, ge=0, le=100)
     # a query process holds a chunks table without a vector index, up to this many rows, in memory for the exact
-    # vector search (1-2 ms instead of LanceDB's 25-35 on 12k chunks; about 1.6 KB a chunk at 384 dimensions)
+    # vector search and BM25 (1-2 ms instead of LanceDB's 25-35 and 14-16 on 12k chunks; about 1.6 KB a chunk at
+    # 384 dimensions, and its postings)
     mirror_max_rows: int = Field(50_000, ge=0)
 
 

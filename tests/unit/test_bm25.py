@@ -15,6 +15,7 @@ from lancedb.query import MatchQuery
 
 from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core import bm25
 from streamrag.core.bm25 import STOP_WORDS, TermAnalyzer
 from streamrag.core.retrieval import scope_filter
 from streamrag.core.security import principal_tokens
@@ -93,10 +94,14 @@ def test_deleted_documents_leave_the_statistics(settings: Settings, stores: tupl
     assert _same(mirrored, plain, queries) > 50
 
 
-def test_the_analyzer_filters_as_lancedb() -> None:
+def test_the_analyzer_filters_as_lancedb(monkeypatch: Any) -> None:
     a = TermAnalyzer()
     assert a.terms("having does variants søren straße " + "z" * 40) == ["doe", "variant", "soren", "strasse"]
     assert a.terms("the of and") == [] and a.terms("") == []
+    monkeypatch.setattr(bm25, "_MEMO_MAX", 6)  # words stemmed together, past the memo's size: the same terms
+    words = ["cells", "", "having", "cells", "running", "x" * 40, "studies", "does", "ran", "runs"]
+    assert a.terms_of(words) == [TermAnalyzer().term(w) for w in words] == a.terms_of(words[::-1])[::-1]
+    assert a.terms_of(words)[:5] == ["cell", None, None, "cell", "run"]
 
 
 def test_the_stop_words_are_those_lancedb_drops(tmp_path: Path) -> None:
