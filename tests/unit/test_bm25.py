@@ -6,6 +6,7 @@ after stemming, long tokens, ASCII folding) kept."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import lancedb
 import pytest
 from lancedb.query import MatchQuery
 
+from streamrag.connectors import lancedb_vector_mirror
 from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core import bm25
@@ -113,3 +115,22 @@ def test_the_stop_words_are_those_lancedb_drops(tmp_path: Path) -> None:
     dropped = {w for w in words if not t.search(MatchQuery(w, "terms"), query_type="fts").limit(1).to_list()}
     assert dropped == {w for w in words if not TermAnalyzer().terms(w)}
     assert {"the", "having", "s"} <= dropped and not {"would", "does", "once"} & dropped  # (matched after stemming)
+
+
+def test_large_fragments_get_their_postings_beside_the_searches(settings: Settings, monkeypatch: Any) -> None:
+    monkeypatch.setattr(lancedb_vector_mirror, "_INLINE_TEXT_ROWS", 0)  # every fragment is "large"
+    mirrored = LanceStore(settings.lancedb_path(), mirror_max_rows=10_000)
+    Indexer(settings, mirrored, HashEmbedder()).stages.process_batch(
+        [rec(change(f"p{i}", 1, text, title=title)) for i, (title, text) in enumerate(_paragraphs()[:40])])
+    mirrored.maintain(force=True)
+    plain = LanceStore(settings.lancedb_path())
+    scope = scope_filter("acme", ["*"])
+    query = " ".join(_paragraphs()[3][1].split()[:10])
+    first = _found(mirrored, query, scope, True)  # answered by LanceDB while the postings are built
+    assert first and mirrored.mirror.text_answers == 0
+    for _ in range(200):  # bounded: the thread builds a few fragments' postings
+        if mirrored.mirror._blocks and all(b.text is not None for b in mirrored.mirror._blocks):
+            break
+        time.sleep(0.05)
+    assert _found(mirrored, query, scope, True) == pytest.approx(_found(plain, query, str(scope), True), rel=1e-5)
+    assert mirrored.mirror.text_answers == 1
