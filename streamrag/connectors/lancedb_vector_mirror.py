@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,12 +32,14 @@ import pyarrow.compute as pc
 
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS
 from streamrag.core.bm25 import FieldCounts, FieldPostings, FieldStats, TermAnalyzer, Vocabulary, field_scores
+from streamrag.core.evidence import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
 # a fragment of more rows has its BM25 postings built beside the searches (LanceDB answers BM25 until then): a
 # query worker's first read of 12k chunks would otherwise wait ~0.5 s more for its first answer
 _INLINE_TEXT_ROWS = 2_000
+_FILL_AFTER_S = 1.0  # the thread starts after the searches that found the postings missing have answered
 # scope masks kept per fragment: (tenant, ACL tokens) pairs seen recently
 _MASKS_PER_BLOCK = 256
 
@@ -238,8 +241,10 @@ class VectorMirror:
         threading.Thread(target=self._fill_text, name="mirror-postings", daemon=True).start()
 
     def _fill_text(self) -> None:
-        """The postings of the blocks read without them, one block at a time beside the searches."""
+        """The postings of the blocks read without them, one block at a time beside the searches (at nice 19)."""
         try:
+            time.sleep(_FILL_AFTER_S)
+            lower_thread_priority()
             while True:
                 with self._lock:
                     todo = next((b for b in self._blocks if b.text is None), None)
