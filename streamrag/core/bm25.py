@@ -104,12 +104,16 @@ class Vocabulary:
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()  # fragments' postings are built on more than one thread
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, term: str) -> int:
-        return self._ids.setdefault(term, len(self._ids))
+    def ids(self, terms: Sequence[str | None]) -> list[int]:
+        """Each term's id (a new term gets the next one); -1 for None."""
+        with self._lock:
+            ids = self._ids
+            return [-1 if t is None else ids.setdefault(t, len(ids)) for t in terms]
 
     def find(self, terms: Sequence[str]) -> list[int]:
         """The ids of the terms known (a term no row has cannot score)."""
@@ -132,7 +136,7 @@ class FieldPostings:
         """A column split into words: ``words`` its distinct words, ``tokens`` every row's words in row order as
         indexes into ``words``, ``counts`` each row's number of words (each distinct word analysed once)."""
         n = max(len(counts), 1)
-        ids_of = np.asarray([-1 if t is None else vocab.add(t) for t in analyzer.terms_of(words)], dtype=np.int64)
+        ids_of = np.asarray(vocab.ids(analyzer.terms_of(words)), dtype=np.int64)
         ids = ids_of[tokens] if len(tokens) else np.zeros(0, dtype=np.int64)
         rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         kept = ids >= 0
