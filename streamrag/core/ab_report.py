@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
+from streamrag.core.percentiles import percentile
 from streamrag.schemas.models import AuditRecord, Feedback
 
 MIN_N = 30  # observations per variant below which a comparison is "not enough data"
@@ -40,8 +41,8 @@ class VariantFigures:
             "variant": self.variant, "answers": self.answers, "ratings": self.ratings,
             "positive_rate": self.rate("positive"), "no_answer_rate": self.rate("no_answer"),
             "fallback_rate": self.rate("fallbacks"), "error_rate": self.rate("errors"),
-            "latency_p50_ms": None if lat is None else float(np.percentile(lat, 50)),
-            "latency_p95_ms": None if lat is None else float(np.percentile(lat, 95)),
+            "latency_p50_ms": None if lat is None else percentile(lat, 50),
+            "latency_p95_ms": None if lat is None else percentile(lat, 95),
         }
 
 

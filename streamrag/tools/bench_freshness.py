@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.connectors.kafka_admin import client_config, ensure_topics
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.core.percentiles import percentiles
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_store
 from streamrag.schemas.vocabulary import INGEST_STAGES
@@ -190,7 +191,7 @@ def one_change(rig: FreshnessRig, version: int, timeout_s: float = 30.0) -> dict
 
 
 def _pcts(v: list[float]) -> dict[str, float]:
-    return {"p50": round(float(np.percentile(v, 50)), 1), "p95": round(float(np.percentile(v, 95)), 1),
+    return {**percentiles(v, (50, 95), digits=1),
             "mean": round(float(np.mean(v)), 1)} if v else {}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
+from streamrag.core.percentiles import percentiles
 from streamrag.core.settings import Settings
 from streamrag.flows.local import index_paths
 from streamrag.schemas.models import Query
@@ -91,8 +92,7 @@ class HttpClient:
 
 def _pcts(xs: list[float]) -> dict[str, float]:
     a = np.array(xs) * 1000
-    return {"n": len(xs), "p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
-            "p99_ms": round(float(np.percentile(a, 99)), 2), "mean_ms": round(float(a.mean()), 2)}
+    return {"n": len(xs), **percentiles(a, suffix="_ms"), "mean_ms": round(float(a.mean()), 2)}
 
 
 def _throughput(fn: Any, clients: int, seconds: float) -> dict[str, float]:

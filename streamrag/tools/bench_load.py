@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from streamrag.connectors.kafka_admin import check_reachable, client_config, ensure_topics
 from streamrag.core.errors import StreamragError
+from streamrag.core.percentiles import percentiles
 from streamrag.core.settings import Settings, settings_env
 
 QUESTIONS = [
@@ -52,9 +52,9 @@ class Sent:
 
 
 def _pct(xs: list[float]) -> dict[str, float | None]:
-    if not xs:
-        return {"p50": None, "p95": None, "p99": None}
-    return {f"p{p}": round(float(np.percentile(xs, p)), 1) for p in (50, 95, 99)}
+    got: dict[str, float | None] = {"p50": None, "p95": None, "p99": None}
+    got.update(percentiles(xs, digits=1))
+    return got
 
 
 class Answers:

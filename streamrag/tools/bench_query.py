@@ -17,6 +17,7 @@ from streamrag.connectors.embedding_cache import CachingEmbedder
 from streamrag.connectors.kafka_admin import client_config, ensure_topics
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.core.cache.vector_index import VectorIndex
+from streamrag.core.percentiles import percentile, percentiles
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_store
 from streamrag.tools.bench_common import Log, bench_env, machine, start_workers, stop
@@ -136,7 +137,7 @@ def _cpu_s(pid: int) -> float | None:
 
 
 def _pcts(lat: list[float]) -> dict[str, float]:
-    return {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)} if lat else {}
+    return percentiles(lat) if lat else {}
 
 
 def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, log: Log) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def bench_query(s: Settings, dataset: Path, n: int, rate: float, workdir: Path, 
         "rate_per_s": rate,
         "round_trip_ms": _pcts(lat),
         "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},
-        "stage_p95_ms": {k: round(float(np.percentile(v, 95)), 2) for k, v in stages.items()},
+        "stage_p95_ms": {k: percentile(v, 95, 2) for k, v in stages.items()},
         "_latencies": lat,
     }
     log(f"round trip over {len(lat)}/{n} answers at {rate}/s (generator {rig.generator}): {res['round_trip_ms']}  "

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer
 
 from streamrag.connectors.kafka_admin import client_config, ensure_topics
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.core.percentiles import percentile
 from streamrag.core.settings import Settings
 from streamrag.tools import index_admin
 from streamrag.tools.bench_common import (
@@ -102,7 +103,7 @@ def _promote_gap(s: Settings, env: dict[str, str], workdir: Path, target: str, r
     around = [clock.received[q] - t for q, t in sent.items() if q in clock.received and abs(t - promoted_at) < 2]
     out = {"queries": len(sent), "answered": len(got), "rate_per_s": rate,
            "longest_gap_ms": round(float(gaps.max()) * 1000, 1), "send_interval_ms": round(1000 / rate, 1),
-           "latency_p50_ms": round(float(np.percentile(lat, 50)), 1), "latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
+           "latency_p50_ms": percentile(lat, 50, 1), "latency_p95_ms": percentile(lat, 95, 1),
            "latency_max_within_2s_of_promote_ms": round(max(around, default=0.0) * 1000, 1)}
     log(f"promote under {rate:g} q/s: longest gap between answers {out['longest_gap_ms']} ms (sending every "
         f"{out['send_interval_ms']} ms), latency p50 {out['latency_p50_ms']} / p95 {out['latency_p95_ms']} ms, "

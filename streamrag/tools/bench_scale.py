@@ -20,6 +20,7 @@ import numpy as np
 
 from streamrag.connectors.lancedb_ann import build_ann
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.percentiles import percentile
 from streamrag.core.ports import DocWrite
 from streamrag.core.records import RawRecord
 from streamrag.core.retrieval import scope_filter
@@ -162,11 +163,11 @@ def bench_scale(sizes: list[int], workdir: Path, log: Log, *, tenants: int = 100
         per = batch_docs * CHUNKS_PER_DOC
         w_head, w_tail = max(1, 10_000 // per), max(1, len(secs) // 10)
         head, tail = w_head * per / sum(secs[:w_head]), w_tail * per / sum(secs[-w_tail:])
-        row = {"chunks": size, "load_s": round(load_s, 1), "write_chunks_per_s_first": round(head, 1),
+        row: dict[str, Any] = {"chunks": size, "load_s": round(load_s, 1), "write_chunks_per_s_first": round(head, 1),
                "write_chunks_per_s_last": round(tail, 1), "write_ratio_last_to_first": round(tail / head, 3),
-               "optimize_s": round(optimize_s, 1), "index_build_s": round(build_s, 1), "p50": round(float(np.percentile(lat, 50)), 2),
-               "p95": round(float(np.percentile(lat, 95)), 2), "recall": round(recall, 4),
-               "exact_p95": round(float(np.percentile(exact_lat, 95)), 2), "vector_index": _vector_index(store)}
+               "optimize_s": round(optimize_s, 1), "index_build_s": round(build_s, 1), "p50": percentile(lat, 50, 2),
+               "p95": percentile(lat, 95, 2), "recall": round(recall, 4),
+               "exact_p95": percentile(exact_lat, 95, 2), "vector_index": _vector_index(store)}
         if ingest is not None:  # end to end: real documents, the real encoder, into the store of this size
             rate = ingest_rate(ingest[0], store, ingest[1])
             row["ingest"] = rate

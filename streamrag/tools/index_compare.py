@@ -19,6 +19,7 @@ from streamrag.connectors.kafka_topic_reader import TopicReader
 from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import IndexView
 from streamrag.core.json_limits import Reason, read_model
+from streamrag.core.percentiles import percentiles
 from streamrag.core.retrieval import Retriever
 from streamrag.core.settings import Settings
 from streamrag.flows.index_views import IndexViews
@@ -107,8 +108,7 @@ def compare(
     overlaps = [len(_top(run_a[q.query_id], k) & _top(run_b[q.query_id], k)) / k for q in qs]
     out: dict[str, Any] = {"queries": len(qs), "k": k, f"overlap@{k}": round(float(np.mean(overlaps)), 4)}
     for name, run, lat in ((a, run_a, lat_a), (b, run_b, lat_b)):
-        row: dict[str, Any] = {"p50_ms": round(float(np.percentile(lat, 50)), 2),
-                               "p95_ms": round(float(np.percentile(lat, 95)), 2)}
+        row: dict[str, Any] = percentiles(lat, (50, 95), suffix="_ms")
         if qrels is not None:
             row["NDCG@10"] = evaluate(qrels, run)["NDCG@10"]
         out[name] = row

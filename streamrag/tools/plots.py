@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
+
+from streamrag.core.percentiles import percentile
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -16,7 +17,7 @@ def plot_latencies(lat: list[float], title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(lat, bins=40)
     for p in (50, 95, 99):
-        v = float(np.percentile(lat, p))
+        v = percentile(lat, p)
         ax.axvline(v, linestyle="--", color="k", linewidth=0.8)
         ax.text(v, ax.get_ylim()[1] * 0.9, f"p{p}", rotation=90, fontsize=8)
     ax.set_xlabel("round trip (ms)")

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from streamrag.core.percentiles import percentile
+
 
 @dataclass
 class CacheStats:
@@ -32,6 +34,6 @@ class CacheStats:
             "lookups": self.lookups, "exact_hits": self.exact_hits, "semantic_hits": self.semantic_hits,
             "hit_rate": round(hits / self.lookups, 4) if self.lookups else 0.0, "unsafe_skips": self.unsafe_skips,
             "guarded": self.guarded, "invalidated": self.invalidated, "errors": self.errors, "bypassed": self.bypassed,
-            "lookup_ms_p50": round(float(np.percentile(lat, 50)), 3),
-            "lookup_ms_p95": round(float(np.percentile(lat, 95)), 3),
+            "lookup_ms_p50": percentile(lat, 50, 3),
+            "lookup_ms_p95": percentile(lat, 95, 3),
         }

@@ -1,1 +1,1 @@
-
+"""The query path: the processor that turns a Query into an Answer (identity, scope, cache, retrieval, answer)."""
