@@ -9,6 +9,7 @@ until the pages are regenerated. Not a ``streamrag`` command: it would document 
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import re
 import sys
@@ -19,11 +20,14 @@ from typing import Any
 import typer.main
 
 from streamrag.cli import app
+from streamrag.core.settings import Settings
 from streamrag.tools.config_doc import PAGE as CONFIG_PAGE
 from streamrag.tools.config_doc import configuration_page, undocumented
 
 CLI_PAGE = "docs/cli.md"
 ROOT = Path(__file__).resolve().parents[2]
+NOTES_FILE = ROOT / "streamrag" / "tools" / "config_notes.py"
+NOTES_START = "NOTES: dict[str, str] = "
 
 INTRO = """\
 # Command line
@@ -166,11 +170,38 @@ def pages() -> dict[str, str]:
     return {CLI_PAGE: cli_page(), CONFIG_PAGE: configuration_page()}
 
 
+def settings_order() -> list[str]:
+    return [f"STREAMRAG_{name.upper()}" for name in Settings.flat_fields()]
+
+
+def import_notes(source: Path, notes_file: Path = NOTES_FILE) -> list[str]:
+    """Take the meaning of each setting that has none yet from a Markdown table of rows
+    ``| `STREAMRAG_X` | `default` | meaning |`` (a README from before the generated page, another branch's rows)
+    into ``tools/config_notes.py``, rewritten in the settings' order. Returns the variables taken."""
+    known = settings_order()
+    head, _, literal = notes_file.read_text(encoding="utf-8").partition(NOTES_START)
+    notes: dict[str, str] = ast.literal_eval(literal)
+    rows = re.findall(r"(?m)^\| `(STREAMRAG_[A-Z0-9_]+)` \| [^|]* \| (.*?) \|\s*$", source.read_text(encoding="utf-8"))
+    taken = {env: text.replace("\\|", "|") for env, text in rows if env in known and env not in notes and text}
+    if taken:
+        merged = {**notes, **taken}
+        body = "".join(f"    {env!r}: {merged[env]!r},\n" for env in known if env in merged)
+        notes_file.write_text(head + NOTES_START + "{\n" + body + "}\n", encoding="utf-8")
+    return list(taken)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamrag.cli.docgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is stale")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository root (default: this checkout)")
+    parser.add_argument("--import-notes", type=Path, metavar="MARKDOWN",
+                        help="take the meanings of undescribed settings from this file's configuration table into "
+                             "tools/config_notes.py (then run docgen again)")
     args = parser.parse_args(argv)
+    if args.import_notes:
+        taken = import_notes(args.import_notes)
+        print(f"docgen: {len(taken)} meaning(s) taken into {NOTES_FILE.relative_to(ROOT)}: run docgen again to use them")
+        return 0
     stale = []
     for rel, text in pages().items():
         path = args.root / rel

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streamrag.cli.docgen import CLI_PAGE, command_paths, main, pages
+from streamrag.cli.docgen import CLI_PAGE, NOTES_FILE, command_paths, import_notes, main, pages
 from streamrag.core.settings import Settings
 from streamrag.gateway.app import create_app
 from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
@@ -40,6 +40,22 @@ def test_docgen_check_says_stale_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / CLI_PAGE).exists()
     assert main(["--root", str(tmp_path)]) == 0
     assert main(["--check", "--root", str(tmp_path)]) == 0
+
+
+def test_a_branch_s_readme_rows_become_notes_in_the_settings_order(tmp_path: Path) -> None:
+    """The merge of a branch that added a README row instead of a description: its meaning is taken over."""
+    original = NOTES_FILE.read_text(encoding="utf-8")
+    line = next(x for x in original.splitlines() if x.startswith("    'STREAMRAG_KAFKA_PARTITIONS': "))
+    notes = tmp_path / "config_notes.py"
+    notes.write_text(original.replace(line + "\n", ""), encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text("| variable | default | meaning |\n|---|---|---|\n"
+                      "| `STREAMRAG_KAFKA_PARTITIONS` | `2` | partitions for created topics |\n"
+                      "| `STREAMRAG_KAFKA_BOOTSTRAP` | `x` | kept as it is |\n"
+                      "| `STREAMRAG_NOT_A_SETTING` | `1` | left out |\n", encoding="utf-8")
+    assert import_notes(readme, notes) == ["STREAMRAG_KAFKA_PARTITIONS"]
+    assert notes.read_text(encoding="utf-8") == original
+    assert import_notes(readme, notes) == []
 
 
 def configuration_rows() -> dict[str, str]:
