@@ -4,6 +4,11 @@ models (``tools.config_doc``).
 ``python -m streamrag.cli.docgen`` rewrites both pages; ``--check`` rewrites nothing and exits 1 when a page is
 stale. A unit test compares the committed pages with these texts, so a new command, option or setting fails it
 until the pages are regenerated. Not a ``streamrag`` command: it would document itself.
+
+A setting's meaning is its ``Field(description=...)``, else its entry in ``tools/config_notes.py``, else the
+comment on its line. A branch that documented a new setting as a README row instead: ``git show
+BRANCH:README.md > /tmp/r.md; python -m streamrag.cli.docgen --import-notes /tmp/r.md`` takes the meaning over,
+then ``python -m streamrag.cli.docgen`` rewrites the pages.
 """
 
 from __future__ import annotations
