@@ -1,77 +1,65 @@
-"""The README is the CLI and the Settings object: its configuration table has the same variables and defaults, and it
-lists every command."""
+"""The README is a front page: small, and a way to every page of the documentation; every link of the README and
+of docs/ leads somewhere (a file, and a heading where it names one)."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import typer.main
+import pytest
 
-from streamrag.cli import app
-from streamrag.core.settings import Settings
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def table() -> dict[str, str]:
-    text = README.read_text(encoding="utf-8").split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = {}
-    for line in text.splitlines():
-        m = re.match(r"^\| `(STREAMRAG_[A-Z0-9_]+)` \| `([^`]*)` \|", line)
-        if m:
-            rows[m.group(1)] = m.group(2)
-    return rows
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+MAX_README_BYTES = 12 * 1024
 
 
-def shown(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
+def prose(text: str) -> str:
+    """The Markdown without its fenced code blocks (a ``# comment`` in a shell block is no heading)."""
+    return re.sub(r"(?ms)^```.*?^```", "", text)
 
 
-def test_every_setting_is_documented_with_its_default() -> None:
-    rows = table()
-    fields = {f"STREAMRAG_{name.upper()}": f for name, (_, _, f) in Settings.flat_fields().items()}
-    assert set(rows) == set(fields), f"README only: {set(rows) - set(fields)}; Settings only: {set(fields) - set(rows)}"
-    for env, f in fields.items():
-        default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
-        assert rows[env] == shown(default), env
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    out = set()
+    for m in re.finditer(r"(?m)^#{1,6} (.+)$", prose(path.read_text(encoding="utf-8"))):
+        out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
 
 
-def command_paths() -> list[str]:
-    """Every command of the CLI as typed after ``streamrag`` (a group that runs alone counts too)."""
-    def walk(cmd: Any, path: list[str]) -> Iterator[str]:
-        subs = getattr(cmd, "commands", None)
-        if not subs:
-            yield " ".join(path)
-            return
-        if path and getattr(cmd, "invoke_without_command", False):
-            yield " ".join(path)
-        for name, sub in subs.items():
-            yield from walk(sub, [*path, name])
-
-    return list(walk(typer.main.get_command(app), []))
+def links(path: Path) -> list[str]:
+    return LINK.findall(prose(path.read_text(encoding="utf-8")))
 
 
-def test_every_command_is_in_the_readme() -> None:
-    lines = README.read_text(encoding="utf-8").splitlines()
+def test_the_readme_is_at_most_12_kb() -> None:
+    size = len(README.read_bytes())
+    assert size <= MAX_README_BYTES, f"README.md is {size} bytes (at most {MAX_README_BYTES}): move detail to docs/"
 
-    def listed(path: str) -> bool:  # `streamrag g c ...`, or `streamrag g a` / `c ...` on one line
-        group, _, leaf = path.rpartition(" ")
-        return any(f"streamrag {path}" in line or (group and f"streamrag {group} " in line and f"`{leaf}" in line)
-                   for line in lines)
 
-    paths = command_paths()
-    assert "cluster rescale" in paths and "replay" in paths
-    missing = [p for p in paths if not listed(p)]
-    assert not missing, f"commands the README does not list: {missing}"
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    linked = {(README.parent / target.split("#", 1)[0]).resolve() for target in links(README)}
+    missing = [p.relative_to(ROOT).as_posix() for p in PAGES if p.resolve() not in linked]
+    assert PAGES and not missing, f"docs pages the README does not link: {missing}"
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_link_leads_somewhere(page: Path) -> None:
+    broken = []
+    for target in links(page):
+        if re.match(r"^[a-z]+:", target):  # http(s), mailto: not checked here
+            continue
+        file, _, fragment = target.partition("#")
+        dest = (page.parent / file).resolve() if file else page
+        if not dest.exists():
+            broken.append(f"{target} (no such file)")
+        elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, f"{page.name}: {broken}"
+
+
+def test_the_readme_tells_a_newcomer_how_to_test_and_where_the_api_is() -> None:
+    text = README.read_text(encoding="utf-8")
+    for needle in ["bash scripts/test", "STREAMRAG_SKIP_INTEGRATION=1", "bash scripts/demo", "docker compose up",
+                   "streamrag demo", "/docs", "docs/security.md", "## Security", "Java 17", "AVX2", "cmake"]:
+        assert needle in text, needle
