@@ -76,12 +76,17 @@ def create_app(s: Settings, backend: Backend | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    last_why = [""]
+
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         checks = await used.readiness()
         failed = {k: v for k, v in checks.items() if v != "ok"}
-        if failed:  # the reasons name addresses and errors: the log has them, an unauthenticated probe does not
-            log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        why = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        if why != last_why[0]:  # the reasons name addresses and errors: the log has them (once per change),
+            last_why[0] = why   # an unauthenticated probe does not
+            if why:
+                log.warning("not ready: %s", why)
         body: dict[str, object] = {"status": "not ready" if failed else "ready",
                                    "checks": {k: "unavailable" if k in failed else "ok" for k in checks}}
         if failed:
