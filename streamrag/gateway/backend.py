@@ -146,7 +146,8 @@ class KafkaBackend:
         (the wait is an awaited event: no thread is held while it lasts)."""
         wait = None
         if wait_s > 0:
-            await to_thread.run_sync(self.index_events.ensure_started)
+            if not self.index_events.started:
+                await to_thread.run_sync(self.index_events.ensure_started)
             wait = self.index_waits.expect({c.key: c.version for c in changes})
         try:
             await to_thread.run_sync(lambda: self._router().send_and_flush(

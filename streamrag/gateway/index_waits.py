@@ -94,6 +94,10 @@ class IndexEventReader:
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def ensure_started(self) -> None:
         """Blocking (a metadata request): call it from a worker thread."""
         with self._starting:
