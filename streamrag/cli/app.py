@@ -59,6 +59,7 @@ def cli_errors(fn: F) -> F:
 COMMAND_LIBRARIES = {
     "ab_report": "streamrag.tools.ab_report:ab_report",
     "gateway_app": "streamrag.gateway.app:create_app",
+    "gateway_server_options": "streamrag.gateway.http_server:server_options",
     "serve_http": "uvicorn:run",
 }
 

@@ -463,6 +463,31 @@ class GatewayConfig(_Component):
     ready_needs_worker: bool = True
     # A/B experiments: a (tenant, user) gets one variant per experiment, sticky by a hash (the first that applies)
     experiments: list[Experiment] = Field(default_factory=list)
+    # -- safe in front of real users (#34) --
+    # browser origins allowed to call the API cross-site (CORS; empty: none, no CORS headers at all)
+    cors_origins: list[str] = Field(default_factory=list)
+    # with auth off, listening beyond loopback is refused unless this names the risk
+    allow_unauthenticated_public: bool = False
+    # requests per user (a `limits` rate string, beside the tenant's; "": no limit)
+    user_rate_limit: str = "60/minute"
+    # failed authentications (401) per client address before its requests are refused (429)
+    auth_failure_limit: str = "20/minute"
+    # the longest ?wait= of a document upload, and how many uploads of one tenant may wait at once
+    max_wait_s: float = Field(120.0, ge=0, le=600)
+    max_waiting_uploads: int = Field(4, ge=0, le=10_000)
+    # streamed answers (server-sent events) one tenant may have open at once
+    max_streams: int = Field(20, ge=1, le=100_000)
+    # uvicorn: idle keep-alive seconds, seconds for a request head to arrive, the largest request head (bytes),
+    # the most connections and tasks at once
+    keep_alive_s: float = Field(5.0, gt=0, le=300)
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    max_header_bytes: int = Field(16_384, ge=1_024, le=1_048_576)
+    max_connections: int = Field(1_000, ge=1)
+    # /metrics: tenant names as label values (else "-"), and served on the public port (unset: yes, except in
+    # the production profile); a private port of its own (0: none) on STREAMRAG_METRICS_HOST
+    metrics_tenant_labels: bool = False
+    metrics_public: bool | None = None
+    metrics_port: int = Field(0, ge=0, le=65_535)
 
 
 class IndexShape(BaseModel):

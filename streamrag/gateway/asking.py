@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 
 from streamrag.core.experiments import Assignment, assign
 from streamrag.core.json_limits import describe_validation
@@ -19,7 +20,7 @@ from streamrag.core.settings import Settings
 from streamrag.gateway import metrics
 from streamrag.gateway.backend import AnswerTimeout, Backend, DuplicateQuery
 from streamrag.gateway.errors import ApiError, error_body
-from streamrag.gateway.identity import Caller, Identity, TenantRateLimit
+from streamrag.gateway.identity import Caller, Identity, Limits, Slot
 from streamrag.gateway.openai_format import (
     ChatRequest,
     chunk,
@@ -31,6 +32,12 @@ from streamrag.gateway.openai_format import (
 from streamrag.schemas.models import Answer, AnswerDelta, Query, utcnow
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# fields of a Query the gateway sets itself (a body's are dropped); with auth on, naming these is refused
+SERVER_FIELDS = frozenset({"query_id", "tenant", "principal", "reply_to", "sent_at", "variant", "auth_token"})
+TOKEN_FIELDS = ("principal", "auth_token")
+# the conversation a query may carry: its newest turns, and their characters in all
+MAX_CONTEXT_TURNS = 10
+MAX_CONTEXT_CHARS = 8_000
 
 
 def sse(data: Any, event: str | None = None) -> str:
@@ -54,34 +61,58 @@ def answer_status(a: Answer) -> int:
 
 
 class Asker:
-    """Builds the Query of a request (its caller's tenant and token, this replica's reply topic) and waits."""
+    """Builds the Query of a request (its caller's tenant and token, this replica's reply topic) and waits.
 
-    def __init__(self, s: Settings, backend: Backend, identity: Identity, limit: TenantRateLimit) -> None:
+    What identifies a query is the gateway's to set, never the body's: its id (a new uuid), tenant, principal
+    (the token's; with auth off a named user, never roles), reply topic, send time and A/B variant."""
+
+    def __init__(self, s: Settings, backend: Backend, identity: Identity, limits: Limits) -> None:
         self.s = s
         self.backend = backend
         self.identity = identity
-        self.limit = limit
+        self.limits = limits
 
     def caller(self, request: Request, tenant: Any, user: Any = None) -> Caller:
         if tenant is not None and not isinstance(tenant, str):
             raise ApiError(400, "invalid request: tenant must be a string")
-        c = self.identity.caller(request.headers.get("authorization"), tenant,
-                                 user if isinstance(user, str) else None)
+        address = request.client.host if request.client else "-"
+        self.limits.before_auth(address)
         try:
-            self.limit.check(c.tenant)
+            c = self.identity.caller(request.headers.get("authorization"), tenant,
+                                     user if isinstance(user, str) else None)
+        except ApiError as exc:
+            if exc.status == 401:
+                self.limits.auth_failed(address)
+            raise
+        try:
+            self.limits.check(c)
         except ApiError:
-            metrics.RATE_LIMITED.labels(c.tenant).inc()
+            metrics.RATE_LIMITED.labels(self.tenant_label(c.tenant)).inc()
             raise
         return c
+
+    def tenant_label(self, tenant: str) -> str:
+        return metrics.tenant_label(tenant, self.s.gateway.metrics_tenant_labels)
 
     def variant(self, caller: Caller) -> Assignment | None:
         """The caller's A/B variant (sticky by tenant and user), or None."""
         return assign(self.s.gateway.experiments, caller.tenant, caller.user)
 
+    def principal(self, caller: Caller) -> dict[str, Any]:
+        if caller.token is not None:  # verified: the token's user and roles
+            return {"user": caller.user, "roles": caller.roles}
+        return {"user": caller.user} if caller.user else {}  # auth off: a user may be named, roles never
+
     def query(self, body: dict[str, Any], caller: Caller, stream: bool, variant: Assignment | None = None) -> Query:
         """The request's Query; a variant's fusion / alpha / rerank replace the request's own."""
-        data = {**body, "tenant": caller.tenant, "reply_to": self.backend.reply_topic, "sent_at": utcnow()}
-        data.setdefault("query_id", uuid.uuid4().hex)
+        if self.identity.auth_on:
+            for name in TOKEN_FIELDS:
+                if name in body:
+                    raise ApiError(400, f"invalid request: {name} is set from the token, not the body")
+        data = {k: v for k, v in body.items() if k not in SERVER_FIELDS}
+        data.update({"query_id": uuid.uuid4().hex, "tenant": caller.tenant, "principal": self.principal(caller),
+                     "reply_to": self.backend.reply_topic, "sent_at": utcnow(),
+                     "variant": variant.label if variant is not None else ""})
         options = {**(data.get("options") or {}), "stream": stream}
         if variant is not None:
             v = variant.variant
@@ -90,14 +121,23 @@ class Asker:
                             if x is not None})
             metrics.VARIANT_REQUESTS.labels(variant.experiment, v.name).inc()
         data["options"] = options
-        if variant is not None:
-            data["variant"] = variant.label
         if caller.token is not None:
             data["auth_token"] = caller.token
         try:
-            return Query.model_validate(data)
+            q = Query.model_validate(data)
         except ValidationError as exc:
             raise ApiError(400, f"invalid query: {describe_validation(exc)}") from exc
+        self.bounded(q)
+        return q
+
+    def bounded(self, q: Query) -> None:
+        """400 when the query's deadline is past the gateway's timeout or its context over the gateway's caps."""
+        most = int(self.s.gateway.request_timeout_s * 1000)
+        if q.deadline_ms is not None and q.deadline_ms > most:
+            raise ApiError(400, f"invalid query: deadline_ms is at most {most} (STREAMRAG_GATEWAY_REQUEST_TIMEOUT_S)")
+        if len(q.context) > MAX_CONTEXT_TURNS or sum(len(t.content) for t in q.context) > MAX_CONTEXT_CHARS:
+            raise ApiError(400, f"invalid query: context is at most {MAX_CONTEXT_TURNS} turns and "
+                                f"{MAX_CONTEXT_CHARS} characters")
 
     def timeout(self, q: Query) -> float:
         t = self.s.gateway.request_timeout_s
@@ -134,8 +174,9 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
-    """An event stream whose failure after it started is one last ``error`` event (the status is sent already)."""
+async def guarded(events: AsyncIterator[str], slot: Slot) -> AsyncIterator[str]:
+    """An event stream whose failure after it started is one last ``error`` event (the status is sent already);
+    the tenant's stream slot is given back when it ends."""
     try:
         async for e in events:
             yield e
@@ -143,6 +184,15 @@ async def guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
         yield sse(error_body(exc.status, exc.message), event="error")
     except Exception as exc:  # Kafka gone mid-answer: the client is told, the process goes on
         yield sse(error_body(503, f"{type(exc).__name__}: {exc}"), event="error")
+    finally:
+        slot.release()
+
+
+def streamed(events: AsyncIterator[str], asker: Asker, caller: Caller, headers: dict[str, str]) -> StreamingResponse:
+    """Server-sent events, one of the tenant's STREAMRAG_GATEWAY_MAX_STREAMS (429 when all are open)."""
+    slot = asker.limits.streams.acquire(caller.tenant)
+    return StreamingResponse(guarded(events, slot), media_type="text/event-stream", headers={**SSE_HEADERS, **headers},
+                             background=BackgroundTask(slot.release))  # a stream never started is given back too
 
 
 def router(asker: Asker) -> APIRouter:
@@ -168,7 +218,7 @@ def router(asker: Asker) -> APIRouter:
             async for item in asker.answers(q, "query", variant):
                 yield sse(item.model_dump(mode="json"), event=item.kind if isinstance(item, AnswerDelta) else "answer")
 
-        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        return streamed(events(), asker, caller, headers)
 
     @r.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -181,7 +231,8 @@ def router(asker: Asker) -> APIRouter:
         if question is None:
             raise ApiError(400, "invalid request: no user message with text")
         caller = asker.caller(request, req.tenant, req.user)
-        fields: dict[str, Any] = {"text": question, "principal": {"user": caller.user}, "context": context_of(req)}
+        fields: dict[str, Any] = {"text": question,
+                                  "context": context_of(req, MAX_CONTEXT_TURNS, MAX_CONTEXT_CHARS)}
         fields.update({k: v for k, v in (("top_k", req.top_k), ("filters", req.filters), ("options", req.options)) if v})
         variant = asker.variant(caller)
         q = asker.query(fields, caller, req.stream, variant)
@@ -208,6 +259,6 @@ def router(asker: Asker) -> APIRouter:
                         yield sse(c)
             yield sse("[DONE]")
 
-        return StreamingResponse(guarded(events()), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        return streamed(events(), asker, caller, headers)
 
     return r

@@ -2,7 +2,9 @@
 
 ``Backend`` is the port the routes use (tests give them a fake); ``KafkaBackend`` asks the query workers over
 Kafka (this process's reply topic), writes documents and feedback to their topics, reads documents from the
-active index, and checks readiness (cheaply: at most once per ``READY_CACHE_S``)."""
+active index, and checks readiness (cheaply: at most once per ``READY_CACHE_S``). A reply is handed only to the
+request that sent its query (its query_id, a uuid the gateway chose) and, when final, only if it is for that
+request's tenant; an upload that waits for its documents awaits an event, holding no thread."""
 
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from anyio import to_thread
 from pydantic import ValidationError
 
 from streamrag.connectors.kafka_admin import check_reachable
-from streamrag.connectors.kafka_index_events import IndexEventWatcher
 from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
 from streamrag.connectors.lancedb_documents import DocumentReader
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
+from streamrag.gateway.index_waits import IndexEventReader, IndexWaits
 from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
 
 READY_CACHE_S = 2.0
@@ -72,6 +74,8 @@ class KafkaBackend:
         self.redis = redis_for(s, timeout_s=0.5)
         self._ready: tuple[float, dict[str, str]] = (-1e9, {})
         self._reply_topic_created = -1e9
+        self.index_waits = IndexWaits()
+        self.index_events = IndexEventReader(s, self.index_waits)
 
     @property
     def reply_topic(self) -> str:
@@ -85,6 +89,7 @@ class KafkaBackend:
         self.router.start()
 
     def stop(self) -> None:
+        self.index_events.stop()
         if self.router is not None:
             self.router.stop()
 
@@ -119,30 +124,47 @@ class KafkaBackend:
                     raise AnswerTimeout(q.query_id) from exc
                 if isinstance(item, str):
                     raise ServiceUnavailable(item)
+                if item.get("query_id") != q.query_id:
+                    continue  # not this request's
                 try:
                     if item.get("kind") == "delta":
                         yield AnswerDelta.model_validate(item)
                         continue
-                    yield Answer.model_validate(item)
-                    return
+                    answer = Answer.model_validate(item)
                 except ValidationError:
                     continue  # not a message this gateway understands (another schema version): keep waiting
+                if answer.tenant != q.tenant:
+                    continue  # an answer for another tenant is never handed over
+                yield answer
+                return
         finally:
             router.unregister(q.query_id)
 
     # -- writes -----------------------------------------------------------------------------------
     async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]:
-        """Publish the changes; with ``wait_s``, return each one's index status once the ingest worker applied it."""
-
-        def run() -> dict[str, str]:
-            watcher = IndexEventWatcher(self.s) if wait_s > 0 else None
-            self._router().send_and_flush(self.s.topics.documents,
-                                          [(c.key, c.model_dump_json(exclude_none=True).encode()) for c in changes])
-            if watcher is None:
+        """Publish the changes; with ``wait_s``, return each one's index status once the ingest worker applied it
+        (the wait is an awaited event: no thread is held while it lasts)."""
+        wait = None
+        if wait_s > 0:
+            if not self.index_events.started:
+                await to_thread.run_sync(self.index_events.ensure_started)
+            wait = self.index_waits.expect({c.key: c.version for c in changes})
+        try:
+            await to_thread.run_sync(lambda: self._router().send_and_flush(
+                self.s.topics.documents, [(c.key, c.model_dump_json(exclude_none=True).encode()) for c in changes]))
+            if wait is None:
                 return {}
-            return watcher.wait({c.key: c.version for c in changes}, wait_s)
-
-        return await to_thread.run_sync(run)
+            try:
+                await asyncio.wait_for(wait.done.wait(), wait_s)
+            except TimeoutError as exc:
+                missing = wait.missing()
+                raise ServiceUnavailable(
+                    f"{len(missing)} document(s) not applied within {wait_s:g} s (is an ingest worker running? "
+                    f"streamrag worker ingest): {', '.join(missing[:3])}") from exc
+            return dict(wait.seen)
+        finally:
+            if wait is not None:
+                self.index_waits.forget(wait)
 
     async def send_feedback(self, fb: Feedback) -> None:
         await to_thread.run_sync(lambda: self._router().send_and_flush(

@@ -14,7 +14,7 @@ from streamrag.core.errors import ServiceUnavailable, StreamragError
 log = logging.getLogger(__name__)
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-         405: "invalid_request_error", 409: "conflict_error", 413: "request_too_large", 429: "rate_limit_error",
+         405: "invalid_request_error", 409: "conflict_error", 413: "request_too_large", 415: "invalid_request_error", 429: "rate_limit_error",
          502: "upstream_error", 503: "unavailable_error", 504: "timeout_error"}
 
 

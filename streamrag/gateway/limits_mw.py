@@ -1,4 +1,6 @@
-"""Request size limit (ASGI middleware): a body over the limit is refused with 413 before it is all read."""
+"""Request checks as ASGI middleware: a body over the size limit is refused with 413 before it is all read, and
+a request body that is not ``application/json`` with 415 (a cross-site form or ``text/plain`` post, which a
+browser sends without asking first, never reaches a route)."""
 
 from __future__ import annotations
 
@@ -35,3 +37,26 @@ class BodyLimit:
 
     def _why(self) -> str:
         return f"request body over {self.max_bytes} bytes (STREAMRAG_GATEWAY_MAX_BODY_BYTES)"
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def media_type(scope: Scope) -> str:
+    raw = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return raw.decode("latin-1").split(";", 1)[0].strip().lower()
+
+
+class JsonOnly:
+    """415 for a POST / PUT / PATCH whose Content-Type is not application/json."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in BODY_METHODS and media_type(scope) != "application/json":
+            got = media_type(scope) or "none"
+            await error_response(415, f"request bodies are JSON: send Content-Type: application/json "
+                                      f"(not {got[:80]})")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

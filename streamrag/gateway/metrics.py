@@ -1,4 +1,7 @@
-"""The gateway's own Prometheus metrics (served on its /metrics beside the client library's defaults)."""
+"""The gateway's own Prometheus metrics (served on its /metrics beside the client library's defaults).
+
+Label values are bounded: routes are the app's, variants the configured experiments', and tenant names appear
+only when STREAMRAG_GATEWAY_METRICS_TENANT_LABELS allows it (else "-"), so no request grows a series."""
 
 from __future__ import annotations
 
@@ -13,3 +16,9 @@ VARIANT_REQUESTS = Counter("streamrag_gateway_variant_requests_total", "Queries 
                            ["experiment", "variant"])
 RATE_LIMITED = Counter("streamrag_gateway_rate_limited_total", "Requests refused by the tenant rate limit", ["tenant"])
 TIMEOUTS = Counter("streamrag_gateway_timeouts_total", "Queries whose answer did not arrive in time", ["route"])
+HIDDEN = "-"
+
+
+def tenant_label(tenant: str, shown: bool) -> str:
+    """The tenant as a label value: its name only where the settings allow tenant names in metrics."""
+    return tenant if shown else HIDDEN

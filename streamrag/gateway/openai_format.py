@@ -53,13 +53,21 @@ def question_of(req: ChatRequest) -> str | None:
     return None
 
 
-def context_of(req: ChatRequest, turns: int = 20) -> list[dict[str, str]]:
+def context_of(req: ChatRequest, turns: int = 10, chars: int = 8_000) -> list[dict[str, str]]:
     """The conversation before the last user message: its user and assistant turns with text (the newest
-    ``turns``), as ``Query.context``; system messages are the client's and are not passed on."""
+    ``turns`` of them, within ``chars`` characters in all), as ``Query.context``; system messages are the
+    client's and are not passed on."""
     last = max(i for i, m in enumerate(req.messages) if m.role == "user")
     out = [{"role": m.role, "content": text[:4_000]} for m in req.messages[:last]
            if m.role in ("user", "assistant") and (text := message_text(m).strip())]
-    return out[-turns:]
+    kept: list[dict[str, str]] = []
+    left = chars
+    for turn in reversed(out[-turns:] if turns > 0 else []):
+        if len(turn["content"]) > left:
+            break
+        left -= len(turn["content"])
+        kept.append(turn)
+    return kept[::-1]
 
 
 def citation_json(n: int, c: Citation) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Documents and feedback: ``POST /v1/documents`` (upserts and deletes onto the documents topic; 202, or with
-``?wait=S`` 200 once the ingest worker applied them), ``GET /v1/documents/{doc_id}`` (the active index's state of
+``?wait=S`` 200 once the ingest worker applied them: S at most STREAMRAG_GATEWAY_MAX_WAIT_S, and at most
+STREAMRAG_GATEWAY_MAX_WAITING_UPLOADS of a tenant waiting at once, 429 past it), ``GET /v1/documents/{doc_id}`` (the active index's state of
 one document) and ``POST /v1/feedback`` (a rating onto the feedback topic, counted in metrics)."""
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def router(s: Settings, asker: Asker) -> APIRouter:
 
     @r.post("/v1/documents")
     async def write(request: Request, wait: float = 0.0) -> JSONResponse:
-        if not 0 <= wait <= 600:
-            raise ApiError(400, "invalid request: wait is 0 to 600 seconds")
+        most = s.gateway.max_wait_s
+        if not 0 <= wait <= most:
+            raise ApiError(400, f"invalid request: wait is 0 to {most:g} seconds (STREAMRAG_GATEWAY_MAX_WAIT_S)")
         try:
             raw = json.loads(await request.body() or b"null")
         except ValueError as exc:
@@ -61,12 +63,16 @@ def router(s: Settings, asker: Asker) -> APIRouter:
             changes = [DocumentChange.model_validate({**i, "tenant": caller.tenant}) for i in items]
         except ValidationError as exc:
             raise ApiError(400, f"invalid document change: {describe_validation(exc)}") from exc
+        slot = asker.limits.uploads.acquire(caller.tenant) if wait else None
         try:
             applied = await asker.backend.write_documents(changes, wait)
         except ServiceUnavailable as exc:
             if wait and "not applied within" in str(exc):
                 raise ApiError(504, str(exc)) from exc
             raise
+        finally:
+            if slot is not None:
+                slot.release()
         keys = [c.key for c in changes]
         if wait:
             return JSONResponse({"accepted": len(changes), "applied": applied}, status_code=200)
@@ -96,7 +102,7 @@ def router(s: Settings, asker: Asker) -> APIRouter:
         except ValidationError as exc:
             raise ApiError(400, f"invalid feedback: {describe_validation(exc)}") from exc
         await asker.backend.send_feedback(fb)
-        metrics.FEEDBACK.labels(fb.tenant, fb.scale, str(fb.rating), fb.variant).inc()
+        metrics.FEEDBACK.labels(asker.tenant_label(fb.tenant), fb.scale, str(fb.rating), fb.variant).inc()
         return JSONResponse({"accepted": True, "query_id": fb.query_id}, status_code=202)
 
     return r

@@ -68,7 +68,7 @@ class FakeBackend:
 
 
 def make(auth: bool = False, **settings: Any) -> tuple[TestClient, FakeBackend]:
-    fields: dict[str, Any] = {"gateway_rate_limit": "1000/minute", **settings}
+    fields: dict[str, Any] = {"gateway_rate_limit": "1000/minute", "gateway_user_rate_limit": "1000/minute", **settings}
     if auth:
         fields.update(auth_required=True, auth_tenants={"acme": {"secret_env": "GW_TEST_SECRET"},
                                                         "globex": {"secret_env": "GW_TEST_SECRET_G"}})
@@ -129,8 +129,9 @@ def test_cited_text_names_the_sources_when_the_answer_has_no_markers() -> None:
 
 def test_query_json_and_server_sent_events() -> None:
     c, fake = make()
-    r = c.post("/v1/query", json={"tenant": "acme", "text": "vacation?", "query_id": "q1"})
-    assert r.status_code == 200 and r.json()["query_id"] == "q1" and r.json()["citations"][0]["doc_id"] == "vacation"
+    r = c.post("/v1/query", json={"tenant": "acme", "text": "vacation?"})
+    assert r.status_code == 200 and r.json()["citations"][0]["doc_id"] == "vacation"
+    assert r.json()["query_id"] == fake.queries[0].query_id and len(fake.queries[0].query_id) == 32  # the gateway's
     r = c.post("/v1/query", json={"tenant": "acme", "text": "vacation?"}, headers={"Accept": "text/event-stream"})
     events = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
     assert events == ["delta", "delta", "answer"]
@@ -227,7 +228,7 @@ def test_feedback_is_validated_sent_and_counted() -> None:
     assert c.post("/v1/feedback", json={"tenant": "acme", "query_id": "q1", "rating": 7}).status_code == 400
     assert c.post("/v1/feedback", json={"tenant": "acme", "query_id": "q1", "rating": 0}).status_code == 400
     assert [(f.scale, f.rating) for f in fake.feedback] == [("thumbs", 1), ("stars", 5)]
-    assert 'streamrag_feedback_total{rating="5",scale="stars",tenant="acme",variant=""}' in c.get("/metrics").text
+    assert 'streamrag_feedback_total{rating="5",scale="stars",tenant="-",variant=""}' in c.get("/metrics").text
 
 
 def test_readiness_is_503_with_the_reason_until_every_check_is_ok() -> None:
@@ -235,7 +236,8 @@ def test_readiness_is_503_with_the_reason_until_every_check_is_ok() -> None:
     assert c.get("/healthz").json() == {"status": "ok"} and c.get("/readyz").status_code == 200
     fake.ready = {**fake.ready, "query_worker": "no query worker seen"}
     r = c.get("/readyz")
-    assert r.status_code == 503 and "query_worker: no query worker seen" in r.json()["error"]["message"]
+    assert r.status_code == 503 and r.json()["error"]["message"] == "not ready: query_worker unavailable"
+    assert r.json()["checks"]["query_worker"] == "unavailable"
 
 
 def test_the_chat_page_is_served() -> None:
