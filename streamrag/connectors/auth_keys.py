@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 
-from streamrag.core.auth import TenantKey, TokenVerifier
-from streamrag.core.config import TenantKeySettings
+from streamrag.core.auth import TenantKey, TokenVerifier, check_production_keys
+from streamrag.core.config import AuthConfig, TenantKeySettings
 from streamrag.core.errors import ConfigError
 
 
@@ -38,3 +38,12 @@ def load_key(tenant: str, k: TenantKeySettings) -> TenantKey:
 
 def load_verifier(tenants: Mapping[str, TenantKeySettings]) -> TokenVerifier:
     return TokenVerifier({t: load_key(t, k) for t, k in tenants.items()})
+
+
+def verifier_for(auth: AuthConfig, production: bool) -> TokenVerifier:
+    """The verifier of a process with auth on: in the production profile every tenant key names its issuer and
+    audience (ConfigError otherwise); tokens are bounded in lifetime and size."""
+    if production:
+        check_production_keys(auth.tenants)
+    return TokenVerifier({t: load_key(t, k) for t, k in auth.tenants.items()},
+                         max_lifetime_s=auth.max_token_lifetime_s, max_token_bytes=auth.max_token_bytes)

@@ -20,10 +20,11 @@ class KafkaDeltaStream:
 
     stats: Counter[str] = Counter()
 
-    def __init__(self, producer: JsonProducer, topic: str, query_id: str) -> None:
+    def __init__(self, producer: JsonProducer, topic: str, query_id: str, tenant: str = "") -> None:
         self.producer = producer
         self.topic = topic
         self.query_id = query_id
+        self.tenant = tenant
         self.seq = 0
 
     def _send(self, d: AnswerDelta) -> None:
@@ -35,10 +36,10 @@ class KafkaDeltaStream:
             log.warning("answer delta for %s not sent: %s", self.query_id, exc)
 
     def delta(self, text: str, generator: str) -> None:
-        self._send(AnswerDelta(query_id=self.query_id, seq=self.seq, delta=text, generator=generator))
+        self._send(AnswerDelta(query_id=self.query_id, tenant=self.tenant, seq=self.seq, delta=text, generator=generator))
 
     def reset(self, generator: str) -> None:
-        self._send(AnswerDelta(query_id=self.query_id, seq=self.seq, generator=generator, reset=True))
+        self._send(AnswerDelta(query_id=self.query_id, tenant=self.tenant, seq=self.seq, generator=generator, reset=True))
 
     def close(self) -> None:
         """Deliver the deltas before the final answer is produced (so they precede it in the partition)."""

@@ -4,6 +4,9 @@ answers come back keyed by query_id and are handed to whoever waits for that id.
 One consumer (no group: assigned at the topics' ends when started) reads this process's reply topic and the
 answers topic (where a worker answers a query it refused before trusting its reply_to: a bad token, a reply
 topic it does not know yet). One producer's delivery reports are served by the same thread.
+
+Query ids are namespaced by tenant: a request registered with its tenant is handed only deltas and answers of
+that tenant, so another tenant's query under the same id can neither answer nor fail it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class ReplyRouter:
     def __init__(self, s: Settings, topics: list[str]) -> None:
         self.s = s
         self.topics = topics
-        self._waiters: dict[str, Delivery] = {}
+        self._waiters: dict[str, tuple[Delivery, str | None]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,12 +85,13 @@ class ReplyRouter:
         self.producer.flush(2)
 
     # -- waiting ------------------------------------------------------------------------------
-    def register(self, query_id: str, deliver: Delivery) -> bool:
-        """False when a request with this query_id is already waiting here."""
+    def register(self, query_id: str, deliver: Delivery, tenant: str | None = None) -> bool:
+        """False when a request with this query_id is already waiting here. With ``tenant``, only messages of that
+        tenant reach ``deliver`` (None: any, for callers that do not know it)."""
         with self._lock:
             if query_id in self._waiters:
                 return False
-            self._waiters[query_id] = deliver
+            self._waiters[query_id] = (deliver, tenant)
             return True
 
     def unregister(self, query_id: str) -> None:
@@ -107,7 +111,7 @@ class ReplyRouter:
                 log.warning("message to %s not delivered: %s", topic, err)
                 waiter = self._waiters.get(query_id or "")
                 if waiter is not None:
-                    waiter(f"not delivered to Kafka: {err}")
+                    waiter[0](f"not delivered to Kafka: {err}")
 
         try:
             self.producer.produce(topic, key=key.encode(), value=value, on_delivery=report)
@@ -138,17 +142,23 @@ class ReplyRouter:
                     time.sleep(0.5)
                     continue
                 for m in msgs:
-                    if m.error() is not None or not m.value() or m.key() is None:
-                        continue
-                    waiter = self._waiters.get(m.key().decode("utf-8", "replace"))
-                    if waiter is None:
-                        continue
-                    try:
-                        data = json.loads(m.value())
-                    except ValueError:
-                        continue
-                    if isinstance(data, dict):
-                        self.last_reply_at = time.monotonic()
-                        waiter(data)
+                    self._route(m)
         finally:
             c.close()
+
+    def _route(self, m: Any) -> None:
+        """One message to the request waiting for its key, when it is of that request's tenant."""
+        if m.error() is not None or not m.value() or m.key() is None:
+            return
+        waiter = self._waiters.get(m.key().decode("utf-8", "replace"))
+        if waiter is None:
+            return
+        try:
+            data = json.loads(m.value())
+        except (ValueError, RecursionError):
+            return
+        deliver, tenant = waiter
+        if not isinstance(data, dict) or (tenant is not None and data.get("tenant") != tenant):
+            return  # another tenant's query under the same id (or no tenant at all): not this request's
+        self.last_reply_at = time.monotonic()
+        deliver(data)

@@ -1,6 +1,9 @@
 """Verified identity: with auth on, a query's tenant, user and roles come only from a signed token (JWT,
 PyJWT), never from what the message says. Keys are per tenant: an HS256 secret, an RS256 public key, or
-a JWKS (keys by ``kid``). A token must carry ``sub``, ``exp`` and ``tenant`` (the query's tenant)."""
+a JWKS (keys by ``kid``). A token must carry ``sub``, ``exp`` and ``tenant`` (the query's tenant), live no
+longer than ``max_lifetime_s`` (``exp - iat``, or ``exp - now`` without ``iat``) and be at most ``max_token_bytes``
+long; the issuer and audience are checked where the tenant's key names them (the production profile requires
+both: ``check_production_keys``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 import jwt
 from cachetools import LRUCache
 
-from streamrag.core.config import Algorithm
+from streamrag.core.config import Algorithm, TenantKeySettings
+from streamrag.core.errors import ConfigError
 from streamrag.schemas.models import Principal, Query
 
 
@@ -28,6 +32,8 @@ class TenantKey:
 class TokenVerifier:
     keys: Mapping[str, TenantKey]
     leeway_s: float = 30.0
+    max_lifetime_s: float = 86_400.0
+    max_token_bytes: int = 8_192
     # clients reuse a token for many queries: (tenant, token) -> (principal, exp) of a verified one
     cache_size: int = 10_000
     _verified: LRUCache[tuple[str, str], tuple[Principal, float]] = field(init=False)
@@ -48,6 +54,8 @@ class TokenVerifier:
     def _verify(self, q: Query) -> Query | str:
         if not q.auth_token:
             return "unauthenticated: the query carries no auth_token"
+        if len(q.auth_token.encode("utf-8")) > self.max_token_bytes:
+            return f"unauthenticated: the token is larger than {self.max_token_bytes} bytes"
         key = self.keys.get(q.tenant)
         if key is None:
             return f"unauthenticated: no verification key for tenant {q.tenant}"
@@ -65,6 +73,8 @@ class TokenVerifier:
             return "unauthenticated: the token has expired"
         except jwt.PyJWTError as exc:
             return f"unauthenticated: {exc}"
+        if (why := self._lifetime_error(claims)) is not None:
+            return why
         if claims.get("tenant") != q.tenant:
             return "forbidden: the token is for another tenant"
         roles = claims.get("roles", [])
@@ -74,10 +84,31 @@ class TokenVerifier:
         self._verified[(q.tenant, q.auth_token)] = (principal, float(claims["exp"]))
         return q.model_copy(update={"principal": principal, "auth_token": None})
 
+    def _lifetime_error(self, claims: Mapping[str, Any]) -> str | None:
+        exp = float(claims["exp"])
+        iat = claims.get("iat")
+        start = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else time.time()
+        if exp - start > self.max_lifetime_s + self.leeway_s:
+            return f"unauthenticated: the token lives longer than {self.max_lifetime_s:g} s (STREAMRAG_AUTH_MAX_TOKEN_LIFETIME_S)"
+        return None
+
+
+def check_production_keys(tenants: Mapping[str, TenantKeySettings]) -> None:
+    """The production profile checks every token's issuer and audience: each tenant's key must name both."""
+    for tenant, k in tenants.items():
+        missing = [n for n in ("issuer", "audience") if not getattr(k, n)]
+        if missing:
+            raise ConfigError(f"STREAMRAG_AUTH_TENANTS: tenant {tenant} needs {' and '.join(missing)} in the "
+                              "production profile (tokens of another issuer or audience would pass)")
+
 
 def sign_token(secret: str, tenant: str, user: str, roles: Sequence[str] = (), ttl_s: float = 300,
-               algorithm: Algorithm = "HS256", kid: str | None = None) -> str:
+               algorithm: Algorithm = "HS256", kid: str | None = None, issuer: str = "", audience: str = "") -> str:
     """A token for local use (``streamrag ask --sign-secret-env``, tests)."""
     now = int(time.time())
-    claims = {"sub": user, "tenant": tenant, "roles": list(roles), "iat": now, "exp": now + int(ttl_s)}
+    claims: dict[str, Any] = {"sub": user, "tenant": tenant, "roles": list(roles), "iat": now, "exp": now + int(ttl_s)}
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=algorithm, headers={"kid": kid} if kid else None)

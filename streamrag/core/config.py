@@ -205,8 +205,11 @@ class AuditConfig(_Component):
     # every answer also writes an audit record (tenant, principal, query hash, cited versions, status)
     enabled: bool = True
     retention_days: float = Field(90.0, gt=0)
-    # tenants whose audit records may keep the query text (others: its SHA-256 only)
+    # tenants whose audit records may keep the query text (others: its keyed hash only)
     text_tenants: list[str] = Field(default_factory=list)
+    # the environment variable holding the key of the question's HMAC-SHA256 in audit records (required in the
+    # production profile; development falls back to a fixed, public key with a warning)
+    hash_key_env: str = "STREAMRAG_AUDIT_HASH_KEY"
 
 
 class CacheConfig(_Component):
@@ -292,6 +295,26 @@ class AuthConfig(_Component):
     model_config = _config("STREAMRAG_AUTH_")
     required: bool | None = None
     tenants: dict[str, TenantKeySettings] = Field(default_factory=dict)
+    # a token living longer than this (exp - iat, or exp - now without iat) is refused
+    max_token_lifetime_s: float = Field(86_400.0, gt=0)
+    # a larger token is refused as unauthenticated
+    max_token_bytes: int = Field(8_192, ge=1_024, le=16_384)
+
+
+class QueryPolicyConfig(_Component):
+    """What a query's options may ask of the operator's configuration: index versions and generator chains
+    (an allow-list) and bounds on the work one query may cause (enforced by the worker before retrieval)."""
+
+    model_config = _config("STREAMRAG_POLICY_")
+    # verified roles that may answer on any index version (options.index); others only on an A/B variant's
+    admin_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    max_expand: int = Field(1, ge=0, le=5)
+    max_top_k: int = Field(20, ge=1, le=100)
+    max_variants: int = Field(3, ge=0, le=8)
+    max_variant_chars: int = Field(500, ge=1, le=4_000)
+    # the conversation a query carries is cut to its latest turns within these bounds (older turns dropped)
+    max_context_turns: int = Field(10, ge=0, le=20)
+    max_context_chars: int = Field(8_000, ge=0, le=80_000)
 
 
 class ChunkConfig(_Component):

@@ -33,6 +33,7 @@ from streamrag.core.config import (
     LocalModelConfig,
     OpenAIConfig,
     PiiConfig,
+    QueryPolicyConfig,
     RedisConfig,
     RetrievalSettings,
     TopicsConfig,
@@ -62,6 +63,7 @@ class Settings(BaseModel):
     pii: PiiConfig = Field(default_factory=PiiConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    policy: QueryPolicyConfig = Field(default_factory=QueryPolicyConfig)
 
     # -- flat names ------------------------------------------------------------------------------------
     @classmethod

@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from streamrag.connectors.auth_keys import load_verifier
+from streamrag.connectors.auth_keys import verifier_for
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
@@ -151,19 +151,21 @@ def make_query_processor(
     ``views``: the active index version, read per batch (else the default index, fixed)."""
     store = store or make_store(s)
     cache = make_cache(s, store, views) if with_cache and s.cache.enabled else None
+    budget = None
     if generator is None:
         chain = make_generator(s, redis_ledger(s) if with_kafka else None)
         if with_kafka:
             warm_up(chain)
-        generator = chain
+        generator, budget = chain, chain.budget  # expansion spends the tenant's daily tokens too
     if deltas is None and with_kafka:
         deltas = kafka_deltas(s)
     if embedder is None:
         embedder = views.current().embedder if views is not None else embedder_for(s)
     return QueryProcessor(s, store, embedder, Rerankers(s), generator=generator, cache=cache,
-                          expander=make_expander(s), deltas=deltas,
+                          expander=make_expander(s, budget), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
-                          verifier=load_verifier(s.auth.tenants) if s.auth_on else None, drift=DriftMonitor(),
+                          verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
+                          drift=DriftMonitor(),
                           views=views)
 
 

@@ -89,14 +89,16 @@ def warm_up(chain: GeneratorChain) -> None:
             gen.warm_up()
 
 
-def make_expander(s: Settings) -> QueryExpander | None:
-    """Expansion uses the first model tier of the default chain (none: expansion is skipped)."""
+def make_expander(s: Settings, tokens: TokenBudget | None = None) -> QueryExpander | None:
+    """Expansion uses the first model tier of the default chain (none: expansion is skipped); its tokens count
+    against the tenant's daily budget (``tokens``, the generator chain's)."""
     first = next((t for t in s.generation.generator if t != "extractive"), None)
-    return None if first is None else QueryExpander(chat_model(s, first), budget_ms=s.generation.expand_budget_ms)
+    return None if first is None else QueryExpander(chat_model(s, first), budget_ms=s.generation.expand_budget_ms,
+                                                    tokens=tokens)
 
 
 def kafka_deltas(s: Settings) -> DeltaStreams:
     producer = JsonProducer(s)
-    return lambda q, topic: KafkaDeltaStream(producer, topic, q.query_id)
+    return lambda q, topic: KafkaDeltaStream(producer, topic, q.query_id, tenant=q.tenant)
 
 

@@ -16,6 +16,7 @@ Run as a long-lived worker:  streamrag worker query   or   python -m bytewax.run
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,10 +35,10 @@ from streamrag.core import telemetry
 from streamrag.core.inflight import InFlightOffsets
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import CrashLedger
-from streamrag.core.query.audit import audit_record
+from streamrag.core.query.audit import DEV_HASH_KEY, audit_record, hash_key
 from streamrag.core.query.concurrent import ConcurrentAnswering, Emitted
 from streamrag.core.query.deltas import Delta
-from streamrag.core.query.parse import failed
+from streamrag.core.query.parse import failed, without_token
 from streamrag.core.query.processor import Output, Parsed, Prepared, QueryProcessor, Reply, error_answer
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
@@ -54,9 +55,16 @@ def audit_redactors(s: Settings) -> TenantRedactors | None:
     return TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
 
 
-def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = None) -> list[Outgoing]:
-    """An answer (and its audit record), an answer delta, or a dead letter. Only final outputs carry
-    their record (its offset may be committed once they are flushed)."""
+def audit_key(s: Settings) -> bytes:
+    """The audit hash key from the variable STREAMRAG_AUDIT_HASH_KEY_ENV names (ConfigError in production without)."""
+    return hash_key(s, os.environ.get(s.audit.hash_key_env, "") if s.audit.hash_key_env else "")
+
+
+def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = None,
+                key: bytes = DEV_HASH_KEY) -> list[Outgoing]:
+    """An answer (and its audit record, its question hashed with ``key``), an answer delta, or a dead letter
+    (without the query's bearer token). Only final outputs carry their record (its offset may be committed once
+    they are flushed)."""
     rec, out = item
     if isinstance(out, Delta):
         return [Outgoing.of(out.topic, out.delta.query_id, out.delta)]
@@ -64,13 +72,13 @@ def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = 
         telemetry.RECORDS.labels("query", out.answer.status).inc()
         msgs = [Outgoing.of(out.topic or s.topics.answers, out.answer.query_id, out.answer, rec)]
         if s.audit.enabled:
-            msgs.append(Outgoing.of(s.topics.audit, out.answer.query_id, audit_record(s, out, redactors), rec))
+            msgs.append(Outgoing.of(s.topics.audit, out.answer.query_id, audit_record(s, out, redactors, key), rec))
         if out.cache_entry is not None:
             e = out.cache_entry
             msgs.append(Outgoing.of(s.topics.cache, f"{e.tenant}/{e.cache_key}", e, rec))
         return msgs
     telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
-    return [Outgoing.of(s.topics.dead_letters, rec.key, out, rec)]
+    return [Outgoing.of(s.topics.dead_letters, rec.key, without_token(out), rec)]
 
 
 def query_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
@@ -117,6 +125,7 @@ def build_flow(
     each batch's answers leave with it (the flow ends when the source does).
     No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error)."""
     flow = Dataflow("query")
+    key = audit_key(settings)  # before anything starts: production without a key is a configuration error
     processor = processor or make_query_processor(settings)
     answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None,
                                     ledger=ledger)
@@ -140,8 +149,10 @@ def build_flow(
     redactors = audit_redactors(settings)
     out_guard: StepGuard[Emitted, Outgoing] = StepGuard(
         "query", record_of=lambda item: item[0],
-        fail=lambda item, st, why: [Outgoing.of(settings.topics.dead_letters, item[0].key, item[0].dead(st, why), item[0])])
-    msgs = op.flat_map("messages", answered, out_guard.each("messages", lambda item: to_messages(settings, item, redactors)))
+        fail=lambda item, st, why: [Outgoing.of(settings.topics.dead_letters, item[0].key,
+                                                without_token(item[0].dead(st, why)), item[0])])
+    msgs = op.flat_map("messages", answered,
+                       out_guard.each("messages", lambda item: to_messages(settings, item, redactors, key)))
     if sink is None:
         committer = BackgroundCommitter(settings, settings.worker.query_group)
         sink = FlushThenCommitSink(settings, lambda pos: committer(offsets.done(pos)))
@@ -167,6 +178,7 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     (ms), which ``streamrag worker query`` prints when the worker is ready."""
     timer = timer or StageTimer()
     settings = query_worker_settings(settings or load_settings())
+    audit_key(settings)  # a production worker without its audit hash key stops here, before the model loads
     with timer.stage("kafka"):
         check_reachable(settings)
         ensure_topics(settings)

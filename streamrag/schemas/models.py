@@ -192,9 +192,11 @@ class Query(_Model):
     filters: QueryFilters = Field(default_factory=QueryFilters)
     options: QueryOptions = Field(default_factory=QueryOptions)
     reply_to: str | None = None
-    # a signed JWT; with auth on, tenant, user and roles come only from its verified claims
-    auth_token: Annotated[str, StringConstraints(max_length=8_192)] | None = None
-    deadline_ms: Annotated[int, Field(ge=1)] | None = None
+    # a signed JWT; with auth on, tenant, user and roles come only from its verified claims (one over
+    # STREAMRAG_AUTH_MAX_TOKEN_BYTES is refused as unauthenticated)
+    auth_token: Annotated[str, StringConstraints(max_length=16_384)] | None = None
+    # at most ten minutes
+    deadline_ms: Annotated[int, Field(ge=1, le=600_000)] | None = None
     sent_at: UtcDateTime | None = None
     # the conversation so far (a chat's earlier turns, oldest first): the model reads it, retrieval uses the
     # previous question too, and the cache shares answers only between queries of the same context
@@ -264,6 +266,8 @@ class AnswerDelta(_Model):
     schema_version: Literal[1] = 1
     kind: Literal["delta"] = "delta"
     query_id: str
+    # the query's tenant (a reply router hands a delta only to a request of the same tenant)
+    tenant: str = ""
     seq: int
     delta: str = ""
     generator: str = ""
@@ -300,6 +304,7 @@ class AuditRecord(_Model):
     tenant: str
     principal: str | None = None  # the (verified, when auth is on) user id
     roles: list[str] = Field(default_factory=list)
+    # HMAC-SHA256 of the question, keyed by the deployment's STREAMRAG_AUDIT_HASH_KEY_ENV secret (not guessable)
     query_sha256: str = ""
     query_text: str | None = None  # only for tenants in STREAMRAG_AUDIT_TEXT_TENANTS
     cites: list[CitedDoc] = Field(default_factory=list)

@@ -83,12 +83,13 @@ def bench_overhead(s: Settings, dataset: Path, docs: int, n: int, rounds: int, w
     emb = CachingEmbedder(raw, work / "embcache.sqlite")
     emb.embed(questions)  # warm the cache: both sides embed from it
     on = base.model_copy(update={"profile": "production", "pii_redaction": True, "audit_enabled": True,
-                                 "auth_tenants": {TENANT: TenantKeySettings(secret_env="STREAMRAG_BENCH_SECRET")}})
+                                 "auth_tenants": {TENANT: TenantKeySettings(secret_env="STREAMRAG_BENCH_SECRET", issuer="bench",
+                                                                            audience="streamrag")}})
     off = base.model_copy(update={"audit_enabled": False})
     os.environ["STREAMRAG_BENCH_SECRET"] = SECRET
     ingest: dict[str, list[float]] = {"on": [], "off": []}
     query: dict[str, list[float]] = {"on": [], "off": []}
-    token = sign_token(SECRET, TENANT, "bench-user", ["staff"], ttl_s=3600)
+    token = sign_token(SECRET, TENANT, "bench-user", ["staff"], ttl_s=3600, issuer="bench", audience="streamrag")
     for r in range(rounds):
         for mode, cfg in (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off)):
             undo = _no_metrics() if mode == "off" else (lambda: None)

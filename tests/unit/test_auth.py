@@ -29,7 +29,8 @@ GLOBEX = "globex-secret-" + "g" * 32
 def secured(settings: Settings, store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ACME_JWT", ACME)
     monkeypatch.setenv("GLOBEX_JWT", GLOBEX)
-    s = settings.model_copy(update={"profile": "production", "answer_min_score": 0.05, "auth_tenants": {
+    # auth on outside the production profile (which also asks every key for issuer and audience: test_worker_policy)
+    s = settings.model_copy(update={"auth_required": True, "answer_min_score": 0.05, "auth_tenants": {
         "acme": TenantKeySettings(secret_env="ACME_JWT"), "globex": TenantKeySettings(secret_env="GLOBEX_JWT")}})
     emb = HashEmbedder()
     Indexer(s, store, emb).process_batch([

@@ -1,18 +1,48 @@
-"""The audit record of an answer: who asked (the verified principal when auth is on), a hash of the question
-(its text only where the tenant allows), which document versions were cited, who wrote it, how it went."""
+"""The audit record of an answer: who asked (the verified principal when auth is on), a keyed hash of the question
+(its text only where the tenant allows), which document versions were cited, who wrote it, how it went.
+
+The question's hash is an HMAC-SHA256 under a deployment secret (STREAMRAG_AUDIT_HASH_KEY_ENV names its
+variable): a plain SHA-256 of a short question is guessed by hashing candidates. The production profile needs
+the key; development falls back to a fixed, public one (``hash_key``)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 
+from streamrag.core.errors import ConfigError
 from streamrag.core.pii import TenantRedactors
-from streamrag.core.query.processor import Reply
+from streamrag.core.query.replies import Reply
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import AuditRecord, CitedDoc, answer_latency_ms
 
+log = logging.getLogger(__name__)
+DEV_HASH_KEY = b"streamrag-development-audit-key (public: not for production)"
+MIN_KEY_CHARS = 32
 
-def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = None) -> AuditRecord:
-    """``redactors``: the tenant's PII redaction also applies to a question text the audit keeps."""
+
+def hash_key(s: Settings, value: str) -> bytes:
+    """The audit hash key from its variable's ``value``; ConfigError in the production profile without one."""
+    if len(value) >= MIN_KEY_CHARS:
+        return value.encode("utf-8")
+    where = f"${s.audit.hash_key_env or '(STREAMRAG_AUDIT_HASH_KEY_ENV is empty)'}"
+    if s.worker.profile == "production" and s.audit.enabled:
+        raise ConfigError(f"auditing in the production profile needs a key of at least {MIN_KEY_CHARS} characters in "
+                          f"{where} (the questions' hashes are keyed with it)")
+    log.warning("no audit hash key of %d+ characters in %s: question hashes use the public development key",
+                MIN_KEY_CHARS, where)
+    return DEV_HASH_KEY
+
+
+def question_hash(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest() if text else ""
+
+
+def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = None,
+                 key: bytes = DEV_HASH_KEY) -> AuditRecord:
+    """``redactors``: the tenant's PII redaction also applies to a question text the audit keeps; ``key``: the
+    question hash's key (``hash_key``)."""
     a, q = reply.answer, reply.query
     text = q.text if q is not None else ""
     kept = text if text and a.tenant in s.audit.text_tenants else None
@@ -23,7 +53,7 @@ def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = 
         tenant=a.tenant,
         principal=q.principal.user if q is not None else None,
         roles=list(q.principal.roles) if q is not None else [],
-        query_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest() if text else "",
+        query_sha256=question_hash(key, text),
         query_text=kept,
         cites=[CitedDoc(doc_id=c.doc_id, version=c.version) for c in a.citations],
         generator=a.generator or ("cache" if a.cached else ""),

@@ -97,7 +97,7 @@ class ConcurrentAnswering:
         stream = None
         if self.processor.s.generation.stream_deltas or q.options.stream:
             stream = EmittedDeltas(q.query_id, q.reply_to or self.processor.s.topics.answers,
-                                   lambda d: emit((job.record, d)))
+                                   lambda d: emit((job.record, d)), tenant=q.tenant)
         pos = position(job.record)
         if self.ledger is None or pos is None:
             return [(job.record, self.processor.reply(p, stream))]

@@ -17,8 +17,9 @@ class Delta:
 class EmittedDeltas:
     """One query's deltas handed to ``emit`` in order (``seq`` counts them)."""
 
-    def __init__(self, query_id: str, topic: str, emit: Callable[[Delta], None]) -> None:
+    def __init__(self, query_id: str, topic: str, emit: Callable[[Delta], None], tenant: str = "") -> None:
         self.query_id = query_id
+        self.tenant = tenant
         self.topic = topic
         self.emit = emit
         self.seq = 0
@@ -28,10 +29,10 @@ class EmittedDeltas:
         self.seq += 1
 
     def delta(self, text: str, generator: str) -> None:
-        self._send(AnswerDelta(query_id=self.query_id, seq=self.seq, delta=text, generator=generator))
+        self._send(AnswerDelta(query_id=self.query_id, tenant=self.tenant, seq=self.seq, delta=text, generator=generator))
 
     def reset(self, generator: str) -> None:
-        self._send(AnswerDelta(query_id=self.query_id, seq=self.seq, generator=generator, reset=True))
+        self._send(AnswerDelta(query_id=self.query_id, tenant=self.tenant, seq=self.seq, generator=generator, reset=True))
 
     def close(self) -> None:
         """Nothing to flush: the flow's sink delivers the deltas before the final answer."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -14,6 +16,9 @@ from streamrag.schemas.models import Answer, DeadLetter, Query
 from streamrag.schemas.vocabulary import DeadLetterStage
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# a JWT (its header is base64url JSON: it starts with '{"', "eyJ") anywhere in bytes that are not JSON
+_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+TOKEN_REMOVED = b"[token removed]"
 
 
 def reply_topic_error(topic: str, prefixes: Sequence[str], project_topics: Collection[str],
@@ -50,3 +55,21 @@ def failed(rec: RawRecord, stage: DeadLetterStage, error: str, data: Any = None)
         ans = Answer(query_id=qid[:128], tenant=tenant[:64] if isinstance(tenant, str) else "", status="error",
                      error=f"invalid query: {error}")
     return rec.dead(stage, error), ans
+
+
+def without_token(dead: DeadLetter) -> DeadLetter:
+    """The dead letter of a query without its bearer token (dead letters are kept for weeks): a JSON object loses
+    its ``auth_token``; anything shaped like a JWT in other bytes is blanked."""
+    raw = dead.original()
+    cleaned = raw
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and "auth_token" in data:
+        del data["auth_token"]
+        cleaned = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    cleaned = _JWT.sub(TOKEN_REMOVED, cleaned)
+    if cleaned == raw:
+        return dead
+    return dead.model_copy(update={"original_b64": base64.b64encode(cleaned).decode("ascii")})

@@ -33,26 +33,18 @@ from streamrag.core.index_versions import DEFAULT_INDEX, FixedView, IndexView, V
 from streamrag.core.ports import Embedder, Hit, IndexReader
 from streamrag.core.query.asks import follow_up, prompt_style
 from streamrag.core.query.enrich import enrich
+from streamrag.core.query.gate import QueryGate
 from streamrag.core.query.observe import observe_answer
-from streamrag.core.query.parse import parse_query, reply_topic_error
+from streamrag.core.query.parse import parse_query
+from streamrag.core.query.replies import Output, Parsed, Reply, error_answer, expired
 from streamrag.core.records import RawRecord
 from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Ranked, Retriever
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, CacheEntry, DeadLetter, Query, Usage
+from streamrag.schemas.models import Answer, CacheEntry, Query, Usage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An answer and where it goes (the query's reply_to topic, or the answers topic)."""
-
-    answer: Answer
-    topic: str | None = None
-    query: Query | None = None  # None: the record was not a valid query
-    cache_entry: CacheEntry | None = None  # the answer's new cache entry, for the cache topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +63,6 @@ class Prepared:
     deadline: float  # time.monotonic() by which generation must end
 
 
-Output = Reply | DeadLetter
-Parsed = Query | Output
 Ready = Prepared | Answer
 
 
@@ -116,45 +106,34 @@ class QueryProcessor:
         self.cache = cache
         self.expander = expander
         self.deltas = deltas
-        self.topic_exists = topic_exists
-        self.verifier = verifier
+        self.gate = QueryGate(settings, verifier, topic_exists)
         self.drift = drift
-        self.project_topics = set(settings.project_topics.values())
         # new cache entries leave on the Reply (the flow's sink publishes them) instead of the cache's producer
         self.entries_on_stream = False
 
+    # the gate's collaborators, settable here as before it existed
+    @property
+    def verifier(self) -> TokenVerifier | None:
+        return self.gate.verifier
+
+    @verifier.setter
+    def verifier(self, v: TokenVerifier | None) -> None:
+        self.gate.verifier = v
+
+    @property
+    def topic_exists(self) -> Callable[[str], bool] | None:
+        return self.gate.topic_exists
+
+    @topic_exists.setter
+    def topic_exists(self, f: Callable[[str], bool] | None) -> None:
+        self.gate.topic_exists = f
+
     # -- transport-facing -------------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[tuple[RawRecord, Parsed]]:
-        """Each record -> its query, or its dead letter and error answer; expired queries answered."""
-        out: list[tuple[RawRecord, Parsed]] = []
+        """Each record -> its query (verified, within policy: core/query/gate.py), or its dead letter and error
+        answer; expired queries answered."""
         now_ms = time.time() * 1000
-        for rec in records:
-            parsed = parse_query(rec, self.s.json_limits)
-            if isinstance(parsed, Query) and self.s.auth_on:
-                verified = self.verifier.verify(parsed) if self.verifier is not None else "unauthenticated: no keys"
-                if isinstance(verified, str):
-                    telemetry.AUTH_REJECTED.labels(telemetry.reason_category(verified)).inc()
-                    out.append((rec, rec.dead("auth", verified)))
-                    out.append((rec, Reply(error_answer(parsed, verified))))
-                    continue
-                parsed = verified
-            if isinstance(parsed, Query) and parsed.reply_to is not None and (why := reply_topic_error(
-                parsed.reply_to, self.s.worker.reply_topic_prefixes, self.project_topics, self.topic_exists,
-            )):
-                # answered (with the error) on the answers topic, never on the topic the query named
-                out.append((rec, rec.dead("validate", why)))
-                out.append((rec, Reply(error_answer(parsed, f"invalid query: {why}"))))
-            elif isinstance(parsed, Query):
-                if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.retrieval.query_max_age_s * 1000:
-                    out.append((rec, Reply(error_answer(parsed, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read"))))
-                else:
-                    out.append((rec, parsed))
-            else:
-                dead, ans = parsed
-                out.append((rec, dead))
-                if ans is not None:
-                    out.append((rec, Reply(ans)))
-        return out
+        return [item for rec in records for item in self.gate.admit(rec, parse_query(rec, self.s.json_limits), now_ms)]
 
     def answer(self, items: Sequence[tuple[RawRecord, Parsed]]) -> list[tuple[RawRecord, Output]]:
         """Answer the queries among parsed items; other items pass through."""
@@ -226,6 +205,8 @@ class QueryProcessor:
         texts: list[str] = []
         spans: list[tuple[int, int]] = []
         expand_ms: dict[int, float] = {}
+        # the batch's expansions share one budget: a batch of many tenants' queries waits at most that long for them
+        expand_by = time.monotonic() + self.s.generation.expand_budget_ms / 1000
         for i in todo:
             start = len(texts)
             texts.append(queries[i].text)
@@ -234,7 +215,8 @@ class QueryProcessor:
             if queries[i].options.expand and self.expander is not None:
                 t0 = time.perf_counter()
                 try:
-                    texts.extend(self.expander.expand(queries[i].text, queries[i].options.expand))
+                    texts.extend(self.expander.expand(queries[i].text, queries[i].options.expand,
+                                                      queries[i].tenant, expand_by))
                 except Exception:  # expansion is an extra: the query goes on without it
                     log.exception("query expansion failed")
                 expand_ms[i] = round((time.perf_counter() - t0) * 1000, 3)
@@ -387,13 +369,3 @@ class QueryProcessor:
             budget_s = min(budget_s, max(left, 0.0))
         return time.monotonic() + budget_s
 
-
-def error_answer(q: Query, msg: str) -> Answer:
-    """The answer a query gets when it cannot be answered (whoever asked hears back)."""
-    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg, variant=q.variant)
-
-
-def expired(q: Query) -> bool:
-    if q.deadline_ms is None or q.sent_at is None:
-        return False
-    return (datetime.now(UTC) - q.sent_at).total_seconds() * 1000 > q.deadline_ms
