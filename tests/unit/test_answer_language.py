@@ -74,7 +74,7 @@ def chat(question: str, stream: bool) -> dict[str, Any]:
     return {"model": "x", "tenant": "acme", "stream": stream, "messages": [{"role": "user", "content": question}]}
 
 
-@pytest.mark.parametrize(("question", "text"), [(JA, JA_NO_ANSWER), (EN, EN_NO_ANSWER)])
+@pytest.mark.parametrize(("question", "text"), [(JA, JA_NO_ANSWER), (EN, EN_NO_ANSWER)], ids=["ja", "en"])
 def test_the_gateways_no_answer_is_in_the_questions_language(question: str, text: str) -> None:
     c = client()
     r = c.post("/v1/chat/completions", json=chat(question, stream=False))
@@ -128,5 +128,12 @@ def test_the_chat_pages_language_rule_is_the_servers() -> None:
         for question, lang in QUESTIONS:
             got = b.js(f"NO_ANSWER[languageOf({json.dumps(question)})]")
             assert got == NO_ANSWER[lang], (question, got)
+        # the page asks, the server answers no_answer without text: the page says so in the question's language
+        sse = 'event: answer\\ndata: {"query_id": "q1", "status": "no_answer", "answer": "", "citations": []}\\n\\n'
+        b.js(f"window.fetch = async () => new Response('{sse}', {{headers: {{'Content-Type': 'text/event-stream'}}}})")
+        b.js(f"document.getElementById('question').value = {json.dumps(JA)}")
+        b.js("document.getElementById('send').click()")
+        b.wait_for("document.querySelector('.turn[data-status]') !== null", timeout=20)
+        assert b.js("document.querySelector('.turn .a').textContent") == JA_NO_ANSWER
     finally:
         b.close()
