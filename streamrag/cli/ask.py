@@ -15,6 +15,7 @@ from streamrag.connectors.kafka_request import request_answer
 from streamrag.core.auth import sign_token
 from streamrag.core.errors import StreamragError
 from streamrag.core.json_limits import describe_validation
+from streamrag.core.language import no_answer_text
 from streamrag.core.ports import Embedder
 from streamrag.flows.components import make_query_processor
 from streamrag.flows.index_views import IndexViews
@@ -67,7 +68,7 @@ class TerminalStream:
             out.print()
 
 
-def print_answer(a: Answer, json_out: bool, streamed: bool = False) -> None:
+def print_answer(a: Answer, json_out: bool, streamed: bool = False, question: str = "") -> None:
     if json_out:
         out.print_json(a.model_dump_json())
         return
@@ -80,10 +81,14 @@ def print_answer(a: Answer, json_out: bool, streamed: bool = False) -> None:
         out.print(f"error: {a.error}", markup=False, highlight=False)
     if a.answer and not (streamed and a.deltas and not a.fallback):
         out.print(a.answer, markup=False, highlight=False)
+    elif a.status == "no_answer" and not a.answer:
+        out.print(no_answer_text(question), markup=False, highlight=False)  # in the question's language
     if not a.grounded:
         out.print("  (not grounded: the answer cites no source)", highlight=False)
     for i, c in enumerate(a.citations, 1):
-        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}", markup=False, highlight=False)
+        where = "".join((f", page {c.page}" if c.page else "", f", {c.section}" if c.section else ""))
+        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}{where}", markup=False,
+                  highlight=False)
     if a.timings_ms:
         out.print("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in a.timings_ms.items()), highlight=False)
     if a.usage.prompt_tokens:
@@ -141,6 +146,6 @@ def ask(
         a = a.model_copy(update={"timings_ms": {"load": round(load_ms, 3), **a.timings_ms}})
     if term is not None:
         term.close()
-    print_answer(a, json_out, streamed=term is not None)
+    print_answer(a, json_out, streamed=term is not None, question=question)
     if a.status == "error":
         raise typer.Exit(1)

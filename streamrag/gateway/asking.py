@@ -243,7 +243,7 @@ def router(asker: Asker) -> APIRouter:
             status = answer_status(a)
             if status != 200:
                 return JSONResponse(error_body(status, a.error or "error"), status_code=status, headers=headers)
-            return JSONResponse(completion(a, req.model, created), headers=headers)
+            return JSONResponse(completion(a, req.model, created, question), headers=headers)
 
         async def events() -> AsyncIterator[str]:
             yield sse(chunk(q.query_id, req.model, created, {"role": "assistant", "content": ""}))
@@ -255,7 +255,7 @@ def router(asker: Asker) -> APIRouter:
                     streamed += item.delta
                     yield sse(chunk(q.query_id, req.model, created, {"content": item.delta}))
                 else:
-                    for c in final_chunks(item, streamed, req.model, created):
+                    for c in final_chunks(item, streamed, req.model, created, question):
                         yield sse(c)
             yield sse("[DONE]")
 

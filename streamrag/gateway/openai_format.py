@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamrag.core.language import no_answer_text
 from streamrag.schemas.models import Answer, Citation
 
 _MARKER = re.compile(r"\[\d{1,3}\]")
@@ -74,11 +75,12 @@ def citation_json(n: int, c: Citation) -> dict[str, Any]:
     return {"n": n, **c.model_dump(mode="json")}
 
 
-def cited_text(a: Answer) -> str:
-    """The answer's text; when it carries no [n] marker but has citations, a 'Sources' line names them."""
+def cited_text(a: Answer, question: str = "") -> str:
+    """The answer's text; when it carries no [n] marker but has citations, a 'Sources' line names them. A
+    ``no_answer`` without text of its own says so in the question's language."""
     if a.status == "error":
         return a.error or "the answer failed"
-    text = a.answer or ("No answer was found in the indexed documents." if a.status == "no_answer" else "")
+    text = a.answer or (no_answer_text(question) if a.status == "no_answer" else "")
     if a.citations and not _MARKER.search(text):
         text += "\n\nSources: " + "; ".join(f"[{i}] {c.title or c.doc_id}" for i, c in enumerate(a.citations, 1))
     return text
@@ -98,11 +100,11 @@ def usage_json(a: Answer) -> dict[str, int]:
             "total_tokens": u.prompt_tokens + u.completion_tokens}
 
 
-def completion(a: Answer, model: str, created: int) -> dict[str, Any]:
+def completion(a: Answer, model: str, created: int, question: str = "") -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{a.query_id}", "object": "chat.completion", "created": created,
         "model": a.model or model or "streamrag",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": cited_text(a)}, "finish_reason": FINISH}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": cited_text(a, question)}, "finish_reason": FINISH}],
         "usage": usage_json(a), **answer_extras(a),
     }
 
@@ -114,11 +116,11 @@ def chunk(query_id: str, model: str, created: int, delta: dict[str, Any], finish
             **(extra or {})}
 
 
-def final_chunks(a: Answer, streamed: str, model: str, created: int) -> list[dict[str, Any]]:
+def final_chunks(a: Answer, streamed: str, model: str, created: int, question: str = "") -> list[dict[str, Any]]:
     """What follows the streamed text once the final answer is in: the text not yet sent, then the last chunk
     (finish_reason, usage, citations). When the final text does not continue what was streamed (a generator
     failed mid-answer and another tier wrote it), the final text follows after a rule."""
-    text = cited_text(a)
+    text = cited_text(a, question)
     rest = text[len(streamed):] if text.startswith(streamed) else f"\n\n---\n{text}"
     out = [chunk(a.query_id, model, created, {"content": rest})] if rest else []
     out.append(chunk(a.query_id, a.model or model, created, {}, FINISH, {"usage": usage_json(a), **answer_extras(a)}))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from streamrag.core.answering import terms
 from streamrag.core.generation.injection import neutralise
+from streamrag.core.language import answer_instruction, dont_know
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.vocabulary import PromptPacking
 
@@ -64,8 +65,15 @@ def user_message(question: str, blocks: Sequence[str], sentences: int = 4) -> st
         f"Question: {question.strip()}\n\n"
         f"Write a short answer (at most {sentences} sentences) using the facts in the sources above, in the "
         "language of the question. After each sentence, cite its source number in square brackets, like [1]. "
-        "If no source has the facts needed, answer: I don't know."
+        f"If no source has the facts needed, answer: {dont_know(question)}" + answer_language(question)
     )
+
+
+def answer_language(question: str) -> str:
+    """The line naming the answer's language when the question's script tells it ("Answer in Japanese."):
+    small models otherwise answer a Japanese question from English sources in English (core/language.py)."""
+    line = answer_instruction(question)
+    return f"\n{line}" if line else ""
 
 
 def build_prompt(
