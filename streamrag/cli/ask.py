@@ -134,7 +134,10 @@ def ask(
         secret = os.environ.get(sign_secret_env, "")
         if not secret:
             raise StreamragError(f"--sign-secret-env: ${sign_secret_env} is empty")
-        q = q.model_copy(update={"auth_token": sign_token(secret, tenant, user or "cli", q.principal.roles)})
+        key = s.auth.tenants.get(tenant)  # the tenant's issuer and audience, which a production worker requires
+        q = q.model_copy(update={"auth_token": sign_token(secret, tenant, user or "cli", q.principal.roles,
+                                                          issuer=key.issuer if key else "",
+                                                          audience=key.audience if key else "")})
     term = TerminalStream() if stream and not json_out else None
     if via_kafka:
         a = request_answer(s, q, timeout, on_delta=term)

@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streamrag.connectors.auth_keys import load_verifier
+from streamrag.connectors.auth_keys import verifier_for
 from streamrag.core.settings import Settings
 from streamrag.gateway import asking, errors, metrics, writing
 from streamrag.gateway.backend import Backend, KafkaBackend
@@ -60,7 +60,7 @@ def create_app(s: Settings, backend: Backend | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=s.gateway.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Accept"],
                            expose_headers=["X-Streamrag-Variant", "Retry-After"])
-    identity = Identity(s.auth_on, load_verifier(s.auth.tenants) if s.auth_on else None)
+    identity = Identity(s.auth_on, verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None)
     asker = asking.Asker(s, used, identity, Limits(s.gateway))
     app.include_router(asking.router(asker))
     app.include_router(writing.router(s, asker))

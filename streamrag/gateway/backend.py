@@ -109,7 +109,7 @@ class KafkaBackend:
             with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(inbox.put_nowait, item)
 
-        if not router.register(q.query_id, deliver):
+        if not router.register(q.query_id, deliver, tenant=q.tenant):
             raise DuplicateQuery(q.query_id)
         try:
             router.send(self.s.topics.queries, q.query_id, q.model_dump_json(exclude_none=True).encode(), q.query_id)
