@@ -31,8 +31,9 @@ from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 log = logging.getLogger(__name__)
 
-# LanceDB's BM25 candidates scored again with the tenant's statistics: every match in scope when fewer than this
-RESCORE_POOL = 300
+# LanceDB's BM25 candidates scored again with the tenant's statistics: at least this many (the query path asks for
+# STREAMRAG_MIN_CANDIDATES, 100, or more); every match in scope when there are fewer (docs/security-bm25.md)
+RESCORE_POOL = 100
 
 
 class LanceSearch(LanceTables):
@@ -132,7 +133,7 @@ class LanceSearch(LanceTables):
 
     def _rescored(self, t: Any, search: Any, terms: str, fields: list[tuple[str, float]], tenant: str,
                   limit: int) -> list[dict[str, Any]]:
-        """LanceDB's BM25 candidates (up to ``RESCORE_POOL``, every match in scope when fewer) scored again with the
+        """LanceDB's BM25 candidates (``limit``, at least ``RESCORE_POOL``; every match in scope when fewer) scored again with the
         statistics of the tenant's rows, where LanceDB's index counts every tenant's (issue #34): the scores and
         their order are the tenant's own, equal to LanceDB's with one tenant (docs/security-bm25.md)."""
         names = [f for f, _ in fields]

@@ -94,11 +94,12 @@ class TenantTextStats:
     def of(self, t: Any, tenant: str, fields: Sequence[str], query_ids: Sequence[int]) -> dict[str, TermStats]:
         """Each column's statistics over the tenant's rows for the query's term ids."""
         key = (tenant, tuple(fields))
-        version = t.version
         with self._lock:
             held = self._held.get(key)
-        if held is None or (held[0] != version and time.monotonic() - held[1] >= self.refresh_s):
-            held = (version, time.monotonic(), self._read(t, tenant, fields))
+        if held is None or time.monotonic() - held[1] >= self.refresh_s:
+            version = t.version  # (before the read: a write meanwhile is read again next time)
+            now = time.monotonic()
+            held = (version, now, held[2] if held and held[0] == version else self._read(t, tenant, fields))
             with self._lock:
                 self._held[key] = held
         return {f: c.stats(query_ids) for f, c in held[2].items()}
