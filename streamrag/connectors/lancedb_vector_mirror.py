@@ -169,8 +169,8 @@ class VectorMirror:
                 continue
             idx = np.flatnonzero((best > 0) & b.scope(tenant, toks) & mine[bi])
             sc = best[idx]
-            if len(idx) > limit:
-                keep = np.argpartition(-sc, limit - 1)[:limit]
+            if len(idx) > limit:  # the best ``limit`` and every row tied with the last (cut by chunk id below)
+                keep = sc >= np.partition(sc, len(sc) - limit)[len(sc) - limit]
                 idx, sc = idx[keep], sc[keep]
             cand.extend(zip((-sc).tolist(), [b.rows[i]["id"] for i in idx.tolist()], [bi] * len(idx), idx.tolist(),
                             strict=True))
