@@ -33,9 +33,7 @@ import Stemmer
 K1 = 1.2
 B = 0.75
 MAX_TOKEN_BYTES = 40  # LanceDB's max_token_length: tokens of this many bytes or more are not indexed
-# LanceDB's ``remove_stop_words`` list for English, matched against the stem: NLTK's English stop words without
-# the contraction stubs (ain, aren, couldn, d, don, ll, m, o, s, t, ve, y, ...) and without no / nor / not, which
-# pylance 14.0.3 keeps (found by experiment: tests/unit/test_bm25.py probes LanceDB on every run)
+# NLTK's English stop words: LanceDB's ``remove_stop_words`` list for English, matched against the stem
 STOP_WORDS = frozenset({
     "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
     "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
@@ -45,8 +43,10 @@ STOP_WORDS = frozenset({
     "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before",
     "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under", "again",
     "further", "then", "once", "here", "there", "when", "where", "why", "how", "all", "any", "both", "each",
-    "few", "more", "most", "other", "some", "such", "only", "own", "same", "so", "than",
-    "too", "very", "can", "will", "just", "should", "now", "re",
+    "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so", "than",
+    "too", "very", "s", "t", "can", "will", "just", "don", "should", "now", "d", "ll", "m", "o", "re", "ve",
+    "y", "ain", "aren", "couldn", "didn", "doesn", "hadn", "hasn", "haven", "isn", "ma", "mightn", "mustn",
+    "needn", "shan", "shouldn", "wasn", "weren", "won", "wouldn",
 })
 # letters LanceDB's ASCII folding rewrites that have no combining mark to drop (analysis has dropped the marks)
 _FOLD = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d",
