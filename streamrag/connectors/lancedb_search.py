@@ -138,7 +138,7 @@ class LanceSearch(LanceTables):
         their order are the tenant's own, equal to LanceDB's with one tenant (docs/security-bm25.md)."""
         names = [f for f, _ in fields]
         cols = self._cols(t)
-        found = search(max(limit, RESCORE_POOL)).select([*cols, *names, "_score"]).to_arrow()
+        found = search(max(limit, RESCORE_POOL)).select([*cols, *(f for f in names if f not in cols), "_score"]).to_arrow()
         st = self.tenant_text
         postings = {f: column_postings(analysed(found.column(f), f), st.analyzer, st.vocab) for f in names}
         if names[0] == "text":  # a table without the analysed columns: the query analysed as they are here

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import lancedb
 import pytest
 
 from streamrag.connectors.lancedb_store import LanceStore
@@ -74,3 +75,28 @@ def test_mirror_and_lancedb_paths_agree_across_tenants(settings: Settings) -> No
         for text in ("falcon", "falcon cliffs estuary", "report harbour quarry"):
             got = _scores(mirrored, text, scope_filter(tenant, ["*"]))
             assert got == [(d, pytest.approx(sc, rel=1e-6)) for d, sc in _scores(plain, text, scope_filter(tenant, ["*"]))]
+
+
+def test_a_table_without_the_analysed_columns_scores_per_tenant_too(settings: Settings, tmp_path: Any) -> None:
+    """A table made before ``terms``/``title_terms`` (LanceDB's own tokenizer over ``text``/``title``): LanceDB's
+    candidates scored again from the tenant's rows, whatever the other tenant adds."""
+    made = LanceStore(settings.lancedb_path())
+    Indexer(settings, made, EMB).process_batch([rec(change(d, 1, text, title="Birds")) for d, text in MINE])
+    seen = []
+    done = 0
+    for n in CASES:
+        Indexer(settings, made, EMB).stages.process_batch([rec(c) for c in _theirs(n)[done:]])
+        done = n
+        src = made.table("chunks")
+        assert src is not None
+        rows = src.search().limit(None).to_arrow().drop_columns(["terms", "title_terms"])
+        db = lancedb.connect(str(tmp_path / f"old{n}"))
+        old = db.create_table("chunks", data=rows)
+        for col in ("text", "title"):  # as build_fts indexes the raw columns
+            old.create_fts_index(col, replace=True, with_position=False, stem=True, remove_stop_words=True)
+        store = LanceStore(str(tmp_path / f"old{n}"))
+        assert store.fts_columns(old) == ("text", "title")
+        seen.append(_scores(store, "falcon cliffs", scope_filter("acme", ["*"])))
+        if n == CASES[-1]:
+            assert len(_scores(store, "falcon", scope_filter("rival", ["*"]))) == 10
+    assert seen[0] and {d for d, _ in seen[0]} >= {"a1", "a2"} and all(s == seen[0] for s in seen), seen
