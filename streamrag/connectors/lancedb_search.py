@@ -2,6 +2,10 @@
 
 Filters are built only from validated tenants and generated hex tokens (see core/security.py). A search that
 fails raises ``SearchFailed``; only a table with no FTS index yet answers BM25 with nothing.
+
+BM25 scores are the querying tenant's own: from the vector mirror's postings with the tenant's statistics, or
+LanceDB's candidates scored again with them (``_rescored``): LanceDB's index counts every tenant's rows, which would
+let one tenant's documents change another's scores and ranking, and a tenant probe another's words (issue #34).
 """
 
 from __future__ import annotations
@@ -9,19 +13,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors.lancedb_schema import PLACE_COLUMNS
+from streamrag.connectors.lancedb_stats import TenantTextStats, analysed, column_postings
 from streamrag.connectors.lancedb_tables import LanceTables
 from streamrag.core.analysis import bm25_terms
+from streamrag.core.bm25 import field_scores
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit
 from streamrag.core.retrieval import Scope
 from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 
 log = logging.getLogger(__name__)
+
+# LanceDB's BM25 candidates scored again with the tenant's statistics: at least this many (the query path asks for
+# STREAMRAG_MIN_CANDIDATES, 100, or more); every match in scope when there are fewer (docs/security-bm25.md)
+RESCORE_POOL = 100
 
 
 class LanceSearch(LanceTables):
@@ -102,12 +114,48 @@ class LanceSearch(LanceTables):
             query = (MultiMatchQuery(text, [col, title], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
                      if titles else MatchQuery(text, col))  # type: ignore[call-arg]
         try:
-            rows = self._fts_rows(t, lambda: t.search(query, query_type="fts").where(where, prefilter=True).limit(limit))
+            def search(n: int) -> Any:
+                return t.search(query, query_type="fts").where(where, prefilter=True).limit(n)
+
+            if isinstance(where, Scope):
+                return self._hits(self._rescored(t, search, text, fields, where.tenant, limit), lambda r: r["_score"])
+            rows = search(limit).select([*self._cols(t), "_score"]).to_arrow().to_pylist()
         except Exception as exc:
             if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet
                 return []
             raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
         return self._hits(rows, lambda r: r["_score"])
+
+    @cached_property
+    def tenant_text(self) -> TenantTextStats:
+        """BM25 statistics per tenant, for LanceDB's candidates (connectors/lancedb_stats.py)."""
+        return TenantTextStats()
+
+    def _rescored(self, t: Any, search: Any, terms: str, fields: list[tuple[str, float]], tenant: str,
+                  limit: int) -> list[dict[str, Any]]:
+        """LanceDB's BM25 candidates (``limit``, at least ``RESCORE_POOL``; every match in scope when fewer) scored again with the
+        statistics of the tenant's rows, where LanceDB's index counts every tenant's (issue #34): the scores and
+        their order are the tenant's own, equal to LanceDB's with one tenant (docs/security-bm25.md)."""
+        names = [f for f, _ in fields]
+        cols = self._cols(t)
+        found = search(max(limit, RESCORE_POOL)).select([*cols, *(f for f in names if f not in cols), "_score"]).to_arrow()
+        st = self.tenant_text
+        postings = {f: column_postings(analysed(found.column(f), f), st.analyzer, st.vocab) for f in names}
+        if names[0] == "text":  # a table without the analysed columns: the query analysed as they are here
+            terms = bm25_terms(terms)
+        query = st.vocab.find(st.analyzer.terms(terms))
+        stats = st.of(t, tenant, names, query) if query else {}
+        best: np.ndarray | None = None
+        for f, boost in fields:
+            s = field_scores(postings[f], stats[f], query) if query else None
+            if s is not None:
+                best = s * boost if best is None else np.maximum(best, s * boost)
+        if best is None:
+            return []
+        ids = found.column("id").to_pylist()  # ties by chunk id (not LanceDB's order: its statistics decide that)
+        order = sorted((i for i in range(len(ids)) if best[i] > 0), key=lambda i: (-best[i], ids[i]))[:limit]
+        rows = found.select(cols).take(order).to_pylist()
+        return [{**r, "_score": float(best[i])} for r, i in zip(rows, order, strict=True)]
 
     def _mirror_text(self, t: Any, terms: str, fields: list[tuple[str, float]], where: str,
                      limit: int) -> list[dict[str, Any]] | None:
@@ -120,21 +168,6 @@ class LanceSearch(LanceTables):
         except Exception as exc:  # LanceDB answers (it raises SearchFailed if it cannot either)
             log.warning("vector mirror: %s: %s; BM25 in LanceDB", type(exc).__name__, exc)
             return None
-
-    def _fts_rows(self, t: Any, search: Any) -> list[dict[str, Any]]:
-        """A BM25 search's rows: only their addresses and scores from LanceDB while the vector mirror holds the
-        table (the rows from memory: 4-5 ms of CPU less per query on 12k chunks), else the columns from LanceDB."""
-        cols = self._cols(t)
-        if self.mirror.usable:
-            found = search().select(["_rowaddr", "_score"]).to_arrow()
-            try:
-                rows = self.mirror.rows_at(t, cols, found.column("_rowaddr").to_pylist())
-            except Exception as exc:  # LanceDB gives the columns
-                log.warning("vector mirror: %s: %s; reading the rows from LanceDB", type(exc).__name__, exc)
-                rows = None
-            if rows is not None:
-                return [{**r, "_score": sc} for r, sc in zip(rows, found.column("_score").to_pylist(), strict=True)]
-        return list(search().select([*cols, "_score"]).to_arrow().to_pylist())
 
     def _has_text_fts(self, t: Any) -> bool:
         if self._has_fts_index:

@@ -8,8 +8,10 @@ exactly as the prefilter ``tenant = … AND array_has_any(acl, […])`` restrict
 or date filters, a table with an ANN index, a larger table) stays with LanceDB.
 
 BM25 over the analysed columns (``terms``, ``title_terms``) is answered from postings built as fragments are read,
-scored as LanceDB's FTS index scores them (core/bm25.py): LanceDB's search over both indexes cost 9-13 ms of CPU per
-query on 12k chunks, most of it in applying the tenant + ACL prefilter, where the postings take well under 1 ms.
+scored as LanceDB's FTS index scores them but with the statistics of the querying tenant's live rows only (N,
+avgdl, document frequencies, computed per query from the postings and the tenant's row mask: core/bm25.py, issue
+#34): LanceDB's search over both indexes cost 9-13 ms of CPU per query on 12k chunks, most of it in applying the
+tenant + ACL prefilter, where the postings take well under 1 ms.
 
 It follows the table's versions fragment by fragment: a new fragment (a write, a compaction) is read once,
 a fragment that gained deletions has its live row addresses read again (a small read), a fragment gone is
@@ -31,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS
-from streamrag.core.bm25 import FieldCounts, FieldPostings, FieldStats, TermAnalyzer, Vocabulary, field_scores
+from streamrag.connectors.lancedb_stats import column_postings
+from streamrag.core.bm25 import FieldPostings, TermAnalyzer, TermStats, Vocabulary, field_scores
 from streamrag.core.evidence import lower_thread_priority
 
 log = logging.getLogger(__name__)
@@ -58,22 +61,28 @@ class _Block:
     rows: list[dict[str, Any]]  # the columns a hit carries, as Python rows (built once: a search only indexes them)
     alive: np.ndarray  # False for rows deleted since the fragment was read
     text: dict[str, FieldPostings] | None  # BM25 postings of the analysed columns (None: not built yet)
-    counts: dict[str, FieldCounts] | None  # what the live rows add to those columns' statistics
-    masks: dict[tuple[str, tuple[str, ...]], np.ndarray] = field(default_factory=dict)
+    masks: dict[tuple[str, tuple[str, ...] | None], np.ndarray] = field(default_factory=dict)
     source: Any = None  # the fragment as read (its analysed columns are read from it while text is None)
 
-    def scope(self, tenant: str, tokens: tuple[str, ...]) -> np.ndarray:
-        """Rows of ``tenant`` whose ACL holds one of ``tokens`` (deleted rows included: see ``alive``)."""
+    def tenant_rows(self, tenant: str) -> np.ndarray:
+        """Rows of ``tenant`` (deleted rows included: see ``alive``)."""
+        return self.scope(tenant, None)
+
+    def scope(self, tenant: str, tokens: tuple[str, ...] | None) -> np.ndarray:
+        """Rows of ``tenant`` whose ACL holds one of ``tokens`` (None: whatever the ACL); deleted rows included (see
+        ``alive``)."""
         key = (tenant, tokens)
         m = self.masks.get(key)
         if m is None:
             m = np.asarray(pc.fill_null(pc.equal(self.tenant, tenant), False), dtype=bool)
-            flat = pc.list_flatten(self.acl)
-            parents = np.asarray(pc.list_parent_indices(self.acl))
-            has = np.asarray(pc.fill_null(pc.is_in(flat, value_set=pa.array(tokens, pa.string())), False), dtype=bool)
-            in_acl = np.zeros(len(m), dtype=bool)
-            in_acl[parents[has]] = True
-            m = m & in_acl
+            if tokens is not None:
+                flat = pc.list_flatten(self.acl)
+                parents = np.asarray(pc.list_parent_indices(self.acl))
+                has = np.asarray(pc.fill_null(pc.is_in(flat, value_set=pa.array(tokens, pa.string())), False),
+                                 dtype=bool)
+                in_acl = np.zeros(len(m), dtype=bool)
+                in_acl[parents[has]] = True
+                m = m & in_acl
             if len(self.masks) >= _MASKS_PER_BLOCK:
                 self.masks.clear()  # (one call, safe while another search of the same block reads it)
             self.masks[key] = m
@@ -93,7 +102,6 @@ class VectorMirror:
         self.text_fields: tuple[str, ...] = ()  # the analysed columns the blocks hold postings of
         self._analyzer = TermAnalyzer()
         self._vocab = Vocabulary()
-        self._stats: dict[str, FieldStats] = {}  # per analysed column, over the blocks of ``version``
         self._filling = False  # a thread builds the postings of blocks read without them
         self.refreshes = 0  # table versions followed (tests, status)
         self.text_answers = 0  # BM25 searches answered from memory (tests)
@@ -137,9 +145,8 @@ class VectorMirror:
         when LanceDB must answer (the table not held, or a column without postings)."""
         if self.max_rows <= 0:
             return None
-        with self._lock:  # the blocks and the statistics of one version
+        with self._lock:  # the blocks of one version
             blocks = self._current_locked(t, list(columns))
-            stats = self._stats
         if blocks is None or any(f not in self.text_fields for f, _ in fields):
             return None
         if any(b.text is None for b in blocks):
@@ -147,7 +154,11 @@ class VectorMirror:
             return None
         query = self._vocab.find(self._analyzer.terms(text))
         toks = tuple(sorted(set(tokens)))
-        cand: list[tuple[float, int, int]] = []  # (-score, block, row in block)
+        # N, avgdl and document frequencies of the tenant's live rows only (core/bm25.py)
+        mine = [b.tenant_rows(tenant) & b.alive for b in blocks]
+        stats = {f: sum((b.text[f].tenant_stats(m, query) for b, m in zip(blocks, mine, strict=True)  # type: ignore[index]
+                         ), TermStats()) for f, _ in fields}
+        cand: list[tuple[float, str, int, int]] = []  # (-score, chunk id, block, row in block)
         for bi, b in enumerate(blocks):
             best: np.ndarray | None = None
             for f, boost in fields:
@@ -156,34 +167,18 @@ class VectorMirror:
                     best = s * boost if best is None else np.maximum(best, s * boost)
             if best is None:
                 continue
-            idx = np.flatnonzero((best > 0) & b.scope(tenant, toks) & b.alive)
+            idx = np.flatnonzero((best > 0) & b.scope(tenant, toks) & mine[bi])
             sc = best[idx]
-            if len(idx) > limit:
-                keep = np.argpartition(-sc, limit - 1)[:limit]
+            if len(idx) > limit:  # the best ``limit`` and every row tied with the last (cut by chunk id below)
+                keep = sc >= np.partition(sc, len(sc) - limit)[len(sc) - limit]
                 idx, sc = idx[keep], sc[keep]
-            cand.extend(zip((-sc).tolist(), [bi] * len(idx), idx.tolist(), strict=True))
-        cand.sort()
+            cand.extend(zip((-sc).tolist(), [b.rows[i]["id"] for i in idx.tolist()], [bi] * len(idx), idx.tolist(),
+                            strict=True))
+        cand.sort()  # ties by chunk id: an order no other tenant's rows (or the fragments' layout) can change
         cand = cand[:limit]
-        rows = _take([(blocks[bi], i) for _, bi, i in cand])
+        rows = _take([(blocks[bi], i) for _, _, bi, i in cand])
         self.text_answers += 1
-        return [{**r, "_score": -s} for r, (s, _, _) in zip(rows, cand, strict=True)]
-
-    def rows_at(self, t: Any, columns: Sequence[str], addrs: Sequence[int]) -> list[dict[str, Any]] | None:
-        """The rows (``columns``) at these row addresses, in their order; None when the mirror does not hold the
-        table or one of the rows (written after the version it follows now: LanceDB gives the columns). What a
-        row address holds never changes: the store's writes put changed rows in new fragments."""
-        blocks = self._current(t, list(columns)) if self.max_rows > 0 else None
-        if blocks is None:
-            return None
-        by_fragment = {b.data_key[0]: b for b in blocks}
-        at: list[tuple[_Block, int]] = []
-        for a in addrs:
-            b = by_fragment.get(a >> 32)
-            i = int(np.searchsorted(b.addrs, a)) if b is not None else -1
-            if b is None or i >= len(b.addrs) or int(b.addrs[i]) != a:
-                return None
-            at.append((b, i))
-        return _take(at)
+        return [{**r, "_score": -s} for r, (s, _, _, _) in zip(rows, cand, strict=True)]
 
     # -- following the table ------------------------------------------------------------------
     def _current(self, t: Any, columns: list[str]) -> list[_Block] | None:
@@ -206,7 +201,6 @@ class VectorMirror:
         frags = ds.get_fragments()
         if sum(f.metadata.physical_rows for f in frags) > self.max_rows or _has_vector_index(t):
             self._blocks, self.usable, self.columns, self.version = [], False, columns, ds.version
-            self._stats = {}
             return
         fields = tuple(c for c in ANALYSIS_COLUMNS if c in ds.schema.names)
         old = self._blocks if columns == self.columns and fields == self.text_fields else []
@@ -223,12 +217,9 @@ class VectorMirror:
                 b = _read_block(f, key, deletions, columns, fields if now else (), self._analyzer, self._vocab)
             elif deletions != b.deletions:  # rows of the fragment deleted since: its live addresses again
                 live = np.asarray(f.to_table(columns=[], with_row_address=True).column("_rowaddr"))
-                alive = np.isin(b.addrs, live)
-                counts = None if b.text is None else {c: p.contribution(alive) for c, p in b.text.items()}
-                b = replace(b, deletions=deletions, alive=alive, counts=counts)
+                b = replace(b, deletions=deletions, alive=np.isin(b.addrs, live))
             if len(b.addrs):
                 blocks.append(b)
-        self._stats = _followed_stats(self._stats if old else {c: FieldStats() for c in fields}, old, blocks)
         self.text_fields = fields
         self._blocks, self.usable, self.columns, self.version = blocks, True, columns, ds.version
 
@@ -254,32 +245,15 @@ class VectorMirror:
                 tbl = todo.source.to_table(columns=list(fields), with_row_address=True)
                 if not np.array_equal(np.asarray(tbl.column("_rowaddr")), todo.addrs):
                     raise ValueError(f"fragment {todo.data_key[0]} read again has other rows")
-                text = {c: _postings(tbl.column(c), self._analyzer, self._vocab) for c in fields}
+                text = {c: column_postings(tbl.column(c), self._analyzer, self._vocab) for c in fields}
                 with self._lock:  # the block may have been replaced meanwhile: then its successor is next
                     if any(b is todo for b in self._blocks) and fields == self.text_fields:
-                        done = replace(todo, text=text, counts={c: p.contribution(todo.alive) for c, p in text.items()})
-                        blocks = [done if b is todo else b for b in self._blocks]
-                        self._stats = _followed_stats(self._stats, self._blocks, blocks)
-                        self._blocks = blocks
+                        done = replace(todo, text=text)
+                        self._blocks = [done if b is todo else b for b in self._blocks]
         except Exception as exc:  # BM25 stays with LanceDB for these blocks
             log.warning("vector mirror: BM25 postings not built: %s: %s", type(exc).__name__, exc)
         finally:
             self._filling = False
-
-
-def _followed_stats(stats: dict[str, FieldStats], old: list[_Block], new: list[_Block]) -> dict[str, FieldStats]:
-    """The analysed columns' statistics of ``new``, from those of ``old`` (a copy: a search under way keeps its own)."""
-    gone = [b for b in old if not any(b is n for n in new)]
-    came = [b for b in new if not any(b is o for o in old)]
-    out = {c: s.copy() for c, s in stats.items()}
-    for c, s in out.items():
-        for b in gone:
-            if b.counts is not None:
-                s.apply(b.counts[c], -1)
-        for b in came:
-            if b.counts is not None:
-                s.apply(b.counts[c], +1)
-    return out
 
 
 def _has_vector_index(t: Any) -> bool:
@@ -297,23 +271,12 @@ def _read_block(f: Any, key: tuple[Any, ...], deletions: Any, columns: Sequence[
     else:  # a row without a vector: no distance, never found
         vectors = np.asarray([v if v is not None else [np.nan] * dim for v in vcol.to_pylist()],
                              dtype=np.float32).reshape(n, dim)
-    text = {c: _postings(tbl.column(c), analyzer, vocab) for c in fields}
+    text = {c: column_postings(tbl.column(c), analyzer, vocab) for c in fields}
     return _Block(
         key, deletions, np.asarray(tbl.column("_rowaddr")), vectors, np.linalg.norm(vectors, axis=1),
         tbl.column("tenant").combine_chunks(), tbl.column("acl").combine_chunks(),
-        tbl.select(list(columns)).to_pylist(), np.ones(n, dtype=bool), text if fields else None,
-        {c: p.contribution(np.ones(n, dtype=bool)) for c, p in text.items()} if fields else None, source=f,
+        tbl.select(list(columns)).to_pylist(), np.ones(n, dtype=bool), text if fields else None, source=f,
     )
-
-
-def _postings(column: pa.ChunkedArray, analyzer: TermAnalyzer, vocab: Vocabulary) -> FieldPostings:
-    """An analysed column's postings: split into words and dictionary-encoded by Arrow, so that Python analyses
-    each distinct word once (12k chunks: 0.3 s instead of 1.4 s word by word)."""
-    split = pc.utf8_split_whitespace(column.combine_chunks())
-    counts = np.asarray(pc.fill_null(pc.list_value_length(split), 0), dtype=np.int64)
-    words = pc.list_flatten(split).dictionary_encode()
-    return FieldPostings.build(words.dictionary.to_pylist(), np.asarray(words.indices, dtype=np.int64), counts,
-                               analyzer, vocab)
 
 
 def _take(at: Sequence[tuple[_Block, int]]) -> list[dict[str, Any]]:

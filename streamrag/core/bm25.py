@@ -11,6 +11,10 @@ in memory ranks as LanceDB's index does and ``streamrag eval`` figures carry ove
   where N and avgdl count the rows with at least one token; a query term counts as often as the query has it;
 - several columns: the best boosted column score (LanceDB's MultiMatch query).
 
+N, avgdl and each term's document frequency are those of the querying tenant's rows only (``TermStats``), where
+LanceDB's index counts every tenant's rows: with one tenant the two are equal, with more no tenant's words change
+another's scores or ranking (issue #34, docs/security-bm25.md).
+
 Measured equal to LanceDB's ``_score`` (relative difference < 1e-6, pylance 14) on 2,000 SciFact abstracts and 200
 questions, one and two columns; tests/unit/test_bm25.py checks it against LanceDB on every run.
 """
@@ -21,7 +25,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import Stemmer
@@ -147,57 +151,47 @@ class FieldPostings:
         return cls(term_ids, np.append(first, len(pairs)), in_rows.astype(np.int32), freqs.astype(np.float32),
                    np.bincount(rows, minlength=len(counts)).astype(np.int32))
 
-    def contribution(self, alive: np.ndarray) -> FieldCounts:
-        """What the live rows add to the column's statistics."""
-        live = alive[self.rows].astype(np.int64)
-        df = np.add.reduceat(live, self.starts[:-1]) if len(self.rows) else np.zeros(0, dtype=np.int64)
-        return FieldCounts(self.term_ids, df, int(np.count_nonzero((self.lengths > 0) & alive)),
-                           int(self.lengths[alive].sum()))
+    def tenant_stats(self, mine: np.ndarray, query_ids: Sequence[int]) -> TermStats:
+        """The column's statistics over the rows ``mine`` marks (one tenant's live rows), for the query's terms."""
+        df: dict[int, int] = {}
+        for tid in set(query_ids):
+            k = int(np.searchsorted(self.term_ids, tid))
+            if k < len(self.term_ids) and int(self.term_ids[k]) == tid:
+                df[tid] = int(np.count_nonzero(mine[self.rows[self.starts[k] : self.starts[k + 1]]]))
+        return TermStats(int(np.count_nonzero((self.lengths > 0) & mine)), int(self.lengths[mine].sum()), df)
 
 
 @dataclass(frozen=True)
-class FieldCounts:
-    """A block's share of a column's statistics: rows holding each term, rows with a token, tokens."""
+class TermStats:
+    """A column's BM25 statistics over ONE tenant's live rows (never every tenant's: another tenant's words would
+    change the scores, docs/security-bm25.md): rows with a token, tokens, rows holding each query term (by id)."""
 
-    term_ids: np.ndarray
-    df: np.ndarray
-    docs: int
-    tokens: int
+    docs: int = 0
+    tokens: int = 0
+    df: dict[int, int] = field(default_factory=dict)
 
-
-class FieldStats:
-    """A column's statistics over all live rows (every tenant, as LanceDB's index keeps them)."""
-
-    def __init__(self, df: np.ndarray | None = None, docs: int = 0, tokens: int = 0) -> None:
-        self.df = np.zeros(1024, dtype=np.int64) if df is None else df
-        self.docs = docs
-        self.tokens = tokens
-
-    def copy(self) -> FieldStats:
-        return FieldStats(self.df.copy(), self.docs, self.tokens)
-
-    def apply(self, c: FieldCounts, sign: int) -> None:
-        if len(c.term_ids) and int(c.term_ids[-1]) >= len(self.df):
-            self.df = np.concatenate([self.df, np.zeros(int(c.term_ids[-1]) + 1024 - len(self.df), dtype=np.int64)])
-        self.df[c.term_ids] += sign * c.df
-        self.docs += sign * c.docs
-        self.tokens += sign * c.tokens
+    def __add__(self, other: TermStats) -> TermStats:
+        df = dict(self.df)
+        for tid, n in other.df.items():
+            df[tid] = df.get(tid, 0) + n
+        return TermStats(self.docs + other.docs, self.tokens + other.tokens, df)
 
 
-def field_scores(p: FieldPostings, stats: FieldStats, query_ids: Sequence[int]) -> np.ndarray | None:
-    """Each row's BM25 score for the query's term ids (repeats count), or None when no row holds one of them."""
+def field_scores(p: FieldPostings, stats: TermStats, query_ids: Sequence[int]) -> np.ndarray | None:
+    """Each row's BM25 score for the query's term ids (repeats count) with the statistics of the querying tenant's
+    rows, or None when no row holds one of them (scores of other tenants' rows are meaningless: mask them)."""
     if stats.docs <= 0:
         return None
     scores: np.ndarray | None = None
     norm: np.ndarray | None = None
     for tid, times in Counter(query_ids).items():
         k = int(np.searchsorted(p.term_ids, tid))
-        if k >= len(p.term_ids) or int(p.term_ids[k]) != tid or tid >= len(stats.df) or stats.df[tid] <= 0:
+        n = float(stats.df.get(tid, 0))
+        if k >= len(p.term_ids) or int(p.term_ids[k]) != tid or n <= 0:
             continue
         if scores is None or norm is None:
             scores = np.zeros(len(p.lengths))
             norm = K1 * (1.0 - B + B * p.lengths / (stats.tokens / stats.docs))
-        n = float(stats.df[tid])
         idf = math.log(1.0 + (stats.docs - n + 0.5) / (n + 0.5))
         rows = p.rows[p.starts[k] : p.starts[k + 1]]
         f = p.freqs[p.starts[k] : p.starts[k + 1]]

@@ -1,7 +1,9 @@
-"""BM25 in memory (core/bm25.py, answered by the vector mirror) ranks and scores as LanceDB's FTS index does: the
+"""BM25 in memory (core/bm25.py, answered by the vector mirror) and LanceDB's candidates scored again with the
+tenant's statistics (lancedb_search.py) rank and score as LanceDB's FTS index does on a table of one tenant: the
 same hits and scores as LanceDB's own search on real English text (the project's documents), in every scope, one
 column or both with a title boost, before and after documents are deleted; LanceDB's filters (stop words matched
-after stemming, long tokens, ASCII folding) kept."""
+after stemming, long tokens, ASCII folding) kept. (With more tenants the statistics are each tenant's own, where
+LanceDB's count every tenant's rows: tests/unit/test_bm25_tenants.py.)"""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from typing import Any
 
 import lancedb
 import pytest
-from lancedb.query import MatchQuery
+from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors import lancedb_vector_mirror
 from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core import bm25
+from streamrag.core.analysis import bm25_terms
 from streamrag.core.bm25 import STOP_WORDS, TermAnalyzer
 from streamrag.core.retrieval import scope_filter
 from streamrag.core.security import principal_tokens
@@ -47,20 +50,39 @@ def _paragraphs() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def stores(settings: Settings) -> tuple[LanceStore, LanceStore]:
+    """One tenant's table (per-tenant statistics are then LanceDB's): the mirror's store, and one where LanceDB
+    finds the candidates and they are scored again with the tenant's statistics."""
     mirrored = LanceStore(settings.lancedb_path(), mirror_max_rows=10_000)
     acls = [None, {"users": ["alice"], "roles": []}, {"users": [], "roles": ["hr"]}]
     texts = _paragraphs() + [("edge", t) for t in EDGE]
     Indexer(settings, mirrored, HashEmbedder()).stages.process_batch([
-        rec(change(f"p{i}", 1, text, title=title, tenant="other" if i % 5 == 0 else "acme", acl=acls[i % 3]))
-        for i, (title, text) in enumerate(texts)])
+        rec(change(f"p{i}", 1, text, title=title, acl=acls[i % 3])) for i, (title, text) in enumerate(texts)])
     mirrored.maintain(force=True)  # the FTS indexes
-    return mirrored, LanceStore(settings.lancedb_path())  # LanceDB answers every search of the second
+    plain = LanceStore(settings.lancedb_path())
+    plain.tenant_text.refresh_s = 0.0  # the tenant's statistics read at every new table version
+    return mirrored, plain
+
+
+def _cut(got: list[tuple[str, float]]) -> dict[str, float]:
+    """id -> score; rows tied at the last place may be cut differently: left out (LanceDB sums in float32)."""
+    return {i: s for i, s in got if len(got) < 10 or s > got[-1][1] * (1 + 1e-5)}
 
 
 def _found(store: LanceStore, text: str, scope: Any, titles: bool) -> dict[str, float]:
-    """id -> score; rows tied at the last place may be cut differently: left out (LanceDB sums in float32)."""
-    got = [(h.id, h.score) for h in store.text_search(text, scope, 10, titles=titles)]
-    return {i: s for i, s in got if len(got) < 10 or s > got[-1][1] * (1 + 1e-5)}
+    return _cut([(h.id, h.score) for h in store.text_search(text, scope, 10, titles=titles)])
+
+
+def _lancedb(store: LanceStore, text: str, scope: Any, titles: bool) -> dict[str, float]:
+    """LanceDB's own FTS search and scores (its statistics: every row of the table)."""
+    terms = bm25_terms(text)
+    if not terms:
+        return {}
+    q = (MultiMatchQuery(terms, ["terms", "title_terms"], boosts=[1.0, store.title_boost])  # type: ignore[call-arg]
+         if titles else MatchQuery(terms, "terms"))  # type: ignore[call-arg]
+    t = store.table("chunks")
+    assert t is not None
+    rows = t.search(q, query_type="fts").where(str(scope), prefilter=True).select(["id", "_score"]).limit(10).to_list()
+    return _cut([(r["id"], r["_score"]) for r in rows])
 
 
 def _same(mirrored: LanceStore, plain: LanceStore, queries: list[str]) -> int:
@@ -69,7 +91,9 @@ def _same(mirrored: LanceStore, plain: LanceStore, queries: list[str]) -> int:
         for text in queries:
             for titles in (True, False):
                 got = _found(mirrored, text, scope, titles)
-                assert got == pytest.approx(_found(plain, text, str(scope), titles), rel=1e-5), (text, titles)
+                want = _lancedb(mirrored, text, scope, titles)
+                assert got == pytest.approx(want, rel=1e-5), (text, titles)
+                assert _found(plain, text, scope, titles) == pytest.approx(want, rel=1e-5), (text, titles)
                 found += len(got)
     return found
 
@@ -126,11 +150,11 @@ def test_large_fragments_get_their_postings_beside_the_searches(settings: Settin
     plain = LanceStore(settings.lancedb_path())
     scope = scope_filter("acme", ["*"])
     query = " ".join(_paragraphs()[3][1].split()[:10])
-    first = _found(mirrored, query, scope, True)  # answered by LanceDB while the postings are built
-    assert first and mirrored.mirror.text_answers == 0
+    first = _found(mirrored, query, scope, True)  # LanceDB's candidates scored again while the postings are built
+    assert first == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5) and mirrored.mirror.text_answers == 0
     for _ in range(200):  # bounded: the thread builds a few fragments' postings
         if mirrored.mirror._blocks and all(b.text is not None for b in mirrored.mirror._blocks):
             break
         time.sleep(0.05)
-    assert _found(mirrored, query, scope, True) == pytest.approx(_found(plain, query, str(scope), True), rel=1e-5)
+    assert _found(mirrored, query, scope, True) == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5)
     assert mirrored.mirror.text_answers == 1
