@@ -1,4 +1,4 @@
-"""Per-query BM25 search time on a synthetic 12k-chunk table of 4 tenants (issue #34, docs/security-bm25.md).
+"""Per-query BM25 search time on a synthetic 12k-chunk table of 4 tenants (issue #34, docs/security.md).
 
     python docs/bench/bm25_tenants.py build DIR      # the table (once; any version of the code reads it)
     python docs/bench/bm25_tenants.py time DIR       # median / p95 ms of ``text_search`` per path, as JSON

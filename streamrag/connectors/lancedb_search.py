@@ -32,7 +32,7 @@ from streamrag.core.security import doc_key, in_list_literal, tenant_literal
 log = logging.getLogger(__name__)
 
 # LanceDB's BM25 candidates scored again with the tenant's statistics: at least this many (the query path asks for
-# STREAMRAG_MIN_CANDIDATES, 100, or more); every match in scope when there are fewer (docs/security-bm25.md)
+# STREAMRAG_MIN_CANDIDATES, 100, or more); every match in scope when there are fewer (docs/security.md)
 RESCORE_POOL = 100
 
 
@@ -135,7 +135,7 @@ class LanceSearch(LanceTables):
                   limit: int) -> list[dict[str, Any]]:
         """LanceDB's BM25 candidates (``limit``, at least ``RESCORE_POOL``; every match in scope when fewer) scored again with the
         statistics of the tenant's rows, where LanceDB's index counts every tenant's (issue #34): the scores and
-        their order are the tenant's own, equal to LanceDB's with one tenant (docs/security-bm25.md)."""
+        their order are the tenant's own, equal to LanceDB's with one tenant (docs/security.md)."""
         names = [f for f, _ in fields]
         cols = self._cols(t)
         found = search(max(limit, RESCORE_POOL)).select([*cols, *(f for f in names if f not in cols), "_score"]).to_arrow()

@@ -13,7 +13,7 @@ in memory ranks as LanceDB's index does and ``streamrag eval`` figures carry ove
 
 N, avgdl and each term's document frequency are those of the querying tenant's rows only (``TermStats``), where
 LanceDB's index counts every tenant's rows: with one tenant the two are equal, with more no tenant's words change
-another's scores or ranking (issue #34, docs/security-bm25.md).
+another's scores or ranking (issue #34, docs/security.md).
 
 Measured equal to LanceDB's ``_score`` (relative difference < 1e-6, pylance 14) on 2,000 SciFact abstracts and 200
 questions, one and two columns; tests/unit/test_bm25.py checks it against LanceDB on every run.
@@ -164,7 +164,7 @@ class FieldPostings:
 @dataclass(frozen=True)
 class TermStats:
     """A column's BM25 statistics over ONE tenant's live rows (never every tenant's: another tenant's words would
-    change the scores, docs/security-bm25.md): rows with a token, tokens, rows holding each query term (by id)."""
+    change the scores, docs/security.md): rows with a token, tokens, rows holding each query term (by id)."""
 
     docs: int = 0
     tokens: int = 0

@@ -1,4 +1,4 @@
-"""BM25 statistics are each tenant's own (issue #34, finding 8; docs/security-bm25.md): another tenant's chunks
+"""BM25 statistics are each tenant's own (issue #34, finding 8; docs/security.md): another tenant's chunks
 holding a word change neither the BM25 scores nor the ranking of a tenant's rows, on the vector mirror's path
 (postings in memory), on LanceDB's path (its candidates scored again) and in the citations of the query path."""
 
