@@ -19,8 +19,10 @@ hidden from people but not from the model: its sentence goes too.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import unicodedata
+from importlib.resources import files
 
 from streamrag.core.generation.injection_patterns import FOLLOW_UP, INSTRUCTION
 
@@ -145,3 +147,10 @@ def neutralise(text: str) -> tuple[str, int]:
         if kept:
             paragraphs.append(" ".join(kept))
     return "\n\n".join(paragraphs), removed
+
+
+def labelled_attempts() -> list[dict[str, str]]:
+    """The labelled set the guard is measured on (``label``: attack or benign; ``field``: text or title;
+    ``payload``: what an answer that followed the attack contains): the unit tests and ``bench generate``."""
+    data = files("streamrag.core.generation").joinpath("data/injection_attempts.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
