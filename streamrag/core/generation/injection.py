@@ -24,7 +24,7 @@ import re
 import unicodedata
 from importlib.resources import files
 
-from streamrag.core.generation.injection_patterns import FOLLOW_UP, INSTRUCTION
+from streamrag.core.generation.injection_patterns import CJK_TRIGGER, FOLLOW_UP, INSTRUCTION, PREFIXES, WORDS
 
 REMOVED = "[instruction-like text removed]"
 
@@ -95,7 +95,23 @@ def fold(text: str) -> str:
 
 def instruction_like(sentence: str) -> bool:
     """Whether one sentence addresses a model (in any case, script of look-alike letters or accents)."""
-    return _SENTINEL in sentence or bool(INSTRUCTION.search(fold(sentence)))
+    if _SENTINEL in sentence:
+        return True
+    folded = fold(sentence)
+    return _triggered(folded) and bool(INSTRUCTION.search(folded))
+
+
+_WORD = re.compile(r"[a-z]+")
+_PREFIX_LENGTHS = sorted({len(p) for p in PREFIXES})
+_CJK = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def _triggered(folded: str) -> bool:
+    """Whether a folded sentence has a word any pattern needs (see ``injection_patterns.PREFIXES``)."""
+    for w in _WORD.findall(folded):
+        if w in WORDS or any(w[:n] in PREFIXES for n in _PREFIX_LENGTHS if n <= len(w)):
+            return True
+    return bool(_CJK.search(folded) and CJK_TRIGGER.search(folded))
 
 
 def hidden(text: str) -> bool:

@@ -164,3 +164,26 @@ FOLLOW_UP = re.compile(
     re.I,
 )
 INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.I | re.M)
+# A cheap first pass: every pattern above needs one of these words (a word starting with one of PREFIXES, or one
+# of WORDS, or one of the CJK words), so a sentence without any skips the patterns (most sentences of most
+# documents: a large alternation costs Python's re as much at every position as the patterns themselves).
+# A pattern added above needs its word here; the labelled set's tests catch a word left out.
+PREFIXES = frozenset({
+    "ignor", "disregard", "forget", "overrid", "overrul", "bypass", "neglect", "overlook", "dismiss", "aside",
+    "throw", "attention", "follow", "obey", "instruc", "instruk", "istruz", "directive", "order", "command",
+    "task", "prompt", "goal", "purpose", "mission", "longer", "pretend", "jailbreak", "anything", "answer",
+    "repl", "respon", "output", "print", "replace", "substitut", "instead", "whatever", "cite", "mention",
+    "referenc", "model", "llm", "chatbot", "assistant", "reveal", "system", "developer", "admin", "operator",
+    "oubli", "neglig", "compte", "abstraction", "outre", "vergiss", "vergessen", "missacht", "uberschreib",
+    "olvid", "omiso", "hagas", "omite", "descarta", "desatiend", "dimentic", "trascur", "esquec",
+    "desconsider", "consigne", "anweisung", "befehl", "aufgabe", "orden", "indicac", "voce", "repond",
+    "antwort", "rispond", "semblant", "sofort", "partir", "gpt", "claude", "qwen", "llama", "gemini"
+})
+WORDS = frozenset({
+    "now", "ai", "say", "says", "mode", "act", "tu", "si", "ob", "sei", "eres", "es", "etes", "bist", "tant",
+    "como", "bot", "dan"
+})
+CJK_TRIGGER = re.compile(
+    "無視|忘れ|破棄|無効|取り消|撤回|従|システム|プロンプト|指示|命令|指令|タスク|あなた|君|お前|振る|振舞|ふるま"
+    "|とだけ|答え|回答|モード|代わり|アシスタント|言語モデル|チャットボット|忽略|무시|지시"
+)
