@@ -128,7 +128,7 @@ def build_prompt(
         *turns,
         {"role": "user", "content": user_message(question, blocks, sentences)},
     ]
-    return Prompt(messages, packed, budget_tokens - left, removed, guard and bool(flags(question)))
+    return Prompt(messages, packed, budget_tokens - left, removed, guard and "injection" in flags(question))
 
 
 def bearing(text: str, question: str, neighbours: int = 1) -> str:
