@@ -32,6 +32,8 @@ REMOVED = "[instruction-like text removed]"
 # soft hyphen, Mongolian vowel separator, variation selectors, Unicode tag characters).
 _HIDDEN_CHARS = re.compile(
     "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f]")
+# what flags a document ``hidden-text`` (variation selectors are left out: every emoji such as U+2764 U+FE0F has one)
+_HIDDEN_FLAG = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]")
 # Hidden characters inside a word of a Latin-like script, tag characters (invisible ASCII), bidi overrides.
 _SMUGGLED = re.compile(
     "(?<=[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff])[\u200b-\u200d\u2060-\u2064\ufeff]+"
@@ -115,7 +117,7 @@ def _triggered(folded: str) -> bool:
 
 
 def hidden(text: str) -> bool:
-    return bool(_HIDDEN_CHARS.search(text) or _HTML_COMMENT.search(text) or _HIDDEN_HTML.search(text))
+    return bool(_HIDDEN_FLAG.search(text) or _HTML_COMMENT.search(text) or _HIDDEN_HTML.search(text))
 
 
 def flags(text: str) -> list[str]:
