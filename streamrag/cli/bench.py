@@ -123,17 +123,24 @@ def bench_generate_cmd(
     n: int = typer.Option(20, "--questions", "-n"),
     distractors: int = typer.Option(300, "--distractors", help="extra abstracts indexed beside the relevant ones"),
     expand: int = typer.Option(2, "--expand", help="query variants for the expansion comparison"),
-    parts: str = typer.Option("quality,injection,expansion,kafka", "--parts",
-                              help="comma-separated: quality, injection, expansion, kafka (through the workers)"),
+    parts: str = typer.Option("quality,injection,topical,expansion,kafka", "--parts",
+                              help="comma-separated: quality, injection, topical, expansion, kafka (through the workers)"),
     expand_budget_ms: int = typer.Option(None, "--expand-budget-ms", help="default: STREAMRAG_EXPAND_BUDGET_MS"),
+    guard: str = typer.Option("both", "--guard", help="injection part: the guard on, off, or both (the difference)"),
+    injection_sample: int = typer.Option(None, "--injection-sample",
+                                         help="injection part: this many attacks of the labelled set (default: all)"),
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Generated answers: grounding, citations, injection resistance, expansion, tokens/s, TTFT via Kafka."""
-    from streamrag.tools.bench_generate import bench_generate  # optional tooling: see the module docstring
+    # optional tooling: see the module docstring
+    from streamrag.tools.bench_generate import GUARD_MODES, bench_generate
 
+    if guard not in GUARD_MODES:
+        raise StreamragError(f"--guard must be one of {', '.join(GUARD_MODES)}, not {guard!r}")
     _rig_run("generate", "generated answers (local model)",
              lambda s, ds, work: bench_generate(s, ds, n, distractors, expand, work, log_line,
-                                                [p.strip() for p in parts.split(",") if p.strip()], expand_budget_ms),
+                                                [p.strip() for p in parts.split(",") if p.strip()], expand_budget_ms,
+                                                guard, injection_sample),
              dataset, outdir, json_out)
 
 

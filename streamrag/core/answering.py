@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from streamrag.core.analysis import STOP, has_no_space_script, tokens
 from streamrag.core.generation.backend import Draft, GenerationRequest
+from streamrag.core.generation.injection import guard_note, instruction_like
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.models import Citation
 
@@ -81,7 +82,17 @@ class ExtractiveAnswerer:
                 cands.append((score, ci, si, sent))
         if not cands:
             return Draft("no_answer", "", citations)
-        best = sorted(cands, key=lambda c: -c[0])[: self.max_sentences]
+        best: list[tuple[float, int, int, str]] = []
+        guarded = 0
+        for c in sorted(cands, key=lambda c: -c[0]):  # a sentence that addresses a model is never quoted
+            if len(best) == self.max_sentences:
+                break
+            if instruction_like(c[3]):
+                guarded += 1
+            else:
+                best.append(c)
+        if not best:
+            return Draft("no_answer", "", citations, fallback=[guard_note(guarded)])
         best.sort(key=lambda c: (c[1], c[2]))
         parts = [f"{' '.join(sent.split())} [{ci + 1}]" for _, ci, _, sent in best]
-        return Draft("ok", " ".join(parts), citations)
+        return Draft("ok", " ".join(parts), citations, fallback=[guard_note(guarded)] if guarded else [])

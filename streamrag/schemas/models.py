@@ -243,7 +243,8 @@ class Answer(_Model):
     model: str = ""
     error: str | None = None
     # which generator wrote the answer, and why earlier tiers did not (empty: the first tier answered); also a
-    # retriever that failed ("retrieval: bm25 unavailable: ..."): the answer came from the other one alone
+    # retriever that failed ("retrieval: bm25 unavailable: ..."): the answer came from the other one alone; also
+    # "guard: ...": the injection guard removed text from the prompt (such an answer is never cached)
     generator: str = ""
     fallback: list[str] = Field(default_factory=list)
     # false: the generator cited no provided source (see STREAMRAG_UNGROUNDED)

@@ -100,8 +100,9 @@ class GeneratorChain:
             if draft is not None:
                 if self.budget is not None:
                     self.budget.spend(req.tenant, draft.prompt_tokens + draft.completion_tokens)
-                return replace(draft, fallback=reasons)
-        return replace(self.extractive.generate(req), generator="extractive", fallback=reasons)
+                return replace(draft, fallback=[*reasons, *draft.fallback])
+        last = self.extractive.generate(req)
+        return replace(last, generator="extractive", fallback=[*reasons, *last.fallback])
 
     def _try(self, tier: str, req: GenerationRequest, reasons: list[str]) -> Draft | None:
         """One tier: retried once (tenacity) after a failure when time remains before the deadline; an open

@@ -8,6 +8,7 @@ from streamrag.core import telemetry
 from streamrag.core.answering import citation
 from streamrag.core.generation.backend import ChatModel, Draft, GenerationError, GenerationRequest
 from streamrag.core.generation.grounding import ground
+from streamrag.core.generation.injection import guard_note
 from streamrag.core.generation.prompt import build_prompt
 from streamrag.schemas.vocabulary import PromptPacking
 
@@ -59,4 +60,6 @@ class LLMGenerator:
             prompt_tokens=comp.prompt_tokens,
             completion_tokens=comp.completion_tokens,
             first_token_ms=None if comp.first_token_s is None else round(comp.first_token_s * 1000, 3),
+            # the guard removed something: a note (the answer is not kept in the shared semantic cache)
+            fallback=[guard_note(prompt.removed_injections)] if prompt.flagged else [],
         )

@@ -3,7 +3,8 @@
 Of each source, the sentences that bear on the question go in (``packing="sentences"``: those sharing a
 content term with it, each with its neighbours, and the lead sentence), so that more sources fit and the
 model reads less. Sources are delimited as data (``<source id="n">`` … ``</source>``, with any look-alike delimiters in the
-text defused) after the injection defence has removed text that addresses a model. Packing keeps the
+text defused) after the injection defence has removed text that addresses a model: from every field that reaches
+the prompt (a source's text and title, the conversation's earlier turns). Packing keeps the
 highest-ranked sources whole; a source that does not fit whole is cut at a sentence boundary, and every
 lower-ranked one is dropped. Tokens are counted with the generator's own tokenizer.
 """
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from streamrag.core.answering import terms
-from streamrag.core.generation.injection import neutralise
+from streamrag.core.generation.injection import flags, neutralise
 from streamrag.core.language import answer_instruction, dont_know
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.vocabulary import PromptPacking
@@ -51,7 +52,13 @@ class Prompt:
     messages: list[Message]
     sources: list[PackedSource]
     prompt_tokens: int
-    removed_injections: int
+    removed_injections: int  # instruction-like passages removed from the sources, their titles and the turns
+    question_flagged: bool = False  # the question itself addresses a model (the answer is not for sharing)
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the guard found anything: the answer is served but never kept for other askers."""
+        return self.removed_injections > 0 or self.question_flagged
 
 
 def source_block(n: int, title: str, text: str) -> str:
@@ -93,32 +100,33 @@ def build_prompt(
     quarter of the budget go before the question (the sources get the rest)."""
     system = system_message(role)
     base = count(system) + count(user_message(question, [], sentences)) + 2 * _TEMPLATE_OVERHEAD
-    turns = _fit_history(history, count, (budget_tokens - base) // 4, guard)
+    turns, removed = _fit_history(history, count, (budget_tokens - base) // 4, guard)
     left = budget_tokens - base - sum(count(t["content"]) + _TEMPLATE_OVERHEAD for t in turns)
     packed: list[PackedSource] = []
     blocks: list[str] = []
-    removed = 0
     for rank, r in enumerate(ranked):
         text, n_removed = neutralise(r.hit.text) if guard else (r.hit.text, 0)
-        text = " ".join(text.split())
+        title, n_title = neutralise(r.hit.title) if guard else (r.hit.title, 0)
+        n_removed += n_title
+        text, title = " ".join(text.split()), " ".join(title.split())
         if packing == "sentences":
             text = bearing(text, question)
         n = len(packed) + 1
-        block = source_block(n, r.hit.title, text)
+        block = source_block(n, title, text)
         cost = count(block) + 1
         truncated = False
         if cost > left:
-            def cost_of(t: str, n: int = n, title: str = r.hit.title) -> int:
+            def cost_of(t: str, n: int = n, title: str = title) -> int:
                 return count(source_block(n, title, t)) + 1
 
             cut = _fit_sentences(text, cost_of, left)
             if not cut:
                 break
             text, truncated = cut, True
-            block = source_block(n, r.hit.title, text)
+            block = source_block(n, title, text)
             cost = count(block) + 1
         removed += n_removed
-        packed.append(PackedSource(rank, text, r.hit.title, truncated))
+        packed.append(PackedSource(rank, text, title, truncated))
         blocks.append(block)
         left -= cost
         if truncated:
@@ -128,7 +136,7 @@ def build_prompt(
         *turns,
         {"role": "user", "content": user_message(question, blocks, sentences)},
     ]
-    return Prompt(messages, packed, budget_tokens - left, removed)
+    return Prompt(messages, packed, budget_tokens - left, removed, guard and "injection" in flags(question))
 
 
 def bearing(text: str, question: str, neighbours: int = 1) -> str:
@@ -151,21 +159,24 @@ def bearing(text: str, question: str, neighbours: int = 1) -> str:
     return " ".join(out)
 
 
-def _fit_history(history: Sequence[tuple[str, str]], count: Counter, budget: int, guard: bool) -> list[Message]:
-    """The newest turns whose cost fits ``budget``, oldest first; a user/assistant pair is kept or dropped
-    whole (a chat template expects the roles to alternate)."""
-    kept: list[Message] = []
+def _fit_history(history: Sequence[tuple[str, str]], count: Counter, budget: int,
+                 guard: bool) -> tuple[list[Message], int]:
+    """The newest turns whose cost fits ``budget``, oldest first, and how many instruction-like passages the
+    guard removed from them (every turn is neutralised: a caller supplies the whole conversation); a
+    user/assistant pair is kept or dropped whole (a chat template expects the roles to alternate)."""
+    kept: list[tuple[Message, int]] = []
     for role, text in reversed(history):
-        text = neutralise(text)[0] if guard and role == "assistant" else text
+        cleaned, n = neutralise(text) if guard else (text, 0)
+        text = cleaned if n else text  # (a turn's own line breaks stay when nothing was removed)
         cost = count(text) + _TEMPLATE_OVERHEAD
         if cost > budget:
             break
         budget -= cost
-        kept.append({"role": role, "content": text})
+        kept.append(({"role": role, "content": text}, n))
     kept.reverse()
-    while kept and kept[0]["role"] != "user":  # the kept turns start with a question
+    while kept and kept[0][0]["role"] != "user":  # the kept turns start with a question
         kept.pop(0)
-    return kept
+    return [m for m, _ in kept], sum(n for _, n in kept)
 
 
 def _fit_sentences(text: str, cost: Callable[[str], int], left: int) -> str:
