@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import typer
+import typer.main
 from typer.testing import CliRunner
 
 from streamrag.cli import app
@@ -57,7 +58,8 @@ def test_every_command_that_reports_has_json() -> None:
 
 
 def test_every_option_and_argument_has_help() -> None:
-    bare = [f"{path} {p.opts}" for path, cmd in commands() for p in cmd.params if not getattr(p, "help", None)]
+    tree = [("", typer.main.get_command(app)), *commands()]
+    bare = [f"{path} {p.opts}" for path, cmd in tree for p in cmd.params if not getattr(p, "help", None)]
     assert not bare, f"options without help: {bare}"
 
 
