@@ -1,6 +1,7 @@
 """The ``streamrag`` command line: argument parsing only; each command calls one function.
 
-Errors print one line and exit non-zero (see app.cli_errors).
+Errors print one line and exit non-zero (see app.cli_errors and app.EXIT_CODES). A command's module is imported
+when that command runs (app.COMMAND_MODULES): ``streamrag --help`` imports none of them.
 """
 
 import os
@@ -8,23 +9,6 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Each module registers its commands on the app when imported.
-from streamrag.cli import (  # noqa: F401
-    ab,
-    ask,
-    bench,
-    cluster,
-    demo,
-    documents,
-    evaluation,
-    gateway,
-    index,
-    models,
-    replay,
-    status,
-    tune,
-    workers,
-)
-from streamrag.cli.app import app
+from streamrag.cli.app import app, load_commands
 
-__all__ = ["app"]
+__all__ = ["app", "load_commands"]

@@ -10,13 +10,14 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
-from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, out, settings, tenant_option
 from streamrag.connectors.kafka_request import request_answer
 from streamrag.core.auth import sign_token
 from streamrag.core.errors import StreamragError
 from streamrag.core.json_limits import describe_validation
 from streamrag.core.language import no_answer_text
 from streamrag.core.ports import Embedder
+from streamrag.core.settings import Settings
 from streamrag.flows.components import make_query_processor
 from streamrag.flows.index_views import IndexViews
 from streamrag.schemas.models import Answer, Query
@@ -106,25 +107,37 @@ def warm_up(embedder: Embedder) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+# What ``ask --via-kafka`` waits beyond the generation deadline (STREAMRAG_GENERATION_TIMEOUT_MS): the query's
+# turn in the worker, retrieval, and an answer that falls back to the extractive one after the deadline.
+ASK_WAIT_MARGIN_S = 15.0
+
+
+def answer_wait_s(s: Settings, timeout: float | None) -> float:
+    """Seconds ``ask --via-kafka`` waits for the answer: ``--timeout``, else the generation deadline plus margin."""
+    return timeout if timeout is not None else s.generation.generation_timeout_ms / 1000 + ASK_WAIT_MARGIN_S
+
+
 @app.command()
 @cli_errors
 def ask(
-    question: str = typer.Argument(...),
-    tenant: str = typer.Option(..., "--tenant", "-t"),
-    user: str = typer.Option(None, "--user", "-u"),
-    roles: str = typer.Option(None, "--roles", help="comma-separated"),
-    top_k: int = typer.Option(5, "--top-k", "-k"),
-    fusion: Fusion | None = typer.Option(None, "--fusion"),
-    alpha: float = typer.Option(None, "--alpha"),
-    rerank: Rerank | None = typer.Option(None, "--rerank"),
+    question: str = typer.Argument(..., help="the question"),
+    tenant: str = tenant_option(),
+    user: str = typer.Option(None, "--user", "-u", help="the asking user (document ACLs)"),
+    roles: str = typer.Option(None, "--roles", help="the asker's roles, comma-separated (document ACLs)"),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="sources retrieved"),
+    fusion: Fusion | None = typer.Option(None, "--fusion", help="how dense and BM25 results merge (default "
+                                         "STREAMRAG_FUSION)"),
+    alpha: float = typer.Option(None, "--alpha", help="dense weight of weighted fusion, 0..1"),
+    rerank: Rerank | None = typer.Option(None, "--rerank", help="rerank the sources (default STREAMRAG_RERANK)"),
     filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
     via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
     stream: bool = typer.Option(False, "--stream", help="print the answer's tokens as they are written"),
     expand: int = typer.Option(0, "--expand", help="also search up to N generated rephrasings"),
     sign_secret_env: str = typer.Option(None, "--sign-secret-env",
                                         help="sign the query (HS256 JWT: tenant, --user, --roles) with the secret in this variable"),
-    timeout: float = typer.Option(30.0, "--timeout"),
-    json_out: bool = typer.Option(False, "--json"),
+    timeout: float = typer.Option(None, "--timeout", help="with --via-kafka, seconds to wait for the answer "
+                                  f"(default: STREAMRAG_GENERATION_TIMEOUT_MS + {ASK_WAIT_MARGIN_S:g} s)"),
+    json_out: bool = json_option(),
 ) -> None:
     """Answer a question from the index (locally, or through the query worker with --via-kafka)."""
     s = settings()
@@ -140,7 +153,7 @@ def ask(
                                                           audience=key.audience if key else "")})
     term = TerminalStream() if stream and not json_out else None
     if via_kafka:
-        a = request_answer(s, q, timeout, on_delta=term)
+        a = request_answer(s, q, answer_wait_s(s, timeout), on_delta=term)
     else:
         views = IndexViews(s, questions=True)
         load_ms = warm_up(views.current().embedder)

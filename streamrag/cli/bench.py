@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from streamrag.cli.app import bench_app, cli_errors, log_line, out, settings
+from streamrag.cli.app import bench_app, cli_errors, json_option, log_line, out, settings, tenant_option
 from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.core.errors import StreamragError
 from streamrag.core.settings import Settings
@@ -39,9 +39,9 @@ def _work() -> Path:
 @bench_app.command("ingest")
 @cli_errors
 def bench_ingest_cmd(
-    docs: int = typer.Option(300, "--docs"),
+    docs: int = typer.Option(300, "--docs", help="documents indexed"),
     processes: str = typer.Option("1,2,4", "--processes", help="comma-separated worker process counts"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """Chunks/s from the documents topic to searchable, beside the raw encoder on the same chunks."""
     from streamrag.tools.bench_ingest import bench_ingest  # optional tooling: see the module docstring
@@ -62,7 +62,7 @@ def bench_extract_cmd(
     docs: int = typer.Option(40, "--docs", help="PDF files made"),
     pages: int = typer.Option(10, "--pages", help="pages per file"),
     per_page: int = typer.Option(2, "--per-page", help="abstracts per page"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """PDF extraction pages/s alone, and its share of ingest time (embedded: no Kafka)."""
     from streamrag.tools.bench_extract import bench_extract  # optional tooling: see the module docstring
@@ -94,8 +94,9 @@ def _rig_run(kind: str, title: str, run: Callable[[Settings, Path, Path], dict[s
 @bench_app.command("query")
 @cli_errors
 def bench_query_cmd(
-    n: int = typer.Option(300, "--queries", "-n"), rate: float = typer.Option(10.0, "--rate"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    n: int = typer.Option(300, "--queries", "-n", help="queries sent"),
+    rate: float = typer.Option(10.0, "--rate", help="queries per second"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """Publish -> answer round trip p50/p95/p99 and per-stage timings at a steady rate."""
     from streamrag.tools.bench_query import bench_query  # optional tooling: see the module docstring
@@ -107,8 +108,9 @@ def bench_query_cmd(
 @bench_app.command("cache")
 @cli_errors
 def bench_cache_cmd(
-    n: int = typer.Option(40, "--base-queries", "-n"), rate: float = typer.Option(20.0, "--rate"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    n: int = typer.Option(40, "--base-queries", help="distinct questions that fill the cache (then asked again, and rephrased)"),
+    rate: float = typer.Option(20.0, "--rate", help="queries per second"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """Cache-hit round trip p50/p95/p99, paraphrase hit rate, semantic lookup latency vs entries."""
     from streamrag.tools.bench_query import bench_cache  # optional tooling: see the module docstring
@@ -120,16 +122,20 @@ def bench_cache_cmd(
 @bench_app.command("generate")
 @cli_errors
 def bench_generate_cmd(
-    n: int = typer.Option(20, "--questions", "-n"),
+    n: int = typer.Option(20, "--questions", help="questions asked"),
     distractors: int = typer.Option(300, "--distractors", help="extra abstracts indexed beside the relevant ones"),
     expand: int = typer.Option(2, "--expand", help="query variants for the expansion comparison"),
     parts: str = typer.Option("quality,injection,topical,expansion,kafka", "--parts",
                               help="comma-separated: quality, injection, topical, expansion, kafka (through the workers)"),
     expand_budget_ms: int = typer.Option(None, "--expand-budget-ms", help="default: STREAMRAG_EXPAND_BUDGET_MS"),
+<<<<<<< HEAD
     guard: str = typer.Option("both", "--guard", help="injection part: the guard on, off, or both (the difference)"),
     injection_sample: int = typer.Option(None, "--injection-sample",
                                          help="injection part: this many attacks of the labelled set (default: all)"),
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+=======
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
+>>>>>>> cli-grammar
 ) -> None:
     """Generated answers: grounding, citations, injection resistance, expansion, tokens/s, TTFT via Kafka."""
     # optional tooling: see the module docstring
@@ -148,9 +154,9 @@ def bench_generate_cmd(
 @cli_errors
 def bench_gateway_cmd(
     n: int = typer.Option(100, "--queries", "-n", help="round trips each way (alternating)"),
-    clients: int = typer.Option(8, "--clients", "-c", help="parallel clients for the requests/s part"),
+    clients: int = typer.Option(8, "--clients", help="parallel clients for the requests/s part"),
     seconds: float = typer.Option(8.0, "--seconds", help="how long each requests/s part runs"),
-    outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """The HTTP gateway: round trip p50/p95 vs the same queries straight to Kafka, and requests/s of one process."""
     from streamrag.tools.bench_gateway import bench_gateway  # optional tooling: see the module docstring
@@ -166,9 +172,9 @@ def bench_gateway_cmd(
 @bench_app.command("overhead")
 @cli_errors
 def bench_overhead_cmd(
-    docs: int = typer.Option(300, "--docs"), n: int = typer.Option(200, "--queries", "-n"),
-    rounds: int = typer.Option(4, "--rounds"), dataset: Path = _DS, outdir: Path = _OUTDIR,
-    json_out: bool = typer.Option(False, "--json"),
+    docs: int = typer.Option(300, "--docs", help="documents indexed"), n: int = typer.Option(200, "--queries", "-n", help="queries per round"),
+    rounds: int = typer.Option(4, "--rounds", help="rounds, each with the features on and off (order alternating)"), dataset: Path = _DS, outdir: Path = _OUTDIR,
+    json_out: bool = json_option(),
 ) -> None:
     """Metrics + audit + auth + PII redaction on vs off: query p95 and ingest chunks/s, same run."""
     from streamrag.tools.bench_overhead import bench_overhead  # optional tooling: see the module docstring
@@ -186,10 +192,10 @@ def bench_overhead_cmd(
 @bench_app.command("replay")
 @cli_errors
 def bench_replay_cmd(
-    docs: int = typer.Option(300, "--docs"),
+    docs: int = typer.Option(300, "--docs", help="documents indexed"),
     rate: float = typer.Option(10.0, "--rate", help="queries per second while the promote happens"),
     seconds: float = typer.Option(20.0, "--seconds", help="length of the query load (the promote is half-way)"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """Replay chunks/s beside the raw encoder, the speed-up of reused embeddings, the answer gap of a promote."""
     from streamrag.tools.bench_replay import bench_replay  # optional tooling: see the module docstring
@@ -207,14 +213,14 @@ def bench_replay_cmd(
 @cli_errors
 def bench_scale_cmd(
     sizes: str = typer.Option("100000,1000000", "--sizes", help="comma-separated chunk counts"),
-    tenants: int = typer.Option(100, "--tenants"),
-    queries: int = typer.Option(200, "--queries"),
+    tenants: int = typer.Option(100, "--tenants", help="tenants the chunks are spread over"),
+    queries: int = typer.Option(200, "--queries", "-n", help="queries timed at each size"),
     index: str = typer.Option("store", "--index", help="store (its own policy), ivf_pq, ivf_hnsw_sq, ivf_flat or none"),
-    nprobes: int = typer.Option(32, "--nprobes"),
-    refine: int = typer.Option(10, "--refine-factor"),
+    nprobes: int = typer.Option(32, "--nprobes", help="IVF partitions searched per query"),
+    refine: int = typer.Option(10, "--refine-factor", help="candidates re-scored exactly, x k"),
     ingest_docs: int = typer.Option(0, "--ingest-docs", help="also ingest N real documents (from --dataset) at each size"),
-    dataset: Path = typer.Option(None, "--dataset", help="BEIR folder for --ingest-docs"),
-    outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    dataset: Path = typer.Option(None, "--dataset", "-d", help="BEIR folder for --ingest-docs"),
+    outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """Store latency and recall@10 at 100k and 1M chunks (synthetic data), tenant + ACL prefilters."""
     from streamrag.tools.bench_report import write_report
@@ -251,13 +257,13 @@ def bench_load_cmd(
     rates: str = typer.Option("0.05,0.1,0.2", "--rates", help="offered queries per second, comma-separated"),
     duration: float = typer.Option(120.0, "--duration", min=1.0, help="seconds of arrivals per rate"),
     generator: str = typer.Option("local", "--generator", help="local (in-process) or openai (STREAMRAG_OPENAI_*)"),
-    tenant: str = typer.Option("acme", "--tenant"),
+    tenant: str = tenant_option("acme"),
     drain: float = typer.Option(300.0, "--drain", help="seconds to wait for the last answers of each rate"),
     burst: str = typer.Option("", "--burst", help="instead of rates: N distinct questions at once, e.g. 4,8"),
     concurrency: str = typer.Option("", "--concurrency", help="instead of rates: C in flight, e.g. 1,4,8: the "
                                     "worker's answers/s over a direct client's to the same server (--generator openai)"),
     rounds: int = typer.Option(2, "--rounds", min=1, help="with --concurrency: answers per level = rounds x C"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = json_option(),
 ) -> None:
     """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s
     (or ``--burst``: questions sent together, each one's first delta and final answer; or ``--concurrency``:
@@ -310,10 +316,10 @@ def bench_load_cmd(
 @bench_app.command("fuzz")
 @cli_errors
 def bench_fuzz_cmd(
-    records: int = typer.Option(2000, "--records", "-n", min=1, max=1_000_000),
-    seed: int = typer.Option(0, "--seed"),
+    records: int = typer.Option(2000, "--records", min=1, max=1_000_000, help="records published"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the records"),
     timeout: float = typer.Option(300.0, "--timeout", help="seconds to wait for every record's outcome"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = json_option(),
 ) -> None:
     """Hostile records to the running ingest and query workers; each one's outcome counted (exit 1 if any is
     unaccounted for)."""
@@ -333,9 +339,9 @@ def bench_fuzz_cmd(
 @bench_app.command("freshness")
 @cli_errors
 def bench_freshness_cmd(
-    changes: int = typer.Option(20, "--changes", "-n", min=1, help="changes of the one document"),
+    changes: int = typer.Option(20, "--changes", min=1, help="changes of the one document"),
     docs: int = typer.Option(300, "--docs", help="abstracts indexed beside it (from --dataset)"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """A changed document, published, until a query through the query worker finds it: p50/p95 by stage."""
     from streamrag.tools.bench_freshness import bench_freshness  # optional tooling: see the module docstring
@@ -353,8 +359,8 @@ def bench_freshness_cmd(
 @bench_app.command("start")
 @cli_errors
 def bench_start_cmd(
-    runs: int = typer.Option(3, "--runs", "-n", min=1, help="fresh query workers started, one after another"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
+    runs: int = typer.Option(3, "--runs", min=1, help="fresh query workers started, one after another"),
+    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
 ) -> None:
     """A query worker's launch until its first answer, with its imports, Kafka, index, model and wiring times."""
     from streamrag.tools.bench_start import bench_start  # optional tooling: see the module docstring

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, out, print_report, settings
 from streamrag.core.errors import ConfigError
 from streamrag.tools import cluster
 
@@ -27,6 +27,7 @@ def rescale(
     log_dir: str = typer.Option(None, "--log-dir", help="where the new processes' ingest-I.log go (default: --pid-dir)"),
     print_only: bool = typer.Option(False, "--print-only", help="stop and start nothing: print each host's command"),
     stop_timeout: float = typer.Option(20.0, "--stop-timeout", help="seconds a process gets to stop before SIGKILL"),
+    json_out: bool = json_option(),
 ) -> None:
     """Rescale the ingest cluster to N processes (at most STREAMRAG_RECOVERY_PARTITIONS workers in all)."""
     s = settings()
@@ -34,6 +35,9 @@ def rescale(
     if not rdir:
         raise ConfigError("rescale needs the cluster's recovery folder: -r DIR (or STREAMRAG_RECOVERY_DIR)")
     p = cluster.plan(processes, Path(rdir), s.worker.recovery_partitions, hosts.split(","), port, workers)
+    if print_only and json_out:
+        print_report({"commands": p.command_lines()}, True)
+        return
     if print_only:
         out.print("stop every ingest process (SIGTERM), then run on each host:", highlight=False)
         for line in p.command_lines():
@@ -43,7 +47,12 @@ def rescale(
         raise ConfigError("without --pid-dir there is nothing here to stop or start: --print-only prints "
                           "the command each host runs")
     stopped = cluster.stop(Path(pid_dir), stop_timeout)
-    out.print(f"stopped {len(stopped)} ingest processes (pids {' '.join(map(str, stopped)) or '-'})", highlight=False)
+    if not json_out:
+        out.print(f"stopped {len(stopped)} ingest processes (pids {' '.join(map(str, stopped)) or '-'})", highlight=False)
     pids = cluster.start(p, Path(pid_dir), Path(log_dir or pid_dir))
+    if json_out:
+        print_report({"stopped": stopped, "started": [{"process": i, "address": p.addresses[i], "pid": pid}
+                                                       for i, pid in enumerate(pids)]}, True)
+        return
     for i, pid in enumerate(pids):
         out.print(f"ingest-{i} on {p.addresses[i]} (pid {pid})", highlight=False)

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import typer
-
-from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, out, print_report, settings, tenant_option
 from streamrag.cli.ask import build_query, print_answer
 from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.settings import Settings
@@ -62,10 +60,16 @@ def index_corpus(s: Settings, tenant: str) -> dict[str, int]:
 
 @app.command()
 @cli_errors
-def demo(tenant: str = typer.Option("demo", "--tenant", "-t")) -> None:
+def demo(tenant: str = tenant_option("demo"), json_out: bool = json_option()) -> None:
     """Ingest the bundled handbook with the embedded path and answer a few questions."""
     s = settings()
     c = index_corpus(s, tenant)
+    if json_out:
+        qp = make_query_processor(s, views=IndexViews(s))
+        print_report({"ingested": c, "answers": [{"question": q.text, "roles": q.roles, **a.model_dump(mode="json")}
+                                                 for q, a in zip(DEMO_QUESTIONS, ask_all(qp, tenant), strict=True)]},
+                     True)
+        return
     out.print(f"[bold]ingested[/bold] {corpus_path()}: {c.get('indexed', 0)} indexed, {c.get('unchanged', 0)} unchanged, "
               f"{c['dead_letters']} dead letters -> {s.index.lancedb_uri}", highlight=False)
     qp = make_query_processor(s, views=IndexViews(s))  # the active index version, as the workers

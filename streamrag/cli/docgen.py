@@ -24,7 +24,8 @@ from typing import Any
 
 import typer.main
 
-from streamrag.cli import app
+from streamrag.cli import app, load_commands
+from streamrag.cli.app import EXIT_CODES
 from streamrag.core.settings import Settings
 from streamrag.tools.config_doc import PAGE as CONFIG_PAGE
 from streamrag.tools.config_doc import configuration_page, undocumented
@@ -42,17 +43,23 @@ and the notes in streamrag/cli/docgen.py): edit those, then regenerate (a unit t
 stale). -->
 
 Every command of `streamrag` (installed with the project; also `python -m streamrag.cli`), with its arguments
-and options. Errors are one line on stderr and a non-zero exit (1: an expected failure, 2: an unexpected one;
-`STREAMRAG_LOG_LEVEL=DEBUG` prints the traceback). Settings come from `STREAMRAG_*` variables
-([configuration.md](configuration.md)); `streamrag COMMAND --help` prints the same help as here.
-"""
+and options. Settings come from `STREAMRAG_*` variables ([configuration.md](configuration.md));
+`streamrag COMMAND --help` prints the same help as here, `streamrag --version` the installed version. Every
+command that reports something prints it as JSON with `--json`; errors are one line on stderr.
+
+Exit codes, the same for every command:
+
+| code | meaning |
+|---|---|
+""" + "".join(f"| {code} | {_meaning} |\n" for code, _meaning in EXIT_CODES.items())
 
 # What the help texts do not say (yet); shown under a command's own help.
 NOTES = {
     "ingest": "No Kafka: the ingest dataflow over files into the local LanceDB. Prints each refused file by name "
-              "with its reason; exits 1 only when nothing could be indexed ([formats.md](formats.md)).",
+              "with its reason; exits 1 when any file was refused (the others are indexed) ([formats.md](formats.md)).",
     "ask": "Answers from the local index, or with `--via-kafka` publishes the query and waits for a query "
-           "worker's answer; `--stream` prints the tokens as they are written (locally, or the deltas from Kafka).",
+           "worker's answer (by default as long as the generation deadline, `STREAMRAG_GENERATION_TIMEOUT_MS`, plus "
+           "a margin); `--stream` prints the tokens as they are written (locally, or the deltas from Kafka).",
     "publish": "Upserts (the same files as `ingest`; PDF, DOCX and HTML as their bytes; files over "
                "`STREAMRAG_MAX_DOC_BYTES` are not sent) or deletes (`--delete DOC_ID`) on the documents topic; "
                "`--wait S`: until the ingest worker applied them.",
@@ -81,10 +88,15 @@ def commands() -> Iterator[tuple[str, Any]]:
     def walk(cmd: Any, path: list[str]) -> Iterator[tuple[str, Any]]:
         if path:
             yield " ".join(path), cmd
-        for name, sub in (getattr(cmd, "commands", None) or {}).items():
-            if not getattr(sub, "hidden", False):
+        if getattr(cmd, "commands", None) is None:
+            return
+        ctx = cmd.context_class(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is not None and not getattr(sub, "hidden", False):
                 yield from walk(sub, [*path, name])
 
+    load_commands()
     yield from walk(typer.main.get_command(app), [])
 
 

@@ -9,7 +9,19 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamrag.cli.app import app, check_tenant, cli_errors, console, out, settings, topics_app
+from streamrag.cli.app import (
+    EXIT_FAILED,
+    app,
+    check_tenant,
+    cli_errors,
+    console,
+    json_option,
+    out,
+    print_report,
+    settings,
+    tenant_option,
+    topics_app,
+)
 from streamrag.connectors.files import delete_record, records_from_paths
 from streamrag.connectors.kafka_admin import ensure_topics
 from streamrag.core.errors import StreamragError
@@ -24,8 +36,8 @@ from streamrag.tools.publish import publish_records
 def ingest(
     paths: list[Path] = typer.Argument(
         ..., help="files or folders: .pdf, .docx, .html, .md, .txt, .rst, .jsonl[.gz] (DocumentChange per line)"),
-    tenant: str = typer.Option(..., "--tenant", "-t"),
-    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    tenant: str = tenant_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Index files into the local LanceDB through the ingest dataflow (no Kafka)."""
     check_tenant(tenant)
@@ -50,8 +62,8 @@ def ingest(
             out.print(f"  refused {refused_name(d)} [{d.stage}]: {d.error}", highlight=False, markup=False)
         if len(report.dead) > 50:
             out.print(f"  ... and {len(report.dead) - 50} more (--json lists them all)", highlight=False)
-    if report.dead and not any(e.status in ("indexed", "unchanged") for e in report.events):
-        raise typer.Exit(1)
+    if report.dead:  # some (or all) files refused: partly failed
+        raise typer.Exit(EXIT_FAILED)
 
 
 def refused_name(d: DeadLetter) -> str:
@@ -66,9 +78,10 @@ def refused_name(d: DeadLetter) -> str:
 @cli_errors
 def publish(
     paths: list[Path] = typer.Argument(None, help="files or folders to upsert"),
-    tenant: str = typer.Option(..., "--tenant", "-t"),
+    tenant: str = tenant_option(),
     delete: list[str] = typer.Option(None, "--delete", help="doc id to delete (repeatable)"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait until the ingest worker applied them"),
+    json_out: bool = json_option(),
 ) -> None:
     """Publish document changes to the documents topic."""
     check_tenant(tenant)
@@ -85,15 +98,21 @@ def publish(
                       highlight=False, markup=False)
 
     n = publish_records(s, records, skipped, wait_s=wait)
-    out.print(f"published {n} document changes to {s.topics.documents}" + (" (applied)" if wait and n else ""),
-              highlight=False)
+    if json_out:
+        print_report({"published": n, "topic": s.topics.documents, "applied": bool(wait and n), "skipped": bad}, True)
+    else:
+        out.print(f"published {n} document changes to {s.topics.documents}" + (" (applied)" if wait and n else ""),
+                  highlight=False)
     if bad:
         raise StreamragError(f"{len(bad)} invalid document change(s) were not published")
 
 
 @topics_app.command("create")
 @cli_errors
-def topics_create(partitions: int = typer.Option(None, "--partitions", "-p")) -> None:
+def topics_create(
+    partitions: int = typer.Option(None, "--partitions", "-p",
+                                   help="partitions of each new topic (default STREAMRAG_KAFKA_PARTITIONS)"),
+    json_out: bool = json_option(),
+) -> None:
     """Create the project's topics (compacted documents and cache topics)."""
-    for name, state in ensure_topics(settings(), partitions).items():
-        out.print(f"{name}: {state}", highlight=False)
+    print_report(ensure_topics(settings(), partitions), json_out)

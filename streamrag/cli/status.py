@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 
-import typer
 from rich.table import Table
 
-from streamrag.cli.app import app, cli_errors, out, settings
+from streamrag.cli.app import app, cli_errors, json_option, out, settings
 from streamrag.tools.status import collect_status
 
 
 @app.command()
 @cli_errors
-def status(json_out: bool = typer.Option(False, "--json")) -> None:
+def status(json_out: bool = json_option()) -> None:
     """Documents and chunks per tenant, table versions, topic offsets and worker lag, cache workers."""
     report = collect_status(settings())
     if json_out:

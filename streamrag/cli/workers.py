@@ -102,7 +102,8 @@ def run_worker(
 
 
 _W = typer.Option(1, "--workers", "-w", help="worker threads per process (use processes to scale embedding)")
-_I = typer.Option(None, "--process-id", "-i")
+_I = typer.Option(None, "--process-id", "-i", help="this process's number in the cluster, 0.. (default 0, or "
+                                                   "from BYTEWAX_POD_NAME)")
 _A = typer.Option(None, "--addresses", "-a", help="host:port;host:port of every process")
 _R = typer.Option(None, "--recovery-dir", "-r", help="resume from here after a restart")
 

@@ -28,7 +28,7 @@ def test_ingest_then_ask(env: Path) -> None:
     (docs / "travel.md").write_text("# Travel policy\n\nA hotel night in Berlin is reimbursed up to 180 euros.\n")
     (docs / "bad.jsonl").write_text('{"doc_id": "x", "version": 1}\nnot json\n')
     r = CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme", "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # partly failed: two lines refused, the rest indexed
     report = json.loads(r.stdout)
     assert report["counts"]["indexed"] == 1 and report["counts"]["dead_letters"] == 2
     r = CliRunner().invoke(app, ["ask", "How much is a hotel night in Berlin?", "--tenant", "acme", "--json"])

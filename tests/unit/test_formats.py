@@ -243,7 +243,7 @@ def test_files_are_sent_by_type_and_oversized_ones_are_read_only_that_far(tmp_pa
     assert len(base64.b64decode(got["big.docx"]["content_b64"])) == 4_001
 
 
-def test_ingest_dir_prints_refused_files_and_fails_only_when_nothing_is_indexed(
+def test_ingest_dir_prints_refused_files_and_exits_1_when_any_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STREAMRAG_LANCEDB_URI", str(tmp_path / "db"))
@@ -255,7 +255,7 @@ def test_ingest_dir_prints_refused_files_and_fails_only_when_nothing_is_indexed(
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf")
     (docs / "huge.html").write_text("<html><body><p>" + "lorem ipsum " * 10_000 + "</p></body></html>")
     r = CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # partly failed: the good file is indexed, the refused ones named
     out = " ".join(r.stdout.split())
     assert "indexed 1 documents" in out and "dead letters 2" in out
     assert f"refused {docs / 'broken.pdf'} [extract]: corrupt PDF" in out
