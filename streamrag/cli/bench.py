@@ -128,14 +128,10 @@ def bench_generate_cmd(
     parts: str = typer.Option("quality,injection,topical,expansion,kafka", "--parts",
                               help="comma-separated: quality, injection, topical, expansion, kafka (through the workers)"),
     expand_budget_ms: int = typer.Option(None, "--expand-budget-ms", help="default: STREAMRAG_EXPAND_BUDGET_MS"),
-<<<<<<< HEAD
     guard: str = typer.Option("both", "--guard", help="injection part: the guard on, off, or both (the difference)"),
     injection_sample: int = typer.Option(None, "--injection-sample",
                                          help="injection part: this many attacks of the labelled set (default: all)"),
-    dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = typer.Option(False, "--json"),
-=======
     dataset: Path = _DS, outdir: Path = _OUTDIR, json_out: bool = json_option(),
->>>>>>> cli-grammar
 ) -> None:
     """Generated answers: grounding, citations, injection resistance, expansion, tokens/s, TTFT via Kafka."""
     # optional tooling: see the module docstring
