@@ -6,7 +6,8 @@
   counts: an answer that opens with a wrong claim and names the gold later is not right.
 - **token recall**: the share of the gold's tokens (SQuAD's normalisation: words less a/an/the; character
   bigrams in scripts without spaces) found in the whole answer; it decides only for *long* gold answers
-  (a sentence a reader paraphrases), never for a name or a number, which must be contained.
+  (5 words, or 15 characters written without spaces: a sentence a reader paraphrases), never for a name, a
+  number or a date, which must be contained.
 - **correct** = contained, or a long gold with token recall >= 0.5.
 - **citations**: the documents the answer's [n] markers point to (an answer lists every source it was given;
   the markers say which it used); hit = a gold document among them; precision = the share of them that are gold.
@@ -26,7 +27,8 @@ from streamrag.core.analysis import has_no_space_script, tokens
 from streamrag.core.generation.grounding import ground
 
 RECALL_CORRECT = 0.5  # token recall that makes a long answer correct
-LONG_GOLD = 5  # tokens from which a gold answer is long (recall may decide)
+LONG_GOLD = 5  # words from which a gold answer is long (recall may decide)
+LONG_GOLD_CHARS = 15  # characters, for a gold written without spaces (its bigrams are no word count)
 _MARKER = re.compile(r"\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\]")
 # sentence ends: . ! ? before a space and a capital, digit, quote or bracket; 。！？． with or without a space; a line break
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[\u201c]?[A-Z0-9\u00C0-\u024F])|(?<=[。！？．｡])\s*|\n+")
@@ -87,11 +89,18 @@ def token_recall(answer: str, gold: str) -> float:
     return sum((g & a).values()) / sum(g.values())
 
 
+def is_long(gold: str) -> bool:
+    """A sentence a reader paraphrases (recall may decide), not a name, number or date (it must be contained)."""
+    if has_no_space_script(gold):
+        return len(_compact(gold)) >= LONG_GOLD_CHARS
+    return len(answer_tokens(gold)) >= LONG_GOLD
+
+
 def score_answer(answer: str, golds: Sequence[str]) -> AnswerScore:
     """The answer against every gold answer (any one right is right)."""
     head = first_sentence(answer)
     contained = any(contains(head, g) for g in golds)
-    recalls = [(token_recall(answer, g), len(answer_tokens(g)) >= LONG_GOLD) for g in golds]
+    recalls = [(token_recall(answer, g), is_long(g)) for g in golds]
     best = max((r for r, _ in recalls), default=0.0)
     long_gold = any(long for _, long in recalls)
     correct = contained or any(long and r >= RECALL_CORRECT for r, long in recalls)

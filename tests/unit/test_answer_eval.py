@@ -59,6 +59,11 @@ def test_japanese_compared_without_spaces_or_punctuation() -> None:
     s = score_answer("伊東勤は西武の監督になった。その後ロッテ。", ["埼玉西武ライオンズ", "西武"])
     assert s.contained
     assert not score_answer("伊東勤はロッテの監督になった。その前は西武。", ["西武"]).contained
+    # a name of 12 characters is 11 bigrams, still a name: recall does not rescue it from a later sentence
+    late = score_answer("先発はオリックスの山本だった。オリックスの投手田嶋大樹も投げた。", ["オリックスの投手田嶋大樹"])
+    assert late.recall == 1.0 and not late.long_gold and not late.correct
+    clause = "第二次コアビタシオンは一九九三年三月の総選挙の後に始まった"
+    assert score_answer("総選挙の後、第二次コアビタシオンは一九九三年三月に始まった。", [clause]).correct
 
 
 def test_normalisation_and_whole_words() -> None:
