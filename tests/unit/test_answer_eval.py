@@ -180,3 +180,25 @@ def test_eval_answers_reads_squad_files_and_refuses_bad_input(env: Path) -> None
     for bad in (env / "missing", env / "broken.json", env / "noanswers"):
         r = CliRunner().invoke(app, ["eval", "answers", "--dataset", str(bad), "--out", str(env / "bench")])
         assert r.exit_code == 1 and r.output.startswith("error:") and "Traceback" not in r.output, r.output
+
+
+def test_questions_selected_and_unanswerable_ones_spread() -> None:
+    from streamrag.core.records import RawRecord
+    from streamrag.tools.answer_eval import Question, QuestionSet, corpus_subset, select
+
+    def q(i: int, answerable: bool = True) -> Question:
+        return Question(f"q{i}", f"question {i}?", ["gold"] if answerable else [], frozenset([f"d{i}"]) if answerable else frozenset())
+
+    docs = [json.dumps({"doc_id": f"d{i}"}).encode() for i in range(10)]
+    qset = QuestionSet("s", [q(0), q(1, False), q(2), q(3), q(4), q(5), q(6), q(7)], lambda: iter(RawRecord(value=d, key=None) for d in docs))
+    other = QuestionSet("o", [q(100), q(101)], lambda: iter([]))
+    picked = select(qset, 4, other, 2)
+    assert [x.qid for x in picked if x.answerable] == ["q0", "q2", "q3", "q4"]  # -n counts answerable questions
+    assert {x.qid for x in picked if not x.answerable} == {"q1", "other:q100", "other:q101"}
+    assert [x.qid for x in picked] == ["q0", "q1", "q2", "other:q100", "q3", "other:q101", "q4"]  # spread evenly
+    assert all(not x.gold_docs for x in picked if not x.answerable)
+    asked = select(qset, 2, None, 0)
+    kept = [json.loads(r.value or b"{}")["doc_id"] for r in corpus_subset(qset, asked, 4)]
+    assert kept == ["d0", "d1", "d2", "d3"] and "d2" in kept  # the gold documents, then the first others
+    kept = [json.loads(r.value or b"{}")["doc_id"] for r in corpus_subset(qset, select(qset, 0, None, 0), 3)]
+    assert kept == ["d0", "d2", "d3", "d4", "d5", "d6", "d7"]  # gold documents are never left out
