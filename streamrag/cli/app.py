@@ -45,8 +45,8 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "ask": ("streamrag.cli.ask", "Answer a question from the index (locally, or through the query worker with "
                                  "--via-kafka)."),
     "demo": ("streamrag.cli.demo", "Ingest the bundled handbook with the embedded path and answer a few questions."),
-    "eval": ("streamrag.cli.evaluation", "Retrieval quality (NDCG@10, Recall@10/100, MRR@10, MAP) per configuration "
-                                         "on a BEIR dataset."),
+    "eval": ("streamrag.cli.evaluation", "Retrieval quality on a BEIR folder (``eval --dataset DIR``); answer quality "
+                                         "(``eval answers``)."),
     "status": ("streamrag.cli.status", "Documents and chunks per tenant, table versions, topic offsets and worker "
                                        "lag, cache workers."),
     "gateway": ("streamrag.cli.gateway", "Serve the HTTP API (/v1/query, /v1/chat/completions, /v1/documents, "

@@ -80,6 +80,7 @@ def open_text(path: Path) -> Any:
 
 
 def load_beir(d: Path, split: str = "test") -> tuple[Path, dict[str, str], dict[str, dict[str, int]]]:
+    """(corpus file, query texts, judgments) of the queries that have both a text and a judgment."""
     corpus = next((p for p in (d / "corpus.jsonl", d / "corpus.jsonl.gz") if p.exists()), None)
     if corpus is None or not (d / "queries.jsonl").exists() or not (d / "qrels" / f"{split}.tsv").exists():
         raise StreamragError(f"{d} is not a BEIR dataset (needs corpus.jsonl[.gz], queries.jsonl, qrels/{split}.tsv)")
@@ -95,7 +96,10 @@ def load_beir(d: Path, split: str = "test") -> tuple[Path, dict[str, str], dict[
             if not row or row[0] == "query-id":
                 continue
             qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    return corpus, {q: queries[q] for q in qrels if q in queries}, qrels
+    # BEIR's convention (and pytrec_eval's, which scores the queries a run has): the queries scored are those
+    # with both a text and at least one judgment; a judged query without text is not asked, so not scored
+    scored = {q: j for q, j in qrels.items() if j and q in queries}
+    return corpus, {q: queries[q] for q in scored}, scored
 
 
 def corpus_records(corpus: Path) -> Iterator[RawRecord]:

@@ -13,8 +13,12 @@ MEASURES = {"ndcg_cut_10": "NDCG@10", "recall_10": "Recall@10", "recall_100": "R
 
 
 def evaluate(qrels: Qrels, run: Run) -> dict[str, float]:
-    """Mean NDCG@10, Recall@10, Recall@100, MRR@10 and MAP over the queries in qrels."""
-    qrels_d = {q: dict(d) for q, d in qrels.items()}
+    """Mean NDCG@10, Recall@10, Recall@100, MRR@10 and MAP over the queries in qrels with at least one
+    judgment (a query the run has no ranking for scores 0). Which queries are asked is the caller's: BEIR
+    scores those with both a text and a judgment (``tools.evaluate.load_beir`` gives exactly those)."""
+    qrels_d = {q: dict(d) for q, d in qrels.items() if d}
+    if not qrels_d:
+        return {label: 0.0 for label in (*MEASURES.values(), "MRR@10")}
     run_d = {q: dict(run.get(q, {})) or {"__none__": 0.0} for q in qrels_d}
     ev = pytrec_eval.RelevanceEvaluator(qrels_d, {"ndcg_cut.10", "recall.10,100", "map"})
     per_q = ev.evaluate(run_d)

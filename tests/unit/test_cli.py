@@ -70,7 +70,8 @@ def test_eval_scores_a_tiny_beir_folder(env: Path) -> None:
     (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in corpus))
     (d / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "in-memory cache"}) + "\n"
                                      + json.dumps({"_id": "q2", "text": "vector similarity search"}) + "\n")
-    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t1\n")
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t1\n"
+                                     "q9\td1\t1\n")  # judged, no text: not asked, so not scored (BEIR)
     s = Settings(_env_file=None, lancedb_uri=str(env / "db"))  # type: ignore[call-arg]
     res = run_eval(s, d, parse_configs(["dense", "bm25", "hybrid-rrf"]), env / "evaldb", env / "emb.sqlite", log=lambda m: None)
     assert res["documents"] == 3 and res["queries"] == 2
