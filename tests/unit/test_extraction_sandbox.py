@@ -69,7 +69,7 @@ def test_bloated_docx_and_zip_bomb_beside_good_documents_in_one_batch(
     events, dead = run(ing, docgen.file_change("bloated.docx", bloated, DOCX), docgen.file_change("bomb.docx", bomb, DOCX),
                        small(), change("plain", 1, "a plain text document about trains"))
     took = time.monotonic() - t0
-    assert took < 5.0, took
+    assert took < 10.0, took  # ~3 s on a quiet machine (extract, chunk, embed, write); 479 s before #34
     assert {k: e.status for k, e in events.items()} == {"bloated.docx": "indexed", "rooms.docx": "indexed",
                                                          "plain": "indexed"}
     assert set(dead) == {"bomb.docx"} and dead["bomb.docx"].stage == "extract"
