@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import streamrag.tools.publish as publish
 from streamrag.cli import app
 from streamrag.connectors.files import records_from_paths
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.errors import StreamragError
 
 
@@ -147,3 +148,21 @@ def test_a_gzip_bomb_is_streamed_with_caps_on_a_line_and_on_the_whole(tmp_path: 
     assert f"refused {corpus}:2: a line longer than 4194304 bytes (STREAMRAG_MAX_MESSAGE_BYTES): not read" in out
     assert f"refused {corpus}:" in out and "uncompressed size over 50000000 bytes" in out
     assert peak < 40_000_000, peak  # streamed: never the whole file (or its 5 MiB line) in memory at once
+
+
+def test_ingest_refuses_the_same_by_name_and_indexes_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMRAG_LANCEDB_URI", str(tmp_path / "db"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "credentials.txt").write_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policy.txt").write_text("the travel policy pays for second class trains")
+    (docs / "notes.txt").symlink_to(tmp_path / "credentials.txt")
+    (docs / "corpus.jsonl").write_text(json.dumps({"doc_id": "planted", "tenant": "globex", "text": "into globex"}) + "\n")
+    r = CliRunner().invoke(app, ["ingest", str(docs), "--tenant", "acme", "--json"])
+    assert r.exit_code == 1, r.output
+    got = json.loads(r.stdout)
+    assert got["counts"]["indexed"] == 1 and got["counts"]["refused"] == 2
+    assert {x["where"] for x in got["refused"]} == {str(docs / "notes.txt"), f"{docs / 'corpus.jsonl'}:1"}
+    store = LanceStore(str(tmp_path / "db"), fts_rebuild_every_s=0)
+    assert [r["doc_id"] for r in store.chunk_rows("acme")] == ["policy.txt"] and not store.chunk_rows("globex")
