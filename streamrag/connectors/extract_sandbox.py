@@ -271,9 +271,11 @@ class ExtractionSandbox:
             try:
                 got = child.extract(ctype, data, self.timeout_s, self.memory_mb)
             finally:
-                if child.alive:
+                if child.alive and not child.killed:  # a child the watchdog fired at is not used again
                     with self._lock:
                         self._idle.append(child)
+                else:
+                    child.close()
             return got
 
     @staticmethod
