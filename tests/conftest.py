@@ -22,7 +22,8 @@ class Indexer:
 
     def __init__(self, settings: Settings, store: LanceStore, embedder: Embedder | None = None) -> None:
         self.store = store
-        self.stages = IngestStages.from_settings(settings, store, embedder or HashEmbedder(), extractors=make_extractors())
+        self.stages = IngestStages.from_settings(settings, store, embedder or HashEmbedder(),
+                                                 extractors=make_extractors(settings.index))
 
     def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
         out = self.stages.process_batch(records)

@@ -42,28 +42,41 @@ def ingest(
     """Index files into the local LanceDB through the ingest dataflow (no Kafka)."""
     check_tenant(tenant)
     s = settings()
+    refusals = Refusals()
     with Progress(
         TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=json_out or not console.is_terminal,
     ) as bar:
         task = bar.add_task("ingest", total=None)
-        report = index_paths(s, paths, tenant, on_progress=lambda n: bar.advance(task, n))
-    counts = report.counts()
+        report = index_paths(s, paths, tenant, on_progress=lambda n: bar.advance(task, n), refused=refusals)
+    counts = {**report.counts(), "refused": len(refusals.seen)}
     if json_out:
-        out.print_json(json.dumps({"counts": counts, "dead_letters": [d.model_dump(mode="json") for d in report.dead]}))
+        out.print_json(json.dumps({"counts": counts, "dead_letters": [d.model_dump(mode="json") for d in report.dead],
+                                   "refused": [{"where": w, "reason": r} for w, r in refusals.seen]}))
     else:
         out.print(
             f"indexed {counts.get('indexed', 0)} documents ({counts['chunks']} chunks), "
             f"unchanged {counts.get('unchanged', 0)}, stale {counts.get('stale', 0)}, "
-            f"dead letters {counts['dead_letters']} -> {s.index.lancedb_uri}",
+            f"dead letters {counts['dead_letters']}, refused {counts['refused']} -> {s.index.lancedb_uri}",
             highlight=False,
         )
         for d in report.dead[:50]:
             out.print(f"  refused {refused_name(d)} [{d.stage}]: {d.error}", highlight=False, markup=False)
         if len(report.dead) > 50:
             out.print(f"  ... and {len(report.dead) - 50} more (--json lists them all)", highlight=False)
-    if report.dead:  # some (or all) files refused: partly failed
+    if report.dead or refusals.seen:  # some (or all) files refused: partly failed
         raise typer.Exit(EXIT_FAILED)
+
+
+class Refusals:
+    """Files and lines refused before they are read (connectors.files): each printed at once (on stderr) and kept."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, where: str, reason: str) -> None:
+        self.seen.append((where, reason))
+        console.print(f"refused {where}: {reason}", highlight=False, markup=False, soft_wrap=True)
 
 
 def refused_name(d: DeadLetter) -> str:
@@ -86,9 +99,13 @@ def publish(
     """Publish document changes to the documents topic."""
     check_tenant(tenant)
     s = settings()
-    records = [*records_from_paths(paths or [], tenant, s.index.max_doc_bytes), *(delete_record(tenant, d) for d in delete or [])]
+    refusals = Refusals()
+    files = records_from_paths(paths or [], tenant, s.index.max_doc_bytes, refused=refusals,
+                               max_line_bytes=s.json_limits.max_bytes, max_uncompressed=s.index.max_uncompressed_bytes)
+    records = [*files, *(delete_record(tenant, d) for d in delete or [])]
     if not records:
-        raise StreamragError("nothing to publish: give paths or --delete DOC_ID")
+        raise StreamragError("nothing to publish: give paths or --delete DOC_ID"
+                             + (f" ({len(refusals.seen)} refused)" if refusals.seen else ""))
     bad: list[str] = []
 
     def skipped(r: RawRecord, error: str) -> None:
@@ -97,14 +114,15 @@ def publish(
         console.print(f"skipped {where or (r.key or b'').decode('utf-8', 'replace')}: {error}",
                       highlight=False, markup=False)
 
-    n = publish_records(s, records, skipped, wait_s=wait)
+    n = publish_records(s, records, skipped, wait_s=wait, tenant=tenant)
     if json_out:
-        print_report({"published": n, "topic": s.topics.documents, "applied": bool(wait and n), "skipped": bad}, True)
+        print_report({"published": n, "topic": s.topics.documents, "applied": bool(wait and n), "skipped": bad,
+                      "refused": [{"where": w, "reason": r} for w, r in refusals.seen]}, True)
     else:
         out.print(f"published {n} document changes to {s.topics.documents}" + (" (applied)" if wait and n else ""),
                   highlight=False)
-    if bad:
-        raise StreamragError(f"{len(bad)} invalid document change(s) were not published")
+    if bad or refusals.seen:
+        raise StreamragError(f"{len(bad) + len(refusals.seen)} document change(s) or file(s) were refused, not published")
 
 
 @topics_app.command("create")

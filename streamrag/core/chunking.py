@@ -93,12 +93,14 @@ def _groups(blocks: Sequence[Block]) -> list[list[int]]:
     has text; headings with no text of their own stay with the text that follows them."""
     groups: list[list[int]] = []
     cur: list[int] = []
+    first: Block | None = None  # the current group's first block of text (linear: #34's 31k paragraphs)
     for i, b in enumerate(blocks):
-        body = [j for j in cur if blocks[j].kind != "heading"]
-        if body and (b.kind == "heading" or b.page != blocks[body[0]].page or b.section != blocks[body[0]].section):
+        if first is not None and (b.kind == "heading" or b.page != first.page or b.section != first.section):
             groups.append(cur)
-            cur = []
+            cur, first = [], None
         cur.append(i)
+        if first is None and b.kind != "heading":
+            first = b
     if cur:
         if groups and all(blocks[j].kind == "heading" for j in cur):
             groups[-1].extend(cur)  # headings that end the document: no chunk of their own

@@ -397,6 +397,18 @@ class IndexConfig(_Component):
     # a document's file (DocumentChange.content_b64), decoded; larger ones are dead letters (stage extract).
     # Through Kafka its base64 (4/3 of it) must also fit STREAMRAG_MAX_MESSAGE_BYTES: 3 MB does, at 4 MiB
     max_doc_bytes: int = Field(3_000_000, ge=1)
+    # Extraction bounds (#34): a ZIP container (DOCX) whose entries would inflate past this many bytes, or that
+    # has more entries, is a dead letter before anything is inflated; a .jsonl.gz is read only this far (or 50
+    # times its own size, if larger)
+    max_uncompressed_bytes: int = Field(50_000_000, ge=1)
+    max_archive_entries: int = Field(10_000, ge=1)
+    # PDF, DOCX and HTML are read in warm child processes ("process"): one past its time or memory limit is
+    # killed (a dead letter at extract naming the limit) and replaced; "inline" reads them in the worker itself
+    extract_sandbox: Literal["process", "inline"] = "process"
+    extract_timeout_s: float = Field(10.0, gt=0, le=3600)
+    extract_memory_mb: int = Field(1024, ge=64, le=1_048_576)
+    # child processes (documents of a batch extracted side by side)
+    extract_processes: int = Field(1, ge=1, le=64)
 
 
 class RetrievalSettings(_Component):

@@ -10,14 +10,22 @@ The ``Extractor`` port and the extractors that need no library (Markdown, plain 
 library-backed ones (PDF, DOCX, HTML) are adapters in ``streamrag.connectors``, one per file, handed to the
 stages by the flows. A file that cannot be read raises ``ExtractionFailed`` with one clear reason: it
 becomes a dead letter (stage ``extract``) alone, and the rest of its batch goes on.
+
+Bounds (#34): the file's size (STREAMRAG_MAX_DOC_BYTES); a ZIP container's (DOCX) inflated size and entry
+count, read from its central directory before anything is inflated (STREAMRAG_MAX_UNCOMPRESSED_BYTES,
+STREAMRAG_MAX_ARCHIVE_ENTRIES); time and memory where the flows hand the stage sandboxed extractors
+(``connectors.extract_sandbox``: child processes with CPU, memory and wall-clock limits).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
@@ -290,13 +298,51 @@ def fallback_title(doc_id: str) -> str:
     return stem if dot and stem else name
 
 
+def check_archive(data: bytes, max_uncompressed: int, max_entries: int) -> None:
+    """A ZIP container is read only if its entries inflate to at most ``max_uncompressed`` bytes in all, and
+    there are at most ``max_entries`` of them: both from its central directory, before any entry is inflated
+    (Python's zipfile inflates an entry no further than the size declared there, so the declared sizes bound
+    what a reader gets). Not a ZIP, or a broken one: nothing to check here (its extractor says what is wrong)."""
+    if not data.startswith(b"PK"):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
+        return
+    if len(infos) > max_entries:
+        raise ExtractionFailed(f"archive over the {max_entries} entry limit: it has {len(infos)} entries "
+                               f"(STREAMRAG_MAX_ARCHIVE_ENTRIES)")
+    total = sum(i.file_size for i in infos)
+    if total > max_uncompressed:
+        raise ExtractionFailed(f"uncompressed size over {max_uncompressed} bytes: its entries inflate to {total} "
+                               f"bytes (STREAMRAG_MAX_UNCOMPRESSED_BYTES; a ZIP bomb?)")
+
+
 # -- the stage's logic -------------------------------------------------------------------------------------
 class DocumentExtraction:
     """Decode, check the size, find the type and its extractor, extract; ``ExtractionFailed`` with one reason."""
 
-    def __init__(self, extractors: Mapping[str, Extractor], max_bytes: int) -> None:
+    def __init__(self, extractors: Mapping[str, Extractor], max_bytes: int, max_uncompressed: int = 50_000_000,
+                 max_entries: int = 10_000, parallel: int = 1) -> None:
         self.extractors = {**BUILTIN, **extractors}
         self.max_bytes = max_bytes
+        self.max_uncompressed = max_uncompressed
+        self.max_entries = max_entries
+        self.parallel = parallel  # documents extracted side by side (sandboxed extractors: one child process each)
+
+    def many(self, changes: Sequence[DocumentChange]) -> list[Extracted | ExtractionFailed]:
+        """Each change's extraction or the reason it failed, in order; side by side where ``parallel`` > 1."""
+        def one(ch: DocumentChange) -> Extracted | ExtractionFailed:
+            try:
+                return self(ch)
+            except ExtractionFailed as exc:
+                return exc
+
+        if self.parallel <= 1 or len(changes) <= 1:
+            return [one(ch) for ch in changes]
+        with ThreadPoolExecutor(min(self.parallel, len(changes)), thread_name_prefix="extract") as pool:
+            return list(pool.map(one, changes))
 
     def known(self) -> str:
         return ", ".join(sorted({FORMAT_NAMES.get(t, t) for t in self.extractors}))
@@ -330,6 +376,7 @@ class DocumentExtraction:
         if extractor is None:
             raise ExtractionFailed(f"unknown type: no extractor for {ctype[:100]!r} (known: {self.known()})")
         what = FORMAT_NAMES.get(ctype, ctype)
+        check_archive(data, self.max_uncompressed, self.max_entries)
         try:
             got = extractor.extract(data)
         except ExtractionFailed:

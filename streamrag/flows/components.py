@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 
 from streamrag.connectors.auth_keys import verifier_for
 from streamrag.connectors.cache_follower import CacheFollower
+from streamrag.connectors.extract_sandbox import ExtractionSandbox
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
@@ -22,6 +23,7 @@ from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import gpu_possible, resolve_model_path
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.config import IndexConfig
 from streamrag.core.drift import DriftMonitor
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.extraction import DOCX, HTML, PDF, Extractor
@@ -33,7 +35,7 @@ from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
-from streamrag.flows.adapters import adapter
+from streamrag.flows.adapters import ADAPTERS, adapter
 from streamrag.flows.generators import kafka_deltas, make_expander, make_generator, redis_ledger, warm_up
 from streamrag.schemas.models import CacheEntry
 
@@ -111,13 +113,29 @@ def question_embedder_for(s: Settings) -> Embedder:
                                   s.index.query_encoder, os.path.join(s.generation.model_dir, "onnx"))
 
 
-def make_extractors() -> dict[str, Extractor]:
-    """The library-backed extractors by content type (Markdown and plain text need none: core.extraction)."""
-    return {PDF: adapter("extractor.pdf")(), DOCX: adapter("extractor.docx")(), HTML: adapter("extractor.html")()}
+EXTRACTORS = {PDF: "extractor.pdf", DOCX: "extractor.docx", HTML: "extractor.html"}
+
+
+@lru_cache(maxsize=8)
+def extraction_sandbox(timeout_s: float, memory_mb: int, processes: int) -> ExtractionSandbox:
+    """The warm extraction children of this process (one set per limits: every index version shares them)."""
+    return ExtractionSandbox({t: ADAPTERS[name] for t, name in EXTRACTORS.items()}, timeout_s=timeout_s,
+                             memory_mb=memory_mb, processes=processes)
+
+
+def make_extractors(index: IndexConfig | None = None) -> dict[str, Extractor]:
+    """The library-backed extractors by content type (Markdown and plain text need none: core.extraction): read
+    in child processes with time and memory limits (STREAMRAG_EXTRACT_SANDBOX=process, the default), or in this
+    process (inline)."""
+    ix = index or IndexConfig()
+    if ix.extract_sandbox == "process":
+        return dict(extraction_sandbox(ix.extract_timeout_s, ix.extract_memory_mb, ix.extract_processes).extractors())
+    return {t: adapter(name)() for t, name in EXTRACTORS.items()}
 
 
 def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
-    return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s), extractors=make_extractors())
+    return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s),
+                                      extractors=make_extractors(s.index))
 
 
 class Rerankers:

@@ -71,7 +71,8 @@ class IndexViews:
             st = self._stages.get(name)
         if st is None:
             v = self.view(name)
-            st = IngestStages.from_settings(v.settings, v.store, v.embedder, extractors=make_extractors())
+            st = IngestStages.from_settings(v.settings, v.store, v.embedder,
+                                            extractors=make_extractors(v.settings.index))
             with self._lock:
                 st = self._stages.setdefault(name, st)
         return st

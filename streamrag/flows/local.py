@@ -11,7 +11,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from streamrag.connectors.files import records_from_paths
+from streamrag.connectors.files import Refused, records_from_paths
 from streamrag.core.errors import StreamragError
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.records import RawRecord
@@ -79,12 +79,16 @@ def ingest_records(
 
 
 def index_paths(
-    settings: Settings, paths: list[Path], tenant: str, on_progress: Callable[[int], None] | None = None
+    settings: Settings, paths: list[Path], tenant: str, on_progress: Callable[[int], None] | None = None,
+    refused: Refused | None = None,
 ) -> IngestReport:
     """``streamrag ingest``: files -> the ingest dataflow -> the local index, then index upkeep
     (the embedded path has no maintenance thread: FTS and optimize run once, here). Written to the active
-    index version, as the workers write."""
-    records = records_from_paths(paths, tenant, settings.index.max_doc_bytes)  # read as the flow takes them
+    index version, as the workers write. ``refused``: told of each file or line refused before it is read
+    (connectors.files), else that is an error."""
+    records = records_from_paths(  # read as the flow takes them; a JSONL line at most a message
+        paths, tenant, settings.index.max_doc_bytes, refused=refused, max_line_bytes=settings.json_limits.max_bytes,
+        max_uncompressed=settings.index.max_uncompressed_bytes)
     first = next(records, None)
     if first is None:
         raise StreamragError("no .txt, .md, .rst, .pdf, .docx, .html or .jsonl files found in the given paths")

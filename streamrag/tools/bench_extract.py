@@ -105,7 +105,7 @@ def bench_extract(s: Settings, dataset: Path | None, docs: int, pages: int, per_
     runs: dict[str, Any] = {}
     for kind in ("pdf", "text"):
         store = LanceStore(str(work / f"db-{kind}"), fts_rebuild_every_s=0)
-        stages = IngestStages.from_settings(s, store, emb, extractors=make_extractors())
+        stages = IngestStages.from_settings(s, store, emb, extractors=make_extractors(s.index))
         if kind == "pdf":
             recs = [_record("bench", d, {"content_b64": base64.b64encode(b).decode(), "content_type": "application/pdf"})
                     for d, b, _ in files]

@@ -17,14 +17,18 @@ from streamrag.schemas.models import DeadLetter
 
 def publish_records(
     s: Settings, records: Iterable[RawRecord], skipped: Callable[[RawRecord, str], None], wait_s: float = 0.0,
+    tenant: str | None = None,
 ) -> int:
     """Publish the valid changes (key tenant/doc_id); report each invalid one to ``skipped``; with
-    ``wait_s``, return only once the ingest worker has applied them (their index events arrived)."""
+    ``wait_s``, return only once the ingest worker has applied them (their index events arrived). With
+    ``tenant`` (``--tenant``), a change of another tenant is refused."""
     good = []
     for r in records:
         parsed = parse_change(r, s.json_limits)
         if isinstance(parsed, DeadLetter):
             skipped(r, parsed.error)
+        elif tenant is not None and parsed.tenant != tenant:
+            skipped(r, f"the change names tenant {parsed.tenant!r}, not --tenant {tenant!r}: not sent")
         elif parsed.content_b64 and b64_size(parsed.content_b64) > s.index.max_doc_bytes:  # refused by any worker
             skipped(r, f"file too large: more than STREAMRAG_MAX_DOC_BYTES={s.index.max_doc_bytes} bytes")
         else:

@@ -172,7 +172,7 @@ def _replay(
     rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
     store = store_for(rs, m)
     stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m),
-                                       extractors=make_extractors())
+                                       extractors=make_extractors(rs.index))
     reader = TopicReader(s, s.topics.documents, replay_group(s, name), "beginning" if created else start)
     report = ReplayReport(name, created=created)
     stop = stop or _stop_on_signals()

@@ -122,7 +122,11 @@ class IngestStages:
         return cls(store, embedder, chunk_size=s.chunk.size, chunk_overlap=s.chunk.overlap,
                    max_doc_chars=s.index.max_doc_chars, policy=RetryPolicy(max_s=s.worker.retry_max_s), redactors=redactors,
                    drift=DriftMonitor(), reuse=reuse, limits=s.json_limits,
-                   extraction=DocumentExtraction(extractors or {}, max_bytes=s.index.max_doc_bytes))
+                   extraction=DocumentExtraction(extractors or {}, max_bytes=s.index.max_doc_bytes,
+                                                 max_uncompressed=s.index.max_uncompressed_bytes,
+                                                 max_entries=s.index.max_archive_entries,
+                                                 parallel=s.index.extract_processes
+                                                 if s.index.extract_sandbox == "process" else 1))
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -140,18 +144,19 @@ class IngestStages:
     def extract(self, items: Sequence[Item]) -> list[Item]:
         """A document's file (or structured text) -> its text, title and blocks (pages, headings, table rows).
         A file that cannot be read (corrupt, encrypted, empty, too large, of an unknown type) is a dead letter
-        alone, with one clear reason."""
+        alone, with one clear reason (a file past a size, time or memory limit names the limit)."""
         todo, out = _split(items)
+        files = [p for p in todo if needs_extraction(p.change)]
+        results = dict(zip(map(id, files), self.extraction.many([p.change for p in files]), strict=True))
         for p in todo:
             ch = p.change
-            if not needs_extraction(ch):
+            got = results.get(id(p))
+            if got is None:
                 out.append(p)
                 continue
-            try:
-                got = self.extraction(ch)
-            except ExtractionFailed as exc:
-                log.info("extracting %s failed: %s", ch.key, exc)
-                out.append(Finished(p.rec, p.rec.dead("extract", str(exc))))
+            if isinstance(got, ExtractionFailed):
+                log.info("extracting %s failed: %s", ch.key, got)
+                out.append(Finished(p.rec, p.rec.dead("extract", str(got))))
                 continue
             self.extracted_pages += got.pages
             ch = ch.model_copy(update={"text": got.text, "content_b64": "",
