@@ -123,7 +123,7 @@ def test_publish_reports_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     r = CliRunner().invoke(app, ["publish", str(tmp_path / "a.md"), "-t", "acme", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == {"published": 1, "topic": Settings(_env_file=None).topics.documents,  # type: ignore[call-arg]
-                                    "applied": False, "skipped": []}
+                                    "applied": False, "skipped": [], "refused": []}
 
 
 def test_cluster_rescale_print_only_reports_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
