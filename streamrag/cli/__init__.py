@@ -15,6 +15,7 @@ from streamrag.cli import (  # noqa: F401
     bench,
     cluster,
     demo,
+    doc_history,
     documents,
     evaluation,
     gateway,

@@ -210,6 +210,8 @@ class AuditConfig(_Component):
     # the environment variable holding the key of the question's HMAC-SHA256 in audit records (required in the
     # production profile; development falls back to a fixed, public key with a warning)
     hash_key_env: str = "STREAMRAG_AUDIT_HASH_KEY"
+    # tenants whose audit records keep only a keyed hash of the answer's text (others: the text, PII-redacted)
+    answer_hash_tenants: list[str] = Field(default_factory=list)
 
 
 class CacheConfig(_Component):
@@ -397,6 +399,9 @@ class IndexConfig(_Component):
     # a document's file (DocumentChange.content_b64), decoded; larger ones are dead letters (stage extract).
     # Through Kafka its base64 (4/3 of it) must also fit STREAMRAG_MAX_MESSAGE_BYTES: 3 MB does, at 4 MiB
     max_doc_bytes: int = Field(3_000_000, ge=1)
+    # every applied version of a document (text, title, metadata, ACL) is kept this long in the document_history
+    # table, for `streamrag documents history` and `rollback` (0: no history is written)
+    history_retention_days: float = Field(90.0, ge=0)
 
 
 class RetrievalSettings(_Component):
