@@ -45,7 +45,11 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RollbackRefused(ValueError):
-    """The version asked for cannot be restored (not in the history, or a delete)."""
+    """The version asked for cannot be restored: ``missing`` (not in the history) or a delete."""
+
+    def __init__(self, message: str, *, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def restored_change(rows: Sequence[dict[str, Any]], to: int, current: int) -> DocumentChange:
@@ -54,9 +58,9 @@ def restored_change(rows: Sequence[dict[str, Any]], to: int, current: int) -> Do
     row = next((r for r in rows if int(r["version"]) == to), None)
     if row is None:
         known = ", ".join(str(r["version"]) for r in rows) or "none"
-        raise RollbackRefused(f"version {to} is not in the document's history (kept: {known})")
+        raise RollbackRefused(f"version {to} is not in the document's history (kept: {known})", missing=True)
     if row["op"] != "upsert":
-        raise RollbackRefused(f"version {to} is a delete: nothing to restore")
+        raise RollbackRefused(f"version {to} is a delete: nothing to restore", missing=False)
     newest = max([current, *(int(r["version"]) for r in rows)])
     return DocumentChange.model_validate({
         "op": "upsert", "tenant": row["tenant"], "doc_id": row["doc_id"], "version": newest + 1,
