@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from streamrag.cli import (  # noqa: F401
     ab,
     ask,
+    audit,
     bench,
     cluster,
     demo,
