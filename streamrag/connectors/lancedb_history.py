@@ -85,8 +85,14 @@ class LanceHistory:
         if t is None or not self.enabled:
             return
         cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - int(self.retention_days * DAY_MS)
-        t.delete(f"applied_ms < {int(cutoff)}")
         self._pruned_at = time.monotonic()
+        t.delete(f"applied_ms < {int(cutoff)}")
+        try:  # one small fragment per batch: compacted, old table versions dropped, doc_key lookups indexed
+            t.optimize(cleanup_older_than=timedelta(minutes=10))
+            if not any("doc_key" in getattr(i, "columns", ()) for i in t.list_indices()):
+                t.create_scalar_index("doc_key")
+        except Exception as exc:  # upkeep only: the next prune tries again
+            log.warning("document history upkeep deferred: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
 
     def versions(self, tenant: str, doc_id: str) -> list[dict[str, Any]]:
         """Every kept version of the document, newest first (with its text)."""
