@@ -21,7 +21,7 @@ from streamrag.core.ingest.history import RollbackRefused, public, restored_chan
 from streamrag.core.settings import Settings
 from streamrag.gateway.asking import Asker, json_body
 from streamrag.gateway.errors import ApiError
-from streamrag.gateway.writing import may_manage_documents
+from streamrag.gateway.writing import may_manage_documents, publisher_of
 
 
 def router(s: Settings, asker: Asker) -> APIRouter:
@@ -66,7 +66,7 @@ def router(s: Settings, asker: Asker) -> APIRouter:
         except RollbackRefused as exc:
             raise ApiError(404 if exc.missing else 409, f"cannot roll {doc_id[:200]!r} back: {exc}") from exc
         try:
-            applied = await asker.backend.write_documents([change], wait)
+            applied = await asker.backend.write_documents([change], wait, publisher=publisher_of(caller))
         except ServiceUnavailable as exc:
             if wait and "not applied within" in str(exc):
                 raise ApiError(504, str(exc)) from exc

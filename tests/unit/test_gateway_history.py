@@ -41,6 +41,7 @@ def test_history_lists_versions_and_rollback_publishes_a_new_version(tmp_path: P
     assert "text" not in h.json()["versions"][0]
     r = c.post("/v1/documents/vacation/rollback", json={"tenant": "acme", "to": 1})
     assert r.status_code == 202 and r.json()["version"] == 4  # above the history's newest (3) and the index's (2)
+    assert fake.publishers == [""]  # auth off: nobody verified
     (ch,) = fake.changes
     assert (ch.tenant, ch.doc_id, ch.version, ch.text, ch.acl.roles, ch.metadata) == (
         "acme", "vacation", 4, "Twenty five days.", ["staff"], {"team": "hr"})
@@ -66,3 +67,4 @@ def test_with_auth_history_and_rollback_need_a_document_role_of_the_tenant(tmp_p
     assert r.status_code in (400, 403) and not fake.changes  # the body names no other tenant
     r = c.post("/v1/documents/vacation/rollback", json={"to": 1}, headers=bearer(roles=("admin",)))
     assert r.status_code == 202 and fake.changes[0].tenant == "acme"
+    assert fake.publishers == ["gateway:alice"]  # the verified user, kept in the document's history
