@@ -59,6 +59,8 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "index": ("streamrag.cli.index", "Index versions: list, promote, rollback, drop, compare."),
     "cluster": ("streamrag.cli.cluster", "The ingest bytewax cluster."),
     "models": ("streamrag.cli.models", "Packaged local models: list, assemble; the question encoder's ONNX export."),
+    "documents": ("streamrag.cli.doc_history", "A document's kept versions, and rolling one back."),
+    "audit": ("streamrag.cli.audit", "What answers said, read back from the audit topic."),
     "ab": ("streamrag.cli.ab", "A/B experiments (STREAMRAG_GATEWAY_EXPERIMENTS)."),
     "bench": ("streamrag.cli.bench", "Benchmarks through real Kafka (figures, not tests)."),
 }

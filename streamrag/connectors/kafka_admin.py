@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -10,9 +11,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamrag.connectors.kafka_retention import apply_retention
 from streamrag.core.config import KafkaConfig
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Small request/response messages: disable Nagle so a lone message is not held back waiting for
 # the previous one's ACK (a delayed-ACK stall shows up as ~40 ms tails on loopback).
@@ -106,16 +110,24 @@ def check_reachable(s: Settings, timeout: float | None = None) -> None:
 
 
 def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
-    """Create the project's topics when missing. Returns topic -> 'created' | 'exists'."""
+    """Create the project's topics when missing, and bring the retention of existing ones to the configuration
+    (connectors.kafka_retention). Returns topic -> 'created' | 'exists' | 'retention changed from X to Y ms'."""
     check_reachable(s)
     a = admin(s)
     md = a.list_topics(timeout=s.kafka.timeout_s)
     existing = set(md.topics)
     n = partitions or s.kafka.partitions
     rf, durable = replication(len(md.brokers))
-    result: dict[str, str] = {}
     new = []
-    for name, cfg in topic_specs(s).items():
+    specs = topic_specs(s)
+    result: dict[str, str] = {}
+    try:  # existing topics follow the configured retention
+        result.update(apply_retention(a, specs, existing, s.kafka.timeout_s))
+    except Exception as exc:  # e.g. no DescribeConfigs/AlterConfigs permission: the topics work on, as they were
+        log.warning("the retention of existing topics was not checked or set: %s", str(exc).splitlines()[0][:300])
+    for name, cfg in specs.items():
+        if name in result:
+            continue
         if name in existing:
             result[name] = "exists"
         else:

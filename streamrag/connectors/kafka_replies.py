@@ -118,11 +118,12 @@ class ReplyRouter:
         except (BufferError, KafkaException) as exc:
             raise ServiceUnavailable(f"Kafka did not take the message: {exc}") from exc
 
-    def send_and_flush(self, topic: str, items: list[tuple[str, bytes]]) -> None:
+    def send_and_flush(self, topic: str, items: list[tuple[str, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         """Produce and wait until every message is delivered (document changes, feedback)."""
         errors: list[str] = []
         for key, value in items:
-            self.producer.produce(topic, key=key.encode(), value=value,
+            self.producer.produce(topic, key=key.encode(), value=value, headers=headers,
                                   on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
         left = self.producer.flush(self.s.kafka.timeout_s)
         if left or errors:

@@ -210,6 +210,8 @@ class AuditConfig(_Component):
     # the environment variable holding the key of the question's HMAC-SHA256 in audit records (required in the
     # production profile; development falls back to a fixed, public key with a warning)
     hash_key_env: str = "STREAMRAG_AUDIT_HASH_KEY"
+    # tenants whose audit records keep only a keyed hash of the answer's text (others: the text, PII-redacted)
+    answer_hash_tenants: list[str] = Field(default_factory=list)
 
 
 class CacheConfig(_Component):
@@ -409,6 +411,9 @@ class IndexConfig(_Component):
     extract_memory_mb: int = Field(1024, ge=64, le=1_048_576)
     # child processes (documents of a batch extracted side by side)
     extract_processes: int = Field(1, ge=1, le=64)
+    # every applied version of a document (text, title, metadata, ACL) is kept this long in the document_history
+    # table, for `streamrag documents history` and `rollback` (0: no history is written)
+    history_retention_days: float = Field(90.0, ge=0)
 
 
 class RetrievalSettings(_Component):

@@ -11,6 +11,8 @@ from streamrag.schemas.vocabulary import DeadLetterStage
 
 # the header a re-published dead letter carries (its value: the dead letter's topic/partition/offset)
 REPLAYED_HEADER = "streamrag-replayed"
+# who published a document change (a verified gateway user, or the CLI's operator), kept in the document's history
+PUBLISHER_HEADER = "streamrag-publisher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class RawRecord:
     offset: int | None = None
     timestamp_ms: int | None = None
     replayed: bool = False  # re-published from the dead-letter topic (header streamrag-replayed)
+    publisher: str = ""  # header streamrag-publisher ("" when unknown)
 
     @property
     def position(self) -> SourcePosition:

@@ -6,7 +6,7 @@ from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from streamrag.core.records import REPLAYED_HEADER, RawRecord
+from streamrag.core.records import PUBLISHER_HEADER, REPLAYED_HEADER, RawRecord
 from streamrag.schemas.models import DeadLetter
 
 
@@ -15,6 +15,8 @@ def from_kafka(msg: KafkaSourceMessage[Any, Any]) -> RawRecord:
     return RawRecord(
         value=msg.value, key=msg.key, topic=msg.topic, partition=msg.partition, offset=msg.offset, timestamp_ms=ts,
         replayed=any(k == REPLAYED_HEADER for k, _ in (msg.headers or ())),
+        publisher=next((bytes(v or b"")[:200].decode("utf-8", "replace") for k, v in (msg.headers or ())
+                        if k == PUBLISHER_HEADER), ""),
     )
 
 

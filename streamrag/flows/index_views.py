@@ -19,7 +19,13 @@ from streamrag.core.errors import IndexRefused
 from streamrag.core.index_versions import DEFAULT_INDEX, IndexView, index_settings, new_manifest
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.settings import Settings
-from streamrag.flows.components import embedder_for, make_extractors, make_store, question_embedder_for
+from streamrag.flows.components import (
+    embedder_for,
+    make_extractors,
+    make_history,
+    make_store,
+    question_embedder_for,
+)
 from streamrag.schemas.models import IndexManifest
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ class IndexViews:
         self.registry = registry or LanceIndexRegistry(s.lancedb_path())
         self._views: dict[str, IndexView] = {}
         self._stages: dict[str, IngestStages] = {}
+        self.history = make_history(s)  # one document history for every index version
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._current = self.view(self.registry.active())
@@ -72,7 +79,7 @@ class IndexViews:
         if st is None:
             v = self.view(name)
             st = IngestStages.from_settings(v.settings, v.store, v.embedder,
-                                            extractors=make_extractors(v.settings.index))
+                                            extractors=make_extractors(v.settings.index), history=self.history)
             with self._lock:
                 st = self._stages.setdefault(name, st)
         return st

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamrag.connectors.auth_keys import verifier_for
 from streamrag.core.settings import Settings
-from streamrag.gateway import asking, errors, metrics, writing
+from streamrag.gateway import asking, doc_history, errors, metrics, writing
 from streamrag.gateway.backend import Backend, KafkaBackend
 from streamrag.gateway.identity import Identity, Limits
 from streamrag.gateway.limits_mw import BodyLimit, JsonOnly
@@ -63,6 +63,7 @@ def create_app(s: Settings, backend: Backend | None = None) -> FastAPI:
     identity = Identity(s.auth_on, verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None)
     asker = asking.Asker(s, used, identity, Limits(s.gateway))
     app.include_router(asking.router(asker))
+    app.include_router(doc_history.router(s, asker))  # before writing's GET /v1/documents/{doc_id:path}
     app.include_router(writing.router(s, asker))
 
     @app.middleware("http")

@@ -24,6 +24,7 @@ from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
 from streamrag.connectors.lancedb_documents import DocumentReader
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.records import PUBLISHER_HEADER
 from streamrag.core.settings import Settings
 from streamrag.gateway.index_waits import IndexEventReader, IndexWaits
 from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
@@ -46,7 +47,7 @@ class DuplicateQuery(Exception):
 class Backend(Protocol):
     def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]: ...
 
-    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]: ...
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float, publisher: str = "") -> dict[str, str]: ...
 
     async def send_feedback(self, fb: Feedback) -> None: ...
 
@@ -141,9 +142,11 @@ class KafkaBackend:
             router.unregister(q.query_id)
 
     # -- writes -----------------------------------------------------------------------------------
-    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]:
-        """Publish the changes; with ``wait_s``, return each one's index status once the ingest worker applied it
-        (the wait is an awaited event: no thread is held while it lasts)."""
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float, publisher: str = "") -> dict[str, str]:
+        """Publish the changes (``publisher``: the verified user, in header streamrag-publisher: the document history
+        keeps it); with ``wait_s``, return each one's index status once the ingest worker applied it (the wait is an
+        awaited event: no thread is held while it lasts)."""
+        headers = [(PUBLISHER_HEADER, publisher.encode("utf-8")[:200])] if publisher else None
         wait = None
         if wait_s > 0:
             if not self.index_events.started:
@@ -151,7 +154,8 @@ class KafkaBackend:
             wait = self.index_waits.expect({c.key: c.version for c in changes})
         try:
             await to_thread.run_sync(lambda: self._router().send_and_flush(
-                self.s.topics.documents, [(c.key, c.model_dump_json(exclude_none=True).encode()) for c in changes]))
+                self.s.topics.documents, [(c.key, c.model_dump_json(exclude_none=True).encode()) for c in changes],
+                headers))
             if wait is None:
                 return {}
             try:

@@ -31,6 +31,11 @@ def may_manage_documents(s: Settings, caller: Caller) -> None:
         raise ApiError(403, f"forbidden: documents need one of the roles {', '.join(roles)}")
 
 
+def publisher_of(caller: Caller) -> str:
+    """Who publishes, as the document history keeps it: the verified user (auth on), else unknown ("")."""
+    return f"gateway:{caller.user or '?'}" if caller.token is not None else ""
+
+
 def changes_of(body: Any) -> list[dict[str, Any]]:
     items = body.get("changes") if isinstance(body, dict) and "changes" in body else body
     items = [items] if isinstance(items, dict) else items
@@ -65,7 +70,7 @@ def router(s: Settings, asker: Asker) -> APIRouter:
             raise ApiError(400, f"invalid document change: {describe_validation(exc)}") from exc
         slot = asker.limits.uploads.acquire(caller.tenant) if wait else None
         try:
-            applied = await asker.backend.write_documents(changes, wait)
+            applied = await asker.backend.write_documents(changes, wait, publisher=publisher_of(caller))
         except ServiceUnavailable as exc:
             if wait and "not applied within" in str(exc):
                 raise ApiError(504, str(exc)) from exc

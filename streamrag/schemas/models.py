@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamrag.schemas.audit_parts import AuditChunk
 from streamrag.schemas.vocabulary import (
     DeadLetterStage,
     FeedbackScale,
@@ -317,6 +318,15 @@ class AuditRecord(_Model):
     fallback: list[str] = Field(default_factory=list)  # why earlier generator tiers did not answer
     variant: VariantLabel = ""  # the query's A/B variant (experiment/variant)
     at: datetime = Field(default_factory=utcnow)
+    # what was said: the answer's text (PII-redacted), or for tenants in STREAMRAG_AUDIT_ANSWER_HASH_TENANTS
+    # only its HMAC-SHA256 under the audit key; the cited chunks with their scores; the index version
+    answer_text: str | None = None
+    answer_hmac: str = ""
+    chunks: list[AuditChunk] = Field(default_factory=list)
+    index: str = ""
+    grounded: bool = True
+    usage: Usage = Field(default_factory=Usage)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
 class Feedback(_Model):

@@ -91,7 +91,7 @@ class IdleBackend:
     async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]:
         yield Answer(query_id=q.query_id, tenant=q.tenant, status="error", error="not here")
 
-    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]:
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float, publisher: str = "") -> dict[str, str]:
         return {}
 
     async def send_feedback(self, fb: Feedback) -> None:

@@ -28,6 +28,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self.queries: list[Query] = []
         self.changes: list[DocumentChange] = []
+        self.publishers: list[str] = []
         self.feedback: list[Feedback] = []
         self.deltas = ["Employees get ", "25 days [1]."]
         self.answer_error: str | None = None
@@ -51,8 +52,9 @@ class FakeBackend:
         yield Answer(query_id=q.query_id, tenant=q.tenant, status="ok", answer="".join(self.deltas), citations=CITES,
                      model="m1", generator="local", deltas=len(self.deltas) if q.options.stream else 0)
 
-    async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]:
+    async def write_documents(self, changes: list[DocumentChange], wait_s: float, publisher: str = "") -> dict[str, str]:
         self.changes.extend(changes)
+        self.publishers.append(publisher)
         if wait_s and changes[0].doc_id == "slow":
             raise ServiceUnavailable(f"1 document(s) not applied within {wait_s:g} s")
         return {c.key: "indexed" for c in changes} if wait_s else {}

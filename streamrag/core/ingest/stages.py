@@ -44,6 +44,7 @@ from streamrag.core.ingest.changes import (
     parse_change,
     verdict,
 )
+from streamrag.core.ingest.history import HistoryWriter, history_row
 from streamrag.core.json_limits import JsonLimits
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import Embedder, IndexWriter, VectorSource
@@ -93,7 +94,9 @@ class IngestStages:
         reuse: Sequence[VectorSource] = (),
         limits: JsonLimits = JsonLimits(),
         extraction: DocumentExtraction | None = None,
+        history: HistoryWriter | None = None,
     ) -> None:
+        self.history = history  # every applied version kept (core.ingest.history); None: none
         self.limits = limits
         # files (PDF, DOCX, HTML, Markdown) -> text and structure; the library-backed extractors come from the
         # flows (streamrag.connectors); without them only Markdown and plain text are read
@@ -115,7 +118,7 @@ class IngestStages:
     @classmethod
     def from_settings(
         cls, s: Settings, store: IndexWriter, embedder: Embedder, reuse: Sequence[VectorSource] = (),
-        extractors: Mapping[str, Extractor] | None = None,
+        extractors: Mapping[str, Extractor] | None = None, history: HistoryWriter | None = None,
     ) -> IngestStages:
         """``extractors``: content type -> extractor (the flows pass the connectors' PDF, DOCX and HTML ones)."""
         redactors = TenantRedactors(s.pii.redaction, s.pii.tenants) if s.pii.redaction or s.pii.tenants else None
@@ -126,7 +129,7 @@ class IngestStages:
                                                  max_uncompressed=s.index.max_uncompressed_bytes,
                                                  max_entries=s.index.max_archive_entries,
                                                  parallel=s.index.extract_processes
-                                                 if s.index.extract_sandbox == "process" else 1))
+                                                 if s.index.extract_sandbox == "process" else 1), history=history)
 
     # -- the stages, in order -----------------------------------------------------------------
     def parse(self, records: Sequence[RawRecord]) -> list[Item]:
@@ -339,6 +342,8 @@ class IngestStages:
             self.store.apply([doc_write(p, now_ms) for p in batch], dim)
 
         for part, _, exc in run_isolating("index write", todo, apply, self.policy):
+            if exc is None:
+                self._keep_history(part, now_ms)
             for p in part:
                 if exc is not None:
                     out.append(Finished(p.rec, p.rec.dead("write", f"{type(exc).__name__}: {exc}")))
@@ -347,6 +352,16 @@ class IngestStages:
                     if p.rec.timestamp_ms:  # event time (the record's) -> searchable
                         telemetry.FRESHNESS.observe(max(0.0, time.time() - p.rec.timestamp_ms / 1000))
         return out
+
+    def _keep_history(self, part: Sequence[Pending], now_ms: int) -> None:
+        """The applied versions into the history; a failure there loses no index write (logged and counted)."""
+        if self.history is None:
+            return
+        try:
+            self.history.record([history_row(p, now_ms) for p in part])
+        except Exception as exc:
+            log.warning("document history not written for %d change(s): %s", len(part), exc)
+            telemetry.STORE_READ_ERRORS.labels("history_write").inc()
 
     # -- by name, and all of them in-process ---------------------------------------------------------
     def run(self, stage: IngestStage, items: Sequence[Any]) -> list[Item]:

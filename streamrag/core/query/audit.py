@@ -1,5 +1,6 @@
 """The audit record of an answer: who asked (the verified principal when auth is on), a keyed hash of the question
-(its text only where the tenant allows), which document versions were cited, who wrote it, how it went.
+(its text only where the tenant allows), which document versions were cited, who wrote it, how it went, and what
+was said (the answer's text, or its keyed hash where the tenant's policy says so; the cited chunks and scores).
 
 The question's hash is an HMAC-SHA256 under a deployment secret (STREAMRAG_AUDIT_HASH_KEY_ENV names its
 variable): a plain SHA-256 of a short question is guessed by hashing candidates. The production profile needs
@@ -10,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from typing import Any
 
 from streamrag.core.errors import ConfigError
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.query.replies import Reply
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import AuditRecord, CitedDoc, answer_latency_ms
+from streamrag.schemas.audit_parts import AuditChunk
+from streamrag.schemas.models import Answer, AuditRecord, CitedDoc, answer_latency_ms
 
 log = logging.getLogger(__name__)
 DEV_HASH_KEY = b"streamrag-development-audit-key (public: not for production)"
@@ -63,4 +66,22 @@ def audit_record(s: Settings, reply: Reply, redactors: TenantRedactors | None = 
         latency_ms=round(answer_latency_ms(a.timings_ms), 3),
         fallback=list(a.fallback),
         variant=a.variant,
+        **said(s, a, redactors, key),
     )
+
+
+def said(s: Settings, a: Answer, redactors: TenantRedactors | None, key: bytes) -> dict[str, Any]:
+    """What the answer said: its text (PII-redacted), or only its keyed hash for the tenants whose policy says so
+    (STREAMRAG_AUDIT_ANSWER_HASH_TENANTS); the cited chunks with their scores, index version, usage, timings."""
+    text: str | None = None
+    mac = ""
+    if a.answer and a.tenant in s.audit.answer_hash_tenants:
+        mac = question_hash(key, a.answer)
+    elif a.answer:
+        text = a.answer if redactors is None else (redactors.redact(a.tenant, [a.answer]) or [a.answer])[0]
+    return {
+        "answer_text": text, "answer_hmac": mac, "index": a.index, "grounded": a.grounded, "usage": a.usage,
+        "chunks": [AuditChunk(chunk_id=c.chunk_id, doc_id=c.doc_id, version=c.version, score=round(c.score, 6))
+                   for c in a.citations],
+        "timings_ms": {k: round(v, 3) for k, v in a.timings_ms.items()},
+    }
