@@ -53,7 +53,7 @@ def show(
 def search(
     user: str = typer.Option(None, "--user", help="the (verified) user who asked"),
     since: str = typer.Option(None, "--since", help="at or after this time: ISO 8601, or a time ago (30m, 12h, 7d)"),
-    tenant: str = typer.Option(None, "--tenant", "-t"),
+    tenant: str = typer.Option(None, "--tenant", "-t", help="only this tenant's answers"),
     limit: int = typer.Option(100, "--limit", min=1, max=10_000, help="the newest this many"),
     json_out: bool = typer.Option(False, "--json", help="print the audit records as JSON"),
 ) -> None:
