@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # an answer's buckets hold every SLO threshold of deploy/prometheus/slo-*.yml (1 and 3 s GPU; 15 and 30 s CPU)
-_ANSWER = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
+_ANSWER = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 
 STAGE_SECONDS = Histogram("streamrag_stage_seconds", "Time spent per stage and batch or query",
                           ["flow", "stage"], buckets=_LATENCY)
