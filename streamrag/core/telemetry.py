@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# an answer's buckets hold every SLO threshold of deploy/prometheus/slo-*.yml (1 and 3 s GPU; 15 and 30 s CPU)
+_ANSWER = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 
 STAGE_SECONDS = Histogram("streamrag_stage_seconds", "Time spent per stage and batch or query",
                           ["flow", "stage"], buckets=_LATENCY)
@@ -20,7 +22,12 @@ DEAD_LETTERS = Counter("streamrag_dead_letters_total", "Dead-lettered records by
 ANSWERS = Counter("streamrag_answers_total", "Answers by tenant, status and generator",
                   ["tenant", "status", "generator"])
 ANSWER_SECONDS = Histogram("streamrag_answer_seconds", "Time to answer a query in the worker (all stages)",
-                           buckets=_LATENCY)
+                           buckets=_ANSWER)
+TTFT_SECONDS = Histogram("streamrag_time_to_first_token_seconds", "Time until an answer's first piece could leave the "
+                         "worker: stages before generation plus the model's first token (a whole answer: its time)",
+                         buckets=_ANSWER)
+RETRIEVAL_SECONDS = Histogram("streamrag_retrieval_seconds", "Time to ranked context of a searched query: expand, "
+                              "embed, search, fuse, rerank (cache hits are not searched)", buckets=_LATENCY)
 VARIANT_ANSWERS = Counter("streamrag_variant_answers_total", "Answers to queries of an A/B variant, by variant "
                           "(experiment/variant), status and who answered", ["variant", "status", "generator"])
 VARIANT_ANSWER_SECONDS = Histogram("streamrag_variant_answer_seconds", "Time to answer a query of an A/B variant "

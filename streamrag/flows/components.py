@@ -16,6 +16,7 @@ from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.extract_sandbox import ExtractionSandbox
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
+from streamrag.connectors.lancedb_drift_baselines import LanceDriftBaselines
 from streamrag.connectors.lancedb_history import LanceHistory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
@@ -189,7 +190,7 @@ def make_query_processor(
                           expander=make_expander(s, budget), deltas=deltas,
                           topic_exists=TopicDirectory(s).exists if with_kafka else None,
                           verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
-                          drift=DriftMonitor(),
+                          drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
                           views=views)
 
 

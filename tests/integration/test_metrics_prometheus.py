@@ -1,9 +1,11 @@
 """A real Prometheus server (Debian's package) scrapes an ingest worker's /metrics; a metric the worker
-counted is read back through Prometheus' HTTP API."""
+counted is read back through Prometheus' HTTP API, and the alert rules (alerts.yml and the GPU SLO profile)
+load and evaluate on what the worker exports: the freshness SLO's bucket is one the worker writes."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import time
@@ -49,8 +51,10 @@ def test_prometheus_scrapes_a_worker(settings: Settings, start_worker: Any, tmp_
     assert shown["ingest"]["streamrag_records_total{flow=ingest,outcome=indexed}"] >= 3
 
     web = free_port()
+    rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
     (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{rules / 'alerts.yml'}', '{rules / 'slo-gpu.yml'}']\n"
         f"scrape_configs: [{{job_name: streamrag, static_configs: [{{targets: ['127.0.0.1:{base}']}}]}}]\n"
     )
     proc = subprocess.Popen(
@@ -71,6 +75,32 @@ def test_prometheus_scrapes_a_worker(settings: Settings, start_worker: Any, tmp_
         dead = urllib.parse.quote('sum(streamrag_dead_letters_total{flow="ingest"})')
         res = json.loads(get(f"http://127.0.0.1:{web}/api/v1/query?query={dead}"))["data"]["result"]
         assert res and float(res[0]["value"][1]) >= 1
+
+        def value(expr: str) -> float | None:
+            try:
+                res = json.loads(get(f"http://127.0.0.1:{web}/api/v1/query?query={urllib.parse.quote(expr)}"))
+            except (urllib.error.URLError, OSError, ValueError):
+                return None
+            found = res["data"]["result"]
+            return float(found[0]["value"][1]) if found else None
+
+        # documents indexed while Prometheus watches: the share slower than 30 s is a number (no series at all,
+        # were the rule's le="30.0" not a bucket the worker exports; NaN without documents in the window)
+        produce(settings, settings.topics.documents, [
+            (f"acme/n{i}", {"op": "upsert", "tenant": "acme", "doc_id": f"n{i}", "version": 1, "text": f"fresh doc {i}"})
+            for i in range(3)
+        ])
+        def ratio() -> list[float] | None:  # in a list: 0.0 (every document fresh) is an answer
+            v = value("streamrag:freshness_slow:ratio_rate5m")
+            return None if v is None or math.isnan(v) else [v]
+
+        [slow] = wait_for(ratio, timeout=60)
+        assert 0.0 <= slow <= 1.0
+        assert value('streamrag:slo_threshold_seconds{slo="answer"}') == 3.0
+        groups = json.loads(get(f"http://127.0.0.1:{web}/api/v1/rules"))["data"]["groups"]
+        assert {g["name"] for g in groups} >= {"streamrag-sli", "streamrag-slo", "streamrag-ops",
+                                                "streamrag-sli-gpu", "streamrag-slo-gpu"}
+        assert all(r["health"] != "err" for g in groups for r in g["rules"]), groups
     finally:
         proc.terminate()
         proc.wait(20)

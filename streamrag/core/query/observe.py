@@ -1,4 +1,5 @@
-"""One answer's metrics: stages, status, cache result, tokens, cost, fallbacks."""
+"""One answer's metrics: stages, time to first token, retrieval time, status, cache result, tokens, cost,
+fallbacks."""
 
 from __future__ import annotations
 
@@ -6,10 +7,34 @@ from streamrag.core import telemetry
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.schemas.models import Answer, answer_latency_ms
 
+# the stages from a query's arrival to its ranked context (a cache hit has no "search": not a retrieval)
+RETRIEVAL_STAGES = frozenset({"expand", "embed", "search", "fuse", "rerank"})
+# the stages after a model's first piece has been written
+AFTER_FIRST_TOKEN = ("generate", "enrich")
+
+
+def time_to_first_token_ms(timings_ms: dict[str, float]) -> float:
+    """Until the answer's first piece could leave the worker: the stages before generation plus the model's first
+    token; an answer without one (cached, extractive, no_answer, error) leaves whole, at its full latency."""
+    total = answer_latency_ms(timings_ms)
+    if "first_token" not in timings_ms:
+        return total
+    return total - sum(timings_ms.get(k, 0.0) for k in AFTER_FIRST_TOKEN) + timings_ms["first_token"]
+
+
+def retrieval_ms(timings_ms: dict[str, float]) -> float | None:
+    """A searched query's time to ranked context; None when nothing was searched (a cache hit, an early error)."""
+    if "search" not in timings_ms:
+        return None
+    return sum(v for k, v in timings_ms.items() if k in RETRIEVAL_STAGES)
+
 
 def observe_answer(a: Answer, cache: SemanticCache | None = None) -> None:
     telemetry.observe_stages("query", a.timings_ms)
     telemetry.ANSWER_SECONDS.observe(answer_latency_ms(a.timings_ms) / 1000)
+    telemetry.TTFT_SECONDS.observe(time_to_first_token_ms(a.timings_ms) / 1000)
+    if (retrieval := retrieval_ms(a.timings_ms)) is not None:
+        telemetry.RETRIEVAL_SECONDS.observe(retrieval / 1000)
     by = "cache" if a.cached else (a.generator or "none")
     telemetry.ANSWERS.labels(a.tenant, a.status, by).inc()
     if a.variant:

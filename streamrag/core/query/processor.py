@@ -241,7 +241,7 @@ class QueryProcessor:
             try:
                 assert vecs is not None
                 if self.drift is not None:
-                    self.drift.observe("query", q.tenant, vecs[a])
+                    self.drift.observe("query", q.tenant, vecs[a], index=view.name)
                 hit = self._cache_semantic(q, vecs[a], embed_ms, view)
                 _ = hit is not None and [job.cancel() for job in early[i]]  # a cached answer: its searches not begun are dropped
                 ready[i] = hit if hit is not None else self._retrieve(

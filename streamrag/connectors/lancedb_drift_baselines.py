@@ -1,0 +1,56 @@
+"""Drift baselines in a small LanceDB table beside the index (``streamrag_drift_baselines``): one row per index
+version, kind and tenant, written once when its reference window fills (the first writer wins, so replicas and
+restarts share it) and read by every later query worker of that index version."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+
+from streamrag.core.drift import Baseline
+from streamrag.core.security import in_list_literal
+
+TABLE = "streamrag_drift_baselines"
+SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False), pa.field("index", pa.string()), pa.field("kind", pa.string()),
+    pa.field("tenant", pa.string()), pa.field("size", pa.int64()), pa.field("ref_sum", pa.list_(pa.float64())),
+])
+
+
+def _key(index: str, kind: str, tenant: str) -> str:
+    """A hex key (safe in a filter whatever the names hold)."""
+    return hashlib.sha256("\x1f".join((index, kind, tenant)).encode()).hexdigest()
+
+
+class LanceDriftBaselines:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._db: Any = None
+        self._lock = threading.Lock()
+
+    def _table(self) -> Any | None:
+        if self._db is None:
+            self._db = lancedb.connect(self.uri, read_consistency_interval=None)
+        names = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
+        if TABLE in list(getattr(names, "tables", names)):
+            return self._db.open_table(TABLE)  # per call: the newest commit, whoever wrote it
+        return None
+
+    def load(self, index: str, kind: str, tenant: str) -> Baseline | None:
+        t = self._table()
+        if t is None:
+            return None
+        where = f"key IN {in_list_literal([_key(index, kind, tenant)])}"
+        rows = t.search().where(where).select(["size", "ref_sum"]).limit(1).to_arrow().to_pylist()
+        return Baseline(list(rows[0]["ref_sum"]), int(rows[0]["size"])) if rows else None
+
+    def save(self, index: str, kind: str, tenant: str, baseline: Baseline) -> None:
+        row = {"key": _key(index, kind, tenant), "index": index, "kind": kind, "tenant": tenant,
+               "size": baseline.size, "ref_sum": [float(x) for x in baseline.ref_sum]}
+        with self._lock:
+            t = self._table() or self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+            t.merge_insert("key").when_not_matched_insert_all().execute(pa.Table.from_pylist([row], schema=SCHEMA))
