@@ -30,6 +30,8 @@ DeadLetterStage = Literal[
     "events", "retrieve", "generate", "messages", "crash",
     "answer",  # the query flow's one answering step before retrieve and generate were split (old dead letters)
 ]
+# the kinds of worker process (``streamrag worker KIND``): metrics ports, crash ledgers, the benches' workers
+WorkerKind = Literal["ingest", "query", "maintain"]
 # what went wrong, as a code (error answers' ``code``, dead letters' ``code``): metrics, benches and the gateway's
 # HTTP status read this, never the message text beside it
 ErrorCode = Literal[
@@ -56,3 +58,4 @@ RERANKS: tuple[str, ...] = get_args(Rerank)
 INGEST_STAGES: tuple[IngestStage, ...] = get_args(IngestStage)
 DEAD_LETTER_STAGES: tuple[str, ...] = get_args(DeadLetterStage)
 ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
+WORKER_KINDS: tuple[WorkerKind, ...] = get_args(WorkerKind)
