@@ -22,6 +22,7 @@ from typing import Any
 
 from streamrag.core import telemetry
 from streamrag.core.ports import Position
+from streamrag.schemas.vocabulary import WorkerKind
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ KEEP = 10_000  # suspects and convicts remembered (oldest forgotten first)
 LEDGER_SUFFIX = ".crash-ledger.json"
 
 
-def ledger_path(state_dir: str, flow: str, process_id: int) -> Path:
+def ledger_path(state_dir: str, flow: WorkerKind, process_id: int) -> Path:
     return Path(state_dir).expanduser() / f"{flow}-{process_id}{LEDGER_SUFFIX}"
 
 
@@ -68,7 +69,7 @@ def _positions(raw: Any) -> list[Position]:
 
 
 class FileCrashLedger:
-    def __init__(self, path: Path, flow: str) -> None:
+    def __init__(self, path: Path, flow: WorkerKind) -> None:
         self.path = path
         self.flow = flow
         self._lock = threading.Lock()

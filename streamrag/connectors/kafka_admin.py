@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamrag.connectors.kafka_retention import apply_retention
@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 # Small request/response messages: disable Nagle so a lone message is not held back waiting for
 # the previous one's ACK (a delayed-ACK stall shows up as ~40 ms tails on loopback).
 LOW_LATENCY = {"socket.nagle.disable": "true"}
+
+
+def already_exists(exc: BaseException) -> bool:
+    """A topic's creation failed because it exists (another process made it first): Kafka's error code, not its text."""
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS
 
 
 def security_config(k: KafkaConfig) -> dict[str, str]:
@@ -138,7 +144,7 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
                 fut.result(timeout=s.kafka.timeout_s)
                 result[name] = "created"
             except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" in str(exc):
+                if already_exists(exc):
                     result[name] = "exists"
                 else:
                     raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, TopicPartition
 
 from streamrag.connectors.kafka_admin import client_config
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import ApplyTimeout, ServiceUnavailable
 from streamrag.core.settings import Settings
 
 
@@ -37,7 +37,7 @@ class IndexEventWatcher:
             while len(seen) < len(expected):
                 if time.monotonic() > deadline:
                     missing = sorted(set(expected) - set(seen))
-                    raise ServiceUnavailable(
+                    raise ApplyTimeout(
                         f"{len(missing)} document(s) not applied within {timeout:g} s (is an ingest worker "
                         f"running? streamrag worker ingest): {', '.join(missing[:3])}"
                     )

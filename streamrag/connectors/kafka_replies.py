@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from streamrag.connectors.kafka_admin import admin, client_config
+from streamrag.connectors.kafka_admin import admin, already_exists, client_config
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 
@@ -41,7 +41,7 @@ def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> bool:
     try:
         fut.result(timeout=s.kafka.timeout_s)
     except KafkaException as exc:
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+        if not already_exists(exc):
             raise ServiceUnavailable(f"could not create reply topic {topic}: {exc}") from exc
         return False
     return True

@@ -12,17 +12,18 @@ from streamrag.connectors.kafka_admin import topic_offsets
 from streamrag.core import telemetry
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
+from streamrag.schemas.vocabulary import WorkerKind
 
 log = logging.getLogger(__name__)
-OFFSETS = {"ingest": 0, "query": 1, "maintain": 2}
+OFFSETS: dict[WorkerKind, int] = {"ingest": 0, "query": 1, "maintain": 2}
 
 
-def metrics_port(s: Settings, kind: str, process_id: int = 0) -> int:
+def metrics_port(s: Settings, kind: WorkerKind, process_id: int = 0) -> int:
     """STREAMRAG_METRICS_PORT + 0 (ingest), 1 (query), 2 (maintain), + 10 per bytewax process."""
     return s.worker.metrics_port + OFFSETS[kind] + s.worker.metrics_port_stride * process_id
 
 
-def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:
+def serve_metrics(s: Settings, kind: WorkerKind, process_id: int = 0) -> int | None:
     """Start the /metrics endpoint; a port in use is logged, and the worker runs on without metrics."""
     if s.worker.metrics_port == 0:
         return None
@@ -36,7 +37,7 @@ def serve_metrics(s: Settings, kind: str, process_id: int = 0) -> int | None:
     return port
 
 
-def observe_worker(s: Settings, kind: str, group: str, topic: str, process_id: int = 0) -> None:
+def observe_worker(s: Settings, kind: WorkerKind, group: str, topic: str, process_id: int = 0) -> None:
     """A worker's /metrics endpoint, and (process 0 only) the lag reporter of its consumer group."""
     serve_metrics(s, kind, process_id)
     if process_id == 0:

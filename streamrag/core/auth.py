@@ -16,7 +16,7 @@ import jwt
 from cachetools import LRUCache
 
 from streamrag.core.config import Algorithm, TenantKeySettings
-from streamrag.core.errors import ConfigError
+from streamrag.core.errors import ConfigError, Refusal
 from streamrag.schemas.models import Principal, Query
 
 
@@ -41,7 +41,7 @@ class TokenVerifier:
     def __post_init__(self) -> None:
         self._verified = LRUCache(maxsize=max(self.cache_size, 1))
 
-    def verify(self, q: Query) -> Query | str:
+    def verify(self, q: Query) -> Query | Refusal:
         """The query with its principal from the token's claims, or why it is refused."""
         key = (q.tenant, q.auth_token or "")
         hit = self._verified.get(key)
@@ -51,45 +51,45 @@ class TokenVerifier:
             del self._verified[key]
         return self._verify(q)
 
-    def _verify(self, q: Query) -> Query | str:
+    def _verify(self, q: Query) -> Query | Refusal:
         if not q.auth_token:
-            return "unauthenticated: the query carries no auth_token"
+            return Refusal("unauthenticated", "unauthenticated: the query carries no auth_token")
         if len(q.auth_token.encode("utf-8")) > self.max_token_bytes:
-            return f"unauthenticated: the token is larger than {self.max_token_bytes} bytes"
+            return Refusal("unauthenticated", f"unauthenticated: the token is larger than {self.max_token_bytes} bytes")
         key = self.keys.get(q.tenant)
         if key is None:
-            return f"unauthenticated: no verification key for tenant {q.tenant}"
+            return Refusal("unauthenticated", f"unauthenticated: no verification key for tenant {q.tenant}")
         try:
             kid = jwt.get_unverified_header(q.auth_token).get("kid")
             material = key.keys.get(kid, key.keys.get(None)) if kid is not None else key.keys.get(None)
             if material is None:
-                return f"unauthenticated: unknown key id {str(kid)[:40]!r}"
+                return Refusal("unauthenticated", f"unauthenticated: unknown key id {str(kid)[:40]!r}")
             claims = jwt.decode(
                 q.auth_token, material, algorithms=[key.algorithm], audience=key.audience or None,
                 issuer=key.issuer or None, leeway=self.leeway_s,
                 options={"require": ["exp", "sub"], "verify_aud": bool(key.audience)},
             )
         except jwt.ExpiredSignatureError:
-            return "unauthenticated: the token has expired"
+            return Refusal("unauthenticated", "unauthenticated: the token has expired")
         except jwt.PyJWTError as exc:
-            return f"unauthenticated: {exc}"
+            return Refusal("unauthenticated", f"unauthenticated: {exc}")
         if (why := self._lifetime_error(claims)) is not None:
             return why
         if claims.get("tenant") != q.tenant:
-            return "forbidden: the token is for another tenant"
+            return Refusal("forbidden", "forbidden: the token is for another tenant")
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            return "unauthenticated: the token's roles claim must be a list of strings"
+            return Refusal("unauthenticated", "unauthenticated: the token's roles claim must be a list of strings")
         principal = Principal(user=str(claims["sub"]), roles=roles)
         self._verified[(q.tenant, q.auth_token)] = (principal, float(claims["exp"]))
         return q.model_copy(update={"principal": principal, "auth_token": None})
 
-    def _lifetime_error(self, claims: Mapping[str, Any]) -> str | None:
+    def _lifetime_error(self, claims: Mapping[str, Any]) -> Refusal | None:
         exp = float(claims["exp"])
         iat = claims.get("iat")
         start = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else time.time()
         if exp - start > self.max_lifetime_s + self.leeway_s:
-            return f"unauthenticated: the token lives longer than {self.max_lifetime_s:g} s (STREAMRAG_AUTH_MAX_TOKEN_LIFETIME_S)"
+            return Refusal("unauthenticated", f"unauthenticated: the token lives longer than {self.max_lifetime_s:g} s (STREAMRAG_AUTH_MAX_TOKEN_LIFETIME_S)")
         return None
 
 

@@ -1,4 +1,22 @@
-"""Errors that the CLI turns into one clear line and a non-zero exit."""
+"""Errors that the CLI turns into one clear line and a non-zero exit, and refusals returned as values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamrag.schemas.vocabulary import ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why something is refused, returned as a value: a code (what callers branch on, the gateway's HTTP status,
+    metrics) and the message a person reads."""
+
+    code: ErrorCode
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class StreamragError(Exception):
@@ -32,3 +50,7 @@ class IndexRefused(StreamragError):
 
 class SearchFailed(StreamragError):
     """A retriever's search failed: the query is answered from the other retriever, marked degraded."""
+
+
+class ApplyTimeout(ServiceUnavailable):
+    """Written documents were not applied by an ingest worker within the wait asked for."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from streamrag.schemas.models import DeadLetter, SourcePosition
-from streamrag.schemas.vocabulary import DeadLetterStage
+from streamrag.schemas.vocabulary import DeadLetterStage, ErrorCode
 
 # the header a re-published dead letter carries (its value: the dead letter's topic/partition/offset)
 REPLAYED_HEADER = "streamrag-replayed"
@@ -32,9 +32,9 @@ class RawRecord:
     def position(self) -> SourcePosition:
         return SourcePosition(topic=self.topic, partition=self.partition, offset=self.offset)
 
-    def dead(self, stage: DeadLetterStage, error: str) -> DeadLetter:
-        """A dead letter carrying this record's original bytes, key and position."""
-        return DeadLetter.make(stage=stage, error=error, value=self.value, key=self.key, source=self.position,
+    def dead(self, stage: DeadLetterStage, code: ErrorCode, error: str) -> DeadLetter:
+        """A dead letter carrying this record's original bytes, key and position, what went wrong and why."""
+        return DeadLetter.make(stage=stage, code=code, error=error, value=self.value, key=self.key, source=self.position,
                                replayed=self.replayed)
 
 

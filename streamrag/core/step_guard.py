@@ -23,13 +23,18 @@ from streamrag.core import telemetry
 from streamrag.core.errors import TemporaryFailure
 from streamrag.core.ports import CrashLedger, Position
 from streamrag.core.records import RawRecord
-from streamrag.schemas.vocabulary import DeadLetterStage
+from streamrag.schemas.vocabulary import DeadLetterStage, ErrorCode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
 
 CRASH_STAGE: DeadLetterStage = "crash"
+
+
+def failure_code(stage: DeadLetterStage) -> ErrorCode:
+    """The code of a record the guard failed at ``stage``: the worker died twice on it, or a step raised."""
+    return "crashed" if stage == CRASH_STAGE else "internal"
 
 
 def position(rec: RawRecord | None) -> Position | None:

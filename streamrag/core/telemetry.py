@@ -17,7 +17,7 @@ STAGE_SECONDS = Histogram("streamrag_stage_seconds", "Time spent per stage and b
                           ["flow", "stage"], buckets=_LATENCY)
 RECORDS = Counter("streamrag_records_total", "Records in and out of each flow, by outcome",
                   ["flow", "outcome"])
-DEAD_LETTERS = Counter("streamrag_dead_letters_total", "Dead-lettered records by stage and reason category",
+DEAD_LETTERS = Counter("streamrag_dead_letters_total", "Dead-lettered records by stage and reason (its error code)",
                        ["flow", "stage", "reason"])
 ANSWERS = Counter("streamrag_answers_total", "Answers by tenant, status and generator",
                   ["tenant", "status", "generator"])
@@ -76,12 +76,6 @@ CRASH_LEDGER_WRITE_FAILURES = Counter("streamrag_crash_ledger_write_failures_tot
 CRASH_DEAD_LETTERS = Counter("streamrag_crash_dead_letters_total", "Records dead-lettered because the worker died "
                              "on them alone", ["flow"])
 ACTIVE_INDEX = Gauge("streamrag_active_index_info", "1 for the index version this worker serves or writes", ["index"])
-
-
-def reason_category(error: str) -> str:
-    """A bounded label from a dead letter's error text."""
-    head = error.split(":", 1)[0].strip().lower()
-    return head[:40] if head else "unknown"
 
 
 def observe_stages(flow: str, timings_ms: Mapping[str, float]) -> None:

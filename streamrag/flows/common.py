@@ -23,5 +23,5 @@ def from_kafka(msg: KafkaSourceMessage[Any, Any]) -> RawRecord:
 def kafka_error_to_dead(err: Any) -> DeadLetter:
     msg = err.msg
     return DeadLetter.make(
-        stage="consume", error=str(err.err), value=getattr(msg, "value", None), key=getattr(msg, "key", None)
+        stage="consume", code="consume_failed", error=str(err.err), value=getattr(msg, "value", None), key=getattr(msg, "key", None)
     )

@@ -36,7 +36,7 @@ from streamrag.core.ingest.stages import IngestSteps
 from streamrag.core.ports import CrashLedger
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
-from streamrag.core.step_guard import StepGuard
+from streamrag.core.step_guard import StepGuard, failure_code
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
 from streamrag.flows.components import make_ingest_stages
 from streamrag.flows.index_views import IndexViews
@@ -71,7 +71,7 @@ def _failed(item: RawRecord | Item, stage: DeadLetterStage, reason: str) -> list
     if isinstance(item, Finished):
         return [item]
     rec = item if isinstance(item, RawRecord) else item.rec
-    return [Finished(rec, rec.dead(stage, reason))]
+    return [Finished(rec, rec.dead(stage, failure_code(stage), reason))]
 
 
 def timed(stage: str, fn: Callable[[Sequence[Any]], list[Any]]) -> Callable[[Sequence[Any]], list[Any]]:
@@ -93,7 +93,7 @@ def counted(f: Finished) -> Finished:
             telemetry.INJECTION_FLAGS.labels(flag).inc()
     else:
         telemetry.RECORDS.labels("ingest", "dead").inc()
-        telemetry.DEAD_LETTERS.labels("ingest", out.stage, telemetry.reason_category(out.error)).inc()
+        telemetry.DEAD_LETTERS.labels("ingest", out.stage, out.code or "internal").inc()
     return f
 
 
@@ -132,7 +132,7 @@ def build_flow(
         op.output("out", op.map("outputs", finished, lambda f: f.output), sink)
         return flow
     events: StepGuard[Finished, Outgoing] = StepGuard("ingest", record_of=lambda f: f.rec, fail=lambda f, st, why: [
-        Outgoing.of(settings.topics.dead_letters, f.rec.key, f.rec.dead(st, why), f.rec)])
+        Outgoing.of(settings.topics.dead_letters, f.rec.key, f.rec.dead(st, "internal", why), f.rec)])
     msgs = op.flat_map("events", finished, events.each("events", lambda f: [to_message(settings, f)]))
     if consume_errors is not None:
         errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))

@@ -42,7 +42,7 @@ from streamrag.core.query.parse import failed, without_token
 from streamrag.core.query.processor import Output, Parsed, Prepared, QueryProcessor, Reply, error_answer
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings, load_settings
-from streamrag.core.step_guard import StepGuard
+from streamrag.core.step_guard import StepGuard, failure_code
 from streamrag.core.timing import StageTimer
 from streamrag.flows.components import make_cache_follower, make_query_processor
 from streamrag.flows.index_views import IndexViews
@@ -77,7 +77,7 @@ def to_messages(s: Settings, item: Emitted, redactors: TenantRedactors | None = 
             e = out.cache_entry
             msgs.append(Outgoing.of(s.topics.cache, f"{e.tenant}/{e.cache_key}", e, rec))
         return msgs
-    telemetry.DEAD_LETTERS.labels("query", out.stage, telemetry.reason_category(out.error)).inc()
+    telemetry.DEAD_LETTERS.labels("query", out.stage, out.code or "internal").inc()
     return [Outgoing.of(s.topics.dead_letters, rec.key, without_token(out), rec)]
 
 
@@ -97,20 +97,21 @@ def _in_progress(item: Step) -> RawRecord | None:
 def _failed(item: Step, stage: DeadLetterStage, reason: str) -> list[tuple[RawRecord, Output]]:
     """The record's dead letter and an error answer to whoever waits for it."""
     if isinstance(item, RawRecord):
-        dead, ans = failed(item, stage, reason)
+        dead, ans = failed(item, stage, reason, code=failure_code(stage))
         return [(item, dead)] + ([(item, Reply(ans))] if ans is not None else [])
     rec, q = item
     if isinstance(q, Prepared):
         q = q.query
     if not isinstance(q, Query):
         return [(rec, q)]
-    return [(rec, rec.dead(stage, reason)),
-            (rec, Reply(error_answer(q, f"internal error: {reason}"), q.reply_to, q))]
+    code = failure_code(stage)
+    return [(rec, rec.dead(stage, code, reason)),
+            (rec, Reply(error_answer(q, code, f"internal error: {reason}"), q.reply_to, q))]
 
 
 def _consumed(item: RawRecord | ConsumeError) -> RawRecord | tuple[RawRecord, Output]:
     """A consume error becomes its record's dead letter (stage consume) here, at the flow's door."""
-    return item if isinstance(item, RawRecord) else (item.record, item.record.dead("consume", item.reason))
+    return item if isinstance(item, RawRecord) else (item.record, item.record.dead("consume", "consume_failed", item.reason))
 
 
 def build_flow(
@@ -150,7 +151,7 @@ def build_flow(
     out_guard: StepGuard[Emitted, Outgoing] = StepGuard(
         "query", record_of=lambda item: item[0],
         fail=lambda item, st, why: [Outgoing.of(settings.topics.dead_letters, item[0].key,
-                                                without_token(item[0].dead(st, why)), item[0])])
+                                                without_token(item[0].dead(st, "internal", why)), item[0])])
     msgs = op.flat_map("messages", answered,
                        out_guard.each("messages", lambda item: to_messages(settings, item, redactors, key)))
     if sink is None:

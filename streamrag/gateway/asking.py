@@ -19,7 +19,7 @@ from streamrag.core.json_limits import describe_validation
 from streamrag.core.settings import Settings
 from streamrag.gateway import metrics
 from streamrag.gateway.backend import AnswerTimeout, Backend, DuplicateQuery
-from streamrag.gateway.errors import ApiError, error_body
+from streamrag.gateway.errors import ApiError, error_body, status_of
 from streamrag.gateway.identity import Caller, Identity, Limits, Slot
 from streamrag.gateway.openai_format import (
     ChatRequest,
@@ -50,14 +50,8 @@ def variant_header(variant: Assignment | None) -> dict[str, str]:
 
 
 def answer_status(a: Answer) -> int:
-    """The HTTP status of a final answer: 200, or what its error says went wrong."""
-    if a.status != "error":
-        return 200
-    err = a.error or ""
-    for prefix, status in (("unauthenticated", 401), ("forbidden", 403), ("invalid query", 400), ("expired", 504)):
-        if err.startswith(prefix):
-            return status
-    return 502
+    """The HTTP status of a final answer: 200, or its error code's (gateway.errors.STATUS_OF)."""
+    return 200 if a.status != "error" else status_of(a.code)
 
 
 class Asker:

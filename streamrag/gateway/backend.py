@@ -23,7 +23,7 @@ from streamrag.connectors.kafka_admin import check_reachable
 from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
 from streamrag.connectors.lancedb_documents import DocumentReader
 from streamrag.connectors.redis_cache import redis_for
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import ApplyTimeout, ServiceUnavailable
 from streamrag.core.records import PUBLISHER_HEADER
 from streamrag.core.settings import Settings
 from streamrag.gateway.index_waits import IndexEventReader, IndexWaits
@@ -162,7 +162,7 @@ class KafkaBackend:
                 await asyncio.wait_for(wait.done.wait(), wait_s)
             except TimeoutError as exc:
                 missing = wait.missing()
-                raise ServiceUnavailable(
+                raise ApplyTimeout(
                     f"{len(missing)} document(s) not applied within {wait_s:g} s (is an ingest worker running? "
                     f"streamrag worker ingest): {', '.join(missing[:3])}") from exc
             return dict(wait.seen)

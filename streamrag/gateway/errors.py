@@ -10,12 +10,25 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamrag.core.errors import ServiceUnavailable, StreamragError
+from streamrag.schemas.vocabulary import ErrorCode
 
 log = logging.getLogger(__name__)
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
          405: "invalid_request_error", 409: "conflict_error", 413: "request_too_large", 415: "invalid_request_error", 429: "rate_limit_error",
          502: "upstream_error", 503: "unavailable_error", 504: "timeout_error"}
+
+# the HTTP status of each error code (an error answer's, a refusal's): the one place a code becomes a status;
+# a code not here (a failure of the workers' own) is 502
+STATUS_OF: dict[ErrorCode, int] = {
+    "unauthenticated": 401, "forbidden": 403, "invalid_query": 400, "rate_limited": 429, "unavailable": 503,
+    "expired": 504, "deadline_exceeded": 504,
+}
+
+
+def status_of(code: ErrorCode | None) -> int:
+    """The HTTP status of an error with this code (None: an answer from before codes, 502)."""
+    return STATUS_OF.get(code, 502) if code is not None else 502
 
 
 class ApiError(Exception):

@@ -20,9 +20,9 @@ from limits.strategies import MovingWindowRateLimiter
 
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.config import GatewayConfig
-from streamrag.core.errors import ConfigError
+from streamrag.core.errors import ConfigError, Refusal
 from streamrag.core.security import valid_tenant
-from streamrag.gateway.errors import ApiError
+from streamrag.gateway.errors import ApiError, status_of
 from streamrag.schemas.models import Query
 
 # the longest token read: Query.auth_token's max_length, so the gateway and the worker take the same tokens
@@ -73,8 +73,8 @@ class Identity:
         if self.verifier is None:
             raise ApiError(401, "unauthenticated: no verification keys are configured (STREAMRAG_AUTH_TENANTS)")
         verified = self.verifier.verify(Query(query_id="gateway", tenant=claimed, text="-", auth_token=token))
-        if isinstance(verified, str):
-            raise ApiError(403 if verified.startswith("forbidden") else 401, verified)
+        if isinstance(verified, Refusal):
+            raise ApiError(status_of(verified.code), verified.message)
         return Caller(claimed, verified.principal.user, list(verified.principal.roles), token)
 
 

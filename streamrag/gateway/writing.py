@@ -12,12 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import ApplyTimeout
 from streamrag.core.json_limits import describe_validation
 from streamrag.core.settings import Settings
 from streamrag.gateway import metrics
 from streamrag.gateway.asking import Asker, json_body
-from streamrag.gateway.errors import ApiError
+from streamrag.gateway.errors import ApiError, status_of
 from streamrag.gateway.identity import Caller
 from streamrag.schemas.models import DocumentChange, Feedback
 
@@ -71,10 +71,8 @@ def router(s: Settings, asker: Asker) -> APIRouter:
         slot = asker.limits.uploads.acquire(caller.tenant) if wait else None
         try:
             applied = await asker.backend.write_documents(changes, wait, publisher=publisher_of(caller))
-        except ServiceUnavailable as exc:
-            if wait and "not applied within" in str(exc):
-                raise ApiError(504, str(exc)) from exc
-            raise
+        except ApplyTimeout as exc:  # the documents were written, not applied in time
+            raise ApiError(status_of("deadline_exceeded"), str(exc)) from exc
         finally:
             if slot is not None:
                 slot.release()

@@ -33,6 +33,7 @@ from pydantic import (
 from streamrag.schemas.audit_parts import AuditChunk
 from streamrag.schemas.vocabulary import (
     DeadLetterStage,
+    ErrorCode,
     FeedbackScale,
     Fusion,
     GeneratorTier,
@@ -243,6 +244,8 @@ class Answer(_Model):
     cache_lookup: Literal["exact", "semantic"] | None = None
     model: str = ""
     error: str | None = None
+    # what went wrong (status error): the gateway's HTTP status and metrics read this, not ``error``'s text
+    code: ErrorCode | None = None
     # which generator wrote the answer, and why earlier tiers did not (empty: the first tier answered); also a
     # retriever that failed ("retrieval: bm25 unavailable: ..."): the answer came from the other one alone; also
     # "guard: ...": the injection guard removed text from the prompt (such an answer is never cached)
@@ -383,6 +386,8 @@ class DeadLetter(_Model):
     schema_version: Literal[1] = 1
     stage: DeadLetterStage
     error: str
+    # what went wrong, as a code (metrics count these); None: a dead letter from before codes
+    code: ErrorCode | None = None
     original_b64: str = ""
     original_key_b64: str | None = None
     source: SourcePosition = Field(default_factory=SourcePosition)
@@ -396,6 +401,7 @@ class DeadLetter(_Model):
         cls,
         *,
         stage: DeadLetterStage,
+        code: ErrorCode,
         error: str,
         value: bytes | None,
         key: bytes | None = None,
@@ -405,6 +411,7 @@ class DeadLetter(_Model):
     ) -> DeadLetter:
         return cls(
             stage=stage,
+            code=code,
             error=error[:2_000],
             original_b64=base64.b64encode(value or b"").decode("ascii"),
             original_key_b64=None if key is None else base64.b64encode(key).decode("ascii"),

@@ -30,9 +30,32 @@ DeadLetterStage = Literal[
     "events", "retrieve", "generate", "messages", "crash",
     "answer",  # the query flow's one answering step before retrieve and generate were split (old dead letters)
 ]
-
+# the kinds of worker process (``streamrag worker KIND``): metrics ports, crash ledgers, the benches' workers
+WorkerKind = Literal["ingest", "query", "maintain"]
+# what went wrong, as a code (error answers' ``code``, dead letters' ``code``): metrics, benches and the gateway's
+# HTTP status read this, never the message text beside it
+ErrorCode = Literal[
+    "unauthenticated",  # no token, a bad or expired token, no key for the tenant
+    "forbidden",  # the caller may not do this (another tenant's token, an admin-only option, a taken query id)
+    "invalid_query",  # a query that is malformed or outside policy bounds (unknown prompt or index version too)
+    "invalid_record",  # a record that is not valid JSON or not a valid document change (ingest)
+    "expired",  # a query older than STREAMRAG_QUERY_MAX_AGE_S when the worker read it
+    "deadline_exceeded",  # the query's own deadline (deadline_ms) passed before it was answered
+    "rate_limited",  # over a tenant's or address's limits (the gateway)
+    "unavailable",  # a dependency (Kafka, Redis, the store, an index version) did not answer
+    "consume_failed",  # the Kafka consumer could not read the record
+    "extraction_failed",  # no text could be extracted from a document
+    "embedding_failed",  # the embedding model failed
+    "retrieval_failed",  # retrieval or reranking failed
+    "generation_failed",  # writing the answer failed
+    "write_failed",  # writing to the index failed
+    "crashed",  # the worker died twice with the record in hand
+    "internal",  # anything else: a step raised where it should not have
+]
 GENERATOR_TIERS: tuple[GeneratorTier, ...] = get_args(GeneratorTier)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
 RERANKS: tuple[str, ...] = get_args(Rerank)
 INGEST_STAGES: tuple[IngestStage, ...] = get_args(IngestStage)
 DEAD_LETTER_STAGES: tuple[str, ...] = get_args(DeadLetterStage)
+ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
+WORKER_KINDS: tuple[WorkerKind, ...] = get_args(WorkerKind)

@@ -22,6 +22,7 @@ from streamrag.core.ingest.changes import embedded_text
 from streamrag.core.security import tenant_literal
 from streamrag.core.settings import Settings, settings_env
 from streamrag.flows.components import embedder_for
+from streamrag.schemas.vocabulary import WorkerKind
 from streamrag.tools.evaluate import load_beir, open_text
 
 Log = Callable[[str], None]
@@ -62,7 +63,7 @@ def bench_env(s: Settings, tag: str, db: Path | str, partitions: int) -> tuple[S
     return bs, settings_env(bs)
 
 
-def start_workers(kind: str, env: dict[str, str], n: int, logdir: Path, extra_env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
+def start_workers(kind: WorkerKind, env: dict[str, str], n: int, logdir: Path, extra_env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
     base = 23000 + (os.getpid() % 1000) * 4
     addrs = ";".join(f"127.0.0.1:{base + i}" for i in range(n))
     procs = []

@@ -30,6 +30,7 @@ from streamrag.connectors.kafka_admin import check_reachable, client_config, ens
 from streamrag.core.errors import StreamragError
 from streamrag.core.percentiles import percentiles
 from streamrag.core.settings import Settings, settings_env
+from streamrag.schemas.vocabulary import ErrorCode
 
 QUESTIONS = [
     "What happens when an older version of a document arrives after a newer one?",
@@ -41,6 +42,8 @@ QUESTIONS = [
     "What goes to the dead-letter topic?",
     "When is an ANN index built?",
 ]
+# the answers counted as expired: too old when read, or past their deadline before an answer
+EXPIRED_CODES: frozenset[ErrorCode] = frozenset({"expired", "deadline_exceeded"})
 
 
 @dataclass
@@ -120,7 +123,7 @@ def _one_rate(s: Settings, p: Producer, answers: Answers, rate: float, duration:
         "ttft_s": _pct([q.first - q.at for q in done if q.first is not None]),
         "final_s": _pct([q.final - q.at for q in done if q.final is not None]),
         "errors": sum(1 for x in statuses if x == "error"),
-        "expired": sum(1 for q in done if "deadline" in (q.answer.get("error") or "") or "expired" in (q.answer.get("error") or "")),
+        "expired": sum(1 for q in done if q.answer.get("code") in EXPIRED_CODES),
         "fallbacks": sum(1 for q in done if q.answer.get("fallback")),
         "fallback_reasons": sorted({r for q in done for r in q.answer.get("fallback") or []}),
         "no_answer": sum(1 for x in statuses if x == "no_answer"),

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from streamrag.connectors.auth_keys import load_verifier
 from streamrag.core.auth import sign_token
 from streamrag.core.config import TenantKeySettings
-from streamrag.core.errors import ConfigError
+from streamrag.core.errors import ConfigError, Refusal
 from streamrag.core.query.processor import Reply
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter, Query
@@ -58,7 +58,7 @@ def test_production_profile_turns_auth_on() -> None:
 def test_claimed_roles_without_a_token_are_refused(secured: Any) -> None:
     dead, answers = ask(secured, None, roles=["hr"])
     assert answers[0].status == "error" and "no auth_token" in (answers[0].error or "")
-    assert dead[0].stage == "auth"
+    assert dead[0].stage == "auth" and dead[0].code == answers[0].code == "unauthenticated"
 
 
 def test_spoofed_roles_in_the_message_are_ignored(secured: Any) -> None:
@@ -75,6 +75,7 @@ def test_another_tenants_key_and_tenant_are_refused(secured: Any) -> None:
     assert answers[0].status == "error" and "Signature verification failed" in (answers[0].error or "")
     _, other = ask(secured, sign_token(ACME, "globex", "mallory"))  # acme's key, but a globex token
     assert other[0].status == "error" and "another tenant" in (other[0].error or "")
+    assert (answers[0].code, other[0].code) == ("unauthenticated", "forbidden")  # what the gateway's status reads
 
 
 def test_an_expired_token_is_refused(secured: Any) -> None:
@@ -113,6 +114,7 @@ def test_a_cached_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(first, Query) and first.principal.roles == ["hr"]
     again = v.verify(Query(query_id="q", tenant="acme", text="x", auth_token=token))
     assert isinstance(again, Query) and again.principal.user == "hana"  # served from the cache
-    assert isinstance(v.verify(Query(query_id="q", tenant="globex", text="x", auth_token=token)), str)
+    refused = v.verify(Query(query_id="q", tenant="globex", text="x", auth_token=token))
+    assert isinstance(refused, Refusal) and refused.code == "unauthenticated"
     time.sleep(2.1)
     assert "expired" in str(v.verify(Query(query_id="q", tenant="acme", text="x", auth_token=token)))

@@ -40,7 +40,8 @@ def test_ingest_flow_indexes_and_dead_letters_in_process(settings: Settings, sto
             kafka_rec(change("b", 1, "boom text"), 2), kafka_rec(change("c", 1, "gamma text"), 3)]
     report = ingest_records(settings, recs, stages=stages)
     assert sorted(e.doc_id for e in report.events if e.status == "indexed") == ["a", "c"]
-    assert sorted((d.stage, d.source.offset) for d in report.dead) == [("embed", 2), ("parse", 1)]
+    assert sorted((d.stage, d.code, d.source.offset) for d in report.dead) == [("embed", "embedding_failed", 2),
+                                                                              ("parse", "invalid_record", 1)]
     assert {r["doc_id"] for r in store.chunk_rows()} == {"a", "c"}
 
 
@@ -49,7 +50,7 @@ def test_ingest_messages_carry_the_record_they_answer(settings: Settings) -> Non
     ev = IndexEvent(tenant="acme", doc_id="a", version=1, op="upsert", status="indexed")
     msg = ingest_flow.to_message(settings, ingest_flow.Finished(rec, ev))
     assert (msg.topic, msg.key, msg.source) == (settings.topics.index_events, b"acme/a", rec)
-    dead = ingest_flow.to_message(settings, ingest_flow.Finished(rec, rec.dead("parse", "bad")))
+    dead = ingest_flow.to_message(settings, ingest_flow.Finished(rec, rec.dead("parse", "invalid_record", "bad")))
     assert dead.topic == settings.topics.dead_letters and dead.key == b"acme/a"
     assert DeadLetter.model_validate_json(dead.value).original() == rec.value
 

@@ -4,19 +4,25 @@ format (plain and streamed), server-sent events, documents, feedback, readiness.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.auth import sign_token
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import ApplyTimeout
+from streamrag.core.query.replies import error_answer
 from streamrag.core.settings import Settings
 from streamrag.gateway.app import create_app
 from streamrag.gateway.backend import AnswerTimeout
 from streamrag.gateway.openai_format import cited_text, final_chunks
 from streamrag.schemas.models import Answer, AnswerDelta, Citation, DocumentChange, Feedback, Query
+from streamrag.schemas.vocabulary import ErrorCode
+from tests.conftest import query_processor
+from tests.fakes import HashEmbedder
 
 SECRET = "s" * 40
 CITES = [Citation(doc_id="vacation", version=2, chunk_id="c1", title="Vacation policy", snippet="25 days")]
@@ -31,7 +37,8 @@ class FakeBackend:
         self.publishers: list[str] = []
         self.feedback: list[Feedback] = []
         self.deltas = ["Employees get ", "25 days [1]."]
-        self.answer_error: str | None = None
+        self.answer_error: tuple[ErrorCode, str] | None = None  # the worker's error answer (error_answer's)
+        self.worker: Callable[[Query], Answer] | None = None  # answers each query (a real query processor)
         self.time_out = False
         self.ready = {"kafka": "ok", "redis": "ok", "store": "ok", "query_worker": "ok"}
 
@@ -46,8 +53,11 @@ class FakeBackend:
         if q.options.stream:
             for i, d in enumerate(self.deltas):
                 yield AnswerDelta(query_id=q.query_id, seq=i, delta=d, generator="local")
+        if self.worker is not None:
+            yield self.worker(q)
+            return
         if self.answer_error:
-            yield Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=self.answer_error)
+            yield error_answer(q, *self.answer_error)
             return
         yield Answer(query_id=q.query_id, tenant=q.tenant, status="ok", answer="".join(self.deltas), citations=CITES,
                      model="m1", generator="local", deltas=len(self.deltas) if q.options.stream else 0)
@@ -56,7 +66,7 @@ class FakeBackend:
         self.changes.extend(changes)
         self.publishers.append(publisher)
         if wait_s and changes[0].doc_id == "slow":
-            raise ServiceUnavailable(f"1 document(s) not applied within {wait_s:g} s")
+            raise ApplyTimeout(f"1 document(s) not applied within {wait_s:g} s")
         return {c.key: "indexed" for c in changes} if wait_s else {}
 
     async def send_feedback(self, fb: Feedback) -> None:
@@ -185,16 +195,40 @@ def test_bad_input_timeouts_and_error_answers_have_their_statuses() -> None:
     assert c.post("/v1/query", json={"tenant": "acme", "text": ""}).status_code == 400
     assert c.post("/v1/chat/completions", json={"tenant": "acme", "messages": [{"role": "system", "content": "x"}]}
                   ).status_code == 400
-    fake.answer_error = "unauthenticated: the token has expired"
+    fake.answer_error = ("unauthenticated", "unauthenticated: the token has expired")
     assert c.post("/v1/query", json={"tenant": "acme", "text": "q"}).status_code == 401
-    fake.answer_error = "invalid query: reply_to topic does not exist"
+    fake.answer_error = ("invalid_query", "invalid query: reply_to topic does not exist")
     assert c.post("/v1/chat/completions", json={**CHAT, "tenant": "acme"}).status_code == 400
+    # the status is the code's: the same words under another code are not read
+    fake.answer_error = ("generation_failed", "unauthenticated: words of a model's error")
+    assert c.post("/v1/query", json={"tenant": "acme", "text": "q"}).status_code == 502
+    for code, status in (("deadline_exceeded", 504), ("expired", 504), ("forbidden", 403), ("unavailable", 503)):
+        fake.answer_error = (code, "whatever the words")
+        r = c.post("/v1/chat/completions", json={**CHAT, "tenant": "acme"})
+        assert r.status_code == status, code
     fake.answer_error = None
     fake.time_out = True
     r = c.post("/v1/query", json={"tenant": "acme", "text": "q"})
     assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
     r = c.post("/v1/query", json={"tenant": "acme", "text": "q", "stream": True})
     assert r.status_code == 200 and "event: error" in r.text and '"code":504' in r.text
+
+
+def test_a_query_past_its_deadline_is_504_as_the_worker_answers_it(settings: Settings, store: LanceStore) -> None:
+    """The query the gateway sent, answered by a real query processor after its deadline_ms passed: the worker's
+    "deadline exceeded" answer is a timeout (504, like an expired query), not a failed upstream (502)."""
+    c, fake = make()
+    qp = query_processor(settings, store, HashEmbedder())
+
+    def late_worker(q: Query) -> Answer:
+        time.sleep(0.02)  # the worker reads it after its 5 ms
+        (a,) = qp.answer_many([q])
+        return a
+
+    fake.worker = late_worker
+    r = c.post("/v1/query", json={"tenant": "acme", "text": "q", "deadline_ms": 5})
+    assert r.status_code == 504, r.text
+    assert r.json()["error"]["type"] == "timeout_error" and r.json()["answer"]["code"] == "deadline_exceeded"
 
 
 def test_documents_are_written_for_the_callers_tenant_and_read_back() -> None:

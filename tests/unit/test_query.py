@@ -1,5 +1,6 @@
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -78,6 +79,23 @@ def test_bad_query_gets_dead_letter_and_error_answer(settings: Settings, store: 
     answers = [o.answer for o in out if isinstance(o, Reply)]
     assert len(dead) == 3
     assert sorted(a.query_id for a in answers) == ["q10", "q9"] and all(a.status == "error" for a in answers)
+    assert {a.code for a in answers} == {d.code for d in dead} == {"invalid_query"}
+
+
+def test_a_query_read_past_its_deadline_is_answered_deadline_exceeded(settings: Settings, store: LanceStore) -> None:
+    """The worker's answer to a query whose deadline_ms passed before it was read: an error with its code (the
+    gateway's 504), and a fresh one is answered."""
+    ing, qp = make(settings, store)
+    ing.process_batch([rec(change("redis", 1, DOCS["redis"]))])
+    sent = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
+    late = {"query_id": "late", "tenant": "acme", "text": "which store is a cache?", "deadline_ms": 500, "sent_at": sent}
+    fresh = {**late, "query_id": "fresh", "deadline_ms": 60_000}
+    out = [o for _, o in qp.process_batch([RawRecord(value=json.dumps(x).encode()) for x in (late, fresh)])]
+    answers = {o.answer.query_id: o.answer for o in out if isinstance(o, Reply)}
+    assert answers["late"].status == "error" and answers["late"].code == "deadline_exceeded"
+    assert answers["fresh"].status == "ok" and answers["fresh"].code is None
+    (unknown,) = qp.answer_many([q("which store?", options={"index": "nosuch"})])  # an index version not there
+    assert unknown.status == "error" and unknown.code == "invalid_query"
 
 
 def test_rrf_and_weighted_fusion() -> None:

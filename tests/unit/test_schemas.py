@@ -30,9 +30,11 @@ def test_query_defaults_and_limits() -> None:
 
 
 def test_dead_letter_keeps_original_bytes() -> None:
-    d = DeadLetter.make(stage="parse", error="bad", value=b"\xff\x00raw", key=b"k")
+    d = DeadLetter.make(stage="parse", code="invalid_record", error="bad", value=b"\xff\x00raw", key=b"k")
     back = DeadLetter.model_validate(json.loads(d.model_dump_json()))
-    assert back.original() == b"\xff\x00raw"
+    assert back.original() == b"\xff\x00raw" and back.code == "invalid_record"
+    old = {k: v for k, v in json.loads(d.model_dump_json()).items() if k != "code"}  # from before codes
+    assert DeadLetter.model_validate(old).code is None
 
 
 def test_times_from_outside_are_zone_aware_once_validated() -> None:

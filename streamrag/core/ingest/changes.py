@@ -54,11 +54,11 @@ def parse_change(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> DocumentC
     """Bytes -> DocumentChange, or a dead letter saying exactly what is wrong."""
     data = read_object(rec.value, limits, "empty message (null value); deletes must be explicit op=delete events")
     if isinstance(data, Reason):
-        return rec.dead("parse", data)
+        return rec.dead("parse", "invalid_record", data)
     try:
         return DocumentChange.model_validate(data)
     except ValidationError as exc:
-        return rec.dead("validate", describe_validation(exc))
+        return rec.dead("validate", "invalid_record", describe_validation(exc))
 
 
 def check_change(ch: DocumentChange, max_doc_chars: int) -> str | None:

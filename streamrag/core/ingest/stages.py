@@ -139,7 +139,7 @@ class IngestStages:
             if isinstance(parsed, DeadLetter):
                 out.append(Finished(rec, parsed))
             elif (problem := check_change(parsed, self.max_doc_chars)) is not None:
-                out.append(Finished(rec, rec.dead("validate", problem)))
+                out.append(Finished(rec, rec.dead("validate", "invalid_record", problem)))
             else:
                 out.append(Pending(rec, parsed, doc_key(parsed.tenant, parsed.doc_id)))
         return out
@@ -159,13 +159,13 @@ class IngestStages:
                 continue
             if isinstance(got, ExtractionFailed):
                 log.info("extracting %s failed: %s", ch.key, got)
-                out.append(Finished(p.rec, p.rec.dead("extract", str(got))))
+                out.append(Finished(p.rec, p.rec.dead("extract", "extraction_failed", str(got))))
                 continue
             self.extracted_pages += got.pages
             ch = ch.model_copy(update={"text": got.text, "content_b64": "",
                                        "title": ch.title or got.title or fallback_title(ch.doc_id)})
             if (problem := check_change(ch, self.max_doc_chars)) is not None:
-                out.append(Finished(p.rec, p.rec.dead("extract", f"extracted {problem}")))
+                out.append(Finished(p.rec, p.rec.dead("extract", "invalid_record", f"extracted {problem}")))
                 continue
             out.append(replace(p, change=ch, blocks=got.blocks))
         return out
@@ -228,7 +228,7 @@ class IngestStages:
             "reading document state", todo, lambda b: self.store.doc_states(p.key for p in b), self.policy
         ):
             if exc is not None or states is None:
-                out.extend(Finished(p.rec, p.rec.dead("stale_check", f"reading document state failed: {exc}")) for p in part)
+                out.extend(Finished(p.rec, p.rec.dead("stale_check", "unavailable", f"reading document state failed: {exc}")) for p in part)
                 continue
             for p in part:
                 ch = p.change
@@ -259,9 +259,9 @@ class IngestStages:
                 p = replace(p, chunks=chunks, blocks=None)
             except Exception as exc:  # a tokenizer error is a property of this text alone
                 log.warning("chunking %s failed: %s", p.change.key, exc)
-                out.append(Finished(p.rec, p.rec.dead("chunk", f"{type(exc).__name__}: {exc}")))
+                out.append(Finished(p.rec, p.rec.dead("chunk", "internal", f"{type(exc).__name__}: {exc}")))
                 continue
-            out.append(p if p.chunks else Finished(p.rec, p.rec.dead("chunk", "text has no tokens to index")))
+            out.append(p if p.chunks else Finished(p.rec, p.rec.dead("chunk", "invalid_record", "text has no tokens to index")))
         return out
 
     def embed(self, items: Sequence[Item]) -> list[Item]:
@@ -278,7 +278,7 @@ class IngestStages:
 
         for part, vecs, exc in run_isolating("embedding", upserts, encode, self.policy):
             if exc is not None or vecs is None:
-                out.extend(Finished(p.rec, p.rec.dead("embed", f"{type(exc).__name__}: {exc}")) for p in part)
+                out.extend(Finished(p.rec, p.rec.dead("embed", "embedding_failed", f"{type(exc).__name__}: {exc}")) for p in part)
                 continue
             i = 0
             for p in part:
@@ -346,7 +346,7 @@ class IngestStages:
                 self._keep_history(part, now_ms)
             for p in part:
                 if exc is not None:
-                    out.append(Finished(p.rec, p.rec.dead("write", f"{type(exc).__name__}: {exc}")))
+                    out.append(Finished(p.rec, p.rec.dead("write", "write_failed", f"{type(exc).__name__}: {exc}")))
                 else:
                     out.append(Finished(p.rec, applied(p.change, p.content_hash, len(p.chunks))))
                     if p.rec.timestamp_ms:  # event time (the record's) -> searchable

@@ -106,11 +106,11 @@ class ConcurrentAnswering:
 
     def _expired(self, job: Job) -> list[Emitted]:
         q = job.prepared.query
-        ans = error_answer(q, "deadline exceeded") if expired(q) else self.processor.extractive(job.prepared, WAITED_TOO_LONG)
+        ans = error_answer(q, "deadline_exceeded", "deadline exceeded") if expired(q) else self.processor.extractive(job.prepared, WAITED_TOO_LONG)
         return [(job.record, Reply(ans, q.reply_to, q))]
 
     def _error(self, job: Job, exc: Exception) -> list[Emitted]:
         q = job.prepared.query
         why = f"{type(exc).__name__}: {exc}"
-        return [(job.record, job.record.dead("generate", why)),
-                (job.record, Reply(error_answer(q, f"internal error: {why}"), q.reply_to, q))]
+        return [(job.record, job.record.dead("generate", "generation_failed", why)),
+                (job.record, Reply(error_answer(q, "generation_failed", f"internal error: {why}"), q.reply_to, q))]

@@ -26,6 +26,7 @@ from cachetools import TTLCache
 from streamrag.core import telemetry
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.config import Experiment, ExperimentVariant
+from streamrag.core.errors import Refusal
 from streamrag.core.query.parse import reply_topic_error
 from streamrag.core.query.replies import Parsed, Reply, error_answer
 from streamrag.core.records import RawRecord
@@ -36,6 +37,12 @@ from streamrag.schemas.vocabulary import DeadLetterStage
 # the same text whether the version exists or not (a refusal must not tell which names are registered)
 INDEX_FORBIDDEN = "forbidden: options.index (another index version) is for administrators"
 ID_TAKEN = "forbidden: query_id is taken by another tenant's query"
+NO_KEYS = Refusal("unauthenticated", "unauthenticated: no keys")
+
+
+def invalid(why: str) -> Refusal:
+    """A query outside policy bounds: ``invalid query: why``."""
+    return Refusal("invalid_query", f"invalid query: {why}")
 
 
 def variant_labels(experiments: Sequence[Experiment]) -> dict[str, tuple[Experiment, ExperimentVariant]]:
@@ -70,34 +77,34 @@ class QueryGate:
             return [(rec, dead)] + ([(rec, Reply(ans))] if ans is not None else [])
         q = self.label(parsed)  # first: no forged label reaches an answer, the audit or metrics
         if self.auth_on:
-            verified = self.verifier.verify(q) if self.verifier is not None else "unauthenticated: no keys"
-            if isinstance(verified, str):
-                telemetry.AUTH_REJECTED.labels(telemetry.reason_category(verified)).inc()
+            verified = self.verifier.verify(q) if self.verifier is not None else NO_KEYS
+            if isinstance(verified, Refusal):
+                telemetry.AUTH_REJECTED.labels(verified.code).inc()
                 # an id an accepted query holds: whoever waits on it must not hear this refusal
                 return self._refused(rec, q, "auth", verified, answer=not self.taken(q), audited=False)
             q = verified
         else:
             q = self.unverified(q)
         if not self.claim(q):
-            return self._refused(rec, q, "auth", ID_TAKEN, answer=False)
+            return self._refused(rec, q, "auth", Refusal("forbidden", ID_TAKEN), answer=False)
         if q.reply_to is not None and (why := reply_topic_error(
             q.reply_to, self.s.worker.reply_topic_prefixes, self.project_topics, self.topic_exists,
         )):
             # answered (with the error) on the answers topic, never on the topic the query named
-            return self._refused(rec, q, "validate", f"invalid query: {why}", audited=False)
-        if (why := self.refusal(q)) is not None:
-            return self._refused(rec, q, "validate", why, reply_to=q.reply_to)
+            return self._refused(rec, q, "validate", invalid(why), audited=False)
+        if (refused := self.refusal(q)) is not None:
+            return self._refused(rec, q, "validate", refused, reply_to=q.reply_to)
         if rec.timestamp_ms is not None and now_ms - rec.timestamp_ms > self.s.retrieval.query_max_age_s * 1000:
-            return [(rec, Reply(error_answer(q, "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read")))]
+            return [(rec, Reply(error_answer(q, "expired", "expired: older than STREAMRAG_QUERY_MAX_AGE_S when read")))]
         return [(rec, self.bounded(q))]
 
     @staticmethod
-    def _refused(rec: RawRecord, q: Query, stage: DeadLetterStage, why: str, *, answer: bool = True,
+    def _refused(rec: RawRecord, q: Query, stage: DeadLetterStage, why: Refusal, *, answer: bool = True,
                  audited: bool = True, reply_to: str | None = None) -> list[tuple[RawRecord, Parsed]]:
         """A dead letter and an error answer; ``audited``: the answer's audit names the (verified) asker."""
-        out: list[tuple[RawRecord, Parsed]] = [(rec, rec.dead(stage, why))]
+        out: list[tuple[RawRecord, Parsed]] = [(rec, rec.dead(stage, why.code, why.message))]
         if answer:
-            out.append((rec, Reply(error_answer(q, why), reply_to, q if audited else None)))
+            out.append((rec, Reply(error_answer(q, why.code, why.message), reply_to, q if audited else None)))
         return out
 
     # -- what the message may not decide ----------------------------------------------------------
@@ -131,26 +138,27 @@ class QueryGate:
             return q.query_id in self._owners
 
     # -- options against policy ---------------------------------------------------------------------
-    def refusal(self, q: Query) -> str | None:
-        """Why the query's options are refused ("forbidden: ..." or "invalid query: ..."), or None."""
+    def refusal(self, q: Query) -> Refusal | None:
+        """Why the query's options are refused (forbidden or invalid_query), or None."""
         o, p = q.options, self.policy
         variant = self.labels.get(q.variant, (None, None))[1] if q.variant else None
         if o.index and not self._admin(q) and not (variant is not None and variant.index == o.index):
-            return INDEX_FORBIDDEN
+            return Refusal("forbidden", INDEX_FORBIDDEN)
         if o.generator:
             allowed = self._tiers(q)
             bad = [t for t in o.generator if t != "extractive" and t not in allowed]
             if bad:
-                return f"forbidden: options.generator {', '.join(bad)} is not among this tenant's generators"
+                return Refusal("forbidden", f"forbidden: options.generator {', '.join(bad)} is not among this "
+                                            "tenant's generators")
         if o.expand > p.max_expand:
-            return f"invalid query: options.expand is at most {p.max_expand} (STREAMRAG_POLICY_MAX_EXPAND)"
+            return invalid(f"options.expand is at most {p.max_expand} (STREAMRAG_POLICY_MAX_EXPAND)")
         if q.top_k > p.max_top_k:
-            return f"invalid query: top_k is at most {p.max_top_k} (STREAMRAG_POLICY_MAX_TOP_K)"
+            return invalid(f"top_k is at most {p.max_top_k} (STREAMRAG_POLICY_MAX_TOP_K)")
         if len(o.variants) > p.max_variants:
-            return f"invalid query: at most {p.max_variants} options.variants (STREAMRAG_POLICY_MAX_VARIANTS)"
+            return invalid(f"at most {p.max_variants} options.variants (STREAMRAG_POLICY_MAX_VARIANTS)")
         if any(len(v) > p.max_variant_chars for v in o.variants):
-            return (f"invalid query: options.variants are at most {p.max_variant_chars} characters each "
-                    "(STREAMRAG_POLICY_MAX_VARIANT_CHARS)")
+            return invalid(f"options.variants are at most {p.max_variant_chars} characters each "
+                           "(STREAMRAG_POLICY_MAX_VARIANT_CHARS)")
         return None
 
     def bounded(self, q: Query) -> Query:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from streamrag.core.json_limits import JsonLimits, Reason, describe_validation, read_object
 from streamrag.core.records import RawRecord
 from streamrag.schemas.models import Answer, DeadLetter, Query
-from streamrag.schemas.vocabulary import DeadLetterStage
+from streamrag.schemas.vocabulary import DeadLetterStage, ErrorCode
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 # a JWT (its header is base64url JSON: it starts with '{"', "eyJ") anywhere in bytes that are not JSON
@@ -44,7 +44,8 @@ def parse_query(rec: RawRecord, limits: JsonLimits = JsonLimits()) -> Query | tu
         return failed(rec, "validate", describe_validation(exc), data)
 
 
-def failed(rec: RawRecord, stage: DeadLetterStage, error: str, data: Any = None) -> tuple[DeadLetter, Answer | None]:
+def failed(rec: RawRecord, stage: DeadLetterStage, error: str, data: Any = None,
+           code: ErrorCode = "invalid_query") -> tuple[DeadLetter, Answer | None]:
     """The record's dead letter and, when a query id can be read (field or key), its error answer."""
     qid = data.get("query_id") if isinstance(data, dict) else None
     if not isinstance(qid, str) or not qid:
@@ -53,8 +54,8 @@ def failed(rec: RawRecord, stage: DeadLetterStage, error: str, data: Any = None)
     ans = None
     if qid:
         ans = Answer(query_id=qid[:128], tenant=tenant[:64] if isinstance(tenant, str) else "", status="error",
-                     error=f"invalid query: {error}")
-    return rec.dead(stage, error), ans
+                     code=code, error=f"invalid query: {error}")
+    return rec.dead(stage, code, error), ans
 
 
 def without_token(dead: DeadLetter) -> DeadLetter:

@@ -36,7 +36,7 @@ from streamrag.core.query.enrich import enrich
 from streamrag.core.query.gate import QueryGate
 from streamrag.core.query.observe import observe_answer
 from streamrag.core.query.parse import parse_query
-from streamrag.core.query.replies import Output, Parsed, Reply, error_answer, expired
+from streamrag.core.query.replies import Output, Parsed, Reply, error_answer, expired, refused_code
 from streamrag.core.records import RawRecord
 from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Ranked, Retriever
@@ -180,7 +180,7 @@ class QueryProcessor:
                 view = self.views.view(q.options.index) if q.options.index else active
                 prompt_style(self.s.generation.prompts, q)  # a prompt name that does not exist: refused here
             except Exception as exc:  # an unknown or unreadable version, an unknown prompt: its error answer
-                ready[i] = error_answer(q, str(exc))
+                ready[i] = error_answer(q, refused_code(exc), str(exc))
                 continue
             groups.setdefault(view.name, (view, []))[1].append(i)
         for view, idx in groups.values():
@@ -197,7 +197,7 @@ class QueryProcessor:
         todo: list[int] = []
         for i, q in enumerate(queries):
             if expired(q):
-                ready[i] = error_answer(q, "deadline exceeded")
+                ready[i] = error_answer(q, "deadline_exceeded", "deadline exceeded")
             elif (hit := self._cache_exact(q, view)) is not None:
                 ready[i] = hit
             else:
@@ -233,7 +233,7 @@ class QueryProcessor:
             log.exception("query embedding failed")
             vecs = None
             for i in todo:
-                ready[i] = error_answer(queries[i], f"embedding failed: {exc}")
+                ready[i] = error_answer(queries[i], "embedding_failed", f"embedding failed: {exc}")
             todo = []
         embed_ms = (time.perf_counter() - t0) * 1000 / max(len(todo), 1)
         for i, (a, b) in zip(todo, spans, strict=True):
@@ -248,8 +248,8 @@ class QueryProcessor:
                     q, view, vecs[a:b], texts[a:b], embed_ms, expand_ms.get(i), started, early[i])
             except Exception as exc:  # one query's failure is its own error answer
                 log.exception("retrieval for %s failed", q.query_id)
-                ready[i] = error_answer(q, f"{type(exc).__name__}: {exc}")
-        return [r if r is not None else error_answer(q, "not answered") for r, q in zip(ready, queries, strict=True)]
+                ready[i] = error_answer(q, "retrieval_failed", f"{type(exc).__name__}: {exc}")
+        return [r if r is not None else error_answer(q, "internal", "not answered") for r, q in zip(ready, queries, strict=True)]
 
     def _retrieve(self, q: Query, view: IndexView, vecs: Any, texts: Sequence[str], embed_ms: float,
                   expand_ms: float | None, started: float, text_jobs: list[Future[list[Hit]]]) -> Prepared:
@@ -283,7 +283,7 @@ class QueryProcessor:
             entry = self._cache_put(p.query, p.vec, ans, acl, p.started, p.view)
         except Exception as exc:  # one query's failure is its own error answer
             log.exception("answering %s failed", p.query.query_id)
-            ans = error_answer(p.query, f"{type(exc).__name__}: {exc}")
+            ans = error_answer(p.query, "generation_failed", f"{type(exc).__name__}: {exc}")
         observe_answer(ans, self.cache)
         return Reply(ans, p.query.reply_to, p.query, entry if self.entries_on_stream else None)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from streamrag.core.errors import ConfigError, IndexRefused
 from streamrag.schemas.models import Answer, CacheEntry, DeadLetter, Query
+from streamrag.schemas.vocabulary import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +24,16 @@ Output = Reply | DeadLetter
 Parsed = Query | Output
 
 
-def error_answer(q: Query, msg: str) -> Answer:
-    """The answer a query gets when it cannot be answered (whoever asked hears back)."""
-    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", error=msg, variant=q.variant)
+def error_answer(q: Query, code: ErrorCode, msg: str) -> Answer:
+    """The answer a query gets when it cannot be answered (whoever asked hears back): what went wrong, as a code
+    (the gateway's HTTP status), and why, in words."""
+    return Answer(query_id=q.query_id, tenant=q.tenant, status="error", code=code, error=msg, variant=q.variant)
+
+
+def refused_code(exc: Exception) -> ErrorCode:
+    """The code of a query whose index version or prompt could not be had: one that does not exist (the query's
+    fault: invalid_query), or one that could not be read (unavailable)."""
+    return "invalid_query" if isinstance(exc, ConfigError | IndexRefused) else "unavailable"
 
 
 def expired(q: Query) -> bool:
