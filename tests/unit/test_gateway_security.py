@@ -147,7 +147,8 @@ class FakeRouter:
         if self.on_send is not None:
             self.on_send(Query.model_validate_json(value), self.waiters[key])
 
-    def send_and_flush(self, topic: str, items: list[tuple[str, bytes]]) -> None:
+    def send_and_flush(self, topic: str, items: list[tuple[str, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         self.flushed.append((topic, items))
 
 
