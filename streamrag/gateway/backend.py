@@ -26,7 +26,7 @@ from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
 from streamrag.gateway.index_waits import IndexEventReader, IndexWaits
-from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
+from streamrag.schemas.models import Answer, AnswerDelta, AnswerSources, DocumentChange, Feedback, Query
 
 READY_CACHE_S = 2.0
 # query workers re-list the broker's topics at most every 5 s (connectors.kafka_topics): until then a query naming
@@ -44,7 +44,7 @@ class DuplicateQuery(Exception):
 
 
 class Backend(Protocol):
-    def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]: ...
+    def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]: ...
 
     async def write_documents(self, changes: list[DocumentChange], wait_s: float) -> dict[str, str]: ...
 
@@ -99,8 +99,9 @@ class KafkaBackend:
         return self.router
 
     # -- queries ----------------------------------------------------------------------------------
-    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]:
-        """Send the query; yield its deltas as they come, then its final answer (AnswerTimeout after timeout_s)."""
+    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]:
+        """Send the query; yield its sources (when it streams) and deltas as they come, then its final answer
+        (AnswerTimeout after timeout_s)."""
         router = self._router()
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
@@ -129,6 +130,9 @@ class KafkaBackend:
                 try:
                     if item.get("kind") == "delta":
                         yield AnswerDelta.model_validate(item)
+                        continue
+                    if item.get("kind") == "sources":
+                        yield AnswerSources.model_validate(item)
                         continue
                     answer = Answer.model_validate(item)
                 except ValidationError:

@@ -79,13 +79,14 @@ class GenerationSlots(Generic[J, O]):
         with self._lock:
             return self._running + len(self._waiting)
 
-    def submit(self, jobs: list[J], owner: int | None = None) -> None:
-        """Queue jobs for the calling worker thread (``owner``); they start as slots free."""
+    def submit(self, jobs: list[J], owner: int | None = None, ahead: list[O] | None = None) -> None:
+        """Queue jobs for the calling worker thread (``owner``); they start as slots free. ``ahead``: results
+        handed back at once, before anything the jobs emit (a query's sources, while its job waits for a slot)."""
         if not jobs:
             return
         who = threading.get_ident() if owner is None else owner
         with self._lock:
-            self._done.setdefault(who, deque())
+            self._done.setdefault(who, deque()).extend(ahead or ())
             for j in jobs:
                 self._waiting.append(_Waiting(j, who, self._deadline_of(j)))
             self._pending[who] = self._pending.get(who, 0) + len(jobs)
