@@ -96,13 +96,15 @@ def test_sources_leave_at_once_while_the_model_is_busy(settings: Settings, store
     s = indexed(settings, store)
     chat = ScriptedChat(reply="Employees get twenty five days [1].", delay_s=0.4)  # ~2.4 s an answer
     qp = query_processor(s, store, HashEmbedder(), generator=LLMGenerator(chat, AnswerBudget()))
-    answering = ConcurrentAnswering(qp, 1)
+    answering = ConcurrentAnswering(qp, 1, queue=1)
     try:
         t0 = time.monotonic()
         answering.generate(answering.retrieve(qp.parse([rec(query("busy"), 0, b"busy")])))
+        assert answering.has_room()  # the slot is busy: the queue lets the worker read and retrieve the next query
         time.sleep(0.2)
         t1 = time.monotonic()
         answering.generate(answering.retrieve(qp.parse([rec(query("next"), 1, b"next")])))
+        assert not answering.has_room()  # the queue is full: back-pressure
         seen: dict[str, float] = {}
         while time.monotonic() - t0 < 30 and "final:next" not in seen:
             for _rec, out in answering.drain():
@@ -144,7 +146,7 @@ class SourcesBackend(FakeBackend):
         super().__init__()
         self.delay_s = delay_s
 
-    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]:
+    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]:  # type: ignore[override]
         import asyncio
 
         if q.options.stream:

@@ -48,13 +48,13 @@ class Job:
 
 class ConcurrentAnswering:
     def __init__(self, processor: QueryProcessor, concurrency: int, *, wait: bool = False,
-                 ledger: CrashLedger | None = None) -> None:
+                 ledger: CrashLedger | None = None, queue: int = 0) -> None:
         self.processor = processor
         self.wait = wait
         self.ledger = ledger
         self.slots: GenerationSlots[Job, Emitted] = GenerationSlots(
             concurrency, self._run, deadline_of=lambda j: j.prepared.deadline, on_expired=self._expired,
-            on_error=self._error,
+            on_error=self._error, queue=queue,
         )
 
     def retrieve(self, items: Sequence[tuple[RawRecord, Parsed]]) -> list[Retrieved]:
@@ -84,7 +84,7 @@ class ConcurrentAnswering:
 
     def _sources(self, rec: RawRecord, q: Query, r: Prepared | Answer) -> list[Emitted]:
         """A streaming query's sources message (none when it does not stream, or for an error answer)."""
-        sources = self.processor.sources(q, r)
+        sources = self.processor.sources(q, r) if q.options.stream else None
         topic = q.reply_to or self.processor.s.topics.answers
         return [] if sources is None else [(rec, Delta(sources, topic))]
 
