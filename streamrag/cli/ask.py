@@ -20,7 +20,7 @@ from streamrag.core.ports import Embedder
 from streamrag.core.settings import Settings
 from streamrag.flows.components import make_query_processor
 from streamrag.flows.index_views import IndexViews
-from streamrag.schemas.models import Answer, Query
+from streamrag.schemas.models import Answer, AnswerSources, Citation, Query
 from streamrag.schemas.vocabulary import Fusion, Rerank
 
 
@@ -47,11 +47,26 @@ def build_query(
         raise StreamragError(f"invalid query: {describe_validation(exc)}") from exc
 
 
+def where(c: Citation) -> str:
+    return "".join((f", page {c.page}" if c.page else "", f", {c.section}" if c.section else ""))
+
+
 class TerminalStream:
-    """Prints an answer's pieces as they are written (a reset marks text that was voided)."""
+    """Prints an answer's sources as soon as they are known (before the model's first token), then its pieces as
+    they are written (a reset marks text that was voided)."""
 
     def __init__(self) -> None:
         self.seq = 0
+
+    def sources(self, s: AnswerSources) -> None:
+        out.print("[dim]sources" + (" (cached answer)" if s.cached else "") + ":[/dim]" +
+                  ("" if s.sources else " [dim]none[/dim]"))
+        for i, c in enumerate(s.sources, 1):
+            out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}{where(c)}",
+                      markup=False, highlight=False)
+            if c.snippet:
+                out.print(f"      {c.snippet}", markup=False, highlight=False, style="dim")
+        out.file.flush()
 
     def delta(self, text: str, generator: str) -> None:
         if self.seq == 0:
@@ -87,8 +102,7 @@ def print_answer(a: Answer, json_out: bool, streamed: bool = False, question: st
     if not a.grounded:
         out.print("  (not grounded: the answer cites no source)", highlight=False)
     for i, c in enumerate(a.citations, 1):
-        where = "".join((f", page {c.page}" if c.page else "", f", {c.section}" if c.section else ""))
-        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}{where}", markup=False,
+        out.print(f"  [{i}] {c.title or c.doc_id} (v{c.version}, score {c.score:.4f}) {c.doc_id}{where(c)}", markup=False,
                   highlight=False)
     if a.timings_ms:
         out.print("  timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in a.timings_ms.items()), highlight=False)
@@ -131,7 +145,7 @@ def ask(
     rerank: Rerank | None = typer.Option(None, "--rerank", help="rerank the sources (default STREAMRAG_RERANK)"),
     filters: list[str] = typer.Option(None, "--filter", help="metadata key=value (or key=a|b); repeatable"),
     via_kafka: bool = typer.Option(False, "--via-kafka", help="publish the query and wait for its answer"),
-    stream: bool = typer.Option(False, "--stream", help="print the answer's tokens as they are written"),
+    stream: bool = typer.Option(False, "--stream", help="print the answer's sources first, then its tokens as they are written"),
     expand: int = typer.Option(0, "--expand", help="also search up to N generated rephrasings"),
     sign_secret_env: str = typer.Option(None, "--sign-secret-env",
                                         help="sign the query (HS256 JWT: tenant, --user, --roles) with the secret in this variable"),
@@ -153,7 +167,7 @@ def ask(
                                                           audience=key.audience if key else "")})
     term = TerminalStream() if stream and not json_out else None
     if via_kafka:
-        a = request_answer(s, q, answer_wait_s(s, timeout), on_delta=term)
+        a = request_answer(s, q, answer_wait_s(s, timeout), on_delta=term, on_sources=term.sources if term else None)
     else:
         views = IndexViews(s, questions=True)
         load_ms = warm_up(views.current().embedder)

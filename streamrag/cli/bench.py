@@ -261,7 +261,8 @@ def bench_load_cmd(
     rounds: int = typer.Option(2, "--rounds", min=1, help="with --concurrency: answers per level = rounds x C"),
     json_out: bool = json_option(),
 ) -> None:
-    """Open-loop Poisson arrivals through one query worker it starts: TTFT and final p50/p95/p99, answers/s
+    """Open-loop Poisson arrivals through one query worker it starts: time to sources, TTFT and final
+    p50/p95/p99, answers/s
     (or ``--burst``: questions sent together, each one's first delta and final answer; or ``--concurrency``:
     closed loop, the worker against a direct client of the same server)."""
     from streamrag.tools.bench_concurrency import run_concurrency
@@ -303,6 +304,7 @@ def bench_load_cmd(
         return
     for r in rep["runs"]:
         log_line(f"offered {r['offered_per_s']}/s: {r['answered']}/{r['sent']} answered, {r['answers_per_s']}/s; "
+                 f"sources p50/p95 {r['sources_ms']['p50']}/{r['sources_ms']['p95']} ms, "
                  f"TTFT p50/p95 {r['ttft_s']['p50']}/{r['ttft_s']['p95']} s, final p50/p95/p99 "
                  f"{r['final_s']['p50']}/{r['final_s']['p95']}/{r['final_s']['p99']} s; errors {r['errors']}, "
                  f"expired {r['expired']}, fallbacks {r['fallbacks']}")

@@ -1,4 +1,4 @@
-"""Answer deltas onto the answers topic (key = query_id: one partition, so order holds with the final)."""
+"""Answer sources and deltas onto the answers topic (key = query_id: one partition, so order holds with the final)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from confluent_kafka import KafkaException
 
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.schemas.models import AnswerDelta
+from streamrag.schemas.models import AnswerDelta, AnswerSources
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,19 @@ class KafkaDeltaStream:
         self.query_id = query_id
         self.tenant = tenant
         self.seq = 0
+        self.sent = 0
 
-    def _send(self, d: AnswerDelta) -> None:
+    def _send(self, d: AnswerDelta | AnswerSources) -> None:
         try:
             self.producer.send(self.topic, self.query_id, d.model_dump_json())
-            self.seq += 1
+            self.sent += 1
+            self.seq += isinstance(d, AnswerDelta)
         except (KafkaException, BufferError) as exc:
             self.stats["delta_send_errors"] += 1
             log.warning("answer delta for %s not sent: %s", self.query_id, exc)
+
+    def sources(self, s: AnswerSources) -> None:
+        self._send(s)
 
     def delta(self, text: str, generator: str) -> None:
         self._send(AnswerDelta(query_id=self.query_id, tenant=self.tenant, seq=self.seq, delta=text, generator=generator))
@@ -43,7 +48,7 @@ class KafkaDeltaStream:
 
     def close(self) -> None:
         """Deliver the deltas before the final answer is produced (so they precede it in the partition)."""
-        if not self.seq:
+        if not self.sent:
             return
         try:
             self.producer.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from confluent_kafka import Consumer, TopicPartition
@@ -12,7 +13,7 @@ from streamrag.connectors.kafka_admin import check_reachable, client_config
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import Answer, AnswerDelta, Query
+from streamrag.schemas.models import Answer, AnswerDelta, AnswerSources, Query
 
 
 class DeltaPrinter(Protocol):
@@ -21,9 +22,11 @@ class DeltaPrinter(Protocol):
     def reset(self, generator: str) -> None: ...
 
 
-def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPrinter | None = None) -> Answer:
+def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPrinter | None = None,
+                   on_sources: Callable[[AnswerSources], None] | None = None) -> Answer:
     """Publish a query and wait for its final answer on the answers topic (or its reply_to topic);
-    answer deltas on the way go to ``on_delta`` (or are skipped)."""
+    answer deltas on the way go to ``on_delta``, its sources (sent first when it streams) to ``on_sources`` (or
+    are skipped)."""
     check_reachable(s)
     topic = query.reply_to or s.topics.answers
     c = Consumer(client_config(s.kafka, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
@@ -50,6 +53,10 @@ def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPri
                 if on_delta is not None:
                     d = AnswerDelta.model_validate(data)
                     (on_delta.reset if d.reset else lambda g, d=d: on_delta.delta(d.delta, g))(d.generator)
+                continue
+            if data.get("kind") == "sources":
+                if on_sources is not None:
+                    on_sources(AnswerSources.model_validate(data))
                 continue
             return Answer.model_validate(data)
         raise ServiceUnavailable(

@@ -453,8 +453,11 @@ class GenerationConfig(_Component):
     answer_sentences: int = Field(4, ge=1, le=50)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     generation_timeout_ms: int = Field(30_000, ge=100)
-    # generations in flight per query worker process; with all busy the worker reads no more queries
+    # generations in flight per query worker process (with all busy, more queries wait: generation_queue)
     generation_concurrency: int = Field(4, ge=1, le=1024)
+    # queries retrieved (their sources sent) that may wait for a busy slot, beyond the concurrency; past them the
+    # worker reads no more queries. A waiting query's generation deadline runs while it waits
+    generation_queue: int = Field(16, ge=0, le=10_000)
     # an answer citing no provided source: replace it with the extractive answer, or keep it flagged
     ungrounded: Literal["extractive", "flag"] = "extractive"
     injection_guard: bool = True

@@ -129,7 +129,7 @@ def build_flow(
     key = audit_key(settings)  # before anything starts: production without a key is a configuration error
     processor = processor or make_query_processor(settings)
     answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None,
-                                    ledger=ledger)
+                                    ledger=ledger, queue=settings.generation.generation_queue)
     offsets = InFlightOffsets()
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived

@@ -28,8 +28,9 @@ from streamrag.gateway.openai_format import (
     context_of,
     final_chunks,
     question_of,
+    sources_extra,
 )
-from streamrag.schemas.models import Answer, AnswerDelta, Query, utcnow
+from streamrag.schemas.models import Answer, AnswerDelta, AnswerSources, Query, utcnow
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # fields of a Query the gateway sets itself (a body's are dropped); with auth on, naming these is refused
@@ -137,8 +138,10 @@ class Asker:
         t = self.s.gateway.request_timeout_s
         return min(t, q.deadline_ms / 1000) if q.deadline_ms else t
 
-    async def answers(self, q: Query, route: str, variant: Assignment | None = None) -> AsyncIterator[AnswerDelta | Answer]:
-        """The query's deltas and final answer; ApiError 409 (its id is in use here), 504 (no answer in time)."""
+    async def answers(self, q: Query, route: str,
+                      variant: Assignment | None = None) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]:
+        """The query's sources (when it streams), deltas and final answer; ApiError 409 (its id is in use here), 504
+        (no answer in time)."""
         t0 = time.perf_counter()
         try:
             async for item in self.backend.ask(q, self.timeout(q)):
@@ -210,7 +213,8 @@ def router(asker: Asker) -> APIRouter:
 
         async def events() -> AsyncIterator[str]:
             async for item in asker.answers(q, "query", variant):
-                yield sse(item.model_dump(mode="json"), event=item.kind if isinstance(item, AnswerDelta) else "answer")
+                # sources (before the first token), delta, ..., answer
+                yield sse(item.model_dump(mode="json"), event="answer" if isinstance(item, Answer) else item.kind)
 
         return streamed(events(), asker, caller, headers)
 
@@ -240,9 +244,16 @@ def router(asker: Asker) -> APIRouter:
             return JSONResponse(completion(a, req.model, created, question), headers=headers)
 
         async def events() -> AsyncIterator[str]:
-            yield sse(chunk(q.query_id, req.model, created, {"role": "assistant", "content": ""}))
+            role = {"role": "assistant", "content": ""}
+            first = True
             streamed = ""
             async for item in asker.answers(q, "chat", variant):
+                if first:  # the first chunk: the assistant's role, and the sources when they lead (they do when known)
+                    first = False
+                    extra = sources_extra(item) if isinstance(item, AnswerSources) else None
+                    yield sse(chunk(q.query_id, req.model, created, role, extra=extra))
+                if isinstance(item, AnswerSources):
+                    continue
                 if isinstance(item, AnswerDelta):
                     if item.reset or not item.delta:
                         continue  # what was sent cannot be unsent: the final answer follows after a rule

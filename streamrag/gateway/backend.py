@@ -27,7 +27,7 @@ from streamrag.core.errors import ApplyTimeout, ServiceUnavailable
 from streamrag.core.records import PUBLISHER_HEADER
 from streamrag.core.settings import Settings
 from streamrag.gateway.index_waits import IndexEventReader, IndexWaits
-from streamrag.schemas.models import Answer, AnswerDelta, DocumentChange, Feedback, Query
+from streamrag.schemas.models import Answer, AnswerDelta, AnswerSources, DocumentChange, Feedback, Query
 
 READY_CACHE_S = 2.0
 # query workers re-list the broker's topics at most every 5 s (connectors.kafka_topics): until then a query naming
@@ -45,7 +45,7 @@ class DuplicateQuery(Exception):
 
 
 class Backend(Protocol):
-    def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]: ...
+    def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]: ...
 
     async def write_documents(self, changes: list[DocumentChange], wait_s: float, publisher: str = "") -> dict[str, str]: ...
 
@@ -100,8 +100,9 @@ class KafkaBackend:
         return self.router
 
     # -- queries ----------------------------------------------------------------------------------
-    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerDelta | Answer]:
-        """Send the query; yield its deltas as they come, then its final answer (AnswerTimeout after timeout_s)."""
+    async def ask(self, q: Query, timeout_s: float) -> AsyncIterator[AnswerSources | AnswerDelta | Answer]:
+        """Send the query; yield its sources (when it streams) and deltas as they come, then its final answer
+        (AnswerTimeout after timeout_s)."""
         router = self._router()
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
@@ -130,6 +131,9 @@ class KafkaBackend:
                 try:
                     if item.get("kind") == "delta":
                         yield AnswerDelta.model_validate(item)
+                        continue
+                    if item.get("kind") == "sources":
+                        yield AnswerSources.model_validate(item)
                         continue
                     answer = Answer.model_validate(item)
                 except ValidationError:

@@ -1,6 +1,8 @@
 """OpenAI's chat API in and out: a chat request -> the question to ask; an answer -> a chat completion, or its
 streamed chunks. Citations are [n] markers in the text and a structured ``citations`` field (an extension: SDKs
-keep unknown fields, e.g. ``completion.model_extra["citations"]`` in the Python SDK).
+keep unknown fields, e.g. ``completion.model_extra["citations"]`` in the Python SDK). A streamed answer's first
+chunk (the one with the assistant role) carries its sources as ``streamrag.sources`` (``chunk.model_extra``), sent
+as soon as retrieval found them, before the model's first token.
 
 A ``Query`` carries one question: the last user message is asked, earlier turns are not sent to the worker."""
 
@@ -12,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrag.core.language import no_answer_text
-from streamrag.schemas.models import Answer, Citation
+from streamrag.schemas.models import Answer, AnswerSources, Citation
 
 _MARKER = re.compile(r"\[\d{1,3}\]")
 FINISH = "stop"
@@ -84,6 +86,13 @@ def cited_text(a: Answer, question: str = "") -> str:
     if a.citations and not _MARKER.search(text):
         text += "\n\nSources: " + "; ".join(f"[{i}] {c.title or c.doc_id}" for i, c in enumerate(a.citations, 1))
     return text
+
+
+def sources_extra(s: AnswerSources) -> dict[str, Any]:
+    """The ``streamrag`` field of a stream's first chunk: the sources the answer is written from, numbered as its
+    [n] markers and shaped as the final chunk's ``citations``."""
+    return {"streamrag": {"query_id": s.query_id, "cached": s.cached,
+                          "sources": [citation_json(i, c) for i, c in enumerate(s.sources, 1)]}}
 
 
 def answer_extras(a: Answer) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Topic                     key                     value
 ------------------------  ----------------------  -------------
 documents (compacted)     tenant + "/" + doc_id   DocumentChange
 queries                   query_id                Query
-answers                   query_id                AnswerDelta* then Answer (header streamrag-kind: delta|final)
+answers                   query_id                [AnswerSources] AnswerDelta* then Answer (kind: sources|delta|final)
 cache (compacted)         tenant + "/" + key      CacheEntry (tombstone = null value)
 index-events              tenant + "/" + doc_id   IndexEvent
 dead-letters              original key            DeadLetter
@@ -279,6 +279,25 @@ class AnswerDelta(_Model):
     reset: bool = False
 
 
+class AnswerSources(_Model):
+    """The passages an answer is being written from (``kind`` = sources): sent once, ahead of its first
+    ``AnswerDelta``, when the query streams (``options.stream``), right after retrieval and before the model runs.
+
+    ``sources`` are retrieval's chunks for the query's principal (what its ACL lets it see), in rank order:
+    source n is what a streamed ``[n]`` marker names. Each snippet has instruction-like text removed (the injection
+    guard). A cached answer's are its citations (``cached``); a query with nothing relevant has none. The final
+    ``Answer`` (its ``citations``) is authoritative.
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["sources"] = "sources"
+    query_id: str
+    # the query's tenant (a reply router hands it only to a request of the same tenant)
+    tenant: str = ""
+    sources: list[Citation] = Field(default_factory=list)
+    cached: bool = False
+
+
 class CitedDoc(_Model):
     doc_id: str
     version: int
@@ -447,6 +466,7 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "query": Query,
     "answer": Answer,
     "answer_delta": AnswerDelta,
+    "answer_sources": AnswerSources,
     "cache_entry": CacheEntry,
     "index_event": IndexEvent,
     "audit_record": AuditRecord,

@@ -4,7 +4,8 @@ The tool starts its own query worker (``--generator``: the in-process local mode
 server in STREAMRAG_OPENAI_*, e.g. scripts/llm-server-up), on its own consumer group, over the index
 the settings name (publish documents first, e.g. ``streamrag publish docs/ --tenant acme``). For each rate it
 sends questions at exponential inter-arrival times for ``duration`` seconds, reads the answers topic,
-and reports per query the time to the first delta (TTFT) and to the final answer: p50/p95/p99,
+and reports per query the time to its sources (the first message of a streamed answer, sent right after
+retrieval: ``sources_ms``), to the first delta (TTFT) and to the final answer: p50/p95/p99,
 answers/s, errors, expired and fallback answers. Arrivals never wait for answers (open loop), so past
 the worker's capacity the latencies grow without bound: where the curve bends is the capacity.
 """
@@ -46,9 +47,14 @@ QUESTIONS = [
 EXPIRED_CODES: frozenset[ErrorCode] = frozenset({"expired", "deadline_exceeded"})
 
 
+# every question streams: its sources, then its deltas, then its final answer
+STREAM = {"stream": True}
+
+
 @dataclass
 class Sent:
     at: float
+    sources: float | None = None
     first: float | None = None
     final: float | None = None
     answer: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +87,9 @@ class Answers:
                 if q is None:
                     continue
                 now = time.monotonic()
-                if a.get("kind") == "delta" and q.first is None:
+                if a.get("kind") == "sources" and q.sources is None:
+                    q.sources = now
+                elif a.get("kind") == "delta" and q.first is None:
                     q.first = now
                 elif a.get("kind") == "final" and q.final is None:
                     q.final, q.answer = now, a
@@ -105,7 +113,7 @@ def _one_rate(s: Settings, p: Producer, answers: Answers, rate: float, duration:
     while due < t0 + duration:
         answers.poll(max(0.0, due - time.monotonic()), sent)
         qid = f"load-{uuid.uuid4().hex[:10]}"
-        body = {"query_id": qid, "tenant": tenant, "text": rng.choice(QUESTIONS), "top_k": 3}
+        body = {"query_id": qid, "tenant": tenant, "text": rng.choice(QUESTIONS), "top_k": 3, "options": STREAM}
         p.produce(s.topics.queries, key=qid.encode(), value=json.dumps(body).encode())
         p.poll(0)
         sent[qid] = Sent(time.monotonic())
@@ -120,6 +128,8 @@ def _one_rate(s: Settings, p: Producer, answers: Answers, rate: float, duration:
     return {
         "offered_per_s": rate, "sent": len(sent), "answered": len(done), "missing": len(sent) - len(done),
         "answers_per_s": round(len(done) / span, 3) if span else 0.0,
+        # time to sources in milliseconds (retrieval's tens of ms; no model in the way)
+        "sources_ms": _pct([(q.sources - q.at) * 1000 for q in done if q.sources is not None]),
         "ttft_s": _pct([q.first - q.at for q in done if q.first is not None]),
         "final_s": _pct([q.final - q.at for q in done if q.final is not None]),
         "errors": sum(1 for x in statuses if x == "error"),
@@ -135,7 +145,7 @@ def _burst(s: Settings, p: Producer, answers: Answers, n: int, tenant: str, drai
     sent: dict[str, Sent] = {}
     for i in range(n):
         qid = f"burst-{i}-{uuid.uuid4().hex[:6]}"
-        body = {"query_id": qid, "tenant": tenant, "text": QUESTIONS[i % len(QUESTIONS)], "top_k": 3}
+        body = {"query_id": qid, "tenant": tenant, "text": QUESTIONS[i % len(QUESTIONS)], "top_k": 3, "options": STREAM}
         p.produce(s.topics.queries, key=qid.encode(), value=json.dumps(body).encode())
         sent[qid] = Sent(time.monotonic())
     p.flush(10)
@@ -143,7 +153,8 @@ def _burst(s: Settings, p: Producer, answers: Answers, n: int, tenant: str, drai
     while time.monotonic() < end and any(q.final is None for q in sent.values()):
         answers.poll(0.5, sent)
     return {"burst": n, "queries": [
-        {"first_delta_s": None if q.first is None else round(q.first - q.at, 1),
+        {"sources_ms": None if q.sources is None else round((q.sources - q.at) * 1000, 1),
+         "first_delta_s": None if q.first is None else round(q.first - q.at, 1),
          "final_s": None if q.final is None else round(q.final - q.at, 1),
          "status": q.answer.get("status"), "generator": q.answer.get("generator"), "fallback": q.answer.get("fallback"),
          "prompt_tokens": (q.answer.get("usage") or {}).get("prompt_tokens"),

@@ -165,6 +165,10 @@ def test_streamed_chat_completion_with_the_openai_client(gateways: tuple[Gateway
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
     assert (last.model_extra or {})["citations"][0]["doc_id"] == "vacation"
+    # the first chunk carries the sources, found before the answer was written (the token's tenant's only)
+    sources = (chunks[0].model_extra or {})["streamrag"]["sources"]
+    assert chunks[0].choices[0].delta.role == "assistant" and sources[0]["doc_id"] == "vacation"
+    assert all(x["title"] != "Globex leave" for x in sources)
 
 
 def test_query_as_json_and_as_server_sent_events(gateways: tuple[Gateway, Gateway]) -> None:
@@ -178,7 +182,8 @@ def test_query_as_json_and_as_server_sent_events(gateways: tuple[Gateway, Gatewa
     assert events and events[-1][0] == "answer", events
     final = json.loads(events[-1][1])  # the gateway chose the query's id, not the body
     assert not final["query_id"].startswith("sse-") and final["citations"][0]["doc_id"] == "vacation"
-    assert all(e == "delta" for e, _ in events[:-1])  # extractive answers come whole: no deltas before
+    assert events[0][0] == "sources" and json.loads(events[0][1])["sources"][0]["doc_id"] == "vacation"
+    assert all(e == "delta" for e, _ in events[1:-1])  # extractive answers come whole: no deltas before
 
 
 def test_refusals_with_auth_on(gateways: tuple[Gateway, Gateway]) -> None:

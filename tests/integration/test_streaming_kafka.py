@@ -10,7 +10,7 @@ import pytest
 
 from streamrag.connectors.kafka_request import request_answer
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import Query
+from streamrag.schemas.models import AnswerSources, Query
 from tests.fakes import CollectingStream
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
@@ -46,3 +46,19 @@ def test_answer_deltas_stream_ahead_of_the_final_answer(settings: Settings, work
     kinds = [m["kind"] for m in mine]
     assert kinds == ["delta"] * a.deltas + ["final"]  # every delta before the final, on one partition
     assert [m["seq"] for m in mine[:-1]] == list(range(a.deltas))
+
+
+def test_a_streamed_answers_sources_come_first(settings: Settings, workers: Any) -> None:
+    """Asked with options.stream: the sources leave right after retrieval, ahead of the first delta on the topic."""
+    qid = uuid.uuid4().hex
+    q = Query.model_validate({"query_id": qid, "tenant": "acme", "text": "How much is a hotel night in Berlin?",
+                              "options": {"stream": True}})
+    got = CollectingStream()
+    sources: list[AnswerSources] = []
+    a = request_answer(settings, q, timeout=180, on_delta=got, on_sources=sources.append)
+    assert a.status == "ok" and len(sources) == 1 and sources[0].sources[0].doc_id == "travel"
+    assert [c.chunk_id for c in a.citations] == [c.chunk_id for c in sources[0].sources][: len(a.citations)]
+    msgs = read_topic(settings, settings.topics.answers,
+                      lambda m: any(x and x.get("query_id") == qid and x.get("kind") == "final" for x in m))
+    kinds = [m["kind"] for m in msgs if m and m["query_id"] == qid]
+    assert kinds == ["sources"] + ["delta"] * a.deltas + ["final"] and a.deltas > 0, kinds

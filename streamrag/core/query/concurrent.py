@@ -1,7 +1,9 @@
 """The query flow's answering steps around the generation slots.
 
 ``retrieve`` (a batch: cache, embed, retrieve, rerank) and ``generate`` (hands each retrieved query to a
-generation slot; what is answered already passes on). A query's answer deltas and its final answer come
+generation slot; what is answered already passes on). A streaming query's sources leave first, the moment it is
+retrieved (from ``retrieve`` ahead of a cached answer; from ``generate`` ahead of its job, which may wait for a
+slot while the model is busy). A query's answer deltas and its final answer come
 back from the slots the moment they are written (``drain``), so no answer waits for another; with
 ``wait=True`` (the embedded path, flows over a finite test source) ``generate`` returns them all itself.
 
@@ -30,10 +32,10 @@ from streamrag.core.query.processor import (
 from streamrag.core.query.slots import GenerationSlots
 from streamrag.core.records import RawRecord
 from streamrag.core.step_guard import position
-from streamrag.schemas.models import Query
+from streamrag.schemas.models import Answer, Query
 
 Emitted = tuple[RawRecord, Output | Delta]
-Retrieved = tuple[RawRecord, Prepared | Output]
+Retrieved = tuple[RawRecord, Prepared | Output | Delta]
 WAITED_TOO_LONG = "deadline: no generation slot came free before the query's deadline"
 IN_HAND_AT_A_CRASH = "crash: the worker died while this query was being generated; answered without the model"
 
@@ -46,13 +48,13 @@ class Job:
 
 class ConcurrentAnswering:
     def __init__(self, processor: QueryProcessor, concurrency: int, *, wait: bool = False,
-                 ledger: CrashLedger | None = None) -> None:
+                 ledger: CrashLedger | None = None, queue: int = 0) -> None:
         self.processor = processor
         self.wait = wait
         self.ledger = ledger
         self.slots: GenerationSlots[Job, Emitted] = GenerationSlots(
             concurrency, self._run, deadline_of=lambda j: j.prepared.deadline, on_expired=self._expired,
-            on_error=self._error,
+            on_error=self._error, queue=queue,
         )
 
     def retrieve(self, items: Sequence[tuple[RawRecord, Parsed]]) -> list[Retrieved]:
@@ -60,6 +62,8 @@ class ConcurrentAnswering:
         out: list[Retrieved] = [(rec, o) for rec, o in items if not isinstance(o, Query)]
         ready = self.processor.prepare([q for _, q in todo])
         for (rec, q), r in zip(todo, ready, strict=True):
+            if not isinstance(r, Prepared):
+                out.extend(self._sources(rec, q, r))  # a cached answer's: ahead of it
             out.append((rec, r if isinstance(r, Prepared) else Reply(r, q.reply_to, q)))
         return out
 
@@ -67,13 +71,22 @@ class ConcurrentAnswering:
         jobs = [Job(rec, p) for rec, p in items if isinstance(p, Prepared)]
         out: list[Emitted] = [(rec, o) for rec, o in items if not isinstance(o, Prepared)]
         if self.ledger is not None:
-            out.extend(self._without_model(j) for j in jobs if self._in_hand_at_a_crash(j))
+            for j in [j for j in jobs if self._in_hand_at_a_crash(j)]:
+                out.extend([*self._sources(j.record, j.prepared.query, j.prepared), self._without_model(j)])
             jobs = [j for j in jobs if not self._in_hand_at_a_crash(j)]
+        # each streaming query's sources leave now, not when a slot comes free for it
+        ahead = [s for j in jobs for s in self._sources(j.record, j.prepared.query, j.prepared)]
         if self.wait:
-            out.extend(self.slots.run_all(jobs))
+            out.extend([*ahead, *self.slots.run_all(jobs)])
         else:
-            self.slots.submit(jobs)
+            self.slots.submit(jobs, ahead=ahead)
         return out
+
+    def _sources(self, rec: RawRecord, q: Query, r: Prepared | Answer) -> list[Emitted]:
+        """A streaming query's sources message (none when it does not stream, or for an error answer)."""
+        sources = self.processor.sources(q, r) if q.options.stream else None
+        topic = q.reply_to or self.processor.s.topics.answers
+        return [] if sources is None else [(rec, Delta(sources, topic))]
 
     def drain(self) -> list[Emitted]:
         return self.slots.drain()

@@ -32,6 +32,7 @@ from streamrag.core.generation.usage import cost
 from streamrag.core.index_versions import DEFAULT_INDEX, FixedView, IndexView, ViewSource
 from streamrag.core.ports import Embedder, Hit, IndexReader
 from streamrag.core.query.asks import follow_up, prompt_style
+from streamrag.core.query.deltas import answer_sources, ranked_sources
 from streamrag.core.query.enrich import enrich
 from streamrag.core.query.gate import QueryGate
 from streamrag.core.query.observe import observe_answer
@@ -42,7 +43,7 @@ from streamrag.core.rerank import Reranker
 from streamrag.core.retrieval import Ranked, Retriever
 from streamrag.core.settings import Settings
 from streamrag.core.timing import StageTimer
-from streamrag.schemas.models import Answer, CacheEntry, Query, Usage
+from streamrag.schemas.models import Answer, AnswerSources, CacheEntry, Query, Usage
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ Ready = Prepared | Answer
 
 class OpenStream(DeltaStream, Protocol):
     seq: int
+
+    def sources(self, s: AnswerSources) -> None: ...
 
     def close(self) -> None: ...
 
@@ -157,15 +160,25 @@ class QueryProcessor:
     def answer_many(self, queries: Sequence[Query]) -> list[Answer]:
         """Each query's answer, in order; generation one query after another."""
         out = []
-        for r in self.prepare(queries):
-            if isinstance(r, Prepared):
-                stream = self._open_stream(r.query)
-                out.append(self.finish(r, stream))
-                if stream is not None:
-                    stream.close()
-            else:
-                out.append(r)
+        for q, r in zip(queries, self.prepare(queries), strict=True):
+            sources = self.sources(q, r)
+            stream = self._open_stream(q) if isinstance(r, Prepared) or sources is not None else None
+            if stream is not None and sources is not None:
+                stream.sources(sources)  # before the model runs
+            out.append(self.finish(r, stream) if isinstance(r, Prepared) else r)
+            if stream is not None:
+                stream.close()
         return out
+
+    def sources(self, q: Query, r: Ready) -> AnswerSources | None:
+        """What a streaming query (``options.stream``) is told first: the sources its answer is written from (none
+        when nothing relevant was found), or a cached answer's citations; None when it does not stream, or for an
+        error answer."""
+        if not q.options.stream:
+            return None
+        if isinstance(r, Prepared):
+            return ranked_sources(q, r.ranked if r.relevant else [], self.s.generation.injection_guard)
+        return answer_sources(q, r) if r.cached else None
 
     def prepare(self, queries: Sequence[Query]) -> list[Ready]:
         """Each query's answer already (cache hit, error, expired), or the query retrieved and ranked.

@@ -2,8 +2,8 @@
 it is done, to the worker thread that submitted it.
 
 The query flow's source asks ``has_room()`` before it reads more records from Kafka, so a worker whose
-slots are all busy stops reading (bounded memory, no unbounded queue): what waits is at most one source
-batch. A waiting job whose deadline passes gets ``on_expired``'s result at once instead of a slot.
+slots are all busy and whose ``queue`` is full stops reading (bounded memory, no unbounded queue): what waits
+is at most ``queue`` jobs and one source batch. A waiting job whose deadline passes gets ``on_expired``'s result at once instead of a slot.
 Nothing raises out of a job: an exception becomes ``on_error``'s result.
 """
 
@@ -51,10 +51,12 @@ class GenerationSlots(Generic[J, O]):
         deadline_of: Callable[[J], float],
         on_expired: Callable[[J], list[O]],
         on_error: Callable[[J, Exception], list[O]],
+        queue: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
+        self.queue = queue  # jobs that may wait for a slot beyond the concurrency
         self._run = run
         self._deadline_of = deadline_of
         self._on_expired = on_expired
@@ -70,22 +72,23 @@ class GenerationSlots(Generic[J, O]):
 
     # -- what the flow asks -----------------------------------------------------------------------
     def has_room(self) -> bool:
-        """A free slot with nobody waiting for it: the source may read more records."""
+        """A free slot with nobody waiting for it, or room in the queue: the source may read more records."""
         with self._lock:
-            return self._running + len(self._waiting) < self.concurrency
+            return self._running + len(self._waiting) < self.concurrency + self.queue
 
     @property
     def busy(self) -> int:
         with self._lock:
             return self._running + len(self._waiting)
 
-    def submit(self, jobs: list[J], owner: int | None = None) -> None:
-        """Queue jobs for the calling worker thread (``owner``); they start as slots free."""
+    def submit(self, jobs: list[J], owner: int | None = None, ahead: list[O] | None = None) -> None:
+        """Queue jobs for the calling worker thread (``owner``); they start as slots free. ``ahead``: results
+        handed back at once, before anything the jobs emit (a query's sources, while its job waits for a slot)."""
         if not jobs:
             return
         who = threading.get_ident() if owner is None else owner
         with self._lock:
-            self._done.setdefault(who, deque())
+            self._done.setdefault(who, deque()).extend(ahead or ())
             for j in jobs:
                 self._waiting.append(_Waiting(j, who, self._deadline_of(j)))
             self._pending[who] = self._pending.get(who, 0) + len(jobs)
