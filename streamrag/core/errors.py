@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from streamrag.schemas.vocabulary import ErrorCode
+if TYPE_CHECKING:  # an annotation only: `streamrag --help` imports this module, and not the schemas
+    from streamrag.schemas.vocabulary import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)

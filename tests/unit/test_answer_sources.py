@@ -48,9 +48,9 @@ def rec(obj: Any, offset: int, key: bytes = b"k") -> RawRecord:
     return RawRecord(value=json.dumps(obj).encode(), key=key, topic="queries", partition=0, offset=offset)
 
 
-def indexed(settings: Settings, store: LanceStore) -> Settings:
+def indexed(settings: Settings, store: LanceStore, docs: list[dict[str, Any]] = DOCS) -> Settings:
     s = settings.model_copy(update={"answer_min_score": 0.05})
-    ingest_records(s, [rec(d, i) for i, d in enumerate(DOCS)], stages=IngestStages.from_settings(s, store, HashEmbedder()))
+    ingest_records(s, [rec(d, i) for i, d in enumerate(docs)], stages=IngestStages.from_settings(s, store, HashEmbedder()))
     store.maintain(force=True)
     return s
 
@@ -121,7 +121,7 @@ def test_sources_leave_at_once_while_the_model_is_busy(settings: Settings, store
 
 
 def test_a_cached_answers_sources_come_first_too(settings: Settings, store: LanceStore) -> None:
-    s = indexed(settings, store)
+    s = indexed(settings, store, DOCS[:2])  # no planted instruction: an answer the guard acted on is never cached
     cache = SemanticCache(MemoryPayloadStore(), default_policy=TenantPolicy(threshold=0.99), publish=lambda k, e: None)
     qp = query_processor(s, store, HashEmbedder(), cache=cache)
     for i, qid in enumerate(("c1", "c2")):
