@@ -102,7 +102,9 @@ def test_unauthenticated_gateway_refuses_to_listen_beyond_loopback() -> None:
 
 
 def _env_settings(env: dict[str, Any]) -> Settings:
-    flat = {k.removeprefix("STREAMRAG_").lower(): str(v) for k, v in env.items() if k.startswith("STREAMRAG_")}
+    # a map or list setting is JSON in the environment (STREAMRAG_AUTH_TENANTS): parsed as load_settings parses it
+    flat = {k.removeprefix("STREAMRAG_").lower(): json.loads(str(v)) if str(v)[:1] in "{[" else str(v)
+            for k, v in env.items() if k.startswith("STREAMRAG_")}
     known = Settings.flat_fields()
     return Settings(_env_file=None, **{k: v for k, v in flat.items() if k in known})  # type: ignore[call-arg]
 
