@@ -17,7 +17,10 @@ import jsonschema
 import pytest
 import yaml
 
+from streamrag.connectors.metrics_server import metrics_port
 from streamrag.core.config import KafkaConfig
+from streamrag.core.settings import Settings, load_settings
+from streamrag.schemas.vocabulary import WorkerKind
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "deploy" / "schemas" / "compose-spec.json").read_text(encoding="utf-8"))
@@ -146,3 +149,17 @@ def test_the_quick_start_names_only_what_the_file_defines(compose: dict[str, Any
         if words[0].endswith("bin/streamrag") and (words[1] == "publish" or "--via-kafka" in words):
             assert int(KafkaConfig().bootstrap.rsplit(":", 1)[1]) in ports  # the host's CLI reaches Kafka
     assert any(w[0] == "curl" and any("/v1/documents" in x for x in w) for w in commands)  # documents via the gateway
+
+
+@pytest.mark.parametrize(("service", "kind"), [("ingest-worker", "ingest"), ("query-worker", "query")])
+def test_worker_healthchecks_probe_the_port_their_settings_open(compose: dict[str, Any], service: str, kind: WorkerKind,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    s = compose["services"][service]
+    for flat in Settings.flat_fields():
+        monkeypatch.delenv(f"STREAMRAG_{flat.upper()}", raising=False)
+    for name, value in env(s).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.worker.metrics_host == "0.0.0.0"  # inside the container: for the probe and Prometheus
+    probe = " ".join(s["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{metrics_port(settings, kind)}/metrics" in probe, probe
