@@ -34,6 +34,11 @@ def ledger_path(state_dir: str, flow: WorkerKind, process_id: int) -> Path:
     return Path(state_dir).expanduser() / f"{flow}-{process_id}{LEDGER_SUFFIX}"
 
 
+def replay_ledger_path(state_dir: str, index: str) -> Path:
+    """The ledger of replays into index version ``index`` (their positions are its replay group's)."""
+    return Path(state_dir).expanduser() / f"replay-{index}{LEDGER_SUFFIX}"
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -5,6 +5,7 @@
 
 The sink produces the index events and dead letters, flushes, and only then commits the offsets of
 the records they answer to STREAMRAG_INGEST_GROUP. Index maintenance runs in a thread of its own.
+A replay (tools.replay) runs the same steps in-process: ``run_steps`` and ``messages_of``.
 
 Run as a long-lived worker:  streamrag worker ingest [-r RECOVERY_DIR]
 or:                          python -m bytewax.run "streamrag.flows.ingest:main()"
@@ -57,6 +58,16 @@ def stage_steps(raw: Stream[RawRecord], stages: IngestSteps, ledger: CrashLedger
     return op.filter_map("finished", items, lambda i: counted(i) if isinstance(i, Finished) else None)
 
 
+def run_steps(stages: IngestSteps, records: Sequence[RawRecord], ledger: CrashLedger | None = None) -> list[Finished]:
+    """The steps of ``stage_steps`` in-process over one batch (a replay): the same stages in the same order
+    through the same guard and crash ledger, timed and counted alike."""
+    guard = ingest_guard(ledger)
+    items: list[Any] = list(records)
+    for name in INGEST_STAGES:
+        items = guard.run(name, timed(name, partial(stages.run, name)), items)
+    return [counted(i) for i in items if isinstance(i, Finished)]
+
+
 def ingest_guard(ledger: CrashLedger | None) -> StepGuard[Any, Any]:
     return StepGuard("ingest", record_of=_in_progress, fail=_failed, ledger=ledger, final_stage=INGEST_STAGES[-1])
 
@@ -105,6 +116,14 @@ def to_message(s: Settings, f: Finished) -> Outgoing:
     return Outgoing.of(s.topics.dead_letters, f.rec.key, out, f.rec)
 
 
+def messages_of(settings: Settings) -> Callable[[Finished], list[Outgoing]]:
+    """The ``events`` step: a finished record as its message (``to_message``); a record whose message cannot
+    be made is dead-lettered alone."""
+    guard: StepGuard[Finished, Outgoing] = StepGuard("ingest", record_of=lambda f: f.rec, fail=lambda f, st, why: [
+        Outgoing.of(settings.topics.dead_letters, f.rec.key, f.rec.dead(st, "internal", why), f.rec)])
+    return guard.each("events", lambda f: [to_message(settings, f)])
+
+
 def build_flow(
     settings: Settings,
     *,
@@ -131,9 +150,7 @@ def build_flow(
     if sink is not None:
         op.output("out", op.map("outputs", finished, lambda f: f.output), sink)
         return flow
-    events: StepGuard[Finished, Outgoing] = StepGuard("ingest", record_of=lambda f: f.rec, fail=lambda f, st, why: [
-        Outgoing.of(settings.topics.dead_letters, f.rec.key, f.rec.dead(st, "internal", why), f.rec)])
-    msgs = op.flat_map("events", finished, events.each("events", lambda f: [to_message(settings, f)]))
+    msgs = op.flat_map("events", finished, messages_of(settings))
     if consume_errors is not None:
         errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
         msgs = op.merge("all_out", msgs, errs)

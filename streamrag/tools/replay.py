@@ -14,11 +14,17 @@ its lease, and no replay starts on a version being switched to (a replay whose l
 batch). Without the lease (one machine) a replay reads the
 active version before each batch and stops, the batch in hand unwritten and its offsets uncommitted, when its
 version has become the active one (a standby promoted while it followed).
+
+One guarded ingest path: a replay runs the ingest flow's steps (flows.ingest ``run_steps``) through the same
+step guard, with a crash ledger of its own (``replay-NAME`` in STREAMRAG_STATE_DIR: a record that kills the
+replay twice is dead-lettered at the next run), and sends its outputs through the ingest worker's sink (flush,
+then commit): dead letters always, index events when it writes the active version (``ingest_stopped``), so the
+query workers' caches drop answers citing the text it replaced. A standby's writes are announced by no event:
+nothing reads that version until it is promoted.
 """
 
 from __future__ import annotations
 
-import base64
 import signal
 import threading
 import time
@@ -26,8 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bytewax.outputs import StatelessSinkPartition
+
+from streamrag.connectors.crash_ledger import FileCrashLedger, replay_ledger_path
 from streamrag.connectors.kafka_admin import check_reachable
-from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.kafka_topic_reader import Start, TopicReader
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_store import LanceStore
@@ -45,9 +54,11 @@ from streamrag.core.index_versions import (
 )
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.lease import AlwaysHeld, Lease, kept
+from streamrag.core.records import Outgoing
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_extractors
 from streamrag.flows.index_views import store_for
+from streamrag.flows.ingest import messages_of, run_steps
 from streamrag.schemas.models import DeadLetter, IndexEvent, IndexManifest
 
 Progress = Callable[[int, int], None]  # (records done, records known in total)
@@ -176,7 +187,9 @@ def _replay(
     reader = TopicReader(s, s.topics.documents, replay_group(s, name), "beginning" if created else start)
     report = ReplayReport(name, created=created)
     stop = stop or _stop_on_signals()
-    producer: JsonProducer | None = None
+    ledger = FileCrashLedger(replay_ledger_path(s.worker.state_dir, name), "ingest")
+    to_messages = messages_of(s)
+    sink: StatelessSinkPartition[Outgoing] | None = None  # the ingest worker's sink, made for the first batch with something to send
     t0 = time.perf_counter()
     total = reader.behind()
     last_maintain = time.monotonic()
@@ -186,24 +199,22 @@ def _replay(
             if lost.is_set():
                 raise IndexRefused(f"the writer lease on {name!r} was lost (Redis did not answer in time): replay stopped; "
                                    "run it again to resume")
-            if not ingest_stopped and registry.active() == name:
+            active = registry.active() == name
+            if active and not ingest_stopped:
                 report.promoted = True  # live ingest writes this version now: the batch in hand stays unwritten
                 break
             if recs:
-                outs = stages.process_batch(recs)
-                dead = [o for o in outs if isinstance(o, DeadLetter)]
-                if dead:
-                    producer = producer or JsonProducer(s)
-                    for d in dead:
-                        key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
-                        producer.send(s.topics.dead_letters, key, d.model_dump_json())
-                    producer.flush()
-                reader.commit()  # only now: these records are in the index (or dead-lettered)
+                finished = run_steps(stages, recs, ledger)
+                msgs = [m for f in finished if active or isinstance(f.output, DeadLetter) for m in to_messages(f)]
+                if msgs:
+                    sink = sink or FlushThenCommitSink(s).build("replay", 0, 1)
+                    sink.write_batch(msgs)  # produced and flushed (or TemporaryFailure: nothing committed)
+                reader.commit()  # only now: these records are in the index (or dead-lettered), their events sent
                 report.read += len(recs)
-                report.dead_letters += len(dead)
-                for o in outs:
-                    if isinstance(o, IndexEvent):
-                        report.outcomes[o.status] = report.outcomes.get(o.status, 0) + 1
+                report.dead_letters += sum(m.topic == s.topics.dead_letters for m in msgs)
+                for f in finished:
+                    if isinstance(f.output, IndexEvent):
+                        report.outcomes[f.output.status] = report.outcomes.get(f.output.status, 0) + 1
                 if progress is not None:
                     progress(report.read, max(total, report.read))
                 continue
@@ -217,6 +228,8 @@ def _replay(
                 last_maintain = time.monotonic()
     finally:
         reader.close()
+        if sink is not None:
+            sink.close()
         store.maintain(force=True)  # FTS and ANN indexes before anyone searches this version
         report.encoded, report.reused = stages.encoded_chunks, stages.reused_chunks
         report.seconds = time.perf_counter() - t0
