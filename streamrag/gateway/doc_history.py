@@ -16,11 +16,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from streamrag.connectors.lancedb_history import LanceHistory
-from streamrag.core.errors import ServiceUnavailable
+from streamrag.core.errors import ApplyTimeout
 from streamrag.core.ingest.history import RollbackRefused, public, restored_change
 from streamrag.core.settings import Settings
 from streamrag.gateway.asking import Asker, json_body
-from streamrag.gateway.errors import ApiError
+from streamrag.gateway.errors import ApiError, status_of
 from streamrag.gateway.writing import may_manage_documents, publisher_of
 
 
@@ -67,10 +67,8 @@ def router(s: Settings, asker: Asker) -> APIRouter:
             raise ApiError(404 if exc.missing else 409, f"cannot roll {doc_id[:200]!r} back: {exc}") from exc
         try:
             applied = await asker.backend.write_documents([change], wait, publisher=publisher_of(caller))
-        except ServiceUnavailable as exc:
-            if wait and "not applied within" in str(exc):
-                raise ApiError(504, str(exc)) from exc
-            raise
+        except ApplyTimeout as exc:  # published, not applied in time
+            raise ApiError(status_of("deadline_exceeded"), str(exc)) from exc
         out = {"doc_id": doc_id, "restored": to, "version": change.version}
         if wait:
             return JSONResponse({**out, "status": applied.get(change.key, "")}, status_code=200)

@@ -177,7 +177,8 @@ def test_with_every_slot_busy_the_worker_reads_no_further_records(settings: Sett
     port = free_port()
     base = port - 1
     env = generating(llm_server, 1, STREAMRAG_QUERY_GROUP=f"bp-{uuid.uuid4().hex[:6]}", STREAMRAG_METRICS_PORT=str(base),
-                     STREAMRAG_ANSWER_MAX_TOKENS="600")  # the long answer keeps the one slot busy for a while
+                     STREAMRAG_ANSWER_MAX_TOKENS="600",  # the long answer keeps the one slot busy for a while
+                     STREAMRAG_GENERATION_QUEUE="0")  # no queries waiting beyond the slots (tests/unit/test_answer_sources.py has the queue)
     watch = AnswerWatch(settings)
     try:
         worker = start_worker("query", overrides=env)
