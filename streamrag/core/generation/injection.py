@@ -90,6 +90,8 @@ def guard_note(removed: int) -> str:
 def fold(text: str) -> str:
     """The form patterns are matched on: NFKC, case-folded, look-alikes folded to ASCII, Latin accents
     stripped, invisible characters removed."""
+    if text.isascii():  # nothing to normalise, map or strip (the look-alikes are all non-ASCII): the common case
+        return text.casefold()
     t = _HIDDEN_CHARS.sub("", unicodedata.normalize("NFKC", text)).replace(_SENTINEL, "")
     t = unicodedata.normalize("NFD", t.casefold().translate(_look_alikes()))
     return unicodedata.normalize("NFC", _LATIN_MARKS.sub("", t))
