@@ -24,7 +24,15 @@ import re
 import unicodedata
 from importlib.resources import files
 
-from streamrag.core.generation.injection_patterns import CJK_TRIGGER, FOLLOW_UP, INSTRUCTION, PREFIXES, WORDS
+from streamrag.core.generation.injection_patterns import (
+    CJK_TRIGGER,
+    FOLLOW_UP,
+    GATED,
+    GATES,
+    NON_ASCII,
+    PREFIXES,
+    WORDS,
+)
 
 REMOVED = "[instruction-like text removed]"
 
@@ -102,7 +110,14 @@ def instruction_like(sentence: str) -> bool:
     if _SENTINEL in sentence:
         return True
     folded = fold(sentence)
-    return _triggered(folded) and bool(INSTRUCTION.search(folded))
+    words = _WORD.findall(folded)
+    if not (any(map(_trigger_word, words)) or (_CJK.search(folded) and CJK_TRIGGER.search(folded))):
+        return False
+    keys = {":"} if ":" in folded else set()
+    keys.update(*map(_keys_in, words))
+    ascii_text = folded.isascii()
+    return any(rx.search(folded) for gate, rx in GATED
+               if all(not ascii_text if g is NON_ASCII else not keys.isdisjoint(g) for g in gate))
 
 
 _WORD = re.compile(r"[a-z]+")
@@ -110,12 +125,25 @@ _PREFIX_LENGTHS = sorted({len(p) for p in PREFIXES})
 _CJK = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
 
 
-def _triggered(folded: str) -> bool:
-    """Whether a folded sentence has a word any pattern needs (see ``injection_patterns.PREFIXES``)."""
-    for w in _WORD.findall(folded):
-        if w in WORDS or any(w[:n] in PREFIXES for n in _PREFIX_LENGTHS if n <= len(w)):
-            return True
-    return bool(_CJK.search(folded) and CJK_TRIGGER.search(folded))
+@functools.lru_cache(maxsize=1 << 16)
+def _trigger_word(w: str) -> bool:
+    """(cached: words repeat, and the prefix test slices a word once per prefix length)"""
+    return w in WORDS or any(w[:n] in PREFIXES for n in _PREFIX_LENGTHS if n <= len(w))
+
+
+_GATE_KEYS = frozenset(k for gate in GATES for group in gate if group is not NON_ASCII for k in group)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _keys_in(w: str) -> frozenset[str]:
+    """The gate keys (``injection_patterns.GATES``) inside one word: every key is letters only, so each
+    occurrence in a sentence lies inside one of its words."""
+    return frozenset(k for k in _GATE_KEYS if k in w)
+
+
+def sentences(text: str) -> list[str]:
+    """A text's sentences as the guard splits them (never at a colon)."""
+    return [s for s in _SENTENCES.split(text) if s.strip()]
 
 
 def hidden(text: str) -> bool:
@@ -129,7 +157,7 @@ def flags(text: str) -> list[str]:
     visible = _HIDDEN_CHARS.sub("", t)
     folded = fold(visible)
     if (_ROLE_BLOCKS.search(folded) or _ROLE_TAGS.search(folded)
-            or any(instruction_like(s) for s in _SENTENCES.split(visible) if s.strip())):
+            or any(instruction_like(s) for s in sentences(visible))):
         out.append("injection")
     if hidden(t) or _SMUGGLED.search(t):
         out.append("hidden-text")

@@ -164,6 +164,42 @@ FOLLOW_UP = re.compile(
     re.I,
 )
 INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.I | re.M)
+
+# What each pattern above needs in a folded sentence before it can match: groups of substrings, one of each
+# group present (a necessary condition, checked with ``in``, far cheaper than a search). Python's ``re``
+# tries every alternative of INSTRUCTION at every position (~340 us on a sentence with a trigger word);
+# searching only the patterns whose words are there costs a few us. ``NON_ASCII``: the pattern needs a
+# character outside ASCII (the Japanese, Chinese and Korean ones). ``tests/unit/test_injection_guard.py``
+# checks that gated and whole-alternation matching agree on the labelled set and on real corpora.
+NON_ASCII = ("\x80",)
+_V_EN_KEYS = ("ignor", "disregard", "forget", "overrid", "overrul", "bypass", "neglect", "overlook", "dismiss",
+              "aside", "throw", "attention", "follow", "obey")
+_SAY = ("answer", "repl", "respon", "say", "output", "print")
+_V_ML_KEYS = ("ignor", "oubli", "neglig", "compte", "abstraction", "outre", "vergiss", "vergess", "missacht",
+              "uberschreib", "olvid", "omiso", "hagas", "omite", "descarta", "desatiend", "dimentic", "trascur",
+              "esquec", "desconsider")
+GATES: list[tuple[tuple[str, ...], ...]] = [
+    (_V_EN_KEYS,), (_V_EN_KEYS,), (_V_EN_KEYS,), (("ignor", "disregard", "forget"),), (_V_EN_KEYS,),
+    (("instruction", "directive", "order", "command", "task", "prompt"),),
+    (("your",),), (("instruction",),), (("you",),), (("now",),), (("act",),), (("pretend",),),
+    (("mode", "jailbreak", "anything"),),
+    (("answer", "repl", "respond", "say"),), (_SAY,), (_SAY,), (("your",),), (("answer", "response", "repl"),),
+    (("replace", "substitute"),), (("answer", "repl", "respond"),), (("instead", "whatever"),),
+    (("follow", "obey"),), (("answer",),), (("cite", "mention", "reference"),),
+    (("model", "ai", "llm", "chatbot", "assistant"), ("must", "should", "shall", "need", "has", "have", "will", "is"),
+     ("ignor", "disregard", "forget", "stop", "reveal", "pretend", "say", "output", "print", "answer", "repl", "respon")),
+    (("ai", "llm", "assistant", "chatbot", "model"), ("you", "as")),
+    (("attention", "note", "message", "instruction", "hey", "dear", "hello"),
+     ("ai", "assistant", "model", "llm", "chatbot", "bot", "gpt", "claude", "qwen", "llama", "gemini")),
+    (("prompt", "instruction"),), (("system", "developer", "assistant"), (":",)),
+    (("override", "directive", "instruction", "notice", "message", "alert"),),
+    (_V_ML_KEYS,), (("oubli", "vergiss", "vergess", "olvid", "dimentic", "esquec"),), ((":",),),
+    (("tu", "vous", "du", "eres", "sei", "voce"),), (("repond", "antwort", "respond", "rispond"),),
+    (("fais", "fait", "agis", "actu", "handle", "tu"),), (("prompt",),), (("sofort", "partir"),),
+    *[(NON_ASCII,)] * 9,
+]
+assert len(GATES) == len(PATTERNS), (len(GATES), len(PATTERNS))
+GATED = [(gate, re.compile(p, re.I | re.M)) for gate, p in zip(GATES, PATTERNS, strict=True)]
 # A cheap first pass: every pattern above needs one of these words (a word starting with one of PREFIXES, or one
 # of WORDS, or one of the CJK words), so a sentence without any skips the patterns (most sentences of most
 # documents: a large alternation costs Python's re as much at every position as the patterns themselves).
