@@ -93,6 +93,7 @@ class ExtractiveAnswerer:
                 best.append(c)
         if not best:
             return Draft("no_answer", "", citations, fallback=[guard_note(guarded)])
-        best.sort(key=lambda c: (c[1], c[2]))
+        # best-supported first: the first sentence is what a reader (and `eval answers`) takes as the answer;
+        # the sentences after it add context, each cited
         parts = [f"{' '.join(sent.split())} [{ci + 1}]" for _, ci, _, sent in best]
         return Draft("ok", " ".join(parts), citations, fallback=[guard_note(guarded)] if guarded else [])

@@ -14,7 +14,7 @@ GeneratorTier = Literal["local", "openai", "extractive"]
 # how a feedback rating is given: thumbs (-1 or 1) or stars (1 to 5)
 FeedbackScale = Literal["thumbs", "stars"]
 # what of each source goes into a prompt: the sentences that bear on the question, or whole chunks
-PromptPacking = Literal["sentences", "chunks"]
+PromptPacking = Literal["sentences", "chunks", "focused"]
 # who said an earlier turn of a conversation (a chat's context)
 TurnRole = Literal["user", "assistant"]
 # kinds of personal data redacted at ingest

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from streamrag.core.answering import terms
 from streamrag.core.generation.injection import flags, neutralise
+from streamrag.core.generation.packing import focus
 from streamrag.core.language import answer_instruction, dont_know
 from streamrag.core.retrieval import Ranked
 from streamrag.schemas.vocabulary import PromptPacking
@@ -104,7 +105,12 @@ def build_prompt(
     left = budget_tokens - base - sum(count(t["content"]) + _TEMPLATE_OVERHEAD for t in turns)
     packed: list[PackedSource] = []
     blocks: list[str] = []
-    for rank, r in enumerate(ranked):
+    if packing == "focused":
+        packed, removed_here = _focused(question, ranked, count, left, guard)
+        blocks = [source_block(n, p.title, p.text) for n, p in enumerate(packed, 1)]
+        left -= sum(count(b) + 1 for b in blocks)
+        removed += removed_here
+    for rank, r in enumerate(ranked if packing != "focused" else ()):
         text, n_removed = neutralise(r.hit.text) if guard else (r.hit.text, 0)
         title, n_title = neutralise(r.hit.title) if guard else (r.hit.title, 0)
         n_removed += n_title
@@ -137,6 +143,24 @@ def build_prompt(
         {"role": "user", "content": user_message(question, blocks, sentences)},
     ]
     return Prompt(messages, packed, budget_tokens - left, removed, guard and "injection" in flags(question))
+
+
+def _focused(question: str, ranked: Sequence[Ranked], count: Counter, budget: int,
+             guard: bool) -> tuple[list[PackedSource], int]:
+    """``packing="focused"`` (core/generation/packing.py): every source's best sentences, in turns."""
+    texts, titles, removed = [], [], 0
+    for r in ranked:
+        text, n_text = neutralise(r.hit.text) if guard else (r.hit.text, 0)
+        title, n_title = neutralise(r.hit.title) if guard else (r.hit.title, 0)
+        texts.append(" ".join(text.split()))
+        titles.append(" ".join(title.split()))
+        removed += n_text + n_title
+
+    def cost(rank: int, text: str) -> int:
+        return count(source_block(rank + 1, titles[rank], text)) + 1
+
+    kept = focus(question, texts, cost, budget)
+    return [PackedSource(k.rank, k.text, titles[k.rank], k.truncated) for k in kept], removed
 
 
 def bearing(text: str, question: str, neighbours: int = 1) -> str:
