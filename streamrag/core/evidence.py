@@ -141,6 +141,18 @@ class EvidenceCache:
                 self._pool.submit(self._measure, tenant)
         return known[1] if known is not None else None
 
+    def wait(self, tenant: str, timeout_s: float = 300.0) -> Evidence | None:
+        """The tenant's evidence once measured (started now if need be), or None at ``timeout_s`` or when it
+        could not be measured: for a caller that must not time questions while the measurement runs (an eval)."""
+        self.get(tenant)
+        t0 = self.clock()
+        while self.clock() - t0 < timeout_s:
+            with self._lock:
+                if tenant in self._known and tenant not in self._pending:
+                    return self._known[tenant][1]
+            time.sleep(0.2)
+        return None
+
     def _measure(self, tenant: str) -> None:
         ev: Evidence | None = None
         try:

@@ -214,6 +214,7 @@ class Retriever:
                  evidence: Callable[[str], Evidence | None] | None = None) -> None:
         self.store = store
         self.evidence = evidence  # tenant -> the corpus's evidence for auto fusion (None: not known yet)
+        self.evidence_cache: EvidenceCache | None = None  # where ``evidence`` comes from (for_config)
         self.doc_weight = doc_weight
         self.overfetch = overfetch
         self.min_candidates = min_candidates
@@ -229,8 +230,10 @@ class Retriever:
         evidence, measured in the background (core/evidence.py)."""
         ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s, embed_queries=embedder.embed_queries)
               if embedder is not None and c.fusion_evidence_ttl_s > 0 else None)
-        return cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
-                   evidence=ev.get if ev is not None else None)
+        r = cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
+                evidence=ev.get if ev is not None else None)
+        r.evidence_cache = ev
+        return r
 
     def text_searches(self, q: Query, texts: Sequence[str], fusion: Fusion, k: int | None = None) -> list[Future[list[Hit]]]:
         """The BM25 searches ``retrieve`` would run, started now: they need no embedding, so a caller starts them

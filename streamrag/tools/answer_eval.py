@@ -230,6 +230,11 @@ def run_answers(settings: Settings, qset: QuestionSet, questions: list[Question]
         chain = make_generator(sc)
         warm_up(chain)  # a local model loads before the first question is timed
         qp = make_query_processor(sc, embedder=emb, store=store, generator=chain)
+        if qp.retriever.evidence_cache is not None and s.retrieval.fusion == "auto":
+            # as a worker that has answered its first questions: auto fusion with the corpus's evidence
+            t_ev = time.perf_counter()
+            ev = qp.retriever.evidence_cache.wait(TENANT)
+            log(f"fusion evidence {ev} in {time.perf_counter() - t_ev:.1f}s")
         name = "+".join(sc.generation.generator)
         step = progress(name, len(questions)) if progress else (lambda: None)
         rows = []

@@ -107,3 +107,18 @@ def test_evidence_is_measured_in_a_thread_that_yields_the_cpu_to_questions() -> 
     while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
     assert seen == [19]  # (the process itself keeps its own: os.nice(0))
+
+
+def test_wait_returns_the_measured_evidence_and_does_not_wait_out_a_failed_measurement() -> None:
+    """``eval answers`` times its questions after the evidence a worker would have (cold: the default rule)."""
+    cache = EvidenceCache(lambda tenant, limit: _corpus(), HashEmbedder().embed)
+    assert cache.get("acme") is None  # the first question: not measured yet
+    ev = cache.wait("acme", timeout_s=30)
+    assert ev is not None and cache.get("acme") == ev
+
+    def broken(tenant: str, limit: int) -> list[str]:
+        raise OSError("store unreachable")
+
+    t0 = time.monotonic()
+    assert EvidenceCache(broken, HashEmbedder().embed).wait("acme", timeout_s=30) is None
+    assert time.monotonic() - t0 < 5
