@@ -167,7 +167,8 @@ def ask(
                                                           audience=key.audience if key else "")})
     term = TerminalStream() if stream and not json_out else None
     if via_kafka:
-        a = request_answer(s, q, answer_wait_s(s, timeout), on_delta=term, on_sources=term.sources if term else None)
+        a = request_answer(s.kafka, s.topics, s.worker, q, answer_wait_s(s, timeout), on_delta=term,
+                           on_sources=term.sources if term else None)
     else:
         views = IndexViews(s, questions=True)
         load_ms = warm_up(views.current().embedder)

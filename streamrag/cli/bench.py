@@ -48,7 +48,7 @@ def bench_ingest_cmd(
     from streamrag.tools.bench_report import write_report
 
     s = settings()
-    check_reachable(s)
+    check_reachable(s.kafka)
     procs = [int(x) for x in processes.split(",") if x.strip()]
     with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
         res = write_report("ingest", bench_ingest(s, _dataset(dataset), docs, procs, Path(tmp), log_line), outdir)
@@ -82,7 +82,7 @@ def _rig_run(kind: str, title: str, run: Callable[[Settings, Path, Path], dict[s
     from streamrag.tools.bench_report import write_report  # optional tooling: see the module docstring
 
     s = settings()
-    check_reachable(s)
+    check_reachable(s.kafka)
     ds = _dataset(dataset)
     if ds is None:
         raise StreamragError(f"bench {kind} needs --dataset (a BEIR folder) for its index and questions")
@@ -159,7 +159,7 @@ def bench_gateway_cmd(
     from streamrag.tools.bench_report import write_report
 
     s = settings()
-    check_reachable(s)
+    check_reachable(s.kafka)
     res = write_report("gateway", bench_gateway(s, n, clients, seconds, _work(), log_line), outdir)
     if json_out:
         out.print_json(json.dumps(res))
@@ -198,7 +198,7 @@ def bench_replay_cmd(
     from streamrag.tools.bench_report import write_report
 
     s = settings()
-    check_reachable(s)
+    check_reachable(s.kafka)
     with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
         res = write_report("replay", bench_replay(s, _dataset(dataset), docs, Path(tmp), log_line, rate, seconds), outdir)
     if json_out:
@@ -346,7 +346,7 @@ def bench_freshness_cmd(
     from streamrag.tools.bench_report import write_report
 
     s = settings()
-    check_reachable(s)
+    check_reachable(s.kafka)
     with tempfile.TemporaryDirectory(prefix="streamrag-bench-") as tmp:
         res = write_report("freshness", bench_freshness(s, _dataset(dataset), docs, changes, Path(tmp), log_line), outdir,
                            "freshness: publish -> found")

@@ -133,4 +133,5 @@ def topics_create(
     json_out: bool = json_option(),
 ) -> None:
     """Create the project's topics (compacted documents and cache topics)."""
-    print_report(ensure_topics(settings(), partitions), json_out)
+    s = settings()
+    print_report(ensure_topics(s.kafka, s.topic_layout, partitions), json_out)

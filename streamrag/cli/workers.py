@@ -128,7 +128,7 @@ def worker_query(workers: int = _W, process_id: int = _I, addresses: str = _A, r
 def worker_maintain(every: float = typer.Option(5.0, "--every", help="seconds between maintenance passes")) -> None:
     """Index maintenance (FTS, ANN builds, optimize) on its own; pair with STREAMRAG_MAINTENANCE=off."""
     s = settings()
-    serve_metrics(s, "maintain")
+    serve_metrics(s.worker, "maintain")
     m = Maintainer(s, every_s=every, views=IndexViews(s).start(s.worker.index_poll_s))  # the active index version
     signal.signal(signal.SIGTERM, lambda *_: m.stop())  # a stop in Kubernetes: the lease is given up at once
     console.print("index maintenance running (Ctrl-C to stop)", highlight=False)

@@ -21,10 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from streamrag.connectors.kafka_admin import client_config
 from streamrag.core import telemetry
 from streamrag.core.cache.semantic_cache import SemanticCache
+from streamrag.core.config import KafkaConfig, TopicsConfig
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.json_limits import Reason, read_model
+from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.retry import is_transient
-from streamrag.core.settings import Settings
 from streamrag.schemas.models import CacheEntry, IndexEvent
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,13 @@ StatsSink = Callable[[dict[str, Any]], None]
 
 
 class CacheFollower:
-    def __init__(self, s: Settings, cache: SemanticCache, publish_stats: StatsSink | None = None,
-                 restart_after_s: float = 2.0, report_every_s: float = 10.0) -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, topics: TopicsConfig, limits: JsonLimits, cache: SemanticCache,
+                 publish_stats: StatsSink | None = None, restart_after_s: float = 2.0,
+                 report_every_s: float = 10.0) -> None:
+        """``k``: the cluster; ``topics``: the cache and index-events topics; ``limits``: the bounds of a record."""
+        self.k = k
+        self.topics = topics
+        self.limits = limits
         self.cache = cache
         self.publish_stats = publish_stats
         self.restart_after_s = restart_after_s
@@ -91,20 +95,20 @@ class CacheFollower:
 
     # -- the consumer -----------------------------------------------------------------------------
     def _consumer(self, rebuild: bool, rebuild_timeout_s: float = 60.0) -> Consumer:
-        c = Consumer(client_config(self.s.kafka, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
-        md = c.list_topics(timeout=self.s.kafka.timeout_s)
-        cache_t, ev_t = self.s.topics.cache, self.s.topics.index_events
+        c = Consumer(client_config(self.k, **{"group.id": "streamrag-cache-follower", "enable.auto.commit": False}))
+        md = c.list_topics(timeout=self.k.timeout_s)
+        cache_t, ev_t = self.topics.cache, self.topics.index_events
         if cache_t not in md.topics or ev_t not in md.topics:
             c.close()
             raise ServiceUnavailable(f"topics {cache_t} / {ev_t} missing (run: streamrag topics create)")
         ends, pos = {}, {}
         assign = []
         for p in md.topics[cache_t].partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(cache_t, p), timeout=self.s.kafka.timeout_s)
+            lo, hi = c.get_watermark_offsets(TopicPartition(cache_t, p), timeout=self.k.timeout_s)
             ends[p], pos[p] = hi, lo
             assign.append(TopicPartition(cache_t, p, OFFSET_BEGINNING if rebuild else hi))
         for p in md.topics[ev_t].partitions:
-            _, hi = c.get_watermark_offsets(TopicPartition(ev_t, p), timeout=self.s.kafka.timeout_s)
+            _, hi = c.get_watermark_offsets(TopicPartition(ev_t, p), timeout=self.k.timeout_s)
             assign.append(TopicPartition(ev_t, p, hi))
         c.assign(assign)
         if rebuild:  # read the cache topic up to the end offsets seen at start
@@ -139,10 +143,10 @@ class CacheFollower:
         if m.error() is not None:
             return
         value = m.value()
-        if m.topic() == self.s.topics.cache:
+        if m.topic() == self.topics.cache:
             raw_key = m.key()
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
-            entry = read_model(value, CacheEntry, self.s.json_limits) if value else None
+            entry = read_model(value, CacheEntry, self.limits) if value else None
             if isinstance(entry, Reason):
                 return self._skip(m, entry)
             try:
@@ -153,7 +157,7 @@ class CacheFollower:
                 log.exception("cache entry %s could not be applied", key)
                 self._skip(m, f"{type(exc).__name__}: {exc}")
         elif value:
-            ev = read_model(value, IndexEvent, self.s.json_limits)
+            ev = read_model(value, IndexEvent, self.limits)
             if isinstance(ev, Reason):
                 return self._skip(m, ev)
             if ev.status in ("indexed", "deleted"):

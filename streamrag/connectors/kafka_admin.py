@@ -12,9 +12,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamrag.connectors.kafka_retention import apply_retention
-from streamrag.core.config import KafkaConfig
+from streamrag.core.config import KafkaConfig, TopicLayout, WorkerConfig
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,11 @@ def _retention_days(days: float) -> dict[str, str]:
     return {"retention.ms": str(int(days * 24 * 3600 * 1000))}
 
 
-def message_limit(s: Settings) -> int:
+def message_limit(w: WorkerConfig) -> int:
     """Bytes a project message may take on the wire: a document change up to STREAMRAG_MAX_MESSAGE_BYTES, and
     a dead letter carrying one (its original as base64, 4/3 of it) with room for the envelope. Kafka's own
     default (about 1 MB) would refuse a PDF of a few hundred kilobytes."""
-    return s.worker.max_message_bytes * 3 // 2 + 64 * 1024
+    return w.max_message_bytes * 3 // 2 + 64 * 1024
 
 
 # Every project producer: a write counts once all in-sync replicas have it, and a retried send is never
@@ -82,53 +81,54 @@ def replication(brokers: int) -> tuple[int, dict[str, str]]:
     return rf, ({"min.insync.replicas": "2"} if rf >= 3 else {})
 
 
-def producer_limits(s: Settings) -> dict[str, int]:
+def producer_limits(w: WorkerConfig) -> dict[str, int]:
     """The producer settings that let such messages through (the topics' limits are set when they are created)."""
-    return {"message.max.bytes": message_limit(s)}
+    return {"message.max.bytes": message_limit(w)}
 
 
-def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
+def topic_specs(layout: TopicLayout) -> dict[str, dict[str, str]]:
     """Each project topic (``Settings.project_topics``) with its configuration."""
-    big = {"max.message.bytes": str(message_limit(s))}  # documents carry files; dead letters carry documents
+    big = {"max.message.bytes": str(message_limit(layout.worker))}  # documents carry files; dead letters carry documents
     by_setting = {
         "topic_documents": {**COMPACTED, **big}, "topic_queries": _retention_days(1), "topic_answers": _retention_days(1),
         "topic_cache": COMPACTED, "topic_index_events": _retention_days(7),
         "topic_dead_letters": {**_retention_days(30), **big},
-        "topic_audit": _retention_days(s.audit.retention_days), "topic_feedback": _retention_days(365),
+        "topic_audit": _retention_days(layout.audit.retention_days), "topic_feedback": _retention_days(365),
     }
-    return {topic: by_setting[setting] for setting, topic in s.project_topics.items()}  # KeyError: a topic without a spec
+    named = {f"topic_{k}": v for k, v in layout.topics.model_dump().items()}  # as Settings.project_topics
+    return {topic: by_setting[setting] for setting, topic in named.items()}  # KeyError: a topic without a spec
 
 
-def admin(s: Settings) -> Any:
-    return AdminClient({"bootstrap.servers": s.kafka.bootstrap, "socket.timeout.ms": 5000, **security_config(s.kafka)})
+def admin(k: KafkaConfig) -> Any:
+    return AdminClient({"bootstrap.servers": k.bootstrap, "socket.timeout.ms": 5000, **security_config(k)})
 
 
-def check_reachable(s: Settings, timeout: float | None = None) -> None:
+def check_reachable(k: KafkaConfig, timeout: float | None = None) -> None:
     """Fail fast (ServiceUnavailable) when the broker does not answer in time."""
-    t = s.kafka.timeout_s if timeout is None else timeout
+    t = k.timeout_s if timeout is None else timeout
     try:
-        admin(s).list_topics(timeout=t)
+        admin(k).list_topics(timeout=t)
     except KafkaException as exc:
         raise ServiceUnavailable(
-            f"Kafka at {s.kafka.bootstrap} did not answer within {t:g} s "
+            f"Kafka at {k.bootstrap} did not answer within {t:g} s "
             "(start one with scripts/kafka-up or set STREAMRAG_KAFKA_BOOTSTRAP)"
         ) from exc
 
 
-def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
+def ensure_topics(k: KafkaConfig, layout: TopicLayout, partitions: int | None = None) -> dict[str, str]:
     """Create the project's topics when missing, and bring the retention of existing ones to the configuration
     (connectors.kafka_retention). Returns topic -> 'created' | 'exists' | 'retention changed from X to Y ms'."""
-    check_reachable(s)
-    a = admin(s)
-    md = a.list_topics(timeout=s.kafka.timeout_s)
+    check_reachable(k)
+    a = admin(k)
+    md = a.list_topics(timeout=k.timeout_s)
     existing = set(md.topics)
-    n = partitions or s.kafka.partitions
+    n = partitions or k.partitions
     rf, durable = replication(len(md.brokers))
     new = []
-    specs = topic_specs(s)
+    specs = topic_specs(layout)
     result: dict[str, str] = {}
     try:  # existing topics follow the configured retention
-        result.update(apply_retention(a, specs, existing, s.kafka.timeout_s))
+        result.update(apply_retention(a, specs, existing, k.timeout_s))
     except Exception as exc:  # e.g. no DescribeConfigs/AlterConfigs permission: the topics work on, as they were
         log.warning("the retention of existing topics was not checked or set: %s", str(exc).splitlines()[0][:300])
     for name, cfg in specs.items():
@@ -139,29 +139,29 @@ def ensure_topics(s: Settings, partitions: int | None = None) -> dict[str, str]:
         else:
             new.append(NewTopic(name, num_partitions=n, replication_factor=rf, config={**cfg, **durable}))
     if new:
-        for name, fut in a.create_topics(new, operation_timeout=s.kafka.timeout_s).items():
+        for name, fut in a.create_topics(new, operation_timeout=k.timeout_s).items():
             try:
-                fut.result(timeout=s.kafka.timeout_s)
+                fut.result(timeout=k.timeout_s)
                 result[name] = "created"
             except Exception as exc:
                 if already_exists(exc):
                     result[name] = "exists"
                 else:
                     raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc
-    wait_for_group_coordinator(s)
+    wait_for_group_coordinator(k, layout.worker.query_group, layout.topics.queries)
     return result
 
 
-def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
+def wait_for_group_coordinator(k: KafkaConfig, group: str, topic: str, timeout_s: float = 30.0) -> None:
     """On a fresh broker the offsets topic and group coordinator appear on first use; a worker whose source
-    starts from stored offsets before then was seen never to consume. Ask for committed offsets until the
-    coordinator answers."""
-    c = Consumer(client_config(s.kafka, **{"group.id": s.worker.query_group, "enable.auto.commit": False}))
+    starts from stored offsets before then was seen never to consume. Ask for ``group``'s committed offsets (of
+    ``topic``'s partition 0) until the coordinator answers."""
+    c = Consumer(client_config(k, **{"group.id": group, "enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                c.committed([TopicPartition(s.topics.queries, 0)], timeout=5)
+                c.committed([TopicPartition(topic, 0)], timeout=5)
                 return
             except KafkaException as exc:
                 if time.monotonic() > deadline:
@@ -171,22 +171,22 @@ def wait_for_group_coordinator(s: Settings, timeout_s: float = 30.0) -> None:
         c.close()
 
 
-def topic_offsets(s: Settings, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
+def topic_offsets(k: KafkaConfig, topics: Sequence[str], group: str | None = None) -> dict[str, Any]:
     """End offsets per topic and partition, and a group's committed offsets and lag."""
-    check_reachable(s, timeout=min(s.kafka.timeout_s, 5.0))
-    c = Consumer(client_config(s.kafka, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
+    check_reachable(k, timeout=min(k.timeout_s, 5.0))
+    c = Consumer(client_config(k, **{"group.id": group or "streamrag-status", "enable.auto.commit": False}))
     try:
-        md = c.list_topics(timeout=s.kafka.timeout_s)
+        md = c.list_topics(timeout=k.timeout_s)
         out: dict[str, Any] = {}
         for t in topics:
             if t not in md.topics:
                 out[t] = {"exists": False}
                 continue
             parts = sorted(md.topics[t].partitions)
-            ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=s.kafka.timeout_s)[1] for p in parts}
+            ends = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=k.timeout_s)[1] for p in parts}
             info: dict[str, Any] = {"exists": True, "end_offsets": ends, "messages": sum(ends.values())}
             if group:
-                committed = c.committed([TopicPartition(t, p) for p in parts], timeout=s.kafka.timeout_s)
+                committed = c.committed([TopicPartition(t, p) for p in parts], timeout=k.timeout_s)
                 done = {tp.partition: max(tp.offset, 0) for tp in committed}
                 info["committed"] = done
                 info["lag"] = sum(max(ends[p] - done.get(p, 0), 0) for p in parts)

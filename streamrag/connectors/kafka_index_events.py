@@ -9,23 +9,22 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, TopicPartition
 
 from streamrag.connectors.kafka_admin import client_config
+from streamrag.core.config import KafkaConfig, TopicsConfig
 from streamrag.core.errors import ApplyTimeout, ServiceUnavailable
-from streamrag.core.settings import Settings
 
 
 class IndexEventWatcher:
     """Positioned at the index-events topic's end when made: only events after that count."""
 
-    def __init__(self, s: Settings) -> None:
-        self.s = s
-        self.c = Consumer(client_config(s.kafka, **{"group.id": "streamrag-wait", "enable.auto.commit": False}))
-        topic = s.topics.index_events
-        md = self.c.list_topics(topic, timeout=s.kafka.timeout_s)
+    def __init__(self, k: KafkaConfig, topics: TopicsConfig) -> None:
+        self.c = Consumer(client_config(k, **{"group.id": "streamrag-wait", "enable.auto.commit": False}))
+        topic = topics.index_events
+        md = self.c.list_topics(topic, timeout=k.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
         tps = []
         for p in md.topics[topic].partitions:
-            _, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka.timeout_s)
+            _, hi = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=k.timeout_s)
             tps.append(TopicPartition(topic, p, hi))
         self.c.assign(tps)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streamrag.connectors.kafka_admin import client_config
-from streamrag.core.settings import Settings
+from streamrag.core.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 Position = tuple[str, int, int]  # topic, partition, offset of the last done record
@@ -31,8 +31,8 @@ def newest(positions: Iterable[Position]) -> dict[tuple[str, int], int]:
 class OffsetCommitter:
     """Commits synchronously: when ``commit`` returns, the group resumes after those records."""
 
-    def __init__(self, s: Settings, group: str) -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, group: str) -> None:
+        self.k = k
         self.group = group
         self._c: Consumer | None = None
         self._lock = threading.Lock()
@@ -43,7 +43,7 @@ class OffsetCommitter:
             return
         with self._lock:
             if self._c is None:
-                self._c = Consumer(client_config(self.s.kafka, **{"group.id": self.group, "enable.auto.commit": False}))
+                self._c = Consumer(client_config(self.k, **{"group.id": self.group, "enable.auto.commit": False}))
             self._c.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in best.items()], asynchronous=False)
 
     def __call__(self, positions: Iterable[Position]) -> None:
@@ -54,8 +54,8 @@ class BackgroundCommitter:
     """Commits off the hot path: positions handed in (already flushed) are committed by a daemon
     thread every ``every_s``; a restart re-reads at most that interval (at-least-once)."""
 
-    def __init__(self, s: Settings, group: str, every_s: float = 5.0) -> None:
-        self._inner = OffsetCommitter(s, group)
+    def __init__(self, k: KafkaConfig, group: str, every_s: float = 5.0) -> None:
+        self._inner = OffsetCommitter(k, group)
         self.every_s = every_s
         self._pending: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()

@@ -22,24 +22,24 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from streamrag.connectors.kafka_admin import admin, already_exists, client_config
+from streamrag.core.config import KafkaConfig
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 # what a waiter receives: a decoded delta or answer (a dict), or an error text when its query was not delivered
 Delivery = Callable[[dict[str, Any] | str], None]
 
 
-def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> bool:
+def ensure_reply_topic(k: KafkaConfig, topic: str, partitions: int = 1) -> bool:
     """Create this process's reply topic when missing (short retention: replies are read at once); True when
     it was created now."""
-    a = admin(s)
-    if topic in a.list_topics(timeout=s.kafka.timeout_s).topics:
+    a = admin(k)
+    if topic in a.list_topics(timeout=k.timeout_s).topics:
         return False
     fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
                                     config={"retention.ms": str(3_600_000)})])[topic]
     try:
-        fut.result(timeout=s.kafka.timeout_s)
+        fut.result(timeout=k.timeout_s)
     except KafkaException as exc:
         if not already_exists(exc):
             raise ServiceUnavailable(f"could not create reply topic {topic}: {exc}") from exc
@@ -50,8 +50,8 @@ def ensure_reply_topic(s: Settings, topic: str, partitions: int = 1) -> bool:
 class ReplyRouter:
     """Routes messages keyed by query_id to registered waiters; sends queries and other events."""
 
-    def __init__(self, s: Settings, topics: list[str]) -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, topics: list[str]) -> None:
+        self.k = k
         self.topics = topics
         self._waiters: dict[str, tuple[Delivery, str | None]] = {}
         self._lock = threading.Lock()
@@ -59,19 +59,19 @@ class ReplyRouter:
         self._thread: threading.Thread | None = None
         self.last_reply_at = 0.0  # time.monotonic() of the last message for a waiter (readiness)
         self._consumer: Any = None
-        self.producer: Any = Producer(client_config(s.kafka, **{"linger.ms": 0, "enable.idempotence": True}))
+        self.producer: Any = Producer(client_config(k, **{"linger.ms": 0, "enable.idempotence": True}))
 
     def start(self) -> None:
         """Assign the consumer at the current end of every partition, then start reading."""
-        c = Consumer(client_config(self.s.kafka, **{"group.id": "streamrag-gateway", "enable.auto.commit": False}))
+        c = Consumer(client_config(self.k, **{"group.id": "streamrag-gateway", "enable.auto.commit": False}))
         tps = []
         for topic in self.topics:
-            md = c.list_topics(topic, timeout=self.s.kafka.timeout_s)
+            md = c.list_topics(topic, timeout=self.k.timeout_s)
             if topic not in md.topics or md.topics[topic].error is not None:
                 c.close()
                 raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
             for p in md.topics[topic].partitions:
-                _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=self.s.kafka.timeout_s)
+                _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=self.k.timeout_s)
                 tps.append(TopicPartition(topic, p, hi))
         c.assign(tps)
         self._consumer = c
@@ -125,9 +125,9 @@ class ReplyRouter:
         for key, value in items:
             self.producer.produce(topic, key=key.encode(), value=value, headers=headers,
                                   on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
-        left = self.producer.flush(self.s.kafka.timeout_s)
+        left = self.producer.flush(self.k.timeout_s)
         if left or errors:
-            raise ServiceUnavailable(f"Kafka at {self.s.kafka.bootstrap} did not take the messages: "
+            raise ServiceUnavailable(f"Kafka at {self.k.bootstrap} did not take the messages: "
                                      f"{errors[0] if errors else f'{left} undelivered'}")
 
     # -- the thread ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamrag.connectors.kafka_admin import check_reachable, client_config
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.core.config import KafkaConfig, TopicsConfig, WorkerConfig
 from streamrag.core.errors import ServiceUnavailable
-from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, AnswerDelta, AnswerSources, Query
 
 
@@ -22,25 +22,26 @@ class DeltaPrinter(Protocol):
     def reset(self, generator: str) -> None: ...
 
 
-def request_answer(s: Settings, query: Query, timeout: float, on_delta: DeltaPrinter | None = None,
+def request_answer(k: KafkaConfig, topics: TopicsConfig, w: WorkerConfig, query: Query, timeout: float,
+                   on_delta: DeltaPrinter | None = None,
                    on_sources: Callable[[AnswerSources], None] | None = None) -> Answer:
     """Publish a query and wait for its final answer on the answers topic (or its reply_to topic);
     answer deltas on the way go to ``on_delta``, its sources (sent first when it streams) to ``on_sources`` (or
-    are skipped)."""
-    check_reachable(s)
-    topic = query.reply_to or s.topics.answers
-    c = Consumer(client_config(s.kafka, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
+    are skipped). ``w``: the producer's message limit."""
+    check_reachable(k)
+    topic = query.reply_to or topics.answers
+    c = Consumer(client_config(k, **{"group.id": "streamrag-ask", "enable.auto.commit": False}))
     try:
-        md = c.list_topics(topic, timeout=s.kafka.timeout_s)
+        md = c.list_topics(topic, timeout=k.timeout_s)
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic} does not exist (run: streamrag topics create)")
         tps = []
         for p in md.topics[topic].partitions:
-            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=s.kafka.timeout_s)
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=k.timeout_s)
             tps.append(TopicPartition(topic, p, hi))
         c.assign(tps)
-        prod = JsonProducer(s)
-        prod.send(s.topics.queries, query.query_id, query.model_dump_json(exclude_none=True))
+        prod = JsonProducer(k, w)
+        prod.send(topics.queries, query.query_id, query.model_dump_json(exclude_none=True))
         prod.flush()
         deadline = time.monotonic() + timeout
         want = query.query_id.encode()

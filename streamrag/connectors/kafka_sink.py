@@ -16,10 +16,10 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamrag.connectors.kafka_admin import DURABLE, client_config, producer_limits
 from streamrag.connectors.kafka_offsets import Position
+from streamrag.core.config import KafkaConfig, WorkerConfig
 from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 from streamrag.core.records import Outgoing
 from streamrag.core.retry import RetryPolicy
-from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
 Commit = Callable[[Iterable[Position]], None]
@@ -94,10 +94,12 @@ class _Partition(StatelessSinkPartition[Outgoing]):
 class FlushThenCommitSink(DynamicSink[Outgoing]):
     """``commit`` receives the positions of records whose outputs were all delivered."""
 
-    def __init__(self, s: Settings, commit: Commit | None = None) -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, w: WorkerConfig, commit: Commit | None = None) -> None:
+        """``k``: the cluster; ``w``: the largest message and how long a failed delivery is retried."""
+        self.k = k
+        self.w = w
         self.commit = commit
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        producer = Producer(client_config(self.s.kafka, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.s)))
-        return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s)
+        producer = Producer(client_config(self.k, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.w)))
+        return _Partition(producer, self.commit, RetryPolicy(max_s=self.w.retry_max_s), self.k.timeout_s)

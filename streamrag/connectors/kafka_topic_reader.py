@@ -14,26 +14,26 @@ from datetime import datetime
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from streamrag.connectors.kafka_admin import client_config
+from streamrag.core.config import KafkaConfig
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.records import REPLAYED_HEADER, RawRecord
-from streamrag.core.settings import Settings
 
 Start = str | datetime  # "resume" | "beginning" | a time
 
 
 class TopicReader:
-    def __init__(self, s: Settings, topic: str, group: str, start: Start = "resume") -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, topic: str, group: str, start: Start = "resume") -> None:
+        self.k = k
         self.topic = topic
         self.group = group
-        self.c = Consumer(client_config(s.kafka, **{
+        self.c = Consumer(client_config(k, **{
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
         }))
         try:
-            md = self.c.list_topics(topic, timeout=s.kafka.timeout_s)
+            md = self.c.list_topics(topic, timeout=k.timeout_s)
         except KafkaException as exc:
-            raise ServiceUnavailable(f"Kafka at {s.kafka.bootstrap}: {exc}") from exc
+            raise ServiceUnavailable(f"Kafka at {k.bootstrap}: {exc}") from exc
         if topic not in md.topics or md.topics[topic].error is not None:
             raise ServiceUnavailable(f"topic {topic!r} does not exist (streamrag topics create)")
         self.partitions = sorted(md.topics[topic].partitions)
@@ -41,12 +41,12 @@ class TopicReader:
         self.c.assign([TopicPartition(topic, p, off) for p, off in self.position.items()])
 
     def _starts(self, start: Start) -> dict[int, int]:
-        lows = {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka.timeout_s)[0]
+        lows = {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.k.timeout_s)[0]
                 for p in self.partitions}
         if isinstance(start, datetime):
             ms = int(start.timestamp() * 1000)
             found = self.c.offsets_for_times([TopicPartition(self.topic, p, ms) for p in self.partitions],
-                                             timeout=self.s.kafka.timeout_s)
+                                             timeout=self.k.timeout_s)
             ends = self.ends()
             return {tp.partition: ends[tp.partition] if tp.offset in (OFFSET_END, -1) else max(tp.offset, lows[tp.partition])
                     for tp in found}
@@ -56,7 +56,7 @@ class TopicReader:
 
     def committed(self) -> dict[int, int]:
         """The group's committed offsets (-1: none)."""
-        got = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=self.s.kafka.timeout_s)
+        got = self.c.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=self.k.timeout_s)
         return {tp.partition: tp.offset for tp in got}
 
     def reassign(self) -> None:
@@ -64,7 +64,7 @@ class TopicReader:
         self.c.assign([TopicPartition(self.topic, p, off) for p, off in self.position.items()])
 
     def ends(self) -> dict[int, int]:
-        return {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.s.kafka.timeout_s)[1]
+        return {p: self.c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.k.timeout_s)[1]
                 for p in self.partitions}
 
     def behind(self, ends: Mapping[int, int] | None = None) -> int:

@@ -9,14 +9,14 @@ import time
 from confluent_kafka import KafkaException
 
 from streamrag.connectors.kafka_admin import admin
-from streamrag.core.settings import Settings
+from streamrag.core.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
 
 class TopicDirectory:
-    def __init__(self, s: Settings, refresh_s: float = 5.0) -> None:
-        self.s = s
+    def __init__(self, k: KafkaConfig, refresh_s: float = 5.0) -> None:
+        self.k = k
         self.refresh_s = refresh_s
         self._known: set[str] = set()
         self._at = 0.0
@@ -28,7 +28,7 @@ class TopicDirectory:
         with self._lock:
             if time.monotonic() - self._at >= self.refresh_s:
                 try:
-                    self._known = set(admin(self.s).list_topics(timeout=self.s.kafka.timeout_s).topics)
+                    self._known = set(admin(self.k).list_topics(timeout=self.k.timeout_s).topics)
                 except KafkaException as exc:  # unknown: refuse now, ask again at the next refresh
                     log.warning("listing topics failed: %s", exc)
                 self._at = time.monotonic()

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from streamrag.core.settings import Settings
+from streamrag.core.config import RedisConfig
 
 log = logging.getLogger(__name__)
 PREFIX = "streamrag:cache:"
@@ -112,8 +112,7 @@ class RedisCache:
         return out
 
 
-def redis_for(s: Settings, **kw: Any) -> RedisCache:
-    """The project's Redis client from settings (TLS by a rediss:// URL, AUTH password from the environment;
-    keys under STREAMRAG_CACHE_REDIS_PREFIX unless ``prefix`` is given)."""
-    kw.setdefault("prefix", s.cache.redis_prefix)
-    return RedisCache(s.redis.url, password=os.environ.get(s.redis.password_env) or None, ssl_ca=s.redis.ssl_ca, **kw)
+def redis_for(r: RedisConfig, prefix: str, **kw: Any) -> RedisCache:
+    """The project's Redis client from its settings (TLS by a rediss:// URL, AUTH password from the environment),
+    its keys under ``prefix`` (the deployment's: STREAMRAG_CACHE_REDIS_PREFIX)."""
+    return RedisCache(r.url, password=os.environ.get(r.password_env) or None, ssl_ca=r.ssl_ca, prefix=prefix, **kw)

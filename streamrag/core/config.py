@@ -551,3 +551,14 @@ class IndexShape(BaseModel):
     rerank: Rerank
     rerank_model: str
     answer_min_score: float
+
+
+class TopicLayout(BaseModel):
+    """The project's topics as they are created and configured (``connectors.kafka_admin.ensure_topics``): their
+    names, the largest message they take (``worker.max_message_bytes``), the audit topic's retention, and the
+    consumer group whose coordinator must answer before a worker starts. ``Settings.topic_layout`` composes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topics: TopicsConfig
+    worker: WorkerConfig
+    audit: AuditConfig

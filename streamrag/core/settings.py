@@ -36,6 +36,7 @@ from streamrag.core.config import (
     QueryPolicyConfig,
     RedisConfig,
     RetrievalSettings,
+    TopicLayout,
     TopicsConfig,
     WorkerConfig,
     _Component,
@@ -121,6 +122,11 @@ class Settings(BaseModel):
     def project_topics(self) -> dict[str, str]:
         """Every topic the project owns, by setting (topic_documents, ..., topic_audit): the one list of them."""
         return {f"topic_{k}": v for k, v in self.topics.model_dump().items()}
+
+    @property
+    def topic_layout(self) -> TopicLayout:
+        """The topics' names and configuration, as ``ensure_topics`` creates them."""
+        return TopicLayout(topics=self.topics, worker=self.worker, audit=self.audit)
 
     @property
     def json_limits(self) -> JsonLimits:

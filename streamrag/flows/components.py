@@ -188,7 +188,7 @@ def make_query_processor(
         embedder = views.current().embedder if views is not None else embedder_for(s)
     return QueryProcessor(s, store, embedder, Rerankers(s), generator=generator, cache=cache,
                           expander=make_expander(s, budget), deltas=deltas,
-                          topic_exists=TopicDirectory(s).exists if with_kafka else None,
+                          topic_exists=TopicDirectory(s.kafka).exists if with_kafka else None,
                           verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
                           drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
                           views=views)
@@ -197,7 +197,7 @@ def make_query_processor(
 def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) -> SemanticCache:
     """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks
     (against the active index version's store when ``views`` is given)."""
-    producer = JsonProducer(s)
+    producer = JsonProducer(s.kafka, s.worker)
 
     def publish(key: str, entry: CacheEntry | None) -> None:
         try:
@@ -206,7 +206,7 @@ def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) 
             log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        redis_for(s, prefix=s.cache.redis_prefix),
+        redis_for(s.redis, s.cache.redis_prefix),
         default_policy=TenantPolicy(threshold=s.cache.threshold, ttl_s=s.cache.ttl_s, guard=s.cache.polarity_guard),
         tenant_overrides=s.cache.tenants,
         lru_size=s.cache.lru_size,
@@ -220,12 +220,12 @@ def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) 
 
 def make_cache_follower(s: Settings, cache: SemanticCache) -> CacheFollower:
     """The follower, publishing this worker's cache statistics to Redis for ``streamrag status``."""
-    redis = redis_for(s, prefix=s.cache.redis_prefix)
+    redis = redis_for(s.redis, s.cache.redis_prefix)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     follower: CacheFollower
 
     def publish_stats(stats: dict[str, Any]) -> None:
         redis.put_stats(worker, stats, ttl_s=int(follower.report_every_s * 3) + 1)
 
-    follower = CacheFollower(s, cache, publish_stats=publish_stats)
+    follower = CacheFollower(s.kafka, s.topics, s.json_limits, cache, publish_stats=publish_stats)
     return follower

@@ -79,7 +79,7 @@ def make_generator(s: Settings, ledger: UsageLedger | None = None) -> GeneratorC
 
 
 def redis_ledger(s: Settings) -> RedisUsageLedger:
-    return RedisUsageLedger(redis_for(s, prefix=s.cache.redis_prefix))
+    return RedisUsageLedger(redis_for(s.redis, s.cache.redis_prefix))
 
 
 def warm_up(chain: GeneratorChain) -> None:
@@ -98,7 +98,7 @@ def make_expander(s: Settings, tokens: TokenBudget | None = None) -> QueryExpand
 
 
 def kafka_deltas(s: Settings) -> DeltaStreams:
-    producer = JsonProducer(s)
+    producer = JsonProducer(s.kafka, s.worker)
     return lambda q, topic: KafkaDeltaStream(producer, topic, q.query_id, tenant=q.tenant)
 
 

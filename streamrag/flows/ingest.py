@@ -154,7 +154,8 @@ def build_flow(
     if consume_errors is not None:
         errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
         msgs = op.merge("all_out", msgs, errs)
-    op.output("kafka_out", msgs, FlushThenCommitSink(settings, _logged(OffsetCommitter(settings, settings.worker.ingest_group))))
+    committer = _logged(OffsetCommitter(settings.kafka, settings.worker.ingest_group))
+    op.output("kafka_out", msgs, FlushThenCommitSink(settings.kafka, settings.worker, committer))
     return flow
 
 
@@ -173,11 +174,12 @@ def _logged(committer: OffsetCommitter) -> Any:
 def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
     settings = settings or load_settings()
-    check_reachable(settings)
-    ensure_topics(settings)
+    check_reachable(settings.kafka)
+    ensure_topics(settings.kafka, settings.topic_layout)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # writes follow the active index version
     views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
-    observe_worker(settings, "ingest", settings.worker.ingest_group, settings.topics.documents, process_id)
+    observe_worker(settings.kafka, settings.worker, "ingest", settings.worker.ingest_group, settings.topics.documents,
+                   process_id)
     if settings.worker.maintenance == "thread":
         Maintainer(settings, views=views).start()
     ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "ingest", process_id), "ingest")

@@ -29,7 +29,8 @@ def maintenance_lease(s: Settings) -> Lease:
     """The lease that makes one process at a time maintain the index at STREAMRAG_LANCEDB_URI."""
     if s.worker.maintenance_lease == "none":
         return AlwaysHeld()
-    return RedisLease(redis_for(s, timeout_s=2.0), f"maintenance:{s.lancedb_path()}", s.worker.maintenance_lease_ttl_s)
+    return RedisLease(redis_for(s.redis, s.cache.redis_prefix, timeout_s=2.0), f"maintenance:{s.lancedb_path()}",
+                      s.worker.maintenance_lease_ttl_s)
 
 
 class Maintainer:

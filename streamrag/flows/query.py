@@ -155,8 +155,8 @@ def build_flow(
     msgs = op.flat_map("messages", answered,
                        out_guard.each("messages", lambda item: to_messages(settings, item, redactors, key)))
     if sink is None:
-        committer = BackgroundCommitter(settings, settings.worker.query_group)
-        sink = FlushThenCommitSink(settings, lambda pos: committer(offsets.done(pos)))
+        committer = BackgroundCommitter(settings.kafka, settings.worker.query_group)
+        sink = FlushThenCommitSink(settings.kafka, settings.worker, lambda pos: committer(offsets.done(pos)))
     op.output("kafka_out", msgs, sink)
     return flow
 
@@ -181,8 +181,8 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     settings = query_worker_settings(settings or load_settings())
     audit_key(settings)  # a production worker without its audit hash key stops here, before the model loads
     with timer.stage("kafka"):
-        check_reachable(settings)
-        ensure_topics(settings)
+        check_reachable(settings.kafka)
+        ensure_topics(settings.kafka, settings.topic_layout)
     # promote / rollback followed without a restart; the views' embedders built (an ONNX Runtime session loaded,
     # where the model's export exists: no torch)
     with timer.stage("index+model"):
@@ -191,7 +191,8 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
         views.current().embedder.embed(["warm up"])  # load the model before the first record arrives
         views.current().embedder.embed_queries(["warm up"])  # and its question encoder (exported once per machine)
     with timer.stage("wiring"):
-        observe_worker(settings, "query", settings.worker.query_group, settings.topics.queries, process_id)
+        observe_worker(settings.kafka, settings.worker, "query", settings.worker.query_group, settings.topics.queries,
+                       process_id)
         processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
         processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
         if processor.cache is not None:

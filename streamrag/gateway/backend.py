@@ -72,7 +72,7 @@ class KafkaBackend:
         self._reply_topic = s.gateway.reply_topic or default_reply_topic(s)
         self.router: ReplyRouter | None = None
         self.reader = DocumentReader(s.lancedb_path())
-        self.redis = redis_for(s, timeout_s=0.5)
+        self.redis = redis_for(s.redis, s.cache.redis_prefix, timeout_s=0.5)
         self._ready: tuple[float, dict[str, str]] = (-1e9, {})
         self._reply_topic_created = -1e9
         self.index_waits = IndexWaits()
@@ -83,10 +83,10 @@ class KafkaBackend:
         return self._reply_topic
 
     def start(self) -> None:
-        check_reachable(self.s)
-        if ensure_reply_topic(self.s, self._reply_topic):
+        check_reachable(self.s.kafka)
+        if ensure_reply_topic(self.s.kafka, self._reply_topic):
             self._reply_topic_created = time.monotonic()
-        self.router = ReplyRouter(self.s, [self._reply_topic, self.s.topics.answers])
+        self.router = ReplyRouter(self.s.kafka, [self._reply_topic, self.s.topics.answers])
         self.router.start()
 
     def stop(self) -> None:
@@ -194,7 +194,7 @@ class KafkaBackend:
     def _probe(self) -> dict[str, str]:
         out: dict[str, str] = {}
         try:
-            check_reachable(self.s, timeout=2.0)
+            check_reachable(self.s.kafka, timeout=2.0)
             out["kafka"] = "ok" if self.router is not None else "not connected yet"
         except ServiceUnavailable as exc:
             out["kafka"] = str(exc)

@@ -103,7 +103,7 @@ class IndexEventReader:
         with self._starting:
             if self._thread is not None:
                 return
-            watcher = IndexEventWatcher(self.s)  # assigned at the topic's end: only events from now on
+            watcher = IndexEventWatcher(self.s.kafka, self.s.topics)  # assigned at the topic's end: only events from now on
             self._thread = threading.Thread(target=self._run, args=(watcher,), name="gateway-index-events",
                                             daemon=True)
             self._thread.start()

@@ -23,7 +23,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def read_all(s: Settings, topic: str, model: type[M], keep: Callable[[M], bool], timeout_s: float = 60.0) -> list[M]:
     """Every record of ``topic`` up to its end now that parses as ``model`` and passes ``keep``."""
-    reader = TopicReader(s, topic, f"streamrag-ab-{uuid.uuid4().hex[:8]}", start="beginning")
+    reader = TopicReader(s.kafka, topic, f"streamrag-ab-{uuid.uuid4().hex[:8]}", start="beginning")
     out: list[M] = []
     skipped = 0
     try:

@@ -38,8 +38,8 @@ def since_time(text: str, now: datetime | None = None) -> datetime:
 
 def scan(s: Settings, keep: Callable[[RawRecord], bool], timeout_s: float = 60.0) -> list[AuditRecord]:
     """The audit records up to the topic's end now whose raw record passes ``keep`` (oldest first per partition)."""
-    check_reachable(s)
-    reader = TopicReader(s, s.topics.audit, f"streamrag-audit-{uuid.uuid4().hex[:8]}", start="beginning")
+    check_reachable(s.kafka)
+    reader = TopicReader(s.kafka, s.topics.audit, f"streamrag-audit-{uuid.uuid4().hex[:8]}", start="beginning")
     out: list[AuditRecord] = []
     skipped = 0
     try:

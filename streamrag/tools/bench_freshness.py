@@ -81,14 +81,14 @@ class FreshnessRig:
                     "STREAMRAG_CACHE_ENABLED": "false", "STREAMRAG_QUERY_GROUP": f"bench-fresh-q-{self.tag}",
                     "STREAMRAG_STATE_DIR": str(workdir / "state")})
         self.metrics_url = f"http://127.0.0.1:{base}/metrics"
-        ensure_topics(self.bs, 1)
+        ensure_topics(self.bs.kafka, self.bs.topic_layout, 1)
         self.procs = start_workers("ingest", env, 1, workdir) + start_workers("query", env, 1, workdir)
         self.answers: dict[str, tuple[float, dict[str, Any]]] = {}
         self.events: dict[int, tuple[float, dict[str, Any]]] = {}  # probe version -> (seen at, event)
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._consume, daemon=True)
         self._th.start()
-        self.prod = JsonProducer(self.bs)
+        self.prod = JsonProducer(self.bs.kafka, self.bs.worker)
 
     def wait_evidence(self, timeout_s: float) -> None:
         """Until the query worker has measured the tenant's fusion evidence (its log says so), which it does in

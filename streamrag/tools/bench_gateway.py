@@ -42,8 +42,8 @@ class DirectClient:
 
     def __init__(self, s: Settings, topic: str) -> None:
         self.s, self.topic = s, topic
-        ensure_reply_topic(s, topic)
-        self.router = ReplyRouter(s, [topic])
+        ensure_reply_topic(s.kafka, topic)
+        self.router = ReplyRouter(s.kafka, [topic])
         self.router.start()
 
     def ask(self, text: str, timeout: float = 30.0) -> float:
@@ -140,7 +140,7 @@ def bench_gateway(s: Settings, n: int, clients: int, seconds: float, workdir: Pa
     env.update({"STREAMRAG_GENERATOR": "extractive", "STREAMRAG_CACHE_ENABLED": "false", "STREAMRAG_METRICS_PORT": "0",
                 "STREAMRAG_TOPIC_FEEDBACK": bs.topics.feedback, "STREAMRAG_STATE_DIR": str(db / "state"),
                 "STREAMRAG_GATEWAY_RATE_LIMIT": "", "STREAMRAG_REDIS_URL": s.redis.url})
-    ensure_topics(bs, 2)
+    ensure_topics(bs.kafka, bs.topic_layout, 2)
     docs_dir = db / "docs"
     docs_dir.mkdir(parents=True, exist_ok=True)
     for d in load_docs(None, 40):

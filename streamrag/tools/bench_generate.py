@@ -290,11 +290,11 @@ def through_kafka(s: Settings, recs: list[RawRecord], queries: dict[str, str], w
     env.update({"STREAMRAG_GENERATOR": "local", "STREAMRAG_CACHE_ENABLED": "false", "STREAMRAG_STREAM_DELTAS": "true",
                 "STREAMRAG_QUERY_GROUP": f"bench-gen-{tag}"})
     bs = bs.model_copy(update={"query_group": f"bench-gen-{tag}"})
-    ensure_topics(bs)
+    ensure_topics(bs.kafka, bs.topic_layout)
     procs = start_workers("ingest", env, 1, work) + start_workers("query", env, 1, work)
     try:
-        watcher = IndexEventWatcher(bs)
-        p = JsonProducer(bs)
+        watcher = IndexEventWatcher(bs.kafka, bs.topics)
+        p = JsonProducer(bs.kafka, bs.worker)
         expected = {}
         for r in recs:
             doc = json.loads(r.value or b"{}")
@@ -305,7 +305,8 @@ def through_kafka(s: Settings, recs: list[RawRecord], queries: dict[str, str], w
         first, full, errors = [], [], 0
         for qid, text in queries.items():
             clock = _Clock()
-            a = request_answer(bs, Query(query_id=f"{qid}-{tag}", tenant=TENANT, text=text, top_k=3), 300, clock)
+            q = Query(query_id=f"{qid}-{tag}", tenant=TENANT, text=text, top_k=3)
+            a = request_answer(bs.kafka, bs.topics, bs.worker, q, 300, clock)
             if a.status == "error":
                 errors += 1
                 continue

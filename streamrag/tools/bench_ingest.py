@@ -33,11 +33,11 @@ def bench_ingest(s: Settings, dataset: Path | None, n_docs: int, processes: list
         # an object-store index (STREAMRAG_LANCEDB_URI=s3://..., credentials from AWS_*): each run under a prefix of its own
         db: Path | str = workdir / f"ingest-{tag}" if s.lancedb_is_local else f"{s.index.lancedb_uri}/bench-ingest-{tag}"
         bs, env = bench_env(s, tag, db, max(p, 2))
-        ensure_topics(bs, max(p, 2))
+        ensure_topics(bs.kafka, bs.topic_layout, max(p, 2))
         threads = {"STREAMRAG_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // p))}
         procs = start_workers("ingest", env, p, workdir, threads)
         try:
-            prod = JsonProducer(bs)
+            prod = JsonProducer(bs.kafka, bs.worker)
             # warm every worker: a few docs on every partition, wait until searchable
             for i in range(4 * p):
                 prod.send(bs.topics.documents, f"warm/w{i}", {"op": "upsert", "tenant": "warm", "doc_id": f"w{i}", "version": 1, "text": "warm up text."})

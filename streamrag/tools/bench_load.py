@@ -169,8 +169,8 @@ def run_load(s: Settings, rates: list[float], duration: float, generator: str, t
     """``closed_loop``: instead of rates or bursts, a measurement of its own against the warm worker."""
     if not bursts and not closed_loop and (not rates or any(r <= 0 for r in rates)):
         raise StreamragError("--rates takes positive queries per second, e.g. 0.05,0.1,0.2")
-    check_reachable(s)
-    ensure_topics(s)
+    check_reachable(s.kafka)
+    ensure_topics(s.kafka, s.topic_layout)
     log_dir.mkdir(parents=True, exist_ok=True)
     proc = _worker(s, generator, log_dir / "bench-load-worker.log")
     p = Producer(client_config(s.kafka, **{"linger.ms": 0}))

@@ -54,7 +54,7 @@ class QueryRig:
         # (the local model takes seconds per question on CPU: bench generate and bench load measure it)
         env["STREAMRAG_GENERATOR"] = "extractive"
         self.generator = (extra_env or {}).get("STREAMRAG_GENERATOR", "extractive")
-        ensure_topics(self.bs, 2)
+        ensure_topics(self.bs.kafka, self.bs.topic_layout, 2)
         self.workdir = logdir or workdir  # the worker's log: query-0.log
         self.launched = time.perf_counter()
         self.procs = start_workers("query", env, 1, self.workdir, extra_env)
@@ -62,7 +62,7 @@ class QueryRig:
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._consume, daemon=True)
         self._th.start()
-        self.prod = JsonProducer(self.bs)
+        self.prod = JsonProducer(self.bs.kafka, self.bs.worker)
 
     def _consume(self) -> None:
         c = Consumer(client_config(self.bs.kafka, **{"group.id": f"bench-{self.tag}", "enable.auto.commit": False}))

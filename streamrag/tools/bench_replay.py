@@ -67,7 +67,7 @@ def _promote_gap(s: Settings, env: dict[str, str], workdir: Path, target: str, r
     procs = start_workers("query", {**env, "STREAMRAG_GENERATOR": "extractive", "STREAMRAG_CACHE_ENABLED": "false"},
                           1, workdir)
     clock = AnswerClock(s).start()
-    prod = JsonProducer(s)
+    prod = JsonProducer(s.kafka, s.worker)
     sent: dict[str, float] = {}
     promoted_at = 0.0
     try:
@@ -117,8 +117,8 @@ def bench_replay(s: Settings, dataset: Path | None, n_docs: int, workdir: Path, 
     docs = load_docs(dataset, n_docs)
     tag = uuid.uuid4().hex[:6]
     bs, env = bench_env(s, tag, workdir / f"replay-{tag}", 2)
-    ensure_topics(bs, 2)
-    prod = JsonProducer(bs)
+    ensure_topics(bs.kafka, bs.topic_layout, 2)
+    prod = JsonProducer(bs.kafka, bs.worker)
     for d in docs:
         prod.send(bs.topics.documents, f"bench/{d['doc_id']}", {"op": "upsert", "tenant": "bench", "version": 1, **d})
     prod.flush()

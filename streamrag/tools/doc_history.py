@@ -59,9 +59,9 @@ def rollback(s: Settings, tenant: str, doc_id: str, to: int, publisher: str, wai
     """Publish the restoring change (header streamrag-publisher: ``publisher``); with ``wait_s``, return once the
     ingest worker applied it."""
     ch = rollback_change(s, tenant, doc_id, to)
-    check_reachable(s)
-    watcher = IndexEventWatcher(s) if wait_s > 0 else None
-    p = JsonProducer(s)
+    check_reachable(s.kafka)
+    watcher = IndexEventWatcher(s.kafka, s.topics) if wait_s > 0 else None
+    p = JsonProducer(s.kafka, s.worker)
     p.send(s.topics.documents, ch.key, ch.wire_json(), headers=[(PUBLISHER_HEADER, publisher.encode("utf-8")[:200])])
     p.flush()
     status = watcher.wait({ch.key: ch.version}, wait_s).get(ch.key) if watcher is not None else None

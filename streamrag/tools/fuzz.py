@@ -78,10 +78,10 @@ def _send(s: Settings, recs: list[HostileRecord]) -> list[Position]:
 
 def run_fuzz(s: Settings, n: int, *, seed: int = 0, timeout_s: float = 300.0, tenant: str | None = None) -> FuzzReport:
     """Send ``n`` hostile records to the running workers and account for each one."""
-    check_reachable(s)
+    check_reachable(s.kafka)
     tenant = tenant or f"fuzz-{uuid.uuid4().hex[:8]}"
     recs = hostile_records(n, tenant=tenant, seed=seed)
-    readers = {t: TopicReader(s, t, f"fuzz-{uuid.uuid4().hex[:8]}", "beginning")
+    readers = {t: TopicReader(s.kafka, t, f"fuzz-{uuid.uuid4().hex[:8]}", "beginning")
                for t in (s.topics.dead_letters, s.topics.index_events, s.topics.answers)}
     for reader in readers.values():  # only what follows the send
         reader.position = reader.ends()

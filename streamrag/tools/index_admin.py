@@ -114,7 +114,7 @@ def drop(s: Settings, name: str) -> None:
         raise IndexRefused(f"{name!r} is the active index: promote another one before dropping it")
     store_for(s, m).drop()
     reg.remove(name)
-    client = admin(s)  # kept referenced until its futures are done
+    client = admin(s.kafka)  # kept referenced until its futures are done
     try:  # a later index of the same name replays from the beginning, not from this one's offsets
         for f in client.delete_consumer_groups([replay_group(s, name)], request_timeout=s.kafka.timeout_s).values():
             f.result(timeout=s.kafka.timeout_s)

@@ -30,7 +30,7 @@ from streamrag.tools.ir_metrics import evaluate
 
 def recent_queries(s: Settings, n: int) -> list[Query]:
     """The last ``n`` valid queries on the queries topic."""
-    reader = TopicReader(s, s.topics.queries, f"{s.worker.query_group}-compare", "beginning")
+    reader = TopicReader(s.kafka, s.topics.queries, f"{s.worker.query_group}-compare", "beginning")
     ends = reader.ends()
     for p in reader.partitions:  # only the tail of each partition
         reader.position[p] = max(reader.position[p], ends[p] - n)

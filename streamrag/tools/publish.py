@@ -34,9 +34,9 @@ def publish_records(
         else:
             good.append(parsed)
     if good:
-        check_reachable(s)
-        watcher = IndexEventWatcher(s) if wait_s > 0 else None
-        p = JsonProducer(s)
+        check_reachable(s.kafka)
+        watcher = IndexEventWatcher(s.kafka, s.topics) if wait_s > 0 else None
+        p = JsonProducer(s.kafka, s.worker)
         for ch in good:
             p.send(s.topics.documents, ch.key, ch.wire_json())
         p.flush()

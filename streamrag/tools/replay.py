@@ -122,7 +122,8 @@ def writer_lease(s: Settings, name: str) -> Lease:
     """The lease a replay of index version ``name`` holds, and a switch to it takes (STREAMRAG_WRITER_LEASE)."""
     if s.worker.writer_lease == "none":
         return AlwaysHeld()
-    return RedisLease(redis_for(s, timeout_s=2.0), f"writer:{s.lancedb_path()}:{name}", s.worker.maintenance_lease_ttl_s)
+    return RedisLease(redis_for(s.redis, s.cache.redis_prefix, timeout_s=2.0), f"writer:{s.lancedb_path()}:{name}",
+                      s.worker.maintenance_lease_ttl_s)
 
 
 def take_writer_lease(lease: Lease, name: str) -> None:
@@ -177,14 +178,14 @@ def _replay(
 ) -> ReplayReport:
     registry = LanceIndexRegistry(s.lancedb_path())
     check_not_live(registry, name, ingest_stopped)
-    check_reachable(s)
+    check_reachable(s.kafka)
     m, created = prepare_index(s, registry, name, overrides)
     # the index's own settings, then this run's (batch sizes, devices: fields that do not shape the index)
     rs = with_overrides(index_settings(s, m), {k: v for k, v in overrides.items() if k not in INDEX_FIELDS})
     store = store_for(rs, m)
     stages = IngestStages.from_settings(rs, store, embedder_for(rs), reuse=reuse_sources(rs, registry, m),
                                        extractors=make_extractors(rs.index))
-    reader = TopicReader(s, s.topics.documents, replay_group(s, name), "beginning" if created else start)
+    reader = TopicReader(s.kafka, s.topics.documents, replay_group(s, name), "beginning" if created else start)
     report = ReplayReport(name, created=created)
     stop = stop or _stop_on_signals()
     ledger = FileCrashLedger(replay_ledger_path(s.worker.state_dir, name), "ingest")
@@ -207,7 +208,7 @@ def _replay(
                 finished = run_steps(stages, recs, ledger)
                 msgs = [m for f in finished if active or isinstance(f.output, DeadLetter) for m in to_messages(f)]
                 if msgs:
-                    sink = sink or FlushThenCommitSink(s).build("replay", 0, 1)
+                    sink = sink or FlushThenCommitSink(s.kafka, s.worker).build("replay", 0, 1)
                     sink.write_batch(msgs)  # produced and flushed (or TemporaryFailure: nothing committed)
                 reader.commit()  # only now: these records are in the index (or dead-lettered), their events sent
                 report.read += len(recs)

@@ -49,10 +49,10 @@ def _identity(d: DeadLetter) -> str:
 def replay_dead_letters(
     s: Settings, *, stage: str | None = None, since: datetime | None = None, dry_run: bool = False
 ) -> DeadLetterReplay:
-    check_reachable(s)
+    check_reachable(s.kafka)
     # the whole topic is read (records that failed after a replay are known wherever they are);
     # only dead letters after the last run (or since a time) are candidates
-    reader = TopicReader(s, s.topics.dead_letters, dead_letter_group(s), "beginning")
+    reader = TopicReader(s.kafka, s.topics.dead_letters, dead_letter_group(s), "beginning")
     done = reader.committed()
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     failed_again: set[str] = set()
@@ -78,7 +78,7 @@ def replay_dead_letters(
                     since_ms is not None and (rec.timestamp_ms or 0) >= since_ms)
                 if new:
                     candidates.append((rec, d))
-        producer = None if dry_run else JsonProducer(s)
+        producer = None if dry_run else JsonProducer(s.kafka, s.worker)
         sent: set[str] = set()
         for rec, d in candidates:
             ident = _identity(d)

@@ -24,16 +24,16 @@ def collect_status(s: Settings) -> dict[str, Any]:
     active = IndexViews(s).current()  # the index version the workers serve
     report: dict[str, Any] = {"active_index": active.name, "index": active.store.stats()}
     try:
-        topics = topic_offsets(s, [s.topics.documents], group=s.worker.ingest_group)
-        topics.update(topic_offsets(s, [s.topics.queries], group=s.worker.query_group))
+        topics = topic_offsets(s.kafka, [s.topics.documents], group=s.worker.ingest_group)
+        topics.update(topic_offsets(s.kafka, [s.topics.queries], group=s.worker.query_group))
         others = [s.topics.answers, s.topics.cache, s.topics.index_events, s.topics.dead_letters]
-        topics.update(topic_offsets(s, others))
+        topics.update(topic_offsets(s.kafka, others))
         report["kafka"] = {"bootstrap": s.kafka.bootstrap, "topics": topics}
     except StreamragError as exc:
         report["kafka"] = {"bootstrap": s.kafka.bootstrap, "error": str(exc)}
     report["metrics"] = scrape_workers(s)
     report["crash_ledgers"] = crash_ledgers(s)
-    stats = redis_for(s, timeout_s=0.5).all_stats()
+    stats = redis_for(s.redis, s.cache.redis_prefix, timeout_s=0.5).all_stats()
     report["cache_workers"] = stats if stats is not None else {"error": f"redis at {s.redis.url} unavailable"}
     return report
 
@@ -61,7 +61,7 @@ def scrape_workers(s: Settings, host: str = "127.0.0.1") -> dict[str, Any]:
     if s.worker.metrics_port == 0:
         return out
     for kind in OFFSETS:
-        url = f"http://{host}:{metrics_port(s, kind)}/metrics"
+        url = f"http://{host}:{metrics_port(s.worker, kind)}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 text = r.read().decode()

@@ -49,10 +49,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         fields[f"topic_{t}"] = f"it-{tag}.{t}"
     s = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     try:
-        check_reachable(s, timeout=10)
+        check_reachable(s.kafka, timeout=10)
     except ServiceUnavailable as exc:
         pytest.fail(f"integration tests need Kafka (scripts/test starts it): {exc}")
-    ensure_topics(s)
+    ensure_topics(s.kafka, s.topic_layout)
     return s
 
 

@@ -68,8 +68,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
 
 def test_project_topics_get_three_replicas_and_two_in_sync(cluster: tuple[dict[str, str], Settings]) -> None:
     _, s = cluster
-    ensure_topics(s)
-    a = admin(s)
+    ensure_topics(s.kafka, s.topic_layout)
+    a = admin(s.kafka)
     md = a.list_topics(timeout=10)
     for topic in s.project_topics.values():
         assert all(len(p.replicas) == 3 for p in md.topics[topic].partitions.values()), topic
@@ -80,11 +80,11 @@ def test_project_topics_get_three_replicas_and_two_in_sync(cluster: tuple[dict[s
 
 def test_nothing_is_lost_or_doubled_while_a_leader_is_killed(cluster: tuple[dict[str, str], Settings]) -> None:
     env, s = cluster
-    ensure_topics(s)
+    ensure_topics(s.kafka, s.topic_layout)
     topic = s.topics.documents
-    leader = admin(s).list_topics(timeout=10).topics[topic].partitions[0].leader  # node id = broker number
+    leader = admin(s.kafka).list_topics(timeout=10).topics[topic].partitions[0].leader  # node id = broker number
     pidfile = Path(env["STREAMRAG_KAFKA_CLUSTER_DIR"]) / f"broker-{leader}" / "kafka.pid"
-    prod = JsonProducer(s)
+    prod = JsonProducer(s.kafka, s.worker)
     n, sent = 600, 0
     killed_at = 0.0
 
@@ -110,7 +110,7 @@ def test_nothing_is_lost_or_doubled_while_a_leader_is_killed(cluster: tuple[dict
     restart.join(180)
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False})
-    parts = admin(s).list_topics(timeout=10).topics[topic].partitions
+    parts = admin(s.kafka).list_topics(timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     got: list[int] = []
     deadline = time.monotonic() + 60

@@ -169,7 +169,8 @@ def test_a_dead_follower_turns_hits_off_and_is_restarted(settings: Settings) -> 
     from streamrag.core.cache.semantic_cache import SemanticCache
 
     cache = SemanticCache(None)
-    follower = CacheFollower(settings, cache, restart_after_s=3.0, report_every_s=0.5)
+    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache, restart_after_s=3.0,
+                             report_every_s=0.5)
     reports: list[dict[str, Any]] = []
     follower.publish_stats = reports.append
     real = cache.invalidate

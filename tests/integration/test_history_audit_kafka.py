@@ -80,8 +80,8 @@ def test_audit_show_says_what_a_past_answer_said(settings: Settings, env: dict[s
 def test_existing_topics_take_the_configured_retention(settings: Settings) -> None:
     topic = settings.topics.audit
     longer = settings.model_copy(update={"audit_retention_days": 3.0})
-    assert ensure_topics(longer)[topic].startswith("retention changed")
-    assert current_retention(admin(longer), [topic], 10)[topic] == str(3 * 24 * 3600 * 1000)
-    assert ensure_topics(longer)[topic] == "exists"  # already as configured: nothing altered
-    ensure_topics(settings)
-    assert current_retention(admin(settings), [topic], 10)[topic] == str(90 * 24 * 3600 * 1000)
+    assert ensure_topics(longer.kafka, longer.topic_layout)[topic].startswith("retention changed")
+    assert current_retention(admin(longer.kafka), [topic], 10)[topic] == str(3 * 24 * 3600 * 1000)
+    assert ensure_topics(longer.kafka, longer.topic_layout)[topic] == "exists"  # already as configured: nothing altered
+    ensure_topics(settings.kafka, settings.topic_layout)
+    assert current_retention(admin(settings.kafka), [topic], 10)[topic] == str(90 * 24 * 3600 * 1000)

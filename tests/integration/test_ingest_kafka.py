@@ -105,7 +105,7 @@ def test_sigkill_and_recovery_lose_nothing(settings: Settings, start_worker: Any
     overrides = {"STREAMRAG_TOPIC_DOCUMENTS": settings.topics.documents + ".r", "STREAMRAG_TENANT": "rec",
                  "STREAMRAG_SOURCE_BATCH_SIZE": "8"}
     s = settings.model_copy(update={"topic_documents": overrides["STREAMRAG_TOPIC_DOCUMENTS"]})
-    ensure_topics(s)
+    ensure_topics(s.kafka, s.topic_layout)
     rdir = str(tmp_path / "recovery")
     docs = [doc(f"r{i}", 1, f"Recovery document {i}. " + LONG[: 200 + 37 * (i % 9)], tenant="rec") for i in range(60)]
     produce(s, s.topics.documents, docs)

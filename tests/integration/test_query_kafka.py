@@ -111,13 +111,13 @@ def test_cli_ask_via_kafka(env: dict[str, str], workers: Any) -> None:
 
 def committed_all(settings: Settings) -> bool:
     """The query group has committed every offset of the queries topic (all answered and flushed)."""
-    info = topic_offsets(settings, [settings.topics.queries], group=settings.worker.query_group)[settings.topics.queries]
+    info = topic_offsets(settings.kafka, [settings.topics.queries], group=settings.worker.query_group)[settings.topics.queries]
     return bool(info["exists"]) and info["lag"] == 0
 
 
 def all_answers(settings: Settings) -> list[Any]:
     """Every message of the answers topic, read up to its end offsets."""
-    end = topic_offsets(settings, [settings.topics.answers])[settings.topics.answers]["messages"]
+    end = topic_offsets(settings.kafka, [settings.topics.answers])[settings.topics.answers]["messages"]
     return read_topic(settings, settings.topics.answers, lambda m: len(m) >= end, timeout=60)
 
 

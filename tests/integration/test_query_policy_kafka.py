@@ -123,7 +123,7 @@ def test_tokens_too_long_lived_foreign_or_large_are_refused(settings: Settings, 
 
 
 def test_another_tenants_query_under_the_same_id_cannot_answer_or_fail_it(settings: Settings, worker: Any) -> None:
-    router = ReplyRouter(settings, [settings.topics.answers])
+    router = ReplyRouter(settings.kafka, [settings.topics.answers])
     router.start()
     got: list[dict[str, Any] | str] = []
     done = threading.Event()

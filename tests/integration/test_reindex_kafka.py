@@ -186,7 +186,7 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
         "topic_documents": f"dl-{tag}.documents", "topic_dead_letters": f"dl-{tag}.dead",
         "topic_index_events": f"dl-{tag}.events", "ingest_group": f"dl-{tag}", "lancedb_uri": str(tmp_path / "db"),
     })
-    ensure_topics(s)
+    ensure_topics(s.kafka, s.topic_layout)
     own = {f"STREAMRAG_{k.upper()}": str(v) for k, v in s.flat().items() if k in (
         "topic_documents", "topic_dead_letters", "topic_index_events", "ingest_group", "lancedb_uri")}
     big = {"op": "upsert", "tenant": "acme", "doc_id": "big", "version": 1, "title": "Big",
@@ -203,7 +203,7 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
 
     wait_for(lambda: dead_for("acme/big", False) and dead_for("acme/broken", False), timeout=120, interval=1)
     # its offsets committed past both: the fixed worker does not read the originals again
-    wait_for(lambda: topic_offsets(s, [s.topics.documents], s.worker.ingest_group)[s.topics.documents]["lag"] == 0, timeout=60)
+    wait_for(lambda: topic_offsets(s.kafka, [s.topics.documents], s.worker.ingest_group)[s.topics.documents]["lag"] == 0, timeout=60)
     strict.kill()
     start_worker("ingest", overrides={**own, "STREAMRAG_MAX_DOC_CHARS": "100000"})  # the fix
     dry = replay_dead_letters(s, dry_run=True)

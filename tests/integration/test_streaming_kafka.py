@@ -36,7 +36,7 @@ def test_answer_deltas_stream_ahead_of_the_final_answer(settings: Settings, work
     qid = uuid.uuid4().hex
     q = Query.model_validate({"query_id": qid, "tenant": "acme", "text": "How much is a hotel night in Berlin?"})
     got = CollectingStream()
-    a = request_answer(settings, q, timeout=180, on_delta=got)
+    a = request_answer(settings.kafka, settings.topics, settings.worker, q, timeout=180, on_delta=got)
     assert a.status == "ok" and a.generator == "local:smollm2-135m-instruct" and a.fallback == [], a
     assert a.deltas == len(got.pieces) > 1 and got.resets == 0
     assert a.usage.prompt_tokens > 0 and a.usage.completion_tokens > 0
@@ -55,7 +55,8 @@ def test_a_streamed_answers_sources_come_first(settings: Settings, workers: Any)
                               "options": {"stream": True}})
     got = CollectingStream()
     sources: list[AnswerSources] = []
-    a = request_answer(settings, q, timeout=180, on_delta=got, on_sources=sources.append)
+    a = request_answer(settings.kafka, settings.topics, settings.worker, q, timeout=180, on_delta=got,
+                       on_sources=sources.append)
     assert a.status == "ok" and len(sources) == 1 and sources[0].sources[0].doc_id == "travel"
     assert [c.chunk_id for c in a.citations] == [c.chunk_id for c in sources[0].sources][: len(a.citations)]
     msgs = read_topic(settings, settings.topics.answers,

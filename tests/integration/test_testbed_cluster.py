@@ -129,7 +129,7 @@ def all_indexed_once(got: dict[str, Any], n: int) -> None:
 def test_a_killed_ingest_process_and_a_rescale_lose_nothing_and_write_nothing_twice(testbed: tuple[dict[str, str], dict[str, str]]) -> None:
     env, wenv = testbed
     s = settings_of(wenv)
-    prod = JsonProducer(s)
+    prod = JsonProducer(s.kafka, s.worker)
     for i in range(300):
         prod.send(s.topics.documents, f"kt/d{i}", {"op": "upsert", "tenant": "kt", "doc_id": f"d{i}", "version": 1, "text": text(i)})
     prod.flush(60)
@@ -174,7 +174,7 @@ def ingest_through_outage(env: dict[str, str], s: Settings, prefix: str, stop: t
                           what: str) -> tuple[dict[str, Any], Path]:
     """90 documents: 60 published, ``stop`` once ingest is under way, 30 more published during the 10 s outage,
     ``start``, then wait until all 90 are indexed (or an ingest process stops). (What was indexed, the pid folder.)"""
-    prod, known = JsonProducer(s), keys(prefix, 90)
+    prod, known = JsonProducer(s.kafka, s.worker), keys(prefix, 90)
     publish(prod, s, prefix, range(60))
     wait_indexed(s, 5, 300, prefix, known)  # ingest under way
     run_testbed(env, *stop)
@@ -232,7 +232,7 @@ def test_a_killed_query_process_leaves_no_query_unanswered(testbed: tuple[dict[s
 
     def ask(n: int) -> set[str]:
         qids = [uuid.uuid4().hex for _ in range(n)]  # keyed by their ids: spread over the 4 partitions
-        prod = JsonProducer(s)
+        prod = JsonProducer(s.kafka, s.worker)
         for i, q in enumerate(qids):
             prod.send(s.topics.queries, q, {"query_id": q, "tenant": "kt", "text": f"{WORDS[i % len(WORDS)]} stream index",
                                             "principal": {"user": None, "roles": []}})

@@ -55,7 +55,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
                      redis_url=f"rediss://127.0.0.1:{rport}/0", redis_ssl_ca=str(tls / "ca.pem"),
                      lancedb_uri=str(d / "lancedb"), generator="extractive", chunk_size=48, chunk_overlap=8,
                      fts_rebuild_every_s=1, metrics_port=0)
-        ensure_topics(s)
+        ensure_topics(s.kafka, s.topic_layout)
         yield s
     finally:
         for script in ("kafka-down", "redis-down"):
@@ -67,15 +67,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def test_ingest_and_query_over_sasl_ssl(settings: Settings, start_worker: Any) -> None:
     start_worker("ingest")
     start_worker("query")  # both at once on a fresh broker (see kafka_admin.wait_for_group_coordinator)
-    p = JsonProducer(settings)
+    p = JsonProducer(settings.kafka, settings.worker)
     p.send(settings.topics.documents, "acme/travel", {"op": "upsert", "tenant": "acme", "doc_id": "travel",
                                                      "version": 1, "text": "A hotel night in Berlin is reimbursed up to 180 euros."})
     p.flush()
     wait_for(lambda: len(rows(settings)) >= 1, timeout=120)
     q = Query(query_id=uuid.uuid4().hex, tenant="acme", text="How much is a hotel night in Berlin?")
-    a = request_answer(settings, q, timeout=120)
+    a = request_answer(settings.kafka, settings.topics, settings.worker, q, timeout=120)
     assert a.status == "ok" and "180 euros" in a.answer and a.citations[0].doc_id == "travel"
-    assert redis_for(settings).healthy()  # the cache's Redis, over TLS with AUTH
+    assert redis_for(settings.redis, settings.cache.redis_prefix).healthy()  # the cache's Redis, over TLS with AUTH
 
 
 def test_clients_without_credentials_are_refused(settings: Settings) -> None:

@@ -108,7 +108,7 @@ def test_publish_reports_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     sent: list[bytes] = []
 
     class Producer:
-        def __init__(self, s: Any) -> None:
+        def __init__(self, k: Any, w: Any) -> None:
             pass
 
         def send(self, topic: str, key: bytes, value: bytes) -> None:

@@ -162,4 +162,4 @@ def test_worker_healthchecks_probe_the_port_their_settings_open(compose: dict[st
     settings = load_settings()
     assert settings.worker.metrics_host == "0.0.0.0"  # inside the container: for the probe and Prometheus
     probe = " ".join(s["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{metrics_port(settings, kind)}/metrics" in probe, probe
+    assert f"http://127.0.0.1:{metrics_port(settings.worker, kind)}/metrics" in probe, probe

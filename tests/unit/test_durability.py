@@ -29,8 +29,8 @@ def test_project_producers_wait_for_all_in_sync_replicas_and_never_write_twice(m
     monkeypatch.setattr(kafka_producer, "Producer", Producer)
     monkeypatch.setattr(kafka_sink, "Producer", Producer)
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert kafka_producer.JsonProducer(s).producer is not None
-    kafka_sink.FlushThenCommitSink(s).build("out", 0, 1)
+    assert kafka_producer.JsonProducer(s.kafka, s.worker).producer is not None
+    kafka_sink.FlushThenCommitSink(s.kafka, s.worker).build("out", 0, 1)
     assert len(seen) == 2
     for cfg in seen:
         assert cfg["acks"] == "all" and cfg["enable.idempotence"] is True

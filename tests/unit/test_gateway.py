@@ -308,7 +308,7 @@ def test_readiness_waits_for_workers_to_learn_of_a_new_reply_topic(monkeypatch: 
 def test_a_query_id_already_waiting_is_refused() -> None:
     from streamrag.connectors.kafka_replies import ReplyRouter
 
-    r = ReplyRouter(Settings(_env_file=None), ["t"])  # type: ignore[call-arg]
+    r = ReplyRouter(Settings(_env_file=None).kafka, ["t"])  # type: ignore[call-arg]
     assert r.register("q1", lambda _m: None) and not r.register("q1", lambda _m: None)
     r.unregister("q1")
     assert r.register("q1", lambda _m: None)

@@ -212,7 +212,7 @@ def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
     from streamrag.core.cache.semantic_cache import SemanticCache
 
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    follower = CacheFollower(s, SemanticCache(None))
+    follower = CacheFollower(s.kafka, s.topics, s.json_limits, SemanticCache(None))
     for topic in (s.topics.cache, s.topics.index_events):
         follower._handle(Msg(topic, value))  # type: ignore[arg-type]
 

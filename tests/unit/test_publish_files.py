@@ -26,7 +26,7 @@ class SentRecords:
 
     sent: list[tuple[str, dict[str, Any]]] = []
 
-    def __init__(self, s: Any) -> None:
+    def __init__(self, k: Any, w: Any) -> None:
         SentRecords.sent = []
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:

@@ -152,7 +152,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, reader: Reader, embedder: HashEmbedde
     monkeypatch.setattr(replay_mod, "check_reachable", lambda s: None)
     monkeypatch.setattr(replay_mod, "TopicReader", lambda *a, **kw: reader)
     monkeypatch.setattr(replay_mod, "embedder_for", lambda s: embedder)
-    monkeypatch.setattr(replay_mod, "FlushThenCommitSink", lambda s, commit=None: sent)
+    monkeypatch.setattr(replay_mod, "FlushThenCommitSink", lambda k, w, commit=None: sent)
     return sent
 
 

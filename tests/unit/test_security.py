@@ -60,7 +60,7 @@ def test_no_project_topic_is_a_reply_topic_even_under_an_allowed_prefix(settings
 def test_every_project_topic_is_created_with_its_spec(settings: Any) -> None:
     from streamrag.connectors.kafka_admin import topic_specs
 
-    assert set(topic_specs(settings)) == set(settings.project_topics.values()) and len(settings.project_topics) == 8
+    assert set(topic_specs(settings.topic_layout)) == set(settings.project_topics.values()) and len(settings.project_topics) == 8
 
 
 @pytest.mark.parametrize("reply_to, allowed", [
