@@ -34,7 +34,7 @@ from streamrag.core.generation.backend import Generator
 from streamrag.core.index_versions import ViewSource
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
-from streamrag.core.query.processor import DeltaStreams, QueryProcessor
+from streamrag.core.query.processor import DeltaStreams, QueryProcessor, query_processor
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
 from streamrag.flows.adapters import ADAPTERS, adapter
@@ -186,12 +186,12 @@ def make_query_processor(
         deltas = kafka_deltas(s)
     if embedder is None:
         embedder = views.current().embedder if views is not None else embedder_for(s)
-    return QueryProcessor(s, store, embedder, Rerankers(s), generator=generator, cache=cache,
-                          expander=make_expander(s, budget), deltas=deltas,
-                          topic_exists=TopicDirectory(s.kafka).exists if with_kafka else None,
-                          verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
-                          drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
-                          views=views)
+    return query_processor(s, store, embedder, Rerankers(s), generator=generator, cache=cache,
+                           expander=make_expander(s, budget), deltas=deltas,
+                           topic_exists=TopicDirectory(s.kafka).exists if with_kafka else None,
+                           verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
+                           drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
+                           views=views)
 
 
 def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) -> SemanticCache:

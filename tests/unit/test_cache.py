@@ -9,6 +9,7 @@ from streamrag.connectors.redis_cache import RedisCache
 from streamrag.core.cache.policy import TenantPolicy, normalize, tenant_policy
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.config import CacheTenantSettings
+from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
@@ -122,17 +123,20 @@ def test_rebuilt_entries_are_verified_in_bulk(settings: Settings, store: LanceSt
 def test_entry_built_across_an_index_event_is_not_stored(settings: Settings, store: LanceStore) -> None:
     """The race: a newer version's event arrives between retrieval and put."""
     ing, qp, cache = setup(settings, store)
-    real = qp._compose
+    real = qp.generator
 
-    def answer_then_event(*args: Any, **kw: Any) -> Any:
-        out = real(*args, **kw)
-        cache.invalidate("acme", "vac", 2)  # the follower thread saw v2 meanwhile
-        return out
+    class AnswerThenEvent:
+        name = real.name
 
-    qp._compose = answer_then_event  # type: ignore[method-assign]
+        def generate(self, req: GenerationRequest) -> Draft:
+            out = real.generate(req)
+            cache.invalidate("acme", "vac", 2)  # the follower thread saw v2 meanwhile
+            return out
+
+    qp.generator = AnswerThenEvent()
     (a,) = qp.answer_many([q("vacation days employees")])
     assert a.status == "ok" and not a.cached and cache.size() == 0
-    qp._compose = real  # type: ignore[method-assign]
+    qp.generator = real
     ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
     (b,) = qp.answer_many([q("vacation days employees")])
     assert not b.cached and "thirty" in b.answer and cache.size() == 1

@@ -1,1 +1,3 @@
-"""The query path: the processor that turns a Query into an Answer (identity, scope, cache, retrieval, answer)."""
+"""The query path, a Query into an Answer, as named steps: gate (identity, reply-to, expiry, options policy),
+retrieve (cache, searches, fusion, rerank), generate, compose (answer, enriched citations, cache entry), run by
+the thin coordinator ``processor.QueryProcessor``."""
