@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streamrag.connectors.kafka_admin import client_config
+from streamrag.connectors.kafka_sink import sealer_for
 from streamrag.core import telemetry
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.errors import ServiceUnavailable
@@ -36,6 +37,7 @@ class CacheFollower:
                  restart_after_s: float = 2.0, report_every_s: float = 10.0) -> None:
         self.s = s
         self.cache = cache
+        self.sealer = sealer_for(s)  # cache entries on the topic are encrypted when the deployment has keys
         self.publish_stats = publish_stats
         self.restart_after_s = restart_after_s
         self.report_every_s = report_every_s
@@ -142,6 +144,10 @@ class CacheFollower:
         if m.topic() == self.s.topics.cache:
             raw_key = m.key()
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            if value:
+                value = self.sealer.cache_value(raw_key, value)
+                if value is None:
+                    return self._skip(m, "the entry does not decrypt with the keys set")
             entry = read_model(value, CacheEntry, self.s.json_limits) if value else None
             if isinstance(entry, Reason):
                 return self._skip(m, entry)

