@@ -29,6 +29,7 @@ from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import OffsetCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.ingest.changes import Finished, Item, Pending
@@ -173,6 +174,7 @@ def _logged(committer: OffsetCommitter) -> Any:
 def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
     settings = settings or load_settings()
+    use_object_store(settings.encryption)
     check_reachable(settings)
     ensure_topics(settings)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # writes follow the active index version

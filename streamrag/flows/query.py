@@ -30,6 +30,7 @@ from streamrag.connectors.kafka_admin import check_reachable, client_config, ens
 from streamrag.connectors.kafka_gated_source import ConsumeError, GatedKafkaSource
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
 from streamrag.core.inflight import InFlightOffsets
@@ -179,6 +180,7 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     (ms), which ``streamrag worker query`` prints when the worker is ready."""
     timer = timer or StageTimer()
     settings = query_worker_settings(settings or load_settings())
+    use_object_store(settings.encryption)
     audit_key(settings)  # a production worker without its audit hash key stops here, before the model loads
     with timer.stage("kafka"):
         check_reachable(settings)

@@ -111,3 +111,16 @@ def test_dead_letter_originals_and_cache_topic_entries_are_sealed_and_open_again
     assert sealer.cache_value(b"acme/k2", e.value) is None
     answers = Outgoing.of(s.topics.answers, "q", entry().answer)
     assert sealer.outgoing(answers) is answers  # other topics pass as they are
+
+
+def test_s3_server_side_encryption_options_for_lancedb() -> None:
+    from streamrag.connectors.lancedb_connect import s3_options
+    from streamrag.core.config import EncryptionConfig
+
+    assert s3_options(EncryptionConfig()) == {}
+    assert s3_options(EncryptionConfig(s3_sse="AES256", s3_sse_kms_key_id="ignored")) == {
+        "aws_server_side_encryption": "AES256"}
+    assert s3_options(EncryptionConfig(s3_sse="aws:kms", s3_sse_kms_key_id="arn:aws:kms:eu-west-1:1:key/k")) == {
+        "aws_server_side_encryption": "aws:kms", "aws_sse_kms_key_id": "arn:aws:kms:eu-west-1:1:key/k"}
+    with pytest.raises(ValueError, match="AES256"):
+        Settings(encryption_s3_sse="DES")
