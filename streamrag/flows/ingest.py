@@ -32,6 +32,7 @@ from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
+from streamrag.core.crypto import payload_cipher
 from streamrag.core.ingest.changes import Finished, Item, Pending
 from streamrag.core.ingest.routing import RoutedStages
 from streamrag.core.ingest.stages import IngestSteps
@@ -175,6 +176,7 @@ def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
     settings = settings or load_settings()
     use_object_store(settings.encryption)
+    payload_cipher(settings)  # a production worker without encryption keys stops here, before the model loads
     check_reachable(settings)
     ensure_topics(settings)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # writes follow the active index version

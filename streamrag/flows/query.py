@@ -33,6 +33,7 @@ from streamrag.connectors.kafka_sink import FlushThenCommitSink
 from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
+from streamrag.core.crypto import payload_cipher
 from streamrag.core.inflight import InFlightOffsets
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import CrashLedger
@@ -181,6 +182,7 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     timer = timer or StageTimer()
     settings = query_worker_settings(settings or load_settings())
     use_object_store(settings.encryption)
+    payload_cipher(settings)  # a production worker without encryption keys stops here, before the model loads
     audit_key(settings)  # a production worker without its audit hash key stops here, before the model loads
     with timer.stage("kafka"):
         check_reachable(settings)

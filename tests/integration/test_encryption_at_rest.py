@@ -13,6 +13,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
+from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.crypto import new_key
 from streamrag.core.records import REPLAYED_HEADER
@@ -74,13 +75,27 @@ def test_cache_payloads_in_redis_and_on_the_cache_topic_are_encrypted(
     assert SECRET.encode() not in on_topic[0].value() and b"merger" not in on_topic[0].value()
 
     monkeypatch.setenv(KEYS, f"{NEW},{OLD}")  # rotation: a new key first, the old one still reads
-    got = make_cache(s, store).storage.fetch("acme", "k-merger")
+    fresh = make_cache(s, store)
+    got = fresh.storage.fetch("acme", "k-merger")
     assert got is not None and got.answer.answer == SECRET
+    follower = CacheFollower(s, fresh)  # a starting worker rebuilds its index from the encrypted cache topic
+    follower.start(rebuild_timeout_s=30)
+    try:
+        assert "k-merger" in fresh.index.meta
+    finally:
+        follower.stop()
 
     monkeypatch.setenv(KEYS, NEW)  # a wrong key: a miss, counted, no error
-    before = failures("cache payload")
-    assert make_cache(s, store).storage.fetch("acme", "k-merger") is None
-    assert failures("cache payload") == before + 1
+    before = failures("cache payload"), failures("cache entry")
+    wrong = make_cache(s, store)
+    assert wrong.storage.fetch("acme", "k-merger") is None
+    follower = CacheFollower(s, wrong)
+    follower.start(rebuild_timeout_s=30)
+    try:
+        assert "k-merger" not in wrong.index.meta and follower.state == "following"
+    finally:
+        follower.stop()
+    assert (failures("cache payload"), failures("cache entry")) == (before[0] + 1, before[1] + 1)
 
 
 def test_dead_letter_original_is_encrypted_and_replay_restores_it(

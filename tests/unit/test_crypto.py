@@ -12,10 +12,12 @@ from streamrag.core.cache.sealed import sealed
 from streamrag.core.cache.storage import EntryStorage
 from streamrag.core.crypto import PayloadCipher, cipher_from, new_key, parse_keys
 from streamrag.core.errors import ConfigError
+from streamrag.core.ports import PayloadStore
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.sealing import TopicSealer
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Answer, CacheEntry, DeadLetter
+from tests.contracts import PayloadStoreContract
 from tests.fakes import MemoryPayloadStore
 
 SECRET = "the merger closes on 14 March at 41 dollars a share"
@@ -124,3 +126,21 @@ def test_s3_server_side_encryption_options_for_lancedb() -> None:
         "aws_server_side_encryption": "aws:kms", "aws_sse_kms_key_id": "arn:aws:kms:eu-west-1:1:key/k"}
     with pytest.raises(ValueError, match="AES256"):
         Settings(encryption_s3_sse="DES")
+
+
+class TestSealedPayloadStore(PayloadStoreContract):
+    """The encrypted store is a payload store like any other (the same contract as Redis and the fake)."""
+
+    def make(self) -> PayloadStore:
+        return sealed(MemoryPayloadStore(), cipher(OLD))
+
+
+def test_a_production_worker_without_keys_stops_at_its_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamrag.connectors.kafka_sink import FlushThenCommitSink
+
+    monkeypatch.delenv("STREAMRAG_ENCRYPTION_KEYS", raising=False)
+    with pytest.raises(ConfigError, match="production profile needs encryption keys"):
+        FlushThenCommitSink(Settings(profile="production"))
+    monkeypatch.setenv("STREAMRAG_ENCRYPTION_KEYS", OLD)
+    assert FlushThenCommitSink(Settings(profile="production")).sealer.cipher is not None
+    assert FlushThenCommitSink(Settings()).sealer.cipher is not None  # keys set: development encrypts too
