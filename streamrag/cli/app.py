@@ -182,10 +182,13 @@ def command_library(name: str) -> Any:
 
 def settings() -> Settings:
     """Logging, then the one settings object of this process."""
+    from streamrag.connectors.lancedb_connect import use_object_store
     from streamrag.core.settings import load_settings
 
     logging.basicConfig(level=os.environ.get("STREAMRAG_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return load_settings()
+    s = load_settings()
+    use_object_store(s.encryption)  # an s3:// index written with the deployment's server-side encryption
+    return s
 
 
 def check_tenant(tenant: str) -> None:

@@ -25,6 +25,7 @@ from streamrag.core.config import KafkaConfig, TopicsConfig
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.retry import is_transient
+from streamrag.core.sealing import TopicSealer
 from streamrag.schemas.models import CacheEntry, IndexEvent
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,15 @@ StatsSink = Callable[[dict[str, Any]], None]
 
 class CacheFollower:
     def __init__(self, k: KafkaConfig, topics: TopicsConfig, limits: JsonLimits, cache: SemanticCache,
-                 publish_stats: StatsSink | None = None, restart_after_s: float = 2.0,
+                 sealer: TopicSealer, publish_stats: StatsSink | None = None, restart_after_s: float = 2.0,
                  report_every_s: float = 10.0) -> None:
-        """``k``: the cluster; ``topics``: the cache and index-events topics; ``limits``: the bounds of a record."""
+        """``k``: the cluster; ``topics``: the cache and index-events topics; ``limits``: the bounds of a record;
+        ``sealer``: opens the cache topic's entries (encrypted when the deployment has keys)."""
         self.k = k
         self.topics = topics
         self.limits = limits
         self.cache = cache
+        self.sealer = sealer
         self.publish_stats = publish_stats
         self.restart_after_s = restart_after_s
         self.report_every_s = report_every_s
@@ -146,6 +149,10 @@ class CacheFollower:
         if m.topic() == self.topics.cache:
             raw_key = m.key()
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            if value:
+                value = self.sealer.cache_value(raw_key, value)
+                if value is None:
+                    return self._skip(m, "the entry does not decrypt with the keys set")
             entry = read_model(value, CacheEntry, self.limits) if value else None
             if isinstance(entry, Reason):
                 return self._skip(m, entry)

@@ -1,6 +1,9 @@
 """A bytewax sink that produces each message to its own topic, flushes, and only then commits the
 offsets of the input records those messages answer (flush, then commit).
 
+What is kept at rest leaves encrypted when the deployment has keys (core.sealing): dead letters' originals,
+cache entries.
+
 Delivery failures are retried with backoff (core.retry); past the budget the sink raises
 ``TemporaryFailure``: the worker stops and its offsets stay before the undelivered records.
 """
@@ -20,6 +23,7 @@ from streamrag.core.config import KafkaConfig, WorkerConfig
 from streamrag.core.errors import ServiceUnavailable, TemporaryFailure, TransientError
 from streamrag.core.records import Outgoing
 from streamrag.core.retry import RetryPolicy
+from streamrag.core.sealing import TopicSealer
 
 log = logging.getLogger(__name__)
 Commit = Callable[[Iterable[Position]], None]
@@ -35,8 +39,10 @@ def positions(items: Iterable[Outgoing]) -> list[Position]:
 
 
 class _Partition(StatelessSinkPartition[Outgoing]):
-    def __init__(self, producer: Any, commit: Commit | None, policy: RetryPolicy, timeout_s: float) -> None:
+    def __init__(self, producer: Any, commit: Commit | None, policy: RetryPolicy, timeout_s: float,
+                 sealer: TopicSealer | None = None) -> None:
         self.producer = producer
+        self.sealer = sealer
         self.commit = commit
         self.policy = policy
         self.timeout_s = timeout_s
@@ -64,7 +70,7 @@ class _Partition(StatelessSinkPartition[Outgoing]):
         return failed
 
     def write_batch(self, items: list[Outgoing]) -> None:
-        todo = list(items)
+        todo = list(items) if self.sealer is None else [self.sealer.outgoing(m) for m in items]
 
         def attempt() -> None:
             nonlocal todo
@@ -94,12 +100,14 @@ class _Partition(StatelessSinkPartition[Outgoing]):
 class FlushThenCommitSink(DynamicSink[Outgoing]):
     """``commit`` receives the positions of records whose outputs were all delivered."""
 
-    def __init__(self, k: KafkaConfig, w: WorkerConfig, commit: Commit | None = None) -> None:
-        """``k``: the cluster; ``w``: the largest message and how long a failed delivery is retried."""
+    def __init__(self, k: KafkaConfig, w: WorkerConfig, sealer: TopicSealer, commit: Commit | None = None) -> None:
+        """``k``: the cluster; ``w``: the largest message and how long a failed delivery is retried; ``sealer``:
+        encrypts dead letters' originals and cache entries when the deployment has keys (core/sealing.py)."""
         self.k = k
         self.w = w
         self.commit = commit
+        self.sealer = sealer
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         producer = Producer(client_config(self.k, **{"linger.ms": 0, **DURABLE}, **producer_limits(self.w)))
-        return _Partition(producer, self.commit, RetryPolicy(max_s=self.w.retry_max_s), self.k.timeout_s)
+        return _Partition(producer, self.commit, RetryPolicy(max_s=self.w.retry_max_s), self.k.timeout_s, self.sealer)

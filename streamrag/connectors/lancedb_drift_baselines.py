@@ -8,9 +8,9 @@ import hashlib
 import threading
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 
+from streamrag.connectors import lancedb_connect
 from streamrag.core.drift import Baseline
 from streamrag.core.security import in_list_literal
 
@@ -34,7 +34,7 @@ class LanceDriftBaselines:
 
     def _table(self) -> Any | None:
         if self._db is None:
-            self._db = lancedb.connect(self.uri, read_consistency_interval=None)
+            self._db = lancedb_connect.connect(self.uri, read_consistency_interval=None)
         names = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
         if TABLE in list(getattr(names, "tables", names)):
             return self._db.open_table(TABLE)  # per call: the newest commit, whoever wrote it

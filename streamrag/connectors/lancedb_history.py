@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 
+from streamrag.connectors import lancedb_connect
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.core.ingest.history import DAY_MS, key_of
 from streamrag.core.security import in_list_literal
@@ -56,7 +56,7 @@ class LanceHistory:
         with self._lock:
             if self._table is None:
                 if self._db is None:
-                    self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+                    self._db = lancedb_connect.connect(self.uri, read_consistency_interval=timedelta(0))
                 res = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
                 if HISTORY in list(getattr(res, "tables", res)):
                     self._table = self._db.open_table(HISTORY)

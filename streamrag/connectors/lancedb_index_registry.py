@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 
+from streamrag.connectors import lancedb_connect
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.index_versions import DEFAULT_INDEX, Activation
 from streamrag.core.security import in_list_literal
@@ -37,7 +37,7 @@ class LanceIndexRegistry:
     def db(self) -> Any:
         if self._db is None:
             try:
-                self._db = lancedb.connect(self.uri, read_consistency_interval=None)
+                self._db = lancedb_connect.connect(self.uri, read_consistency_interval=None)
             except Exception as exc:
                 raise ServiceUnavailable(f"LanceDB at {self.uri!r} could not be opened: {exc}") from exc
         return self._db

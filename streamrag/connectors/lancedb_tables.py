@@ -9,10 +9,10 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 from cachetools import LRUCache
 
+from streamrag.connectors import lancedb_connect
 from streamrag.connectors.lancedb_ann import PqProbe
 from streamrag.connectors.lancedb_errors import lance_errors
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, CHUNKS, DOCS, chunk_schema
@@ -84,7 +84,7 @@ class LanceTables:
         if self._db is None:
             try:
                 interval = None if self.read_consistency_s is None else timedelta(seconds=self.read_consistency_s)
-                self._db = lancedb.connect(self.uri, read_consistency_interval=interval)
+                self._db = lancedb_connect.connect(self.uri, read_consistency_interval=interval)
             except Exception as exc:
                 raise ServiceUnavailable(f"LanceDB at {self.uri!r} could not be opened: {exc}") from exc
         return self._db

@@ -291,6 +291,21 @@ class RedisConfig(_Component):
     ssl_ca: str = ""
 
 
+class EncryptionConfig(_Component):
+    """Encryption at rest of what is kept outside the index (cache payloads, dead letters' originals), and the
+    object store's server-side encryption of the index."""
+
+    model_config = _config("STREAMRAG_ENCRYPTION_")
+    # the variable holding the payload keys: comma-separated URL-safe base64 of 32 random bytes each (AES-256-GCM);
+    # the first encrypts, every one decrypts (rotation). Empty: payloads stored as they are (development only:
+    # the production profile refuses to start without a key)
+    keys_env: str = "STREAMRAG_ENCRYPTION_KEYS"
+    # server-side encryption of an s3:// index's objects (LanceDB storage options): "" (the bucket's default),
+    # "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with the key below, or the account's default key)
+    s3_sse: Literal["", "AES256", "aws:kms"] = ""
+    s3_sse_kms_key_id: str = Field("", max_length=2048)
+
+
 class AuthConfig(_Component):
     """Identity: with auth on, tenant, user and roles come only from a verified token."""
 

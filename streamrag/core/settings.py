@@ -26,6 +26,7 @@ from streamrag.core.config import (
     AuthConfig,
     CacheConfig,
     ChunkConfig,
+    EncryptionConfig,
     GatewayConfig,
     GenerationConfig,
     IndexConfig,
@@ -65,6 +66,7 @@ class Settings(BaseModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     policy: QueryPolicyConfig = Field(default_factory=QueryPolicyConfig)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
 
     # -- flat names ------------------------------------------------------------------------------------
     @classmethod

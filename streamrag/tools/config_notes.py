@@ -162,4 +162,7 @@ NOTES: dict[str, str] = {
     'STREAMRAG_POLICY_MAX_VARIANT_CHARS': 'longest `options.variants` entry',
     'STREAMRAG_POLICY_MAX_CONTEXT_TURNS': "a query's conversation (`context`) is cut to its latest turns, at most this many ...",
     'STREAMRAG_POLICY_MAX_CONTEXT_CHARS': '... and this many characters together (older turns dropped)',
+    'STREAMRAG_ENCRYPTION_KEYS_ENV': "the variable holding the keys that encrypt cache payloads (Redis, cache topic) and dead letters' originals at rest: comma-separated base64 of 32 bytes each (`openssl rand -base64 32`), the first encrypts, all decrypt (rotation); required in the production profile (development: none, stored in clear)",
+    'STREAMRAG_ENCRYPTION_S3_SSE': "server-side encryption of an `s3://` index's objects: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS); empty: the bucket's default",
+    'STREAMRAG_ENCRYPTION_S3_SSE_KMS_KEY_ID': "the KMS key of `aws:kms` (empty: the account's default key)",
 }

@@ -55,6 +55,7 @@ from streamrag.core.index_versions import (
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.lease import AlwaysHeld, Lease, kept
 from streamrag.core.records import Outgoing
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_extractors
 from streamrag.flows.index_views import store_for
@@ -208,7 +209,7 @@ def _replay(
                 finished = run_steps(stages, recs, ledger)
                 msgs = [m for f in finished if active or isinstance(f.output, DeadLetter) for m in to_messages(f)]
                 if msgs:
-                    sink = sink or FlushThenCommitSink(s.kafka, s.worker).build("replay", 0, 1)
+                    sink = sink or FlushThenCommitSink(s.kafka, s.worker, sealer_for(s)).build("replay", 0, 1)
                     sink.write_batch(msgs)  # produced and flushed (or TemporaryFailure: nothing committed)
                 reader.commit()  # only now: these records are in the index (or dead-lettered), their events sent
                 report.read += len(recs)

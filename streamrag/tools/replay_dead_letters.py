@@ -6,6 +6,11 @@ letter says ``replayed: true``, and neither it nor any other dead letter of the 
 and bytes: an ingest worker that restarts reads the topic again and fails the original again) is
 replayed again: no loop. The job's consumer group on the dead-letter topic is committed after the
 records are delivered, so the next run starts after them; ``--since`` starts from a time instead.
+
+An original encrypted at rest (``sealed``: the deployment has STREAMRAG_ENCRYPTION_KEYS) is opened with the
+keys set here and re-published as it first arrived; one that does not open (no key, a retired key) is skipped
+and counted, never re-published encrypted. A record's identity is its key and original bytes, not their
+ciphertext (a fresh nonce each time).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topic_reader import TopicReader
 from streamrag.core.json_limits import Reason, read_model
 from streamrag.core.records import REPLAYED_HEADER, RawRecord
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import DeadLetter
 
@@ -42,8 +48,8 @@ def dead_letter_group(s: Settings) -> str:
     return f"{s.worker.ingest_group}-dead-letter-replay"
 
 
-def _identity(d: DeadLetter) -> str:
-    return hashlib.sha256(f"{d.original_key_b64}\x00{d.original_b64}".encode()).hexdigest()
+def _identity(d: DeadLetter, original: bytes) -> str:
+    return hashlib.sha256(f"{d.original_key_b64}\x00".encode() + original).hexdigest()
 
 
 def replay_dead_letters(
@@ -56,8 +62,9 @@ def replay_dead_letters(
     done = reader.committed()
     since_ms = int(since.timestamp() * 1000) if since is not None else None
     failed_again: set[str] = set()
-    candidates: list[tuple[RawRecord, DeadLetter]] = []
+    candidates: list[tuple[RawRecord, DeadLetter, bytes]] = []
     out = DeadLetterReplay(dry_run=dry_run)
+    sealer = sealer_for(s)
     try:
         while True:
             recs = reader.read(500, 0.5)
@@ -70,18 +77,22 @@ def replay_dead_letters(
                 if isinstance(d, Reason):
                     out.skip("not a dead letter")
                     continue
+                original = sealer.original(d)
+                if isinstance(original, Reason):
+                    out.skip(str(original))
+                    continue
                 if d.replayed:
-                    failed_again.add(_identity(d))
+                    failed_again.add(_identity(d, original))
                     out.skip("failed again after a replay")
                     continue
                 new = (since_ms is None and (rec.offset or 0) >= done.get(rec.partition or 0, -1)) or (
                     since_ms is not None and (rec.timestamp_ms or 0) >= since_ms)
                 if new:
-                    candidates.append((rec, d))
+                    candidates.append((rec, d, original))
         producer = None if dry_run else JsonProducer(s.kafka, s.worker)
         sent: set[str] = set()
-        for rec, d in candidates:
-            ident = _identity(d)
+        for rec, d, original in candidates:
+            ident = _identity(d, original)
             if ident in failed_again:
                 out.skip("failed again after a replay")
             elif d.source.topic != s.topics.documents:
@@ -96,7 +107,7 @@ def replay_dead_letters(
                 if producer is not None:
                     key = base64.b64decode(d.original_key_b64) if d.original_key_b64 else None
                     where = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()
-                    producer.send(s.topics.documents, key, d.original(), headers=[(REPLAYED_HEADER, where)])
+                    producer.send(s.topics.documents, key, original, headers=[(REPLAYED_HEADER, where)])
         if producer is not None:
             producer.flush()
             reader.commit()  # delivered: the next run starts after these

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
@@ -169,7 +170,7 @@ def test_a_dead_follower_turns_hits_off_and_is_restarted(settings: Settings) -> 
     from streamrag.core.cache.semantic_cache import SemanticCache
 
     cache = SemanticCache(None)
-    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache, restart_after_s=3.0,
+    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache, sealer_for(settings), restart_after_s=3.0,
                              report_every_s=0.5)
     reports: list[dict[str, Any]] = []
     follower.publish_stats = reports.append

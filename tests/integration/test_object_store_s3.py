@@ -1,19 +1,26 @@
 """The index on an S3 object store (SeaweedFS started by scripts/s3-up, stopped after): writes and searches,
-the index registry, maintenance, and two processes' writers committing to one table at once."""
+the index registry, maintenance, two processes' writers committing to one table at once, and server-side
+encryption of every object of the index."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from streamrag.connectors.lancedb_connect import storage_options, use_object_store
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_store import LanceStore
+from streamrag.core.config import EncryptionConfig
 from streamrag.core.index_versions import new_manifest
 from streamrag.core.settings import Settings
 from streamrag.tools.bench_scale import DIM, _rows
@@ -109,3 +116,41 @@ def test_two_writers_commit_to_one_table_at_once_and_lose_nothing(s3: dict[str, 
     ids = [r["id"] for r in LanceStore(uri).chunk_rows()]
     expected = len(first[0].chunk_rows) + sum(len(w.chunk_rows) for b in parts for w in b)
     assert len(ids) == len(set(ids)) == expected
+
+
+def _objects(filer: str, path: str) -> list[dict[str, Any]]:
+    """Every object under ``path`` with its metadata, from the SeaweedFS filer (the S3 server's own store)."""
+    got = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{filer}{path}?limit=10000", headers={"Accept": "application/json"}), timeout=10).read())
+    out: list[dict[str, Any]] = []
+    for e in got.get("Entries") or []:
+        if e["Mode"] & (1 << 31):  # a folder
+            out.extend(_objects(filer, e["FullPath"] + "/"))
+        else:
+            out.append(json.loads(urllib.request.urlopen(f"{filer}{e['FullPath']}?metadata=true", timeout=10).read()))
+    return out
+
+
+def test_the_index_is_written_with_server_side_encryption(s3: dict[str, str]) -> None:
+    """STREAMRAG_ENCRYPTION_S3_SSE=AES256 reaches every object of the index (data, manifests, transactions,
+    indexes): the server keeps each encrypted (SSE-S3) and says so in its metadata; without it, none is."""
+    filer = f"http://127.0.0.1:{int(s3['AWS_ENDPOINT_URL'].rsplit(':', 1)[1]) + 3}"
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0, 1, (4, DIM)).astype(np.float32)
+    writes = _rows(rng, centres, 0, 4, tenants=1)
+    try:
+        use_object_store(EncryptionConfig(s3_sse="AES256"))
+        assert storage_options(s3["STREAMRAG_LANCEDB_URI"]) == {"aws_server_side_encryption": "AES256"}
+        assert storage_options("/a/local/folder") == {}
+        store = LanceStore(s3["STREAMRAG_LANCEDB_URI"] + "/sse", read_consistency_s=0, ann_index_min_rows=10**9)
+        store.apply(writes, DIM)
+        assert len(store.chunk_rows()) == sum(len(w.chunk_rows) for w in writes)  # read back through the server
+    finally:
+        use_object_store(EncryptionConfig())
+    LanceStore(s3["STREAMRAG_LANCEDB_URI"] + "/plain", read_consistency_s=0, ann_index_min_rows=10**9).apply(writes, DIM)
+    sealed = _objects(filer, "/buckets/itest/index/sse/")
+    assert len(sealed) >= 4
+    sse = {base64.b64decode(o.get("Extended", {}).get("X-Amz-Server-Side-Encryption", "")) for o in sealed}
+    assert sse == {b"AES256"}, [o["FullPath"] for o in sealed if "X-Amz-Server-Side-Encryption" not in o.get("Extended", {})]
+    plain = _objects(filer, "/buckets/itest/index/plain/")
+    assert plain and not any("X-Amz-Server-Side-Encryption" in (o.get("Extended") or {}) for o in plain)

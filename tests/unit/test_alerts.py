@@ -107,3 +107,15 @@ def test_promtool_checks_and_tests_every_rule_file() -> None:
     assert len(tests) == 3
     out = subprocess.run(["promtool", "test", "rules", *tests], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_kubernetes_base_ships_these_rule_files_unchanged() -> None:
+    """deploy/k8s/base/prometheus-rules holds copies (kustomize reads no file outside its folder) that cannot drift:
+    after changing a rule file, copy it there (cp deploy/prometheus/<file> deploy/k8s/base/prometheus-rules/)."""
+    shipped = ROOT / "deploy" / "k8s" / "base" / "prometheus-rules"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in rule_files())
+    for p in rule_files():
+        assert (shipped / p.name).read_bytes() == p.read_bytes(), f"cp {p.relative_to(ROOT)} {shipped.relative_to(ROOT)}/"
+    kust = load(ROOT / "deploy" / "k8s" / "base" / "kustomization.yaml")
+    (gen,) = [g for g in kust["configMapGenerator"] if g["name"] == "streamrag-prometheus-rules"]
+    assert sorted(gen["files"]) == sorted(f"prometheus-rules/{p.name}" for p in rule_files())

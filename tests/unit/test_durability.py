@@ -9,6 +9,7 @@ import pytest
 
 from streamrag.connectors import kafka_producer, kafka_sink
 from streamrag.connectors.kafka_admin import replication
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 
 
@@ -30,7 +31,7 @@ def test_project_producers_wait_for_all_in_sync_replicas_and_never_write_twice(m
     monkeypatch.setattr(kafka_sink, "Producer", Producer)
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert kafka_producer.JsonProducer(s.kafka, s.worker).producer is not None
-    kafka_sink.FlushThenCommitSink(s.kafka, s.worker).build("out", 0, 1)
+    kafka_sink.FlushThenCommitSink(s.kafka, s.worker, sealer_for(s)).build("out", 0, 1)
     assert len(seen) == 2
     for cfg in seen:
         assert cfg["acks"] == "all" and cfg["enable.idempotence"] is True

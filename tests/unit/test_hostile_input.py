@@ -20,6 +20,7 @@ from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.query.parse import parse_query
 from streamrag.core.records import Outgoing, RawRecord
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from streamrag.core.step_guard import StepGuard
 from streamrag.flows import ingest as ingest_flow
@@ -212,7 +213,7 @@ def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
     from streamrag.core.cache.semantic_cache import SemanticCache
 
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    follower = CacheFollower(s.kafka, s.topics, s.json_limits, SemanticCache(None))
+    follower = CacheFollower(s.kafka, s.topics, s.json_limits, SemanticCache(None), sealer_for(s))
     for topic in (s.topics.cache, s.topics.index_events):
         follower._handle(Msg(topic, value))  # type: ignore[arg-type]
 

@@ -252,3 +252,13 @@ def test_the_production_overlays_identities_load_under_the_production_profile(mo
         tenants[tenant] = k
     verifier_for(s.auth.model_copy(update={"tenants": tenants}), production=True)  # ConfigError if unusable
     assert f"--from-literal={s.audit.hash_key_env}=" in header
+    assert f"--from-literal={s.encryption.keys_env}=" in header and s.encryption.s3_sse == "AES256"  # at rest (#38)
+
+
+def test_the_base_ships_the_alert_rules_as_a_config_map() -> None:
+    """The built ConfigMap holds deploy/prometheus's rule files byte for byte (tests/unit/test_alerts.py keeps the
+    copies kustomize reads equal to them)."""
+    (rules,) = [d for d in build("base") if d["kind"] == "ConfigMap"
+                and d["metadata"]["name"].startswith("streamrag-prometheus-rules")]
+    prom = ROOT / "deploy" / "prometheus"
+    assert rules["data"] == {n: (prom / n).read_text(encoding="utf-8") for n in ("alerts.yml", "slo-cpu.yml", "slo-gpu.yml")}
