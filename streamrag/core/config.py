@@ -462,9 +462,11 @@ class GenerationConfig(_Component):
     generator_routes: list[GeneratorRoute] = Field(default_factory=list)
     model_dir: str = ".local/models"
     answer_max_tokens: int = Field(200, ge=8, le=8192)
-    prompt_max_tokens: int = Field(1024, ge=128)
-    # of each source, the sentences that bear on the question, or whole chunks
-    prompt_packing: PromptPacking = "sentences"
+    # the prompt's tokens: on a CPU each costs time before the first answer token (docs/answers.md: the frontier)
+    prompt_max_tokens: int = Field(400, ge=128)
+    # every source's best sentences in turns (focused), or of each source the sentences bearing on the question
+    # with their neighbours (sentences), or whole chunks
+    prompt_packing: PromptPacking = "focused"
     answer_sentences: int = Field(4, ge=1, le=50)
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     generation_timeout_ms: int = Field(30_000, ge=100)

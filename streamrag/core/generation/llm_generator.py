@@ -16,11 +16,11 @@ from streamrag.schemas.vocabulary import PromptPacking
 @dataclass(frozen=True)
 class AnswerBudget:
     max_tokens: int = 200  # answer tokens
-    prompt_tokens: int = 1024  # context budget (never more than the model's window minus the answer)
+    prompt_tokens: int = 400  # context budget (never more than the model's window minus the answer)
     temperature: float = 0.1
     sentences: int = 4
     injection_guard: bool = True
-    packing: PromptPacking = "sentences"
+    packing: PromptPacking = "focused"
 
 
 class LLMGenerator:
