@@ -123,9 +123,3 @@ def test_the_renderer_refuses_what_it_cannot_quote() -> None:
     with pytest.raises(ValueError):
         Condition("doc_id", "in", "x")
     assert literal("it's") == "'it''s'" and literal(True) == "true" and literal(3) == "3"
-
-
-def test_the_scope_checks_a_cached_answers_tenant_and_acl() -> None:
-    scope = Scope.of("acme", ["*", "u:alice"])
-    assert scope.plain and scope.sees("acme", ["u:alice"]) and scope.sees("acme", ["*"])
-    assert not scope.sees("globex", ["*"]) and not scope.sees("acme", ["r:hr"]) and not scope.sees("acme", [])
