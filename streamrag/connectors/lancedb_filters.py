@@ -82,7 +82,8 @@ def condition(c: Condition) -> str:
         return one_of(c.field, many)
     if c.operator == "not in":
         return f"NOT ({one_of(c.field, many)})" if many else "true"
-    return f"{column(c.field)} {_COMPARE[c.operator]} {literal(c.value)}"  # type: ignore[arg-type]
+    (value,) = many  # (a comparison holds one value: core/scope.py checks)
+    return f"{column(c.field)} {_COMPARE[c.operator]} {literal(value)}"
 
 
 def render(scope: Scope) -> str:
