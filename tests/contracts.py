@@ -70,7 +70,7 @@ class EmbedderContract:
 
 class IndexContract:
     """Writes replace a document's chunks by id (a shrink drops its tail, a delete leaves a tombstone); reads
-    are restricted by ``where`` and return hits of live chunks; document state says version and chunk count."""
+    are restricted by a ``Scope`` and return hits of live chunks; document state says version and chunk count."""
 
     def make(self) -> Any:  # an IndexWriter and IndexReader over one index
         raise NotImplementedError
@@ -91,6 +91,7 @@ class IndexContract:
         return DocWrite(key, doc, rows)
 
     def test_writes_replace_shrink_and_tombstone(self) -> None:
+        from streamrag.core.scope import Scope
         from streamrag.core.security import doc_key
 
         ix = self.make()
@@ -98,11 +99,11 @@ class IndexContract:
         st = ix.doc_states([doc_key("acme", "a"), doc_key("acme", "b"), doc_key("acme", "zz")])
         assert (st[doc_key("acme", "a")].version, st[doc_key("acme", "a")].chunk_count) == (1, 3) and len(st) == 2
         ix.apply([self._write("a", 2, ["only"]), self._write("b", 2, [], deleted=True)], 8)
-        hits = ix.vector_search([1.0] + [0.0] * 7, "tenant = 'acme'", 10)
+        hits = ix.vector_search([1.0] + [0.0] * 7, Scope.of("acme", ["*"]), 10)
         assert sorted((h.doc_id, h.chunk_no, h.version) for h in hits) == [("a", 0, 2)]
         assert ix.doc_states([doc_key("acme", "b")])[doc_key("acme", "b")].deleted
         assert ix.live_versions("acme", ["a", "b"]) == {"a": 2}
-        assert ix.vector_search([1.0] + [0.0] * 7, "tenant = 'globex'", 10) == []
+        assert ix.vector_search([1.0] + [0.0] * 7, Scope.of("globex", ["*"]), 10) == []
 
 
 class GeneratorContract:

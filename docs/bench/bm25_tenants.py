@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.retrieval import filter_clauses, scope_filter
+from streamrag.core.scope import Scope, filter_conditions
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import QueryFilters
 from tests.conftest import Indexer, change, rec
@@ -65,8 +65,8 @@ def _time(store: LanceStore, scopes: list, queries: list[str]) -> dict[str, floa
 def timing(d: str) -> None:
     s = _settings(d)
     queries = [_text(8) for _ in range(100)]
-    plain_scopes = [scope_filter(f"t{i}", ["*"]) for i in range(4)]
-    filtered = [scope_filter(f"t{i}", ["*"], filter_clauses(QueryFilters(metadata={"kind": "a"}))) for i in range(4)]
+    plain_scopes = [Scope.of(f"t{i}", ["*"]) for i in range(4)]
+    filtered = [Scope.of(f"t{i}", ["*"], filter_conditions(QueryFilters(metadata={"kind": "a"}))) for i in range(4)]
     mirrored = LanceStore(s.lancedb_path(), mirror_max_rows=50_000)
     _time(mirrored, plain_scopes, queries[:5])
     for _ in range(600):  # the postings built beside the searches (a first read of large fragments)

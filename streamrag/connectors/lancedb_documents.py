@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamrag.connectors.lancedb_errors import lance_errors
+from streamrag.connectors.lancedb_filters import equals
 from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
@@ -54,7 +55,7 @@ class DocumentReader:
         table = t.table(t.chunks_name)
         if table is not None and not st.deleted:
             with lance_errors("reading chunk rows"):
-                found = (table.search().where(f"doc_key = '{key}'").select(["id", "chunk_no", "version", "text"])
+                found = (table.search().where(equals("doc_key", key)).select(["id", "chunk_no", "version", "text"])
                          .limit(None).to_arrow().to_pylist())
             chunks = [{"chunk_id": r["id"], "chunk_no": int(r["chunk_no"]), "version": int(r["version"]),
                        "snippet": (r["text"] or "")[:SNIPPET_CHARS]} for r in sorted(found, key=lambda r: r["chunk_no"])]

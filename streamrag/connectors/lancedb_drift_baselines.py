@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 
 from streamrag.connectors import lancedb_connect
+from streamrag.connectors.lancedb_filters import one_of
 from streamrag.core.drift import Baseline
-from streamrag.core.security import in_list_literal
 
 TABLE = "streamrag_drift_baselines"
 SCHEMA = pa.schema([
@@ -44,7 +44,7 @@ class LanceDriftBaselines:
         t = self._table()
         if t is None:
             return None
-        where = f"key IN {in_list_literal([_key(index, kind, tenant)])}"
+        where = one_of("key", [_key(index, kind, tenant)])
         rows = t.search().where(where).select(["size", "ref_sum"]).limit(1).to_arrow().to_pylist()
         return Baseline(list(rows[0]["ref_sum"]), int(rows[0]["size"])) if rows else None
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from streamrag.connectors import lancedb_connect
 from streamrag.connectors.lancedb_errors import lance_errors
+from streamrag.connectors.lancedb_filters import one_of
 from streamrag.core.ingest.history import DAY_MS, key_of
-from streamrag.core.security import in_list_literal
 
 log = logging.getLogger(__name__)
 HISTORY = "document_history"
@@ -100,6 +100,6 @@ class LanceHistory:
         if t is None:
             return []
         with lance_errors("reading document history"):
-            rows = (t.search().where(f"doc_key IN {in_list_literal([key_of(tenant, doc_id)])}").limit(MAX_ROWS)
+            rows = (t.search().where(one_of("doc_key", [key_of(tenant, doc_id)])).limit(MAX_ROWS)
                     .to_arrow().to_pylist())
         return sorted(rows, key=lambda r: -int(r["version"]))

@@ -13,9 +13,9 @@ from typing import Any
 import pyarrow as pa
 
 from streamrag.connectors import lancedb_connect
+from streamrag.connectors.lancedb_filters import one_of
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.index_versions import DEFAULT_INDEX, Activation
-from streamrag.core.security import in_list_literal
 from streamrag.schemas.models import IndexManifest
 
 MANIFESTS = "streamrag_index_manifests"
@@ -70,7 +70,7 @@ class LanceIndexRegistry:
         with self._lock:
             t = self._table(MANIFESTS)
             if t is not None:
-                t.delete(f"name IN {in_list_literal([name])}")
+                t.delete(one_of("name", [name]))
 
     # -- activations --------------------------------------------------------------------------
     def history(self) -> list[Activation]:

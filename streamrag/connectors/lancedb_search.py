@@ -1,7 +1,8 @@
 """Reading an index version: vector and BM25 searches restricted in the store, document rows, live versions.
 
-Filters are built only from validated tenants and generated hex tokens (see core/security.py). A search that
-fails raises ``SearchFailed``; only a table with no FTS index yet answers BM25 with nothing.
+Each search is restricted to a ``Scope`` (core/scope.py): the vector mirror answers a plain one (tenant + ACL) from
+its row masks, LanceDB any other as the SQL prefilter ``lancedb_filters.render`` writes. A search that fails raises
+``SearchFailed``; only a table with no FTS index yet answers BM25 with nothing.
 
 BM25 scores are the querying tenant's own: from the vector mirror's postings with the tenant's statistics, or
 LanceDB's candidates scored again with them (``_rescored``): LanceDB's index counts every tenant's rows, which would
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from lancedb.query import MatchQuery, MultiMatchQuery
 
+from streamrag.connectors.lancedb_filters import equals, one_of, render
 from streamrag.connectors.lancedb_schema import PLACE_COLUMNS
 from streamrag.connectors.lancedb_stats import TenantTextStats, analysed, column_postings
 from streamrag.connectors.lancedb_tables import LanceTables
@@ -26,8 +28,8 @@ from streamrag.core.analysis import bm25_terms
 from streamrag.core.bm25 import field_scores
 from streamrag.core.errors import SearchFailed
 from streamrag.core.ports import Hit
-from streamrag.core.retrieval import Scope
-from streamrag.core.security import doc_key, in_list_literal, tenant_literal
+from streamrag.core.scope import Scope
+from streamrag.core.security import doc_key
 
 log = logging.getLogger(__name__)
 
@@ -60,39 +62,39 @@ class LanceSearch(LanceTables):
             for r in rows
         ]
 
-    def vector_search(self, vector: Sequence[float], where: str, limit: int, exact: bool = False) -> list[Hit]:
-        """Nearest chunks within ``where`` (prefiltered); ``exact`` bypasses the ANN index (ground truth)."""
+    def vector_search(self, vector: Sequence[float], scope: Scope, limit: int, exact: bool = False) -> list[Hit]:
+        """Nearest chunks within ``scope`` (prefiltered); ``exact`` bypasses the ANN index (ground truth)."""
         t = self.table(self.chunks_name)
         if t is None:
             return []
-        if isinstance(where, Scope) and not where.extra and self.mirror.max_rows > 0:
+        if scope.plain and self.mirror.max_rows > 0:
             try:  # a small table without a vector index: exact search in memory (lancedb_vector_mirror.py)
-                found = self.mirror.nearest(t, self._cols(t), vector, where.tenant, where.tokens, limit)
+                found = self.mirror.nearest(t, self._cols(t), vector, scope.tenant, scope.tokens, limit)
             except Exception as exc:  # LanceDB answers (it raises SearchFailed if it cannot either)
                 log.warning("vector mirror: %s: %s; searching LanceDB", type(exc).__name__, exc)
                 found = None
             if found is not None:
                 return self._hits(found, lambda r: 1.0 - r["_distance"])
         pq = self.pq_probe.uses_pq(t)
-        q = (
-            t.search(list(map(float, vector)), vector_column_name="vector")
-            .distance_type("cosine")
-            .nprobes(self.pq_probe.nprobes(self.nprobes))
-            .where(where, prefilter=True)
-            .select([*self._cols(t), "_distance"])
-            .limit(limit)
-        )
-        if self.refine_factor and pq:
-            q = q.refine_factor(self.refine_factor)
-        if exact:
-            q = q.bypass_vector_index()
-        try:
+        try:  # (a scope its renderer refuses fails as the search)
+            q = (
+                t.search(list(map(float, vector)), vector_column_name="vector")
+                .distance_type("cosine")
+                .nprobes(self.pq_probe.nprobes(self.nprobes))
+                .where(render(scope), prefilter=True)
+                .select([*self._cols(t), "_distance"])
+                .limit(limit)
+            )
+            if self.refine_factor and pq:
+                q = q.refine_factor(self.refine_factor)
+            if exact:
+                q = q.bypass_vector_index()
             rows = q.to_arrow().to_pylist()
         except Exception as exc:
             raise SearchFailed(f"vector search failed: {type(exc).__name__}: {exc}") from exc
         return self._hits(rows, lambda r: 1.0 - r["_distance"])
 
-    def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
+    def text_search(self, text: str, scope: Scope, limit: int, titles: bool = True) -> list[Hit]:
         """BM25 over chunk text and, once its index exists, the document title (``titles``)."""
         t = self.table(self.chunks_name)
         if t is None or not text.strip():
@@ -106,7 +108,7 @@ class LanceSearch(LanceTables):
             if not text:
                 return []
         fields = [(col, 1.0), (title, self.title_boost)] if titles and self._has_title_fts else [(col, 1.0)]
-        found = self._mirror_text(t, text, fields, where, limit) if col != "text" else None
+        found = self._mirror_text(t, text, fields, scope, limit) if col != "text" else None
         if found is not None:
             return self._hits(found, lambda r: r["_score"])
         query: Any = text
@@ -114,17 +116,16 @@ class LanceSearch(LanceTables):
             query = (MultiMatchQuery(text, [col, title], boosts=[1.0, self.title_boost])  # type: ignore[call-arg]
                      if titles else MatchQuery(text, col))  # type: ignore[call-arg]
         try:
-            def search(n: int) -> Any:
-                return t.search(query, query_type="fts").where(where, prefilter=True).limit(n)
+            prefilter = render(scope)
 
-            if isinstance(where, Scope):
-                return self._hits(self._rescored(t, search, text, fields, where.tenant, limit), lambda r: r["_score"])
-            rows = search(limit).select([*self._cols(t), "_score"]).to_arrow().to_pylist()
+            def search(n: int) -> Any:
+                return t.search(query, query_type="fts").where(prefilter, prefilter=True).limit(n)
+
+            return self._hits(self._rescored(t, search, text, fields, scope.tenant, limit), lambda r: r["_score"])
         except Exception as exc:
             if not self._has_text_fts(t):  # a new table before its first FTS build: nothing can match yet
                 return []
             raise SearchFailed(f"BM25 search failed: {type(exc).__name__}: {exc}") from exc
-        return self._hits(rows, lambda r: r["_score"])
 
     @cached_property
     def tenant_text(self) -> TenantTextStats:
@@ -157,14 +158,14 @@ class LanceSearch(LanceTables):
         rows = found.select(cols).take(order).to_pylist()
         return [{**r, "_score": float(best[i])} for r, i in zip(rows, order, strict=True)]
 
-    def _mirror_text(self, t: Any, terms: str, fields: list[tuple[str, float]], where: str,
+    def _mirror_text(self, t: Any, terms: str, fields: list[tuple[str, float]], scope: Scope,
                      limit: int) -> list[dict[str, Any]] | None:
         """BM25 from the mirror's postings (lancedb_vector_mirror.py), scored as LanceDB's index would score them,
         for a plain tenant + ACL scope once the text index exists (before it LanceDB finds nothing); None: LanceDB."""
-        if not (isinstance(where, Scope) and not where.extra and self.mirror.max_rows > 0 and self._has_text_fts(t)):
+        if not (scope.plain and self.mirror.max_rows > 0 and self._has_text_fts(t)):
             return None
         try:
-            return self.mirror.best_text(t, self._cols(t), terms, fields, where.tenant, where.tokens, limit)
+            return self.mirror.best_text(t, self._cols(t), terms, fields, scope.tenant, scope.tokens, limit)
         except Exception as exc:  # LanceDB answers (it raises SearchFailed if it cannot either)
             log.warning("vector mirror: %s: %s; BM25 in LanceDB", type(exc).__name__, exc)
             return None
@@ -181,7 +182,7 @@ class LanceSearch(LanceTables):
         t = self.table(self.chunks_name)
         if t is None:
             return []
-        rows = t.search().where(f"tenant = {tenant_literal(tenant)}").select(["text"]).limit(limit).to_arrow()
+        rows = t.search().where(equals("tenant", tenant)).select(["text"]).limit(limit).to_arrow()
         return [x or "" for x in rows.column("text").to_pylist()]
 
     def docs(self, doc_keys: Iterable[str], versions: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
@@ -202,7 +203,7 @@ class LanceSearch(LanceTables):
         if versions and not self._doc_rows_loaded:
             self._load_doc_rows(t)
             return self.docs(keys, versions)
-        rows = t.search().where(f"doc_key IN {in_list_literal(missing)}").limit(len(missing) + 1).to_arrow().to_pylist()
+        rows = t.search().where(one_of("doc_key", missing)).limit(len(missing) + 1).to_arrow().to_pylist()
         with self._doc_rows_lock:
             for r in rows:
                 out[r["doc_key"]] = r

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from cachetools import LRUCache
 
+from streamrag.connectors.lancedb_filters import equals
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS
 from streamrag.core.analysis import bm25_terms
 from streamrag.core.bm25 import FieldPostings, TermAnalyzer, TermStats, Vocabulary
-from streamrag.core.security import tenant_literal
 
 
 def index_stats(uri: str, tables: dict[str, Any | None], docs: Any | None, chunks: Any | None) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class TenantTextStats:
 
     def _read(self, t: Any, tenant: str, fields: Sequence[str]) -> dict[str, _Column]:
         self.reads += 1
-        tbl = t.search().where(f"tenant = {tenant_literal(tenant)}").select(list(fields)).limit(None).to_arrow()
+        tbl = t.search().where(equals("tenant", tenant)).select(list(fields)).limit(None).to_arrow()
         out = {}
         for f in fields:
             p = column_postings(analysed(tbl.column(f), f), self.analyzer, self.vocab)

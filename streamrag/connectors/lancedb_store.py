@@ -16,13 +16,13 @@ from typing import Any
 import pyarrow as pa
 
 from streamrag.connectors.lancedb_errors import lance_errors
+from streamrag.connectors.lancedb_filters import one_of
 from streamrag.connectors.lancedb_maintenance import LanceMaintenance
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, DOC_SCHEMA, PLACE_FIELDS, chunk_schema
 from streamrag.connectors.lancedb_search import LanceSearch
 from streamrag.connectors.lancedb_writes import fold_into_indexes, stale_chunk_filter
 from streamrag.core.analysis import bm25_terms
 from streamrag.core.ports import DocWrite, StoredChunk
-from streamrag.core.security import in_list_literal
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class LanceStore(LanceSearch, LanceMaintenance):
         for i in range(0, len(wanted), 200):
             part = wanted[i : i + 200]
             rows = (
-                t.search().where(f"doc_key IN {in_list_literal(part)}")
+                t.search().where(one_of("doc_key", part))
                 .select(["id", "title", "text", "chunk_no", "vector"]).limit(None).to_arrow().to_pylist()
             )
             for r in rows:

@@ -15,12 +15,12 @@ from cachetools import LRUCache
 from streamrag.connectors import lancedb_connect
 from streamrag.connectors.lancedb_ann import PqProbe
 from streamrag.connectors.lancedb_errors import lance_errors
+from streamrag.connectors.lancedb_filters import equals, one_of
 from streamrag.connectors.lancedb_schema import ANALYSIS_COLUMNS, CHUNKS, DOCS, chunk_schema
 from streamrag.connectors.lancedb_stats import index_stats
 from streamrag.connectors.lancedb_vector_mirror import VectorMirror
 from streamrag.core.errors import ServiceUnavailable
 from streamrag.core.ports import DocState
-from streamrag.core.security import in_list_literal, tenant_literal
 
 
 class LanceTables:
@@ -123,7 +123,7 @@ class LanceTables:
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
             with lance_errors("reading document rows"):
-                rows = t.search().where(f"doc_key IN {in_list_literal(part)}").select(cols).limit(len(part) + 1) \
+                rows = t.search().where(one_of("doc_key", part)).select(cols).limit(len(part) + 1) \
                     .to_arrow().to_pylist()
             yield from rows
 
@@ -178,7 +178,7 @@ class LanceTables:
             return []
         q = t.search()
         if tenant is not None:
-            q = q.where(f"tenant = {tenant_literal(tenant)}")
+            q = q.where(equals("tenant", tenant))
         have = set(t.schema.names)  # a table made before a column was added to the schema lacks it
         cols = [c for c in chunk_schema(1).names if c != "vector" and c in have]
         return list(q.select(cols).limit(None).to_arrow().to_pylist())

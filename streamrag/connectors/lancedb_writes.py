@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from streamrag.connectors.lancedb_filters import one_of
 from streamrag.core.ports import DocWrite
-from streamrag.core.security import in_list_literal
 
 
 def stale_chunk_filter(writes: Sequence[DocWrite], before: dict[str, int]) -> str:
     """A filter for the chunk rows these writes leave behind ('' when none): every chunk of a deleted
     document, and chunk_no >= the new count of a document that had more chunks before."""
     gone = [w.doc_key for w in writes if not w.chunk_rows]
-    parts = [f"doc_key IN {in_list_literal(gone)}"] if gone else []
+    parts = [one_of("doc_key", gone)] if gone else []
     parts += [
-        f"(doc_key IN {in_list_literal([w.doc_key])} AND chunk_no >= {len(w.chunk_rows)})"
+        f"({one_of('doc_key', [w.doc_key])} AND chunk_no >= {len(w.chunk_rows)})"
         for w in writes
         if w.chunk_rows and before.get(w.doc_key, 0) > len(w.chunk_rows)
     ]

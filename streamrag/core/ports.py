@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamrag.core.scope import Scope
 from streamrag.schemas.models import CacheEntry
 
 
@@ -103,12 +104,13 @@ class IndexWriter(DocStateReader, Protocol):
 
 
 class IndexReader(Protocol):
-    """What the query path needs of the index. ``where`` is built by ``core.retrieval.scope_for`` from
-    ``core.security``'s tokens and literals. A search that fails raises ``SearchFailed`` (never an empty list)."""
+    """What the query path needs of the index. Each search returns only rows in ``scope`` (``core.scope``: the
+    tenant, the principal's ACL tokens, the query's filters), which the store renders in its own terms. A search
+    that fails raises ``SearchFailed`` (never an empty list)."""
 
-    def vector_search(self, vector: Sequence[float], where: str, limit: int) -> list[Hit]: ...
+    def vector_search(self, vector: Sequence[float], scope: Scope, limit: int) -> list[Hit]: ...
 
-    def text_search(self, text: str, where: str, limit: int) -> list[Hit]: ...
+    def text_search(self, text: str, scope: Scope, limit: int) -> list[Hit]: ...
 
     def docs(self, doc_keys: Iterable[str], versions: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """Document rows by doc_key; ``versions``: the version wanted of each (a row of a version never changes,

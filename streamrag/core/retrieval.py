@@ -26,8 +26,8 @@ from streamrag.core.config import RetrievalSettings
 from streamrag.core.errors import SearchFailed
 from streamrag.core.evidence import Evidence, EvidenceCache
 from streamrag.core.ports import Embedder, Hit, IndexReader
-from streamrag.core.security import meta_token, principal_tokens, tenant_literal, token_list_literal
-from streamrag.schemas.models import Query, QueryFilters
+from streamrag.core.scope import scope_for
+from streamrag.schemas.models import Query
 from streamrag.schemas.vocabulary import Fusion
 
 RRF_K = 60
@@ -52,47 +52,6 @@ class RetrievalResult:
     dense_lists: list[list[Hit]] = field(default_factory=list)
     bm25_lists: list[list[Hit]] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)  # retrievers whose search failed (answered without them)
-
-
-def filter_clauses(f: QueryFilters) -> list[str]:
-    """Validated filters -> SQL clauses built only from generated tokens and integers."""
-    out = []
-    for key, value in sorted(f.metadata.items()):
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            out.append("false")
-            continue
-        out.append(f"array_has_any(meta, {token_list_literal(meta_token(key, v) for v in values)})")
-    if f.updated_from is not None:
-        out.append(f"updated_ms >= {int(f.updated_from.timestamp() * 1000)}")
-    if f.updated_to is not None:
-        out.append(f"updated_ms <= {int(f.updated_to.timestamp() * 1000)}")
-    return out
-
-
-class Scope(str):
-    """A search's prefilter: the SQL the store filters with, and the parts it was built from, so that a store
-    may apply a plain tenant + ACL scope without SQL (connectors/lancedb_vector_mirror.py)."""
-
-    tenant: str
-    tokens: tuple[str, ...]
-    extra: tuple[str, ...]  # validated clauses beyond the tenant and the ACL (metadata, dates)
-
-    def __new__(cls, tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> Scope:
-        toks, more = tuple(principal_toks), tuple(extra)
-        parts = [f"tenant = {tenant_literal(tenant)}", f"array_has_any(acl, {token_list_literal(toks)})", *more]
-        scope = super().__new__(cls, " AND ".join(parts))
-        scope.tenant, scope.tokens, scope.extra = tenant, toks, more
-        return scope
-
-
-def scope_filter(tenant: str, principal_toks: Sequence[str], extra: Sequence[str] = ()) -> Scope:
-    """The prefilter of every search: the tenant, the principal's ACL tokens, validated filters."""
-    return Scope(tenant, principal_toks, extra)
-
-
-def scope_for(q: Query) -> Scope:
-    return scope_filter(q.tenant, principal_tokens(q.principal), filter_clauses(q.filters))
 
 
 def rrf(lists: Sequence[Sequence[Hit]], k: int = RRF_K, weights: Sequence[float] | None = None) -> dict[str, float]:
@@ -245,7 +204,7 @@ class Retriever:
         return [self._pool.submit(self._text_search, q, t, n) for t in texts]
 
     def _text_search(self, q: Query, text: str, n: int) -> list[Hit]:
-        return self.store.text_search(text, scope_for(q), n)  # a scope that cannot be built: raised by result()
+        return self.store.text_search(text, scope_for(q), n)
 
     def _n(self, q: Query, k: int | None) -> int:
         return self.candidates(k or q.top_k) if k is None or k <= q.top_k else k
@@ -262,11 +221,11 @@ class Retriever:
     ) -> RetrievalResult:
         """vectors/texts: the query and its variants (same order). Every search runs restricted in the store.
         ``text_jobs``: ``text_searches(q, texts, fusion, k)`` started earlier (None: started here)."""
-        where = scope_for(q)
+        scope = scope_for(q)
         n = self._n(q, k)
         t0 = time.perf_counter()
         want_dense = fusion != "bm25"
-        jobs_d = [self._pool.submit(self.store.vector_search, v, where, n) for v in vectors] if want_dense else []
+        jobs_d = [self._pool.submit(self.store.vector_search, v, scope, n) for v in vectors] if want_dense else []
         jobs_b = self.text_searches(q, texts, fusion, k) if text_jobs is None else text_jobs
         degraded: list[str] = []
         dense_lists = _results("dense", jobs_d, degraded)

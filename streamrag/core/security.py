@@ -1,9 +1,9 @@
-"""Keys, ACL tokens and filter literals.
+"""Keys and ACL tokens.
 
-Nothing a user sends is ever written into a LanceDB filter string. Tenants match a strict
-pattern; doc keys, ACL entries and metadata values are hashed into hex tokens that the
-store filters on with ``array_has_any``. A document with no ACL (no users, no roles) is
-visible to every principal of its tenant: it carries the token ``*``.
+Doc keys, ACL entries and metadata values are hashed into hex tokens that a search's scope (core/scope.py)
+names and the store filters on; tenants match a strict pattern. A document with no ACL (no users, no roles)
+is visible to every principal of its tenant: it carries the token ``*``. (The stores quote whatever they
+write into a filter: connectors/lancedb_filters.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from streamrag.schemas.models import Acl, Principal
 
 PUBLIC = "*"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_:*.=-]{1,80}$")
 
 
 def valid_tenant(tenant: str) -> bool:
@@ -73,23 +72,3 @@ def meta_token(key: str, value: object) -> str:
 
 def meta_tokens(metadata: dict[str, object]) -> list[str]:
     return sorted(meta_token(k, v) for k, v in metadata.items())
-
-
-def tenant_literal(tenant: str) -> str:
-    """A quoted SQL literal for a tenant, refusing anything outside the tenant pattern."""
-    if not _TENANT_RE.match(tenant):
-        raise ValueError(f"invalid tenant {tenant!r}")
-    return f"'{tenant}'"
-
-
-def token_list_literal(tokens: Iterable[str]) -> str:
-    """A SQL list literal of generated tokens (hex, prefixes); refuses anything else."""
-    toks = list(tokens)
-    for t in toks:
-        if not _TOKEN_RE.match(t):
-            raise ValueError(f"refusing to put {t!r} in a filter")
-    return "[" + ", ".join(f"'{t}'" for t in toks) + "]"
-
-
-def in_list_literal(tokens: Iterable[str]) -> str:
-    return "(" + token_list_literal(tokens)[1:-1] + ")"

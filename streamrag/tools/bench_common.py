@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamrag.connectors.lancedb_filters import equals
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.chunking import chunk_text
 from streamrag.core.ingest.changes import embedded_text
-from streamrag.core.security import tenant_literal
 from streamrag.core.settings import Settings, settings_env
 from streamrag.flows.components import embedder_for
 from streamrag.schemas.vocabulary import WorkerKind
@@ -96,7 +96,7 @@ def count_chunks(db: Path | str, tenant: str) -> int:
     t = store.table("chunks")
     if t is None:
         return 0
-    return int(t.count_rows(f"tenant = {tenant_literal(tenant)}"))
+    return int(t.count_rows(equals("tenant", tenant)))
 
 
 def raw_encoder_rate(s: Settings, docs: list[dict[str, str]]) -> tuple[int, float, float]:

@@ -23,7 +23,7 @@ from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.percentiles import percentile
 from streamrag.core.ports import DocWrite
 from streamrag.core.records import RawRecord
-from streamrag.core.retrieval import scope_filter
+from streamrag.core.scope import Scope
 from streamrag.core.security import acl_tokens, chunk_id, doc_key, principal_tokens
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_ingest_stages
@@ -100,7 +100,7 @@ def _queries(store: LanceStore, rng: np.random.Generator, centres: np.ndarray, t
     for i in range(n):
         q = centres[i % len(centres)] + rng.normal(0, 0.35, DIM).astype(np.float32)
         q /= np.linalg.norm(q)
-        where = scope_filter(f"t{i % tenants}", principal_tokens(Principal(user=f"u{i}", roles=["hr"])))
+        where = Scope.of(f"t{i % tenants}", principal_tokens(Principal(user=f"u{i}", roles=["hr"])))
         t0 = time.perf_counter()
         hits = store.vector_search(q, where, 10, exact=exact is None)
         lat.append((time.perf_counter() - t0) * 1000)

@@ -17,7 +17,8 @@ from streamrag.core.errors import StreamragError
 from streamrag.core.evidence import EvidenceCache, measure
 from streamrag.core.ports import Embedder
 from streamrag.core.records import RawRecord
-from streamrag.core.retrieval import Ranked, auto_alpha, fuse, scope_for
+from streamrag.core.retrieval import Ranked, auto_alpha, fuse
+from streamrag.core.scope import scope_for
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_ingest_stages, make_query_processor, make_store
 from streamrag.flows.local import ingest_records

@@ -22,6 +22,7 @@ from streamrag.connectors.lancedb_index_registry import LanceIndexRegistry
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.config import EncryptionConfig
 from streamrag.core.index_versions import new_manifest
+from streamrag.core.scope import Scope
 from streamrag.core.settings import Settings
 from streamrag.tools.bench_scale import DIM, _rows
 from tests.net import free_port
@@ -71,9 +72,9 @@ def test_the_index_lives_on_the_object_store(s3: dict[str, str]) -> None:
     store.maintain(force=True)  # scalar indexes, FTS, optimize: on S3
     assert store.maintenance_failures == 0
     target = writes[0].chunk_rows[0]
-    hits = store.vector_search(target["vector"], "tenant = 't0'", 3)
+    hits = store.vector_search(target["vector"], Scope.of("t0", ["*"]), 3)
     assert hits[0].id == target["id"]
-    assert store.text_search(target["text"].split()[0], "tenant = 't0'", 3)
+    assert store.text_search(target["text"].split()[0], Scope.of("t0", ["*"]), 3)
     # another process (a fresh connection) sees the same rows
     assert len(LanceStore(uri).chunk_rows()) == sum(len(w.chunk_rows) for w in writes)
 

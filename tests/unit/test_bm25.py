@@ -17,12 +17,13 @@ import pytest
 from lancedb.query import MatchQuery, MultiMatchQuery
 
 from streamrag.connectors import lancedb_vector_mirror
+from streamrag.connectors.lancedb_filters import render
 from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core import bm25
 from streamrag.core.analysis import bm25_terms
 from streamrag.core.bm25 import STOP_WORDS, TermAnalyzer
-from streamrag.core.retrieval import scope_filter
+from streamrag.core.scope import Scope
 from streamrag.core.security import principal_tokens
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Principal
@@ -81,13 +82,13 @@ def _lancedb(store: LanceStore, text: str, scope: Any, titles: bool) -> dict[str
          if titles else MatchQuery(terms, "terms"))  # type: ignore[call-arg]
     t = store.table("chunks")
     assert t is not None
-    rows = t.search(q, query_type="fts").where(str(scope), prefilter=True).select(["id", "_score"]).limit(10).to_list()
+    rows = t.search(q, query_type="fts").where(render(scope), prefilter=True).select(["id", "_score"]).limit(10).to_list()
     return _cut([(r["id"], r["_score"]) for r in rows])
 
 
 def _same(mirrored: LanceStore, plain: LanceStore, queries: list[str]) -> int:
     found = 0
-    for scope in (scope_filter("acme", ALICE), scope_filter("acme", ["*"]), scope_filter("other", ["*"])):
+    for scope in (Scope.of("acme", ALICE), Scope.of("acme", ["*"]), Scope.of("other", ["*"])):
         for text in queries:
             for titles in (True, False):
                 got = _found(mirrored, text, scope, titles)
@@ -148,7 +149,7 @@ def test_large_fragments_get_their_postings_beside_the_searches(settings: Settin
         [rec(change(f"p{i}", 1, text, title=title)) for i, (title, text) in enumerate(_paragraphs()[:40])])
     mirrored.maintain(force=True)
     plain = LanceStore(settings.lancedb_path())
-    scope = scope_filter("acme", ["*"])
+    scope = Scope.of("acme", ["*"])
     query = " ".join(_paragraphs()[3][1].split()[:10])
     first = _found(mirrored, query, scope, True)  # LanceDB's candidates scored again while the postings are built
     assert first == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5) and mirrored.mirror.text_answers == 0

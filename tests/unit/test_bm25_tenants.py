@@ -10,7 +10,7 @@ import lancedb
 import pytest
 
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.retrieval import filter_clauses, scope_filter
+from streamrag.core.scope import Scope, filter_conditions
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Query, QueryFilters
 from tests.conftest import Indexer, change, query_processor, rec
@@ -43,7 +43,7 @@ def test_another_tenants_words_change_no_score_or_rank(settings: Settings) -> No
     ing.process_batch([rec(change(d, 1, text, title="Birds", metadata={"kind": "survey" if d in ("a1", "a2") else "other"}))
                        for d, text in MINE])
     qps = [query_processor(s, store, EMB) for store in (mirrored, plain)]
-    scopes = [scope_filter("acme", ["*"]), scope_filter("acme", ["*"], filter_clauses(QueryFilters(metadata={"kind": "survey"})))]
+    scopes = [Scope.of("acme", ["*"]), Scope.of("acme", ["*"], filter_conditions(QueryFilters(metadata={"kind": "survey"})))]
     seen: list[Any] = []
     done = 0
     for n in CASES:
@@ -58,7 +58,7 @@ def test_another_tenants_words_change_no_score_or_rank(settings: Settings) -> No
         assert all(c and c[0][0] in ("a1", "a2") for c in cited)
         seen.append((found, cited))
         if n == CASES[-1]:  # the other tenant's rows are there to be found in their own scope
-            assert len(_scores(mirrored, "falcon", scope_filter("rival", ["*"]))) == 10
+            assert len(_scores(mirrored, "falcon", Scope.of("rival", ["*"]))) == 10
     assert mirrored.mirror.text_answers > 0  # (the mirror answered its searches)
     for s in seen:
         for a, b in zip(s[0] + s[1], seen[0][0] + seen[0][1], strict=True):
@@ -73,8 +73,8 @@ def test_mirror_and_lancedb_paths_agree_across_tenants(settings: Settings) -> No
         [rec(change(d, 1, text, title="Birds")) for d, text in MINE] + [rec(c) for c in _theirs(7)])
     for tenant in ("acme", "rival"):
         for text in ("falcon", "falcon cliffs estuary", "report harbour quarry"):
-            got = _scores(mirrored, text, scope_filter(tenant, ["*"]))
-            assert got == [(d, pytest.approx(sc, rel=1e-6)) for d, sc in _scores(plain, text, scope_filter(tenant, ["*"]))]
+            got = _scores(mirrored, text, Scope.of(tenant, ["*"]))
+            assert got == [(d, pytest.approx(sc, rel=1e-6)) for d, sc in _scores(plain, text, Scope.of(tenant, ["*"]))]
 
 
 def test_a_table_without_the_analysed_columns_scores_per_tenant_too(settings: Settings, tmp_path: Any) -> None:
@@ -96,7 +96,7 @@ def test_a_table_without_the_analysed_columns_scores_per_tenant_too(settings: Se
             old.create_fts_index(col, replace=True, with_position=False, stem=True, remove_stop_words=True)
         store = LanceStore(str(tmp_path / f"old{n}"))
         assert store.fts_columns(old) == ("text", "title")
-        seen.append(_scores(store, "falcon cliffs", scope_filter("acme", ["*"])))
+        seen.append(_scores(store, "falcon cliffs", Scope.of("acme", ["*"])))
         if n == CASES[-1]:
-            assert len(_scores(store, "falcon", scope_filter("rival", ["*"]))) == 10
+            assert len(_scores(store, "falcon", Scope.of("rival", ["*"]))) == 10
     assert seen[0] and {d for d, _ in seen[0]} >= {"a1", "a2"} and all(s == seen[0] for s in seen), seen

@@ -68,11 +68,11 @@ def test_each_retriever_returns_at_least_the_configured_candidates() -> None:
     asked: list[int] = []
 
     class Store:
-        def vector_search(self, vector: Any, where: str, limit: int, exact: bool = False) -> list[Hit]:
+        def vector_search(self, vector: Any, scope: Any, limit: int, exact: bool = False) -> list[Hit]:
             asked.append(limit)
             return []
 
-        def text_search(self, text: str, where: str, limit: int, titles: bool = True) -> list[Hit]:
+        def text_search(self, text: str, scope: Any, limit: int, titles: bool = True) -> list[Hit]:
             asked.append(limit)
             return []
 
@@ -117,16 +117,18 @@ def test_the_store_raises_a_typed_error_when_a_search_fails(settings: Settings, 
 
     from streamrag.core.errors import SearchFailed
     from streamrag.core.ingest.stages import IngestStages
+    from streamrag.core.scope import Condition, Scope
     from tests.conftest import change, rec
     from tests.fakes import HashEmbedder
 
     IngestStages.from_settings(settings, store, HashEmbedder()).process_batch([rec(change("vac", 1, "vacation days"))])
-    assert store.text_search("vacation", "tenant = 'acme'", 5) == []  # no FTS index yet: nothing can match
+    acme = Scope.of("acme", ["*"])
+    assert store.text_search("vacation", acme, 5) == []  # no FTS index yet: nothing can match
     store.maintain(force=True)
-    assert [h.doc_id for h in store.text_search("vacation", "tenant = 'acme'", 5)] == ["vac"]
-    with pytest.raises(SearchFailed):
-        store.vector_search([0.0] * 64, "no_such_column = 'x'", 5)
+    assert [h.doc_id for h in store.text_search("vacation", acme, 5)] == ["vac"]
+    with pytest.raises(SearchFailed):  # a scope the store cannot apply (its renderer refuses a NUL)
+        store.vector_search([0.0] * 64, Scope.of("acme", ["*"], [Condition("doc_id", "==", "x\x00")]), 5)
     for index_dir in Path(store.uri, "chunks.lance", "_indices").iterdir():  # a lost FTS index: loud, not empty
         shutil.rmtree(index_dir)
     with pytest.raises(SearchFailed):
-        LanceStore(store.uri).text_search("vacation", "tenant = 'acme'", 5)
+        LanceStore(store.uri).text_search("vacation", acme, 5)

@@ -14,7 +14,8 @@ from streamrag.core.generation.grounding import ground
 from streamrag.core.generation.injection import flags, neutralise
 from streamrag.core.pii import Redactor
 from streamrag.core.ports import Hit
-from streamrag.core.retrieval import Ranked, scope_filter
+from streamrag.core.retrieval import Ranked
+from streamrag.core.scope import Scope
 from streamrag.core.security import principal_tokens
 from streamrag.schemas.models import Principal, Query
 from tests.conftest import Indexer, change, query_processor, rec
@@ -95,7 +96,7 @@ def test_japanese_phone_numbers_and_postal_codes_are_redacted() -> None:
 
 
 def _search(store: Any, text: str) -> list[str]:
-    where = scope_filter("acme", principal_tokens(Principal()))
+    where = Scope.of("acme", principal_tokens(Principal()))
     return [h.doc_id for h in store.text_search(text, where, 5)]
 
 

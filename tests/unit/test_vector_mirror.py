@@ -12,7 +12,7 @@ import pytest
 
 from streamrag.connectors import lancedb_vector_mirror
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core.retrieval import filter_clauses, scope_filter
+from streamrag.core.scope import Scope, filter_conditions
 from streamrag.core.security import doc_key, principal_tokens
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Principal, QueryFilters
@@ -50,10 +50,10 @@ def _corpus(settings: Settings, store: LanceStore) -> None:
                                      metadata={"kind": "memo" if i % 2 else "note"}) for i in range(24)])
 
 
-def _hits(store: LanceStore, text: str, where: str, k: int = 12) -> list[tuple[Any, ...]]:
+def _hits(store: LanceStore, text: str, scope: Scope, k: int = 12) -> list[tuple[Any, ...]]:
     """(score, id, …) nearest first; rows tied at the lowest score may be cut differently: left out."""
     got = [(-round(h.score, 5), h.id, h.doc_id, h.version, h.text, h.acl, h.title)
-           for h in store.vector_search(EMB.embed([text])[0], where, k)]
+           for h in store.vector_search(EMB.embed([text])[0], scope, k)]
     cut = got[-1][0] if len(got) == k else None
     return sorted(h for h in got if h[0] != cut)
 
@@ -61,11 +61,11 @@ def _hits(store: LanceStore, text: str, where: str, k: int = 12) -> list[tuple[A
 def test_the_mirror_finds_what_lancedb_finds_in_every_scope(settings: Settings, mirrored: LanceStore,
                                                             plain: LanceStore) -> None:
     _corpus(settings, mirrored)
-    scopes = [scope_filter(t, p) for t in ("acme", "other", "nobody") for p in (ALICE, BOB, ["*"], ["u:nobody"])]
+    scopes = [Scope.of(t, p) for t in ("acme", "other", "nobody") for p in (ALICE, BOB, ["*"], ["u:nobody"])]
     for scope in scopes:
         for i in range(0, 24, 5):
             got = _hits(mirrored, _text(i, 8), scope)
-            assert got == _hits(plain, _text(i, 8), str(scope)), scope  # a plain str: LanceDB's own search
+            assert got == _hits(plain, _text(i, 8), scope), scope  # (plain: LanceDB's own search)
     assert mirrored.mirror.usable and mirrored.mirror.refreshes == 1  # it answered them, from one read
     assert any(_hits(mirrored, _text(1, 8), s) for s in scopes) and not _hits(mirrored, _text(1), scopes[-1])
 
@@ -74,12 +74,12 @@ def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored:
                                                     monkeypatch: Any) -> None:
     _corpus(settings, mirrored)
     mirrored.maintain(force=True)  # the FTS index
-    _hits(mirrored, "hotel", scope_filter("acme", ALICE))  # the mirror holds the table now
+    _hits(mirrored, "hotel", Scope.of("acme", ALICE))  # the mirror holds the table now
     taken: list[int] = []
     real = lancedb_vector_mirror._take
     monkeypatch.setattr(lancedb_vector_mirror, "_take", lambda at: taken.append(len(at)) or real(at))
     found = 0
-    for scope in (scope_filter("acme", ALICE), scope_filter("acme", BOB), scope_filter("other", ["*"])):
+    for scope in (Scope.of("acme", ALICE), Scope.of("acme", BOB), Scope.of("other", ["*"])):
         for text in ("hotel2 budget3", "canteen4 lunch0 pension1", "salary0"):
             got = [(h.id, round(h.score, 4), h.text, h.acl, h.version) for h in mirrored.text_search(text, scope, 12)]
             # (scored as LanceDB's index scores, in float64 where LanceDB sums float32)
@@ -92,7 +92,7 @@ def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored:
 def test_a_changed_shrunk_or_deleted_document_is_seen_at_the_next_search(settings: Settings, mirrored: LanceStore,
                                                                          plain: LanceStore, monkeypatch: Any) -> None:
     _corpus(settings, mirrored)
-    acme = scope_filter("acme", ALICE)  # d1 is alice's
+    acme = Scope.of("acme", ALICE)  # d1 is alice's
     assert "d1" in [h[2] for h in _hits(mirrored, _text(1), acme)]
     reads: list[int] = []
     real = lancedb_vector_mirror._read_block
@@ -100,30 +100,30 @@ def test_a_changed_shrunk_or_deleted_document_is_seen_at_the_next_search(setting
 
     _index(settings, mirrored, change("d1", 2, "zebra giraffe okapi " * 3 + _text(3, 40)))  # new text, more chunks
     got = _hits(mirrored, "zebra giraffe okapi", acme)
-    assert got[0][2:4] == ("d1", 2) and "zebra" in got[0][4] and got == _hits(plain, "zebra giraffe okapi", str(acme))
+    assert got[0][2:4] == ("d1", 2) and "zebra" in got[0][4] and got == _hits(plain, "zebra giraffe okapi", acme)
     assert len(reads) == 1  # only the new fragment was read; the others only had rows deleted
 
     _index(settings, mirrored, change("d1", 3, "zebra only"))  # shrinks to one chunk: the tail is deleted
     got = _hits(mirrored, "zebra giraffe okapi", acme, 50)
-    assert [h[3] for h in got if h[2] == "d1"] == [3] and got == _hits(plain, "zebra giraffe okapi", str(acme), 50)
+    assert [h[3] for h in got if h[2] == "d1"] == [3] and got == _hits(plain, "zebra giraffe okapi", acme, 50)
 
     _index(settings, mirrored, change("d1", 4, op="delete"))
     got = _hits(mirrored, "zebra", acme, 50)
-    assert "d1" not in [h[2] for h in got] and got == _hits(plain, "zebra", str(acme), 50)
+    assert "d1" not in [h[2] for h in got] and got == _hits(plain, "zebra", acme, 50)
 
     mirrored.maintain(force=True)  # compaction rewrites the fragments: read again, same hits
-    assert _hits(mirrored, _text(5), acme) == _hits(plain, _text(5), str(acme))
+    assert _hits(mirrored, _text(5), acme) == _hits(plain, _text(5), acme)
 
 
 def test_lancedb_answers_other_filters_and_larger_tables(settings: Settings, mirrored: LanceStore,
                                                          plain: LanceStore) -> None:
     _corpus(settings, mirrored)
-    memo = scope_filter("acme", ["*"], filter_clauses(QueryFilters(metadata={"kind": "memo"})))
+    memo = Scope.of("acme", ["*"], filter_conditions(QueryFilters(metadata={"kind": "memo"})))
     got = _hits(mirrored, _text(1), memo)
-    assert got and got == _hits(plain, _text(1), str(memo)) and mirrored.mirror.refreshes == 0
+    assert got and got == _hits(plain, _text(1), memo) and mirrored.mirror.refreshes == 0
     small = LanceStore(settings.lancedb_path(), mirror_max_rows=5)
-    acme = scope_filter("acme", ["*"])
-    assert _hits(small, _text(2), acme) == _hits(plain, _text(2), str(acme))
+    acme = Scope.of("acme", ["*"])
+    assert _hits(small, _text(2), acme) == _hits(plain, _text(2), acme)
     assert small.mirror.refreshes == 1 and not small.mirror.usable  # looked, too large: LanceDB searched
 
 
@@ -132,7 +132,7 @@ def test_a_row_with_a_zero_vector_is_never_found(settings: Settings, mirrored: L
     t = mirrored.table("chunks")
     assert t is not None
     t.update(where="doc_id = 'd1'", values={"vector": np.zeros(EMB.dim, dtype=np.float32).tolist()})
-    got = _hits(mirrored, _text(1), scope_filter("acme", ALICE), 50)
+    got = _hits(mirrored, _text(1), Scope.of("acme", ALICE), 50)
     assert got and "d1" not in [h[2] for h in got]  # (as in LanceDB: no distance)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamrag.core.config import CacheTenantSettings
-from streamrag.core.security import principal_tokens
+from streamrag.core.scope import Scope
 from streamrag.schemas.models import Query
 
 _WS = re.compile(r"\s+")
@@ -26,9 +26,10 @@ def _h(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def scope_of(q: Query) -> str:
-    """The asker's ACL scope: a hash of the principal's tokens (user and roles)."""
-    return _h(principal_tokens(q.principal))
+def scope_of(scope: Scope) -> str:
+    """The asker's ACL scope in a cache key: a hash of the scope's ACL tokens (the principal's user and roles; the
+    tenant and the filters are keyed apart: ``exact_key``, ``options_hash``)."""
+    return _h(sorted(scope.tokens))
 
 
 def options_hash(

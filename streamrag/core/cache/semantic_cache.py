@@ -38,7 +38,7 @@ from streamrag.core.cache.stats import CacheStats
 from streamrag.core.cache.storage import EntryStorage
 from streamrag.core.config import CacheTenantSettings
 from streamrag.core.ports import EntryPublisher, PayloadStore
-from streamrag.core.security import principal_may_see, principal_tokens
+from streamrag.core.scope import scope_for
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class SemanticCache:
     def keys_for(self, q: Query, index: str = "") -> tuple[str, str, str, str]:
         """``index``: the index version's cache tag (entries of another version never match)."""
         norm = normalize(q.text)
-        scope = scope_of(q)
+        scope = scope_of(scope_for(q))
         opts = options_hash(q, *self.defaults, index=index, answerer=self.answerer)
         return norm, scope, opts, exact_key(q.tenant, norm, scope, opts)
 
@@ -161,13 +161,13 @@ class SemanticCache:
             self.stats.record_latency(ms)
 
     def _serve(self, q: Query, entry: CacheEntry, kind: str) -> Answer | None:
-        if entry.tenant != q.tenant:
+        scope = scope_for(q)  # the same scope the query's searches have (core/scope.py)
+        if entry.tenant != scope.tenant:
             return None
         if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
             return None
-        toks = principal_tokens(q.principal)
         if len(entry.acl_tokens) != len(entry.answer.citations) or not all(
-            principal_may_see(toks, acl) for acl in entry.acl_tokens
+            scope.sees(entry.tenant, acl) for acl in entry.acl_tokens
         ):
             with self._lock:
                 self.stats.unsafe_skips += 1
