@@ -26,6 +26,7 @@ from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
 from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import CacheEntry, DeadLetter, DocumentChange, IndexEvent, Query
+from tests.builders import Consumed
 from tests.conftest import change, query_processor
 from tests.fakes import HashEmbedder
 
@@ -180,31 +181,6 @@ def test_the_ingest_flow_names_every_guarded_step(settings: Settings, store: Lan
     assert {"parse", "redact", "newest", "stale_check", "chunk", "embed", "write"} <= {s.step_name for s in flow.substeps}
 
 
-class Msg:
-    """A consumed Kafka message, as confluent_kafka hands it to the cache follower."""
-
-    def __init__(self, topic: str, value: bytes | None, key: bytes | None = b"acme/k") -> None:
-        self._t, self._v, self._k = topic, value, key
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._t
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 1
-
-
 @hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=512) | st.sampled_from([POISON_DEEP, POISON_INT, b'{"tenant": "acme", "doc_id": ' + b"[" * 3000]))
 def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
@@ -214,7 +190,7 @@ def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     follower = CacheFollower(s.kafka, s.topics, s.json_limits, SemanticCache(None))
     for topic in (s.topics.cache, s.topics.index_events):
-        follower._handle(Msg(topic, value))  # type: ignore[arg-type]
+        follower.handle(Consumed(topic, value))  # type: ignore[arg-type]
 
 
 def test_injection_flags_take_linear_time_on_hostile_markup() -> None:
