@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.errors import TemporaryFailure
-from streamrag.core.ingest.changes import parse_change
+from streamrag.core.ingest.changes import Finished, parse_change
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.query.parse import parse_query
@@ -26,6 +26,7 @@ from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
 from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import CacheEntry, DeadLetter, DocumentChange, IndexEvent, Query
+from streamrag.schemas.vocabulary import INGEST_STAGES
 from tests.builders import Consumed
 from tests.conftest import change, query_processor
 from tests.fakes import HashEmbedder
@@ -175,10 +176,28 @@ def test_the_query_flow_survives_an_answer_that_raises(settings: Settings, store
     assert dead == [("parse", 3), ("parse", 4), ("retrieve", 1)]
 
 
-def test_the_ingest_flow_names_every_guarded_step(settings: Settings, store: LanceStore) -> None:
-    flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
-                                  stages=IngestStages.from_settings(settings, store, HashEmbedder()))
-    assert {"parse", "redact", "newest", "stale_check", "chunk", "embed", "write"} <= {s.step_name for s in flow.substeps}
+class RaisingIn(IngestStages):
+    """Every stage raises a bare exception (a bug) for the document named ``bomb-<stage>`` while it is in hand."""
+
+    def run(self, stage: Any, items: Any) -> list[Any]:
+        recs = [i if isinstance(i, RawRecord) else i.rec for i in items if not isinstance(i, Finished)]
+        if any(f'"bomb-{stage}"'.encode() in (r.value or b"") for r in recs):
+            raise ZeroDivisionError(f"a bug in {stage}")
+        return super().run(stage, items)
+
+
+def test_every_ingest_stage_is_a_guarded_step_of_the_flow(settings: Settings, store: LanceStore) -> None:
+    """Each stage of ``INGEST_STAGES`` (where the stages are declared: one added is covered here too) raising for
+    one record dead-letters that record alone, at that stage, through the flow's own steps."""
+    recs = [kafka_rec(change(f"bomb-{stage}", 1, f"text of {stage}"), i) for i, stage in enumerate(INGEST_STAGES)]
+    recs.append(kafka_rec(change("fine", 1, "an ordinary document"), len(recs)))
+    out: list[Any] = []
+    run_main(ingest_flow.build_flow(settings, source=TestingSource(recs), sink=TestingSink(out),
+                                    stages=RaisingIn.from_settings(settings, store, HashEmbedder())))
+    dead = sorted((d.source.offset, d.stage) for d in out if isinstance(d, DeadLetter) and d.source)
+    assert dead == list(enumerate(INGEST_STAGES))
+    assert all("ZeroDivisionError" in d.error for d in out if isinstance(d, DeadLetter))
+    assert [e.doc_id for e in out if isinstance(e, IndexEvent) and e.status == "indexed"] == ["fine"]
 
 
 @hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
