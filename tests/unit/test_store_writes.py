@@ -61,7 +61,7 @@ def test_a_batch_reads_the_docs_table_once_and_still_drops_a_shrunk_tail(tmp_pat
     from streamrag.core.ingest.stages import IngestStages
     from streamrag.core.settings import Settings
     from tests.conftest import change, rec
-    from tests.fakes import HashEmbedder
+    from tests.fakes import HashEmbedder, count_searches
 
     s = Settings(lancedb_uri=str(tmp_path / "db"), chunk_size=20, chunk_overlap=4, _env_file=None)  # type: ignore[call-arg]
     store = LanceStore(s.lancedb_path(), fts_rebuild_every_s=0)
@@ -69,20 +69,7 @@ def test_a_batch_reads_the_docs_table_once_and_still_drops_a_shrunk_tail(tmp_pat
     long = " ".join(f"Sentence {i} is about topic{i}." for i in range(30))
     stages.process_batch([rec(change("d1", 1, long))])
     assert len(store.chunk_rows()) > 3
-    docs: Any = store.table(store.docs_name)
-    assert docs is not None
-    reads: list[str] = []
-
-    class CountedDocs:  # the docs table, counting the searches made on it (LanceDB's public table API)
-        def search(self, *a: Any, **kw: Any) -> Any:
-            reads.append("search")
-            return docs.search(*a, **kw)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(docs, name)
-
-    real_table = store.table
-    monkeypatch.setattr(store, "table", lambda name: CountedDocs() if name == store.docs_name else real_table(name))
+    reads = count_searches(monkeypatch, store, store.docs_name)
     stages.process_batch([rec(change("d1", 2, "now it is short"))])
     assert len(reads) == 1  # the stale check's read carries the chunk count the write needs
     assert [(r["chunk_no"], r["version"]) for r in store.chunk_rows()] == [(0, 2)]
