@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from typing import Any
 
 import numpy as np
 
@@ -121,3 +122,28 @@ class MemoryPayloadStore:
     def delete(self, tenant: str, keys: list[str]) -> None:
         for k in keys:
             self.data.pop((tenant, k), None)
+
+
+def count_searches(monkeypatch: Any, store: Any, table_name: str) -> list[str]:
+    """The searches the store makes on one of its tables from now on (one entry each), seen through the store's
+    public ``table`` lookup and LanceDB's public table API: the table is handed out wrapped, all else unchanged."""
+    real_table = store.table
+    searches: list[str] = []
+
+    class Counted:
+        def __init__(self, t: Any) -> None:
+            self.t = t
+
+        def search(self, *a: Any, **kw: Any) -> Any:
+            searches.append(table_name)
+            return self.t.search(*a, **kw)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.t, name)
+
+    def table(name: str) -> Any:
+        t = real_table(name)
+        return Counted(t) if name == table_name and t is not None else t
+
+    monkeypatch.setattr(store, "table", table)
+    return searches

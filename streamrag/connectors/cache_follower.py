@@ -118,7 +118,7 @@ class CacheFollower:
             deadline = time.monotonic() + rebuild_timeout_s
             while any(pos[p] < ends[p] for p in ends) and time.monotonic() < deadline:
                 for m in c.consume(1000, 0.2):
-                    self._handle(m)
+                    self.handle(m)
                     part, off = m.partition(), m.offset()
                     if m.error() is None and m.topic() == cache_t and part is not None and off is not None:
                         pos[part] = off + 1
@@ -130,7 +130,7 @@ class CacheFollower:
         try:
             while not self._stop.is_set():
                 for m in c.consume(500, 0.1):
-                    self._handle(m)
+                    self.handle(m)
                 if self.cache.pending():
                     self.cache.verify_pending()
                 if time.monotonic() - last_report >= self.report_every_s:
@@ -139,7 +139,7 @@ class CacheFollower:
         finally:
             self._close(c)
 
-    def _handle(self, m: Message) -> None:
+    def handle(self, m: Message) -> None:
         """One record of the cache or index-events topic. An unreadable one is logged, counted and skipped;
         a cache entry that fails to apply is skipped too (a missing entry is only a miss). A failure to
         invalidate is raised to the supervisor: serving a stale entry is worse than serving none."""

@@ -105,6 +105,8 @@ class VectorMirror:
         self._filling = False  # a thread builds the postings of blocks read without them
         self.refreshes = 0  # table versions followed (tests, status)
         self.text_answers = 0  # BM25 searches answered from memory (tests)
+        self.blocks_read = 0  # fragments read into memory (tests: a new version reads only its new fragments)
+        self.inline_text_rows = _INLINE_TEXT_ROWS  # a larger fragment gets its postings beside the searches
 
     def nearest(self, t: Any, columns: Sequence[str], vector: Sequence[float], tenant: str, tokens: Sequence[str],
                 limit: int) -> list[dict[str, Any]] | None:
@@ -213,8 +215,9 @@ class VectorMirror:
             deletions = None if d is None else (d.id, d.read_version, d.num_deleted_rows)
             b = have.get(key)
             if b is None:
-                now = md.physical_rows <= _INLINE_TEXT_ROWS
+                now = md.physical_rows <= self.inline_text_rows
                 b = _read_block(f, key, deletions, columns, fields if now else (), self._analyzer, self._vocab)
+                self.blocks_read += 1
             elif deletions != b.deletions:  # rows of the fragment deleted since: its live addresses again
                 live = np.asarray(f.to_table(columns=[], with_row_address=True).column("_rowaddr"))
                 b = replace(b, deletions=deletions, alive=np.isin(b.addrs, live))

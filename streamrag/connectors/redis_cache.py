@@ -27,8 +27,9 @@ STATS_SUFFIX = ":stats:"  # after the deployment's prefix; no tenant starts with
 class RedisCache:
     def __init__(
         self, url: str, *, retry_after_s: float = 2.0, log_every_s: float = 30.0, timeout_s: float = 0.2,
-        prefix: str = PREFIX, password: str | None = None, ssl_ca: str = "",
+        prefix: str = PREFIX, password: str | None = None, ssl_ca: str = "", client: Any = None,
     ) -> None:
+        """``client``: a redis-py client to use (else one is made from ``url`` on first use)."""
         self.password = password or None
         self.ssl_ca = ssl_ca
         self.url = url
@@ -36,7 +37,7 @@ class RedisCache:
         self.retry_after_s = retry_after_s
         self.log_every_s = log_every_s
         self.timeout_s = timeout_s
-        self._r: Any = None
+        self._r: Any = client
         self._down_until = 0.0
         self._last_log = 0.0
         self._lock = threading.Lock()

@@ -58,10 +58,11 @@ _MEMO_MAX = 500_000  # distinct words remembered (the memo starts again past it)
 class TermAnalyzer:
     """The terms LanceDB's index makes of a whitespace-separated text (thread-safe; each word stemmed once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, memo_max: int = _MEMO_MAX) -> None:
         self._stemmer = Stemmer.Stemmer("english")
         self._lock = threading.Lock()  # a stemmer object is not safe to share between threads
         self._memo: dict[str, str | None] = {}
+        self.memo_max = memo_max  # distinct words remembered (the memo starts again past it)
 
     def terms(self, text: str) -> list[str]:
         out = []
@@ -81,7 +82,7 @@ class TermAnalyzer:
             stems = self._stemmer.stemWords([w.lower() for w in kept])
         for w, stem in zip(kept, stems, strict=True):
             found[w] = None if stem in STOP_WORDS else stem.translate(_FOLD)
-        if len(known) + len(found) > _MEMO_MAX:
+        if len(known) + len(found) > self.memo_max:
             self._memo = dict(found)  # (``known`` still answers this call)
         else:
             known.update(found)
@@ -97,7 +98,7 @@ class TermAnalyzer:
             with self._lock:
                 stem = self._stemmer.stemWord(word.lower())
             term = None if stem in STOP_WORDS else stem.translate(_FOLD)
-        if len(self._memo) >= _MEMO_MAX:
+        if len(self._memo) >= self.memo_max:
             self._memo = {}
         self._memo[word] = term
         return term

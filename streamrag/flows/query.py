@@ -124,15 +124,20 @@ def build_flow(
     source: Source[RawRecord] | None = None,
     sink: Sink[Any] | None = None,
     ledger: CrashLedger | None = None,
+    answering: ConcurrentAnswering | None = None,
 ) -> Dataflow:
     """Kafka in and out by default; with ``source``/``sink`` (tests) the sink gets Outgoing messages and
     each batch's answers leave with it (the flow ends when the source does).
-    No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error)."""
+    No exception leaves a step: a record that raises is dead-lettered alone (and answered with an error).
+    ``answering``: the generation slots whose room gates the Kafka source (by default made here from the settings).
+    New cache entries leave through the flow's sink, after their answer (flushed before the offset is committed)."""
     flow = Dataflow("query")
     key = audit_key(settings)  # before anything starts: production without a key is a configuration error
     processor = processor or make_query_processor(settings)
-    answering = ConcurrentAnswering(processor, settings.generation.generation_concurrency, wait=source is not None,
-                                    ledger=ledger, queue=settings.generation.generation_queue)
+    processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
+    answering = answering or ConcurrentAnswering(processor, settings.generation.generation_concurrency,
+                                                 wait=source is not None, ledger=ledger,
+                                                 queue=settings.generation.generation_queue)
     offsets = InFlightOffsets()
     if source is None:
         # Resume from the query group's committed offsets: a restarted worker answers what arrived
@@ -200,7 +205,6 @@ def main(settings: Settings | None = None, process_id: int = 0, timer: StageTime
         observe_worker(settings.kafka, settings.worker, "query", settings.worker.query_group, settings.topics.queries,
                        process_id)
         processor = make_query_processor(settings, with_cache=True, with_kafka=True, views=views)
-        processor.entries_on_stream = True  # new cache entries leave through the sink that flushes before it commits
         if processor.cache is not None:
             make_cache_follower(settings, processor.cache).start()
         ledger = FileCrashLedger(ledger_path(settings.worker.state_dir, "query", process_id), "query")

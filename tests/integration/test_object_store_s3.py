@@ -24,7 +24,7 @@ from streamrag.core.config import EncryptionConfig
 from streamrag.core.index_versions import new_manifest
 from streamrag.core.scope import Scope
 from streamrag.core.settings import Settings
-from streamrag.tools.bench_scale import DIM, _rows
+from tests.builders import DIM, doc_writes
 from tests.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def test_the_index_lives_on_the_object_store(s3: dict[str, str]) -> None:
     store = LanceStore(uri, read_consistency_s=0, ann_index_min_rows=10**9)
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (4, DIM)).astype(np.float32)
-    writes = _rows(rng, centres, 0, 12, tenants=2)
+    writes = doc_writes(rng, centres, 0, 12, tenants=2)
     store.apply(writes, DIM)
     store.maintain(force=True)  # scalar indexes, FTS, optimize: on S3
     assert store.maintenance_failures == 0
@@ -95,9 +95,9 @@ def test_two_writers_commit_to_one_table_at_once_and_lose_nothing(s3: dict[str, 
     uri = s3["STREAMRAG_LANCEDB_URI"] + "/concurrent"
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 1, (4, DIM)).astype(np.float32)
-    first = _rows(rng, centres, 0, 1, tenants=1)
+    first = doc_writes(rng, centres, 0, 1, tenants=1)
     LanceStore(uri).apply(first, DIM)  # the tables exist before the race
-    parts = [_rows(rng, centres, 1 + 40 * w + 4 * b, 4, tenants=1) for w in range(2) for b in range(10)]
+    parts = [doc_writes(rng, centres, 1 + 40 * w + 4 * b, 4, tenants=1) for w in range(2) for b in range(10)]
     errors: list[BaseException] = []
 
     def write(batches: list) -> None:

@@ -16,6 +16,7 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 from fastapi.testclient import TestClient
 
+from streamrag.connectors.kafka_gated_source import GatedKafkaSource
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.cache.policy import TenantPolicy
 from streamrag.core.cache.semantic_cache import SemanticCache
@@ -24,6 +25,7 @@ from streamrag.core.generation.llm_generator import AnswerBudget, LLMGenerator
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.query.concurrent import ConcurrentAnswering
 from streamrag.core.query.deltas import Delta
+from streamrag.core.query.replies import Reply
 from streamrag.core.records import Outgoing, RawRecord
 from streamrag.core.settings import Settings
 from streamrag.flows import query as query_flow
@@ -100,11 +102,9 @@ def test_sources_leave_at_once_while_the_model_is_busy(settings: Settings, store
     try:
         t0 = time.monotonic()
         answering.generate(answering.retrieve(qp.parse([rec(query("busy"), 0, b"busy")])))
-        assert answering.has_room()  # the slot is busy: the queue lets the worker read and retrieve the next query
         time.sleep(0.2)
         t1 = time.monotonic()
         answering.generate(answering.retrieve(qp.parse([rec(query("next"), 1, b"next")])))
-        assert not answering.has_room()  # the queue is full: back-pressure
         seen: dict[str, float] = {}
         while time.monotonic() - t0 < 30 and "final:next" not in seen:
             for _rec, out in answering.drain():
@@ -118,6 +118,38 @@ def test_sources_leave_at_once_while_the_model_is_busy(settings: Settings, store
     to_sources = seen["sources:next"] - t1
     assert to_sources < 0.3 and seen["final:busy"] - t1 > 1.0, (to_sources, seen)  # it did not wait for the slot
     assert seen["sources:next"] < seen["final:busy"]
+
+
+def test_the_workers_source_stops_reading_while_the_generation_queue_is_full(settings: Settings,
+                                                                             store: LanceStore) -> None:
+    """Back-pressure through the worker's own wiring: the Kafka source the query flow builds (``build_flow`` without
+    a test source, as the worker calls it) reads nothing while every generation slot is busy and the queue is full,
+    and reads again once they free up."""
+    s = indexed(settings, store).model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})  # nothing listens there
+    chat = ScriptedChat(reply="Employees get twenty five days [1].", delay_s=0.1)
+    qp = query_processor(s, store, HashEmbedder(), generator=LLMGenerator(chat, AnswerBudget()))
+    answering = ConcurrentAnswering(qp, 1, queue=1)  # one slot, one waiting job
+    flow = query_flow.build_flow(s, processor=qp, answering=answering)
+    (source,) = [getattr(step, "source", None) for step in flow.substeps if step.step_name == "in"]  # bytewax's input
+    assert isinstance(source, GatedKafkaSource)
+    part = source.build_part("query.in", f"0-{s.topics.queries}", None)
+    try:
+        assert part.next_batch() == [] and part.next_awake() is None  # room: it read (nothing there), reads on at once
+        answering.generate(answering.retrieve(qp.parse([rec(query("busy"), 0, b"busy")])))
+        assert part.next_batch() == [] and part.next_awake() is None  # the slot is busy, the queue has room: it reads
+        answering.generate(answering.retrieve(qp.parse([rec(query("next"), 1, b"next")])))
+        closed = [(part.next_batch(), part.next_awake()) for _ in range(3)]
+        assert all(got == [] and wake is not None for got, wake in closed)  # full: no read, only a look again soon
+        finals: set[str] = set()
+        t0 = time.monotonic()
+        while finals != {"busy", "next"} and time.monotonic() - t0 < 30:
+            finals |= {out.answer.query_id for _rec, out in answering.drain() if isinstance(out, Reply)}
+            time.sleep(0.01)
+        assert finals == {"busy", "next"}
+        assert part.next_batch() == [] and part.next_awake() is None  # both answered: reading again
+    finally:
+        part.close()
+        answering.slots.close()
 
 
 def test_a_cached_answers_sources_come_first_too(settings: Settings, store: LanceStore) -> None:

@@ -16,11 +16,9 @@ import lancedb
 import pytest
 from lancedb.query import MatchQuery, MultiMatchQuery
 
-from streamrag.connectors import lancedb_vector_mirror
 from streamrag.connectors.lancedb_filters import render
 from streamrag.connectors.lancedb_maintenance import FTS_OPTIONS
 from streamrag.connectors.lancedb_store import LanceStore
-from streamrag.core import bm25
 from streamrag.core.analysis import bm25_terms
 from streamrag.core.bm25 import STOP_WORDS, TermAnalyzer
 from streamrag.core.scope import Scope
@@ -121,11 +119,11 @@ def test_deleted_documents_leave_the_statistics(settings: Settings, stores: tupl
     assert _same(mirrored, plain, queries) > 50
 
 
-def test_the_analyzer_filters_as_lancedb(monkeypatch: Any) -> None:
+def test_the_analyzer_filters_as_lancedb() -> None:
     a = TermAnalyzer()
     assert a.terms("having does variants søren straße " + "z" * 40) == ["doe", "variant", "soren", "strasse"]
     assert a.terms("the of and") == [] and a.terms("") == []
-    monkeypatch.setattr(bm25, "_MEMO_MAX", 6)  # words stemmed together, past the memo's size: the same terms
+    a = TermAnalyzer(memo_max=6)  # words stemmed together, past the memo's size: the same terms
     words = ["cells", "", "having", "cells", "running", "x" * 40, "studies", "does", "ran", "runs"]
     assert a.terms_of(words) == [TermAnalyzer().term(w) for w in words] == a.terms_of(words[::-1])[::-1]
     assert a.terms_of(words)[:5] == ["cell", None, None, "cell", "run"]
@@ -142,9 +140,9 @@ def test_the_stop_words_are_those_lancedb_drops(tmp_path: Path) -> None:
     assert {"the", "having", "s"} <= dropped and not {"would", "does", "once"} & dropped  # (matched after stemming)
 
 
-def test_large_fragments_get_their_postings_beside_the_searches(settings: Settings, monkeypatch: Any) -> None:
-    monkeypatch.setattr(lancedb_vector_mirror, "_INLINE_TEXT_ROWS", 0)  # every fragment is "large"
+def test_large_fragments_get_their_postings_beside_the_searches(settings: Settings) -> None:
     mirrored = LanceStore(settings.lancedb_path(), mirror_max_rows=10_000)
+    mirrored.mirror.inline_text_rows = 0  # every fragment is "large"
     Indexer(settings, mirrored, HashEmbedder()).stages.process_batch(
         [rec(change(f"p{i}", 1, text, title=title)) for i, (title, text) in enumerate(_paragraphs()[:40])])
     mirrored.maintain(force=True)
@@ -153,9 +151,9 @@ def test_large_fragments_get_their_postings_beside_the_searches(settings: Settin
     query = " ".join(_paragraphs()[3][1].split()[:10])
     first = _found(mirrored, query, scope, True)  # LanceDB's candidates scored again while the postings are built
     assert first == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5) and mirrored.mirror.text_answers == 0
-    for _ in range(200):  # bounded: the thread builds a few fragments' postings
-        if mirrored.mirror._blocks and all(b.text is not None for b in mirrored.mirror._blocks):
+    for _ in range(200):  # bounded: the thread builds a few fragments' postings; LanceDB answers until then
+        assert _found(mirrored, query, scope, True) == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5)
+        if mirrored.mirror.text_answers:
             break
         time.sleep(0.05)
-    assert _found(mirrored, query, scope, True) == pytest.approx(_lancedb(plain, query, scope, True), rel=1e-5)
     assert mirrored.mirror.text_answers == 1

@@ -4,6 +4,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streamrag.connectors.cache_follower import CacheFollower
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.connectors.redis_cache import RedisCache
 from streamrag.core.cache.policy import TenantPolicy, normalize, tenant_policy
@@ -12,7 +13,9 @@ from streamrag.core.config import CacheTenantSettings
 from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.query.processor import QueryProcessor
 from streamrag.core.settings import Settings
-from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, Query
+from streamrag.flows import ingest as ingest_flow
+from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, IndexEvent, Query
+from tests.builders import Consumed
 from tests.conftest import Indexer, change, query_processor, rec
 from tests.fakes import HashEmbedder, MemoryPayloadStore, ScriptedChat
 
@@ -61,12 +64,19 @@ def test_tenant_and_acl_safety(settings: Settings, store: LanceStore) -> None:
     assert not c.cached
 
 
-def test_invalidation_on_newer_version(settings: Settings, store: LanceStore) -> None:
+def test_a_newer_version_invalidates_through_the_index_event_the_follower_reads(settings: Settings,
+                                                                               store: LanceStore) -> None:
+    """The real path: the ingest worker's index event (its message, as it goes to the index-events topic) read by
+    the query worker's cache follower drops the entry citing the old version; nothing calls ``invalidate`` here."""
     ing, qp, cache = setup(settings, store)
     qp.answer_many([q("vacation days employees")])
     assert qp.answer_many([q("vacation days employees")])[0].cached
-    ing.process_batch([rec(change("vac", 2, "Employees now get thirty days of paid vacation."))])
-    assert cache.invalidate("acme", "vac", 2)
+    r = rec(change("vac", 2, "Employees now get thirty days of paid vacation."), key=b"acme/vac")
+    (event,) = ing.process_batch([r])
+    assert isinstance(event, IndexEvent) and event.status == "indexed"
+    msg = ingest_flow.to_message(settings, ingest_flow.Finished(r, event))
+    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache)
+    follower.handle(Consumed.of(msg))  # type: ignore[arg-type]
     (a,) = qp.answer_many([q("vacation days employees")])
     assert not a.cached and "thirty" in a.answer
 

@@ -15,6 +15,7 @@ from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
 from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import DeadLetter, IndexEvent
+from streamrag.schemas.vocabulary import INGEST_STAGES
 from tests.conftest import change, query_processor
 from tests.fakes import HashEmbedder
 
@@ -25,13 +26,16 @@ def kafka_rec(obj: Any, offset: int, key: bytes = b"k") -> RawRecord:
 
 
 def test_ingest_flow_has_one_named_step_per_stage(settings: Settings, store: LanceStore) -> None:
-    flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
-                                  stages=IngestStages.from_settings(settings, store, HashEmbedder()))
-    steps = [s.step_name for s in flow.substeps]
-    for stage in ("parse", "redact", "newest", "stale_check", "chunk", "embed", "write"):
-        assert stage in steps
-    assert steps.index("parse") < steps.index("redact") < steps.index("newest") < steps.index("stale_check") < steps.index("chunk") \
-        < steps.index("embed") < steps.index("write")
+    """The flow's steps are ``INGEST_STAGES`` (where the stages are declared), all of them, in that order and
+    nothing between them, on the embedded path and on the Kafka path; each names a stage the stages implement."""
+    stages = IngestStages.from_settings(settings, store, HashEmbedder())
+    embedded = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]), stages=stages)
+    kafka = ingest_flow.build_flow(settings, stages=stages)
+    for flow, head, tail in ((embedded, ["in"], ["finished", "outputs", "out"]),
+                             (kafka, ["in", "raw", "consume_err"], ["finished", "events"])):
+        steps = [s.step_name for s in flow.substeps]
+        assert steps[: len(head) + len(INGEST_STAGES) + len(tail)] == [*head, *INGEST_STAGES, *tail]
+    assert "extract" in INGEST_STAGES and all(callable(getattr(stages, name, None)) for name in INGEST_STAGES)
 
 
 def test_ingest_flow_indexes_and_dead_letters_in_process(settings: Settings, store: LanceStore) -> None:
@@ -99,7 +103,8 @@ def test_every_answer_has_an_audit_record_with_text_only_where_allowed(settings:
 
 def test_cache_entries_leave_through_the_sink_with_their_record(settings: Settings, store: LanceStore) -> None:
     """No side producer: a new cache entry is a message of the flow, after its answer, carrying the query's
-    record (so its offset is committed only once the entry is flushed too)."""
+    record (so its offset is committed only once the entry is flushed too). The processor is the worker's as
+    ``make_query_processor`` makes it: ``build_flow`` alone routes its entries to the sink."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from streamrag.core.cache.policy import TenantPolicy
@@ -115,7 +120,6 @@ def test_cache_entries_leave_through_the_sink_with_their_record(settings: Settin
     cache = SemanticCache(MemoryPayloadStore(), default_policy=TenantPolicy(threshold=0.99),
                           publish=lambda k, e: published.append(k))
     qp = query_processor(s, store, HashEmbedder(), cache=cache)
-    qp.entries_on_stream = True
     got: list[Outgoing] = []
     q0 = kafka_rec({"query_id": "q0", "tenant": "acme", "text": "vacation days"}, 5, key=b"q0")
     run_main(query_flow.build_flow(s, processor=qp, source=TestingSource([q0]), sink=TestingSink(got)))

@@ -289,20 +289,32 @@ def test_unknown_routes_are_json_404() -> None:
 
 
 def test_readiness_waits_for_workers_to_learn_of_a_new_reply_topic(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
+    """Through ``start`` (which creates the reply topic) and ``readiness`` (what /readyz serves)."""
+    import asyncio
 
     from streamrag.gateway import backend as gb
+
+    class Router:
+        def __init__(self, *_a: Any) -> None: ...
+        def start(self) -> None: ...
+        def stop(self) -> None: ...
 
     s = Settings(_env_file=None, gateway_ready_needs_worker=False)  # type: ignore[call-arg]
     kb = gb.KafkaBackend(s)
     monkeypatch.setattr(gb, "check_reachable", lambda *_a, **_k: None)
+    monkeypatch.setattr(gb, "ensure_reply_topic", lambda *_a: True)  # the reply topic did not exist: created now
+    monkeypatch.setattr(gb, "ReplyRouter", Router)
+    monkeypatch.setattr(gb, "READY_CACHE_S", 0.0)
+    monkeypatch.setattr(gb, "REPLY_TOPIC_SETTLE_S", 0.3)
     monkeypatch.setattr(kb.redis, "healthy", lambda: True)
     monkeypatch.setattr(kb.reader, "reachable", lambda: True)
-    kb.router = object()  # type: ignore[assignment]
-    kb._reply_topic_created = time.monotonic()
-    assert kb._probe()["reply_topic"].startswith(kb.reply_topic + " created")
-    kb._reply_topic_created = time.monotonic() - gb.REPLY_TOPIC_SETTLE_S
-    assert kb._probe() == {"kafka": "ok", "reply_topic": "ok", "redis": "ok", "store": "ok"}
+    kb.start()
+    try:
+        assert asyncio.run(kb.readiness())["reply_topic"].startswith(kb.reply_topic + " created")
+        time.sleep(0.35)
+        assert asyncio.run(kb.readiness()) == {"kafka": "ok", "reply_topic": "ok", "redis": "ok", "store": "ok"}
+    finally:
+        kb.stop()
 
 
 def test_a_query_id_already_waiting_is_refused() -> None:

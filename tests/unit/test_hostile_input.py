@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.errors import TemporaryFailure
-from streamrag.core.ingest.changes import parse_change
+from streamrag.core.ingest.changes import Finished, parse_change
 from streamrag.core.ingest.stages import IngestStages
 from streamrag.core.json_limits import JsonLimits, Reason, read_model
 from streamrag.core.query.parse import parse_query
@@ -27,6 +27,8 @@ from streamrag.flows import ingest as ingest_flow
 from streamrag.flows import query as query_flow
 from streamrag.flows.local import ingest_records
 from streamrag.schemas.models import CacheEntry, DeadLetter, DocumentChange, IndexEvent, Query
+from streamrag.schemas.vocabulary import INGEST_STAGES
+from tests.builders import Consumed
 from tests.conftest import change, query_processor
 from tests.fakes import HashEmbedder
 
@@ -88,7 +90,9 @@ def test_the_poison_records_are_parse_dead_letters(value: bytes | None) -> None:
     rec = RawRecord(value=value, key=b"q1")
     doc = parse_change(rec)
     assert isinstance(doc, DeadLetter) and doc.stage in ("parse", "validate") and doc.original() == (value or b"")
-    dead, answer = parse_query(rec)  # type: ignore[misc]
+    parsed = parse_query(rec)
+    assert isinstance(parsed, tuple)
+    dead, answer = parsed
     assert dead.stage in ("parse", "validate") and answer is not None and answer.query_id == "q1"
     assert answer.status == "error"
 
@@ -175,35 +179,28 @@ def test_the_query_flow_survives_an_answer_that_raises(settings: Settings, store
     assert dead == [("parse", 3), ("parse", 4), ("retrieve", 1)]
 
 
-def test_the_ingest_flow_names_every_guarded_step(settings: Settings, store: LanceStore) -> None:
-    flow = ingest_flow.build_flow(settings, source=TestingSource([]), sink=TestingSink([]),
-                                  stages=IngestStages.from_settings(settings, store, HashEmbedder()))
-    assert {"parse", "redact", "newest", "stale_check", "chunk", "embed", "write"} <= {s.step_name for s in flow.substeps}
+class RaisingIn(IngestStages):
+    """Every stage raises a bare exception (a bug) for the document named ``bomb-<stage>`` while it is in hand."""
+
+    def run(self, stage: Any, items: Any) -> list[Any]:
+        recs = [i if isinstance(i, RawRecord) else i.rec for i in items if not isinstance(i, Finished)]
+        if any(f'"bomb-{stage}"'.encode() in (r.value or b"") for r in recs):
+            raise ZeroDivisionError(f"a bug in {stage}")
+        return super().run(stage, items)
 
 
-class Msg:
-    """A consumed Kafka message, as confluent_kafka hands it to the cache follower."""
-
-    def __init__(self, topic: str, value: bytes | None, key: bytes | None = b"acme/k") -> None:
-        self._t, self._v, self._k = topic, value, key
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._t
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 1
+def test_every_ingest_stage_is_a_guarded_step_of_the_flow(settings: Settings, store: LanceStore) -> None:
+    """Each stage of ``INGEST_STAGES`` (where the stages are declared: one added is covered here too) raising for
+    one record dead-letters that record alone, at that stage, through the flow's own steps."""
+    recs = [kafka_rec(change(f"bomb-{stage}", 1, f"text of {stage}"), i) for i, stage in enumerate(INGEST_STAGES)]
+    recs.append(kafka_rec(change("fine", 1, "an ordinary document"), len(recs)))
+    out: list[Any] = []
+    run_main(ingest_flow.build_flow(settings, source=TestingSource(recs), sink=TestingSink(out),
+                                    stages=RaisingIn.from_settings(settings, store, HashEmbedder())))
+    dead = sorted((d.source.offset, d.stage) for d in out if isinstance(d, DeadLetter) and d.source)
+    assert dead == list(enumerate(INGEST_STAGES))
+    assert all("ZeroDivisionError" in d.error for d in out if isinstance(d, DeadLetter))
+    assert [e.doc_id for e in out if isinstance(e, IndexEvent) and e.status == "indexed"] == ["fine"]
 
 
 @hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -215,7 +212,7 @@ def test_the_cache_follower_skips_what_it_cannot_read(value: bytes) -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     follower = CacheFollower(s.kafka, s.topics, s.json_limits, SemanticCache(None), sealer_for(s))
     for topic in (s.topics.cache, s.topics.index_events):
-        follower._handle(Msg(topic, value))  # type: ignore[arg-type]
+        follower.handle(Consumed(topic, value))  # type: ignore[arg-type]
 
 
 def test_injection_flags_take_linear_time_on_hostile_markup() -> None:

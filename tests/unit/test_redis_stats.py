@@ -32,8 +32,7 @@ def test_status_lists_only_this_deployments_workers(tmp_path: Any) -> None:
     clients = {}
     for prefix in ("blue:cache:", "green[1]:cache:"):
         s = Settings(lancedb_uri=str(tmp_path / "db"), cache_redis_prefix=prefix, _env_file=None)  # type: ignore[call-arg]
-        clients[prefix] = redis_for(s.redis, s.cache.redis_prefix, timeout_s=0.5)  # as ``streamrag status`` makes it
-        clients[prefix]._r = shared
+        clients[prefix] = redis_for(s.redis, s.cache.redis_prefix, timeout_s=0.5, client=shared)  # as ``status``
     clients["blue:cache:"].put_stats("host:1", {"hits": 1}, ttl_s=10)
     clients["green[1]:cache:"].put_stats("host:2", {"hits": 2}, ttl_s=10)
     assert clients["blue:cache:"].all_stats() == {"host:1": {"hits": 1}}
@@ -42,8 +41,8 @@ def test_status_lists_only_this_deployments_workers(tmp_path: Any) -> None:
 
 def test_a_tenants_cache_keys_are_not_statistics(tmp_path: Any) -> None:
     s = Settings(lancedb_uri=str(tmp_path / "db"), _env_file=None)  # type: ignore[call-arg]
-    r = redis_for(s.redis, s.cache.redis_prefix)
-    r._r = shared = DictRedis()
+    shared = DictRedis()
+    r = redis_for(s.redis, s.cache.redis_prefix, client=shared)
     shared.set(r.key("stats", "abc"), "{}")  # a tenant named like the statistics
     r.put_stats("host:1", {"hits": 3}, ttl_s=10)
     assert r.all_stats() == {"host:1": {"hits": 3}}

@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamrag.connectors import lancedb_vector_mirror
 from streamrag.connectors.lancedb_store import LanceStore
 from streamrag.core.scope import Scope, filter_conditions
 from streamrag.core.security import doc_key, principal_tokens
 from streamrag.core.settings import Settings
 from streamrag.schemas.models import Principal, QueryFilters
 from tests.conftest import Indexer, change, rec
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, count_searches
 
 EMB = HashEmbedder()
 ALICE = principal_tokens(Principal(user="alice"))
@@ -70,14 +69,11 @@ def test_the_mirror_finds_what_lancedb_finds_in_every_scope(settings: Settings, 
     assert any(_hits(mirrored, _text(1, 8), s) for s in scopes) and not _hits(mirrored, _text(1), scopes[-1])
 
 
-def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored: LanceStore, plain: LanceStore,
-                                                    monkeypatch: Any) -> None:
+def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored: LanceStore, plain: LanceStore) -> None:
     _corpus(settings, mirrored)
     mirrored.maintain(force=True)  # the FTS index
     _hits(mirrored, "hotel", Scope.of("acme", ALICE))  # the mirror holds the table now
-    taken: list[int] = []
-    real = lancedb_vector_mirror._take
-    monkeypatch.setattr(lancedb_vector_mirror, "_take", lambda at: taken.append(len(at)) or real(at))
+    before = mirrored.mirror.text_answers
     found = 0
     for scope in (Scope.of("acme", ALICE), Scope.of("acme", BOB), Scope.of("other", ["*"])):
         for text in ("hotel2 budget3", "canteen4 lunch0 pension1", "salary0"):
@@ -86,22 +82,20 @@ def test_bm25_hits_take_their_rows_from_the_mirror(settings: Settings, mirrored:
             assert got == [(h.id, round(h.score, 4), h.text, h.acl, h.version)
                            for h in plain.text_search(text, scope, 12)]
             found += len(got)
-    assert found > 20 and len(taken) == 9  # every one of them from memory
+    assert found > 20 and mirrored.mirror.text_answers - before == 9  # every one of them from memory
 
 
 def test_a_changed_shrunk_or_deleted_document_is_seen_at_the_next_search(settings: Settings, mirrored: LanceStore,
-                                                                         plain: LanceStore, monkeypatch: Any) -> None:
+                                                                         plain: LanceStore) -> None:
     _corpus(settings, mirrored)
     acme = Scope.of("acme", ALICE)  # d1 is alice's
     assert "d1" in [h[2] for h in _hits(mirrored, _text(1), acme)]
-    reads: list[int] = []
-    real = lancedb_vector_mirror._read_block
-    monkeypatch.setattr(lancedb_vector_mirror, "_read_block", lambda f, *a: reads.append(f.fragment_id) or real(f, *a))
+    read_before = mirrored.mirror.blocks_read
 
     _index(settings, mirrored, change("d1", 2, "zebra giraffe okapi " * 3 + _text(3, 40)))  # new text, more chunks
     got = _hits(mirrored, "zebra giraffe okapi", acme)
     assert got[0][2:4] == ("d1", 2) and "zebra" in got[0][4] and got == _hits(plain, "zebra giraffe okapi", acme)
-    assert len(reads) == 1  # only the new fragment was read; the others only had rows deleted
+    assert mirrored.mirror.blocks_read - read_before == 1  # only the new fragment was read; the others only had rows deleted
 
     _index(settings, mirrored, change("d1", 3, "zebra only"))  # shrinks to one chunk: the tail is deleted
     got = _hits(mirrored, "zebra giraffe okapi", acme, 50)
@@ -136,11 +130,13 @@ def test_a_row_with_a_zero_vector_is_never_found(settings: Settings, mirrored: L
     assert got and "d1" not in [h[2] for h in got]  # (as in LanceDB: no distance)
 
 
-def test_document_rows_are_kept_by_version(settings: Settings, store: LanceStore) -> None:
+def test_document_rows_are_kept_by_version(settings: Settings, store: LanceStore, monkeypatch: Any) -> None:
     _index(settings, store, change("d1", 1, "first text", title="First"), change("d2", 1, "other", title="Other"))
     k1, k2 = doc_key("acme", "d1"), doc_key("acme", "d2")
-    assert store.docs([k1], versions={k1: 1})[k1]["title"] == "First"
-    assert (k2, 1) in store._doc_rows_seen  # the small docs table was read whole at the first enrichment
+    reads = count_searches(monkeypatch, store, store.docs_name)
+    assert store.docs([k1], versions={k1: 1})[k1]["title"] == "First" and len(reads) == 1
+    assert store.docs([k2], versions={k2: 1})[k2]["title"] == "Other"
+    assert len(reads) == 1  # the small docs table was read whole at the first enrichment: d2 came from memory
     _index(settings, store, change("d1", 2, "second text", title="Second"))
     assert store.docs([k1], versions={k1: 2})[k1]["title"] == "Second"  # a new version: read, not the kept row
     assert store.docs([k1], versions={k1: 1})[k1]["title"] == "First"  # a version's row never changes
