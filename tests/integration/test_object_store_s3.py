@@ -138,7 +138,7 @@ def test_the_index_is_written_with_server_side_encryption(s3: dict[str, str]) ->
     filer = f"http://127.0.0.1:{int(s3['AWS_ENDPOINT_URL'].rsplit(':', 1)[1]) + 3}"
     rng = np.random.default_rng(2)
     centres = rng.normal(0, 1, (4, DIM)).astype(np.float32)
-    writes = _rows(rng, centres, 0, 4, tenants=1)
+    writes = doc_writes(rng, centres, 0, 4, tenants=1)
     try:
         use_object_store(EncryptionConfig(s3_sse="AES256"))
         assert storage_options(s3["STREAMRAG_LANCEDB_URI"]) == {"aws_server_side_encryption": "AES256"}

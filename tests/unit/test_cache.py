@@ -12,6 +12,7 @@ from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.config import CacheTenantSettings
 from streamrag.core.generation.backend import Draft, GenerationRequest
 from streamrag.core.query.processor import QueryProcessor
+from streamrag.core.sealing import sealer_for
 from streamrag.core.settings import Settings
 from streamrag.flows import ingest as ingest_flow
 from streamrag.schemas.models import Answer, CacheEntry, CitedDoc, IndexEvent, Query
@@ -75,7 +76,7 @@ def test_a_newer_version_invalidates_through_the_index_event_the_follower_reads(
     (event,) = ing.process_batch([r])
     assert isinstance(event, IndexEvent) and event.status == "indexed"
     msg = ingest_flow.to_message(settings, ingest_flow.Finished(r, event))
-    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache)
+    follower = CacheFollower(settings.kafka, settings.topics, settings.json_limits, cache, sealer_for(settings))
     follower.handle(Consumed.of(msg))  # type: ignore[arg-type]
     (a,) = qp.answer_many([q("vacation days employees")])
     assert not a.cached and "thirty" in a.answer
