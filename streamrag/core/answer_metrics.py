@@ -127,11 +127,3 @@ def refused(status: str, answer: str) -> bool:
     if status == "no_answer":
         return True
     return status == "ok" and bool(answer.strip()) and ground(first_sentence(answer), 0).refusal
-
-
-def percentile(xs: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile (0 for no values)."""
-    if not xs:
-        return 0.0
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))], 1)

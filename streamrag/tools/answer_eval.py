@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from streamrag.connectors.embedding_cache import CachingEmbedder
-from streamrag.core.answer_metrics import citation_scores, cited_docs, percentile, refused, score_answer
+from streamrag.core.answer_metrics import citation_scores, cited_docs, refused, score_answer
 from streamrag.core.errors import StreamragError
+from streamrag.core.percentiles import percentiles
 from streamrag.core.records import RawRecord
 from streamrag.core.settings import Settings
 from streamrag.flows.components import embedder_for, make_query_processor, make_store
@@ -196,8 +197,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "unanswerable": {"questions": len(una), "refused": _share(una, "refused")},
         "statuses": dict(Counter(r["status"] for r in rows)),
         "generators": dict(Counter(r["generator"] or "-" for r in rows)),
-        "latency_ms": {"first_token_p50": percentile(first, 50), "first_token_p95": percentile(first, 95),
-                       "final_p50": percentile(final, 50), "final_p95": percentile(final, 95),
+        "latency_ms": {**(percentiles(first, (50, 95), 1, prefix="first_token_p") or {"first_token_p50": 0.0, "first_token_p95": 0.0}),
+                       **(percentiles(final, (50, 95), 1, prefix="final_p") or {"final_p50": 0.0, "final_p95": 0.0}),
                        "model_first_token": sum(r["model_first_token"] for r in rows)},
         "tokens": {"prompt": sum(r["prompt_tokens"] for r in rows), "completion": sum(r["completion_tokens"] for r in rows),
                    "prompt_mean": round(sum(r["prompt_tokens"] for r in rows) / len(rows), 1) if rows else 0.0,

@@ -16,7 +16,6 @@ from streamrag.core.answer_metrics import (
     contains,
     first_sentence,
     normalize,
-    percentile,
     refused,
     score_answer,
     token_recall,
@@ -102,12 +101,6 @@ def test_refusals() -> None:
     assert not refused("ok", "Spo0A is the key regulator [1].")
     assert not refused("ok", "Rotavirus has nine species [1]. The sources do not say which is most common.")
     assert not refused("error", "")
-
-
-def test_percentile() -> None:
-    assert percentile([], 50) == 0.0
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
-    assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
 
 
 @pytest.fixture

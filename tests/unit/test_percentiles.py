@@ -20,3 +20,16 @@ def test_keys_rounding_and_empty_input() -> None:
     assert percentiles([]) == {}
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_no_other_module_computes_percentiles() -> None:
+    """One method for every report: a second percentile function makes figures incomparable (#36)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "streamrag"
+    found = [f"{p.relative_to(root)}:{n.lineno} {n.name}" for p in root.rglob("*.py")
+             if p.name != "percentiles.py"
+             for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+             if isinstance(n, ast.FunctionDef) and ("percentile" in n.name.lower() or n.name.lower() in {"p50", "p95", "p99"})]
+    assert not found
