@@ -60,6 +60,8 @@ def worker(settings: Settings, start_worker: Any) -> Any:
         "STREAMRAG_PROFILE": "production", "STREAMRAG_AUTH_TENANTS": json.dumps(keys),
         "STREAMRAG_GATEWAY_EXPERIMENTS": json.dumps(experiments), "STREAMRAG_METRICS_PORT": "0",
         "IT_ACME_JWT": ACME, "IT_GLOBEX_JWT": GLOBEX, "STREAMRAG_AUDIT_HASH_KEY": AUDIT_KEY,
+        # the production profile needs the payload keys (#38): one AES-256 key, URL-safe base64
+        "STREAMRAG_ENCRYPTION_KEYS": base64.urlsafe_b64encode(bytes(range(32))).decode(),
     })
 
 
