@@ -16,9 +16,11 @@ from tests.integration.conftest import chunk_rows as rows
 from tests.integration.conftest import produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
-# the fast packaged model: this checks the plumbing, not the answer's quality (test_generation_local does)
+# the fast packaged model: this checks the plumbing, not the answer's quality (test_generation_local does); the
+# whole two-sentence source in its prompt (a 135M model given the one matching sentence may answer "I don't know")
 LOCAL = {"STREAMRAG_GENERATOR": "local", "STREAMRAG_LOCAL_MODEL": "smollm2-135m-instruct",
-         "STREAMRAG_UNGROUNDED": "flag", "STREAMRAG_ANSWER_MAX_TOKENS": "40", "STREAMRAG_CACHE_ENABLED": "false"}
+         "STREAMRAG_UNGROUNDED": "flag", "STREAMRAG_ANSWER_MAX_TOKENS": "40", "STREAMRAG_CACHE_ENABLED": "false",
+         "STREAMRAG_PROMPT_PACKING": "chunks"}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def test_the_best_sentence_of_each_source_goes_in_first() -> None:
 
 
 def test_kept_sentences_keep_their_order_and_gaps_are_marked() -> None:
-    kept = focus("premium cost support", [LONG], lambda r, t: len(t.split()), budget=1000)
+    kept = focus("premium cost support", [LONG], lambda r, t: len([w for w in t.split() if w != "…"]), budget=14)
     text = kept[0].text
     assert text.index("Support answers") < text.index("Premium costs") < text.index("phone support")
     assert text.startswith("…")  # the lead sentence shares no term: left out, and marked
@@ -50,3 +50,13 @@ def test_the_focused_prompt_stays_within_its_budget_and_is_smaller() -> None:
         assert sum(approx_tokens(m["content"]) for m in p.messages) <= budget
     chunks = build_prompt(q, rk, approx_tokens, 400, packing="chunks")
     assert len(chunks.sources) < 3  # whole chunks: the budget holds fewer sources
+
+
+def test_with_budget_left_the_neighbours_follow_and_a_short_source_goes_whole() -> None:
+    """An answer may share no term with the question ("It costs 25 euros."): after the matching sentences, the
+    nearest others; a short source whole when the budget allows (as the old packing sent it)."""
+    text = "Premium includes phone support. It costs 25 euros a month. Offices are in Lyon. The staff counts forty."
+    words = lambda r, t: len([w for w in t.split() if w != "…"])  # noqa: E731
+    kept = focus("What does the premium plan include?", [text], words, budget=11)
+    assert kept[0].text == "Premium includes phone support. It costs 25 euros a month." and kept[0].truncated
+    assert focus("premium", [text], words, budget=100)[0].text == text

@@ -10,7 +10,10 @@ share the question's content terms, from every source:
   tuning to any data set), divided by the square root of its length in terms;
 - the sources take turns in rank order, each adding its next-best sentence that still fits, so that every
   source the budget allows is represented by its best sentence before any source gets its second;
-- a source with no sentence sharing a term offers its lead sentence (it often names the subject);
+- a source with no sentence sharing a term offers its lead sentence first (it often names the subject);
+- while the budget lasts, the other sentences follow, nearest to a matching one first (a sentence answering
+  the question may share no term with it: "Premium includes phone support. It costs 25 euros."), so a short
+  source goes whole;
 - each source's kept sentences are written in their original order, a gap marked "…".
 """
 
@@ -52,7 +55,8 @@ def sentences(text: str) -> list[str]:
 
 
 def scored(question: str, texts: Sequence[str]) -> list[list[tuple[float, int, str]]]:
-    """Per source, its sentences as (score, position, sentence), best first (position breaks ties)."""
+    """Per source, its sentences as (score, position, sentence) in the order they are offered: those sharing a
+    term with the question, best first (position breaks ties), then the others, nearest to one of them first."""
     q = set(terms(question))
     split = [list(dict.fromkeys(sentences(t))) for t in texts]  # a sentence repeated in a source counts once
     bags = [[set(terms(s)) for s in ss] for ss in split]
@@ -64,7 +68,10 @@ def scored(question: str, texts: Sequence[str]) -> list[list[tuple[float, int, s
         rows = [(sum(idf.get(t, 0.0) for t in bag & q) / math.sqrt(len(bag) + 4), i, s)
                 for i, (s, bag) in enumerate(zip(ss, source, strict=True))]
         best = sorted((r for r in rows if r[0] > 0), key=lambda r: (-r[0], r[1]))
-        out.append(best or rows[:1])  # nothing shares a term: the lead sentence
+        hits = [r[1] for r in best] or [0]  # nothing shares a term: the lead sentence comes first
+        rest = sorted((r for r in rows if r[0] <= 0), key=lambda r: (min(abs(r[1] - h) for h in hits), r[1]))
+        out.append(best + rest)  # then the others, nearest to a matching sentence first (an answer is often next
+        # to the sentence naming the subject: "Premium includes phone support. It costs 25 euros.")
     return out
 
 
