@@ -34,6 +34,9 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "STREAMRAG_LLM_SERVER_PORT": str(port), "STREAMRAG_LLM_SERVER_MODEL": MODEL,
            "STREAMRAG_LLM_SERVER_PARALLEL": "4", "STREAMRAG_LLM_SERVER_CONTEXT": "2048",
+           # every answer runs to its token limit: the small model ended the deliberately long answer on its own
+           # now and then (within 2 s on a fast CI machine), too soon to see the one slot busy
+           "STREAMRAG_LLM_SERVER_ARGS": "--ignore-eos",
            "STREAMRAG_LOCAL_DIR": str(tmp_path_factory.mktemp("llm-server"))}
     subprocess.run(["bash", "scripts/llm-server-up"], env=env, cwd=ROOT, check=True, timeout=1800)
     try:
@@ -177,7 +180,7 @@ def test_with_every_slot_busy_the_worker_reads_no_further_records(settings: Sett
     port = free_port()
     base = port - 1
     env = generating(llm_server, 1, STREAMRAG_QUERY_GROUP=f"bp-{uuid.uuid4().hex[:6]}", STREAMRAG_METRICS_PORT=str(base),
-                     STREAMRAG_ANSWER_MAX_TOKENS="600",  # the long answer keeps the one slot busy for a while
+                     STREAMRAG_ANSWER_MAX_TOKENS="1500",  # the long answer keeps the one slot busy for seconds even on a fast machine
                      STREAMRAG_GENERATION_QUEUE="0")  # no queries waiting beyond the slots (tests/unit/test_answer_sources.py has the queue)
     watch = AnswerWatch(settings)
     try:
