@@ -3,6 +3,10 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="${STREAMRAG_LOCAL_DIR:-$ROOT/.local}"
 mkdir -p "$LOCAL"
+# llama.cpp's build flags (scripts/llama-cpp-build, once for the Python binding and llama-server): portable
+# AVX2 by default (a -march=native build dies with "Illegal instruction" on other machines); CMAKE_ARGS
+# replaces them (e.g. -DGGML_CUDA=on).
+LLAMA_CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
 
 die() { echo "error: $*" >&2; exit 1; }
 
