@@ -27,6 +27,7 @@ def terms(text: str) -> list[str]:
     return [t for t, no_space in tokens(text) if no_space or (t not in STOP and len(t) > 1)]
 
 
+_MARKERS = re.compile(r"\[\d{1,3}\]")
 LEXICAL_SUPPORT = 0.5  # share of a question's content terms in a chunk that makes it worth answering from
 
 
@@ -40,6 +41,11 @@ def lexically_supported(question: str, ranked: Sequence[Ranked], top: int = 3) -
     """Whether one of the top chunks holds most of the question's terms: evidence to answer from when the
     dense score alone is low (a language the embedding model does not know)."""
     return any(coverage(question, f"{r.hit.title}\n{r.hit.text}") >= LEXICAL_SUPPORT for r in ranked[:top])
+
+
+def answer_supported(question: str, answer: str) -> bool:
+    """Whether an extractive answer (its sentences, markers aside) holds most of the question's terms."""
+    return coverage(question, _MARKERS.sub(" ", answer)) >= LEXICAL_SUPPORT
 
 
 def citation(r: Ranked) -> Citation:

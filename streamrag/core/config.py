@@ -476,7 +476,7 @@ class GenerationConfig(_Component):
     # worker reads no more queries. A waiting query's generation deadline runs while it waits
     generation_queue: int = Field(16, ge=0, le=10_000)
     # an answer citing no provided source: replace it with the extractive answer, or keep it flagged
-    ungrounded: Literal["extractive", "flag"] = "extractive"
+    ungrounded: Literal["supported", "extractive", "flag"] = "supported"
     injection_guard: bool = True
     breaker_fail_max: int = Field(3, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)

@@ -99,7 +99,7 @@ NOTES: dict[str, str] = {
     'STREAMRAG_GENERATION_TIMEOUT_MS': "default generation deadline (a query's `deadline_ms` can shorten it)",
     'STREAMRAG_GENERATION_CONCURRENCY': 'generations in flight per query worker process; with every slot busy, up to STREAMRAG_GENERATION_QUEUE more queries are read and wait for one',
     'STREAMRAG_GENERATION_QUEUE': 'queries retrieved while every generation slot is busy (their sources sent at once) that may wait for a slot; past them the worker reads no further queries. A waiting query spends its generation deadline: one still waiting at it is answered extractively',
-    'STREAMRAG_UNGROUNDED': 'an answer citing no source: `extractive` (replace it) or `flag` (keep, `grounded: false`)',
+    'STREAMRAG_UNGROUNDED': "a model's answer citing no source: `supported` (replaced by the extractive answer where that holds most of the question's terms, otherwise `no_answer`), `extractive` (always replaced) or `flag` (kept, `grounded: false`)",
     'STREAMRAG_INJECTION_GUARD': 'remove instruction-like text, role tags and hidden text from sources before prompting',
     'STREAMRAG_BREAKER_FAIL_MAX': "failures in a row that open a generator's circuit breaker",
     'STREAMRAG_BREAKER_RESET_S': 'seconds an open breaker waits before one trial call',

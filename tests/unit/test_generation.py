@@ -105,8 +105,8 @@ def chain(tiers: dict[str, Any], default: list[str], **kw: Any) -> GeneratorChai
     return GeneratorChain(gens, Router(default), retry_backoff_s=0.01, **kw)
 
 
-def req(**kw: Any) -> GenerationRequest:
-    return GenerationRequest(question="How much is a hotel night?", ranked=ranked(HOTEL, FLIGHT), top_k=2,
+def req(question: str = "How much is a hotel night?", **kw: Any) -> GenerationRequest:
+    return GenerationRequest(question=question, ranked=ranked(HOTEL, FLIGHT), top_k=2,
                              tenant="acme", deadline=time.monotonic() + 5, **kw)
 
 
@@ -152,6 +152,22 @@ def test_an_answer_citing_nothing_is_replaced_by_extractive_or_flagged() -> None
     assert d.generator == "extractive" and d.fallback == ["local: the answer cited no source"]
     kept = chain({"local": liar}, ["local"], ungrounded="flag").generate(req())
     assert kept.answer == "Hotels cost 999 euros." and not kept.grounded
+
+
+def test_an_answer_citing_nothing_about_what_the_sources_do_not_hold_is_no_answer() -> None:
+    # the model could not ground its answer and the nearest sentences hold few of the question's terms: quoting
+    # them would answer something unasked (an unanswerable question); by default the answer is no_answer
+    liar = ScriptedChat(reply="The Tokyo office uses Lufthansa.")
+    asked = req(question="Which airline flies staff to the Tokyo office?")
+    d = chain({"local": liar}, ["local"]).generate(asked)
+    assert (d.status, d.answer, d.generator) == ("no_answer", "", "extractive")
+    assert d.fallback == ["local: the answer cited no source", "extractive: the sources hold too few of the question's terms"]
+    assert [c.doc_id for c in d.citations] == ["d0", "d1"]  # the sources looked at stay listed
+    always = chain({"local": liar}, ["local"], ungrounded="extractive").generate(asked)
+    assert always.status == "ok" and always.generator == "extractive" and always.answer
+    # a model that failed (not one that answered without a source) leaves the extractive answer as it is
+    down = chain({"local": ScriptedChat(fail=GenerationError("connection refused"))}, ["local"]).generate(asked)
+    assert down.status == "ok" and down.generator == "extractive"
 
 
 def test_routing_rules_pick_the_tier() -> None:

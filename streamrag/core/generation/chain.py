@@ -1,5 +1,11 @@
 """The fallback chain: routed tiers, each behind a circuit breaker, one retry when time remains,
-extractive last. The draft says which generator answered and why earlier ones did not."""
+extractive last. The draft says which generator answered and why earlier ones did not.
+
+A model's answer that cites no source (grounding found none that supports it) is, by STREAMRAG_UNGROUNDED:
+``supported`` (the default) replaced by the extractive answer only where that answer holds most of the
+question's terms, and otherwise a ``no_answer`` (a model that could not ground its answer is a sign that the
+sources do not answer: quoting their nearest sentences would state something unasked); ``extractive`` always
+replaced; ``flag`` kept with ``grounded: false``."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from typing import Any, Literal
 import pybreaker
 from tenacity import Retrying, retry_if_not_exception_type, wait_fixed
 
-from streamrag.core.answering import ExtractiveAnswerer
+from streamrag.core.answering import ExtractiveAnswerer, answer_supported
 from streamrag.core.generation.backend import (
     DeadlineExceeded,
     Draft,
@@ -24,7 +30,9 @@ from streamrag.core.generation.routing import Router
 from streamrag.core.generation.usage import TokenBudget
 
 log = logging.getLogger(__name__)
-Ungrounded = Literal["extractive", "flag"]
+Ungrounded = Literal["supported", "extractive", "flag"]
+UNSUPPORTED = "extractive: the sources hold too few of the question's terms"
+_UNGROUNDED = Draft("no_answer", "", [])  # _try's answer for "the tier wrote an answer that cites no source"
 
 
 class _Counting:
@@ -62,7 +70,7 @@ class GeneratorChain:
         tiers: Mapping[str, Generator],
         router: Router,
         *,
-        ungrounded: Ungrounded = "extractive",
+        ungrounded: Ungrounded = "supported",
         budget: TokenBudget | None = None,
         breaker_fail_max: int = 3,
         breaker_reset_s: float = 30.0,
@@ -85,6 +93,7 @@ class GeneratorChain:
 
     def generate(self, req: GenerationRequest) -> Draft:
         reasons: list[str] = []
+        ungrounded = False  # a tier answered without a source that supports its answer
         chain = list(req.chain) if req.chain else self.router.route(req)
         if self.budget is not None and self.budget.exhausted(req.tenant) and any(t != "extractive" for t in chain):
             reasons.append("over the tenant's daily token budget")
@@ -97,16 +106,23 @@ class GeneratorChain:
                     break
                 continue
             draft = self._try(tier, req, reasons)
-            if draft is not None:
+            if draft is _UNGROUNDED:
+                ungrounded = True
+            elif draft is not None:
                 if self.budget is not None:
                     self.budget.spend(req.tenant, draft.prompt_tokens + draft.completion_tokens)
                 return replace(draft, fallback=[*reasons, *draft.fallback])
         last = self.extractive.generate(req)
+        if ungrounded and self.ungrounded == "supported" and last.status == "ok" \
+                and not answer_supported(req.question, last.answer):
+            return replace(last, status="no_answer", answer="", generator="extractive",
+                           fallback=[*reasons, UNSUPPORTED, *last.fallback])
         return replace(last, generator="extractive", fallback=[*reasons, *last.fallback])
 
     def _try(self, tier: str, req: GenerationRequest, reasons: list[str]) -> Draft | None:
         """One tier: retried once (tenacity) after a failure when time remains before the deadline; an open
-        circuit, a passed deadline or an ungrounded answer ends it at once. Each failure is one reason."""
+        circuit, a passed deadline or an ungrounded answer (``_UNGROUNDED``) ends it at once. Each failure is
+        one reason."""
         gen = self.tiers[tier]
         breaker = self.breakers[tier]
         stream = _Counting(req)
@@ -151,8 +167,9 @@ class GeneratorChain:
             return draft
         stream.reset(tier)
         reasons.append(f"{tier}: the answer cited no source")
-        return None
+        return _UNGROUNDED
 
 
 class _TierDone(Exception):
     """This tier cannot answer this request (open circuit, deadline): no retry."""
+
