@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from streamrag.connectors.kafka_admin import admin, already_exists, client_config
+from streamrag.connectors.kafka_admin import client_config
+from streamrag.connectors.kafka_reply_topics import HEARTBEAT_KEY, HEARTBEAT_S
 from streamrag.core.config import KafkaConfig
 from streamrag.core.errors import ServiceUnavailable
 
@@ -30,29 +30,15 @@ log = logging.getLogger(__name__)
 Delivery = Callable[[dict[str, Any] | str], None]
 
 
-def ensure_reply_topic(k: KafkaConfig, topic: str, partitions: int = 1) -> bool:
-    """Create this process's reply topic when missing (short retention: replies are read at once); True when
-    it was created now."""
-    a = admin(k)
-    if topic in a.list_topics(timeout=k.timeout_s).topics:
-        return False
-    fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
-                                    config={"retention.ms": str(3_600_000)})])[topic]
-    try:
-        fut.result(timeout=k.timeout_s)
-    except KafkaException as exc:
-        if not already_exists(exc):
-            raise ServiceUnavailable(f"could not create reply topic {topic}: {exc}") from exc
-        return False
-    return True
-
-
 class ReplyRouter:
     """Routes messages keyed by query_id to registered waiters; sends queries and other events."""
 
-    def __init__(self, k: KafkaConfig, topics: list[str]) -> None:
+    def __init__(self, k: KafkaConfig, topics: list[str], heartbeat_topic: str | None = None) -> None:
+        """``heartbeat_topic``: this replica's reply topic, written every HEARTBEAT_S seconds so that other
+        gateways see it alive (connectors/kafka_reply_topics.py)."""
         self.k = k
         self.topics = topics
+        self.heartbeat_topic = heartbeat_topic
         self._waiters: dict[str, tuple[Delivery, str | None]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,8 +119,15 @@ class ReplyRouter:
     # -- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         c = self._consumer
+        beat = -HEARTBEAT_S
         try:
             while not self._stop.is_set():
+                if self.heartbeat_topic and time.monotonic() - beat >= HEARTBEAT_S:
+                    beat = time.monotonic()
+                    try:
+                        self.producer.produce(self.heartbeat_topic, key=HEARTBEAT_KEY, value=b"{}")
+                    except (BufferError, KafkaException) as exc:
+                        log.warning("reply topic heartbeat not sent: %s", exc)
                 self.producer.poll(0)
                 try:
                     msgs = c.consume(500, 0.05)
@@ -149,7 +142,7 @@ class ReplyRouter:
 
     def _route(self, m: Any) -> None:
         """One message to the request waiting for its key, when it is of that request's tenant."""
-        if m.error() is not None or not m.value() or m.key() is None:
+        if m.error() is not None or not m.value() or m.key() is None or m.key() == HEARTBEAT_KEY:
             return
         waiter = self._waiters.get(m.key().decode("utf-8", "replace"))
         if waiter is None:

@@ -510,6 +510,9 @@ class GatewayConfig(_Component):
     port: int = Field(8080, ge=1, le=65_535)
     # this replica's reply topic ("": the first STREAMRAG_REPLY_TOPIC_PREFIXES entry + "gateway-" + host and pid)
     reply_topic: str = ""
+    # a gateway's reply topic unwritten this long (its heartbeat comes every minute) is deleted by the next
+    # gateway that starts: its replica died without deleting it
+    reply_topic_expire_s: float = Field(900.0, ge=300, le=86_400)
     # seconds a request waits for its answer (504 after it); a query's deadline_ms may shorten it
     request_timeout_s: float = Field(30.0, gt=0, le=600)
     # requests per tenant (a `limits` rate string: "120/minute", "10/second;500/hour"; "": no limit)

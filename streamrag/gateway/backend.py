@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -20,7 +21,8 @@ from anyio import to_thread
 from pydantic import ValidationError
 
 from streamrag.connectors.kafka_admin import check_reachable
-from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
+from streamrag.connectors.kafka_replies import ReplyRouter
+from streamrag.connectors.kafka_reply_topics import delete_topics, ensure_reply_topic, sweep_reply_topics
 from streamrag.connectors.lancedb_documents import DocumentReader
 from streamrag.connectors.redis_cache import redis_for
 from streamrag.core.errors import ApplyTimeout, ServiceUnavailable
@@ -34,6 +36,8 @@ READY_CACHE_S = 2.0
 # a reply topic created just now is refused as naming an unknown topic
 REPLY_TOPIC_SETTLE_S = 6.0
 WORKER_RECENT_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class AnswerTimeout(Exception):
@@ -59,11 +63,15 @@ class Backend(Protocol):
     def reply_topic(self) -> str: ...
 
 
+def reply_prefix(s: Settings) -> str:
+    return next((p for p in s.worker.reply_topic_prefixes if p), "streamrag.replies.")
+
+
 def default_reply_topic(s: Settings) -> str:
-    """The first reply prefix + gateway- + host and pid: each replica its own topic."""
-    prefix = next((p for p in s.worker.reply_topic_prefixes if p), "streamrag.replies.")
+    """The first reply prefix + gateway- + host and pid: each replica its own topic (deleted when it stops,
+    swept by another gateway when it died: connectors/kafka_reply_topics.py)."""
     host = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in socket.gethostname())[:60]
-    return f"{prefix}gateway-{host}-{os.getpid()}"
+    return f"{reply_prefix(s)}gateway-{host}-{os.getpid()}"
 
 
 class KafkaBackend:
@@ -86,13 +94,20 @@ class KafkaBackend:
         check_reachable(self.s.kafka)
         if ensure_reply_topic(self.s.kafka, self._reply_topic):
             self._reply_topic_created = time.monotonic()
-        self.router = ReplyRouter(self.s.kafka, [self._reply_topic, self.s.topics.answers])
+        self.router = ReplyRouter(self.s.kafka, [self._reply_topic, self.s.topics.answers],
+                                  heartbeat_topic=self._reply_topic)
         self.router.start()
+        swept = sweep_reply_topics(self.s.kafka, reply_prefix(self.s), self._reply_topic,
+                                   self.s.gateway.reply_topic_expire_s)
+        if swept:
+            log.info("deleted %d expired reply topics of stopped gateways: %s", len(swept), ", ".join(swept[:5]))
 
     def stop(self) -> None:
         self.index_events.stop()
         if self.router is not None:
             self.router.stop()
+            if not self.s.gateway.reply_topic:  # this process's own topic (a configured one is the operator's)
+                delete_topics(self.s.kafka, [self._reply_topic])
 
     def _router(self) -> ReplyRouter:
         if self.router is None:

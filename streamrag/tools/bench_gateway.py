@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from streamrag.connectors.kafka_admin import ensure_topics
-from streamrag.connectors.kafka_replies import ReplyRouter, ensure_reply_topic
+from streamrag.connectors.kafka_replies import ReplyRouter
+from streamrag.connectors.kafka_reply_topics import ensure_reply_topic
 from streamrag.core.percentiles import percentiles
 from streamrag.core.settings import Settings
 from streamrag.flows.local import index_paths

@@ -295,7 +295,7 @@ def test_readiness_waits_for_workers_to_learn_of_a_new_reply_topic(monkeypatch: 
     from streamrag.gateway import backend as gb
 
     class Router:
-        def __init__(self, *_a: Any) -> None: ...
+        def __init__(self, *_a: Any, **_k: Any) -> None: ...
         def start(self) -> None: ...
         def stop(self) -> None: ...
 
@@ -304,6 +304,8 @@ def test_readiness_waits_for_workers_to_learn_of_a_new_reply_topic(monkeypatch: 
     monkeypatch.setattr(gb, "check_reachable", lambda *_a, **_k: None)
     monkeypatch.setattr(gb, "ensure_reply_topic", lambda *_a: True)  # the reply topic did not exist: created now
     monkeypatch.setattr(gb, "ReplyRouter", Router)
+    monkeypatch.setattr(gb, "sweep_reply_topics", lambda *_a: [])
+    monkeypatch.setattr(gb, "delete_topics", lambda *_a: [])
     monkeypatch.setattr(gb, "READY_CACHE_S", 0.0)
     monkeypatch.setattr(gb, "REPLY_TOPIC_SETTLE_S", 0.3)
     monkeypatch.setattr(kb.redis, "healthy", lambda: True)
