@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from streamrag.core.errors import StreamragError
 from streamrag.core.records import RawRecord
 from streamrag.flows.local import index_paths
 from streamrag.schemas.models import DeadLetter
+from streamrag.tools.fusion_evidence import refresh_evidence
 from streamrag.tools.publish import publish_records
 
 
@@ -50,6 +52,10 @@ def ingest(
         task = bar.add_task("ingest", total=None)
         report = index_paths(s, paths, tenant, on_progress=lambda n: bar.advance(task, n), refused=refusals)
     counts = {**report.counts(), "refused": len(refusals.seen)}
+    if counts.get("indexed", 0):  # measured once here, read by every later ask and worker of this index version
+        with console.status("fusion evidence", spinner="dots") if not json_out and console.is_terminal \
+                else contextlib.nullcontext():
+            refresh_evidence(s, tenant)
     if json_out:
         out.print_json(json.dumps({"counts": counts, "dead_letters": [d.model_dump(mode="json") for d in report.dead],
                                    "refused": [{"where": w, "reason": r} for w, r in refusals.seen]}))

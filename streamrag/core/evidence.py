@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -42,6 +43,17 @@ class Evidence:
     dense: float  # MRR@10 of the dense retriever on the pseudo-queries
     bm25: float  # MRR@10 of BM25 on the same pseudo-queries
     samples: int
+
+
+class EvidenceStore(Protocol):
+    """Each tenant's evidence per index version, kept beside the index so that every process (a worker that
+    restarts, a one-off ``ask``) reads what one of them measured."""
+
+    def load(self, index: str, tenant: str) -> tuple[float, Evidence] | None:
+        """(when it was measured, as time.time(); the evidence), or None when it never was."""
+        ...
+
+    def save(self, index: str, tenant: str, measured_at: float, evidence: Evidence) -> None: ...
 
 
 def pseudo_queries(texts: Sequence[str], n: int = SAMPLE, seed: int = 0) -> list[tuple[str, str]]:
@@ -114,21 +126,36 @@ def lower_thread_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+@dataclass(frozen=True)
+class EvidenceSharing:
+    """Where a cache shares its measurements: ``store`` under the index version ``index``; ``measure``: False for a
+    one-off process (``streamrag ask``) that reads what workers measured and never measures (nor waits) itself."""
+
+    store: EvidenceStore | None = None
+    index: str = ""
+    measure: bool = True
+
+
 class EvidenceCache:
-    """Each tenant's evidence on one index version: measured in the background on first use (the query that asks
-    gets None: the default rule) and again ``ttl_s`` later, so that it follows the corpus as it changes."""
+    """Each tenant's evidence on one index version: read from the shared store, or measured in the background on
+    first use (the query that asks gets None: the default rule) and saved there; measured again ``ttl_s`` after it
+    was, so that it follows the corpus as it changes."""
 
     POOL = 2_000  # chunk texts read per measurement, of which SAMPLE with two sentences or more are used
 
     def __init__(self, sample: Callable[[str, int], list[str]], embed: Callable[[list[str]], np.ndarray],
                  ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 embed_queries: Callable[[list[str]], np.ndarray] | None = None) -> None:
+                 embed_queries: Callable[[list[str]], np.ndarray] | None = None,
+                 sharing: EvidenceSharing = EvidenceSharing(), wall: Callable[[], float] = time.time) -> None:
         self.sample = sample
         self.embed = embed
         self.embed_queries = embed_queries
         self.ttl_s = ttl_s
         self.clock = clock
+        self.sharing = sharing
+        self.wall = wall
         self._known: dict[str, tuple[float, Evidence | None]] = {}
+        self._looked: set[str] = set()  # tenants read from the store (once per process)
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence", initializer=lower_thread_priority)
@@ -136,10 +163,29 @@ class EvidenceCache:
     def get(self, tenant: str) -> Evidence | None:
         with self._lock:
             known = self._known.get(tenant)
-            if (known is None or self.clock() - known[0] >= self.ttl_s) and tenant not in self._pending:
+            if known is None and tenant not in self._looked:
+                self._looked.add(tenant)
+                known = self._load(tenant)
+            stale = known is None or self.clock() - known[0] >= self.ttl_s
+            if stale and self.sharing.measure and tenant not in self._pending:
                 self._pending.add(tenant)
                 self._pool.submit(self._measure, tenant)
         return known[1] if known is not None else None
+
+    def _load(self, tenant: str) -> tuple[float, Evidence | None] | None:
+        """The stored evidence, dated on this process's clock (under the lock)."""
+        if self.sharing.store is None:
+            return None
+        try:
+            stored = self.sharing.store.load(self.sharing.index, tenant)
+        except Exception as exc:  # measured here instead
+            log.warning("fusion evidence for %s not read: %s", tenant, str(exc).splitlines()[0][:200])
+            return None
+        if stored is None:
+            return None
+        measured_at, ev = stored
+        self._known[tenant] = (self.clock() - max(self.wall() - measured_at, 0.0), ev)
+        return self._known[tenant]
 
     def wait(self, tenant: str, timeout_s: float = 300.0) -> Evidence | None:
         """The tenant's evidence once measured (started now if need be), or None at ``timeout_s`` or when it
@@ -159,6 +205,8 @@ class EvidenceCache:
             texts = self.sample(tenant, self.POOL)
             ev = measure(texts, self.embed, seed=len(texts), embed_queries=self.embed_queries)
             log.info("fusion evidence for %s: %s", tenant, ev)
+            if ev is not None and self.sharing.store is not None:
+                self.sharing.store.save(self.sharing.index, tenant, self.wall(), ev)
         except Exception as exc:  # the default rule until the next try
             log.warning("fusion evidence for %s not measured: %s", tenant, str(exc).splitlines()[0][:200])
         with self._lock:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from streamrag.core import telemetry
 from streamrag.core.config import RetrievalSettings
 from streamrag.core.errors import SearchFailed
-from streamrag.core.evidence import Evidence, EvidenceCache
+from streamrag.core.evidence import Evidence, EvidenceCache, EvidenceSharing
 from streamrag.core.ports import Embedder, Hit, IndexReader
 from streamrag.core.scope import scope_for
 from streamrag.schemas.models import Query
@@ -184,10 +184,12 @@ class Retriever:
         return max(top_k * self.overfetch, self.min_candidates)
 
     @classmethod
-    def for_config(cls, store: IndexReader, c: RetrievalSettings, embedder: Embedder | None = None) -> Retriever:
+    def for_config(cls, store: IndexReader, c: RetrievalSettings, embedder: Embedder | None = None,
+                   sharing: EvidenceSharing = EvidenceSharing()) -> Retriever:
         """With an embedder (and ``fusion_evidence_ttl_s`` > 0), auto fusion uses each tenant's self-retrieval
-        evidence, measured in the background (core/evidence.py)."""
-        ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s, embed_queries=embedder.embed_queries)
+        evidence, read from ``sharing``'s store or measured in the background (core/evidence.py)."""
+        ev = (EvidenceCache(store.sample_texts, embedder.embed, c.fusion_evidence_ttl_s, embed_queries=embedder.embed_queries,
+                            sharing=sharing)
               if embedder is not None and c.fusion_evidence_ttl_s > 0 else None)
         r = cls(store, overfetch=c.overfetch, min_candidates=c.min_candidates, doc_weight=c.doc_weight,
                 evidence=ev.get if ev is not None else None)

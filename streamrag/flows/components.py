@@ -17,6 +17,7 @@ from streamrag.connectors.extract_sandbox import ExtractionSandbox
 from streamrag.connectors.kafka_producer import JsonProducer
 from streamrag.connectors.kafka_topics import TopicDirectory
 from streamrag.connectors.lancedb_drift_baselines import LanceDriftBaselines
+from streamrag.connectors.lancedb_evidence import LanceEvidenceStore
 from streamrag.connectors.lancedb_history import LanceHistory
 from streamrag.connectors.lancedb_schema import CHUNKS, DOCS
 from streamrag.connectors.lancedb_store import LanceStore
@@ -173,10 +174,11 @@ class Rerankers:
 def make_query_processor(
     s: Settings, with_cache: bool = False, embedder: Embedder | None = None, store: LanceStore | None = None,
     *, generator: Generator | None = None, deltas: DeltaStreams | None = None, with_kafka: bool = False,
-    views: ViewSource | None = None,
+    views: ViewSource | None = None, measure_evidence: bool = True,
 ) -> QueryProcessor:
     """``with_kafka``: a worker's processor (usage in Redis, deltas to the answers topic, models warmed up).
-    ``views``: the active index version, read per batch (else the default index, fixed)."""
+    ``views``: the active index version, read per batch (else the default index, fixed). Fusion evidence is
+    shared beside the index; ``measure_evidence``: False for a one-off process (``ask``) that only reads it."""
     store = store or make_store(s)
     cache = make_cache(s, store, views) if with_cache and s.cache.enabled else None
     budget = None
@@ -194,7 +196,7 @@ def make_query_processor(
                            topic_exists=TopicDirectory(s.kafka).exists if with_kafka else None,
                            verifier=verifier_for(s.auth, s.worker.profile == "production") if s.auth_on else None,
                            drift=DriftMonitor(store=LanceDriftBaselines(s.lancedb_path())),
-                           views=views)
+                           views=views, evidence=LanceEvidenceStore(s.lancedb_path()), measure_evidence=measure_evidence)
 
 
 def make_cache(s: Settings, store: LanceStore, views: ViewSource | None = None) -> SemanticCache:

@@ -7,11 +7,12 @@ import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from streamrag.core.evidence import Evidence, EvidenceCache, measure, pseudo_queries
+from streamrag.core.evidence import Evidence, EvidenceCache, EvidenceSharing, measure, pseudo_queries
 from streamrag.core.ports import Hit
 from streamrag.core.retrieval import auto_alpha, fuse
 from tests.fakes import HashEmbedder
@@ -122,3 +123,69 @@ def test_wait_returns_the_measured_evidence_and_does_not_wait_out_a_failed_measu
     t0 = time.monotonic()
     assert EvidenceCache(broken, HashEmbedder().embed).wait("acme", timeout_s=30) is None
     assert time.monotonic() - t0 < 5
+
+
+class MemoryEvidence:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[float, Evidence]] = {}
+
+    def load(self, index: str, tenant: str) -> tuple[float, Evidence] | None:
+        return self.rows.get((index, tenant))
+
+    def save(self, index: str, tenant: str, measured_at: float, evidence: Evidence) -> None:
+        self.rows[(index, tenant)] = (measured_at, evidence)
+
+
+def test_evidence_is_shared_through_the_store_of_its_index_version() -> None:
+    """One process measures and saves; another (a restarted worker, a one-off ask) reads it without measuring."""
+    store = MemoryEvidence()
+    calls: list[str] = []
+
+    def sample(tenant: str, limit: int) -> list[str]:
+        calls.append(tenant)
+        return _corpus()
+
+    first = EvidenceCache(sample, HashEmbedder().embed, sharing=EvidenceSharing(store, "v2"))
+    ev = first.wait("acme", timeout_s=30)
+    assert ev is not None and store.load("v2", "acme") is not None and store.load("v2", "acme")[1] == ev
+    assert store.load("default", "acme") is None  # another index version's evidence is its own
+    ask = EvidenceCache(sample, HashEmbedder().embed, sharing=EvidenceSharing(store, "v2", measure=False))
+    assert ask.get("acme") == ev and calls == ["acme"]  # read at once, not measured again
+    worker = EvidenceCache(sample, HashEmbedder().embed, sharing=EvidenceSharing(store, "v2"))
+    assert worker.get("acme") == ev
+    time.sleep(0.2)
+    assert calls == ["acme"]  # fresh: a restarted worker does not measure it again either
+
+
+def test_a_one_off_process_never_measures_and_stale_evidence_is_measured_again() -> None:
+    store = MemoryEvidence()
+    calls: list[str] = []
+
+    def sample(tenant: str, limit: int) -> list[str]:
+        calls.append(tenant)
+        return _corpus()
+
+    ask = EvidenceCache(sample, HashEmbedder().embed, sharing=EvidenceSharing(store, "v1", measure=False))
+    assert ask.get("acme") is None
+    time.sleep(0.2)
+    assert calls == [] and store.rows == {}  # nothing measured, nothing for the process to wait for at exit
+    old = Evidence(0.1, 0.9, 200)
+    store.save("v1", "acme", time.time() - 7200, old)  # two hours old, the ttl one hour
+    worker = EvidenceCache(sample, HashEmbedder().embed, ttl_s=3600, sharing=EvidenceSharing(store, "v1"))
+    assert worker.get("acme") == old  # used meanwhile
+    deadline = time.monotonic() + 10
+    while store.rows[("v1", "acme")][1] == old and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == ["acme"] and store.rows[("v1", "acme")][1] != old
+
+
+def test_evidence_kept_in_lancedb_beside_the_index(tmp_path: Path) -> None:
+    from streamrag.connectors.lancedb_evidence import LanceEvidenceStore
+
+    s = LanceEvidenceStore(str(tmp_path / "db"))
+    assert s.load("default", "acme") is None
+    s.save("default", "acme", 100.0, Evidence(0.5, 0.7, 200))
+    s.save("default", "acme", 200.0, Evidence(0.6, 0.8, 180))  # replaced
+    s.save("v2", "acme", 300.0, Evidence(0.1, 0.2, 50))
+    assert LanceEvidenceStore(str(tmp_path / "db")).load("default", "acme") == (200.0, Evidence(0.6, 0.8, 180))
+    assert s.load("v2", "acme") == (300.0, Evidence(0.1, 0.2, 50)) and s.load("default", "other") is None

@@ -28,6 +28,7 @@ from typing import Protocol
 from streamrag.core.auth import TokenVerifier
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.drift import DriftMonitor
+from streamrag.core.evidence import EvidenceStore
 from streamrag.core.generation.backend import DeltaStream, Generator
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.index_versions import DEFAULT_INDEX, IndexView, ViewSource
@@ -186,10 +187,13 @@ def query_processor(
     verifier: TokenVerifier | None = None,
     drift: DriftMonitor | None = None,
     views: ViewSource | None = None,
+    evidence: EvidenceStore | None = None,
+    measure_evidence: bool = True,
 ) -> QueryProcessor:
     """The steps wired into a processor. ``views``: the index versions to answer on (the active one read per
-    batch); without it, the configured index in ``store``, fixed."""
-    indexes = IndexRetrievers(IndexView(DEFAULT_INDEX, settings, store, embedder), views)
+    batch); without it, the configured index in ``store``, fixed. ``evidence``: where fusion evidence is shared;
+    ``measure_evidence``: False for a one-off process (it reads the evidence and never measures it)."""
+    indexes = IndexRetrievers(IndexView(DEFAULT_INDEX, settings, store, embedder), views, evidence, measure_evidence)
     g = settings.generation
     return QueryProcessor(
         settings,

@@ -22,6 +22,7 @@ from streamrag.core.answering import lexically_supported
 from streamrag.core.cache.semantic_cache import SemanticCache
 from streamrag.core.config import GenerationConfig
 from streamrag.core.drift import DriftMonitor
+from streamrag.core.evidence import EvidenceSharing, EvidenceStore
 from streamrag.core.generation.expansion import QueryExpander
 from streamrag.core.index_versions import FixedView, IndexView, ViewSource
 from streamrag.core.ports import Hit
@@ -58,9 +59,15 @@ class IndexRetrievers:
     """The index versions a query may be answered on, and one retriever per version (built the first time it is
     asked for). Without ``views``, every query is answered on ``default`` (the configured index, fixed)."""
 
-    def __init__(self, default: IndexView, views: ViewSource | None = None) -> None:
+    def __init__(self, default: IndexView, views: ViewSource | None = None, evidence: EvidenceStore | None = None,
+                 measure_evidence: bool = True) -> None:
+        """``evidence``: where each version's fusion evidence is shared; ``measure_evidence``: False for a one-off
+        process that only reads it."""
         self.default = default
-        self.retriever = Retriever.for_config(default.store, default.settings.retrieval, default.embedder)
+        self.evidence = evidence
+        self.measure_evidence = measure_evidence
+        self.retriever = Retriever.for_config(default.store, default.settings.retrieval, default.embedder,
+                                              self._sharing(default.name))
         # the index version to answer on, read once per batch: a query finishes on the version it started on
         self.views: ViewSource = views or FixedView(default)
         self._by_name: dict[str, Retriever] = {} if views else {default.name: self.retriever}
@@ -68,9 +75,12 @@ class IndexRetrievers:
     def retriever_of(self, view: IndexView) -> Retriever:
         r = self._by_name.get(view.name)
         if r is None:
-            r = Retriever.for_config(view.store, view.settings.retrieval, view.embedder)
+            r = Retriever.for_config(view.store, view.settings.retrieval, view.embedder, self._sharing(view.name))
             self._by_name[view.name] = r
         return r
+
+    def _sharing(self, index: str) -> EvidenceSharing:
+        return EvidenceSharing(self.evidence, index, self.measure_evidence)
 
 
 class RetrieveStep:
