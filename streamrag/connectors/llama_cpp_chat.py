@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from streamrag.core.errors import ConfigError
-from streamrag.core.generation.backend import Completion, DeadlineExceeded, GenerationError, OnDelta
+from streamrag.core.generation.backend import (
+    Completion,
+    DeadlineExceeded,
+    GenerationError,
+    ModelBusy,
+    OnDelta,
+)
 
 try:  # optional: workers that never generate locally do not need the native build
     import llama_cpp
@@ -84,7 +90,7 @@ class LlamaCppChat:
         finish = "stop"
         with self._lock:
             if time.monotonic() >= deadline:
-                raise DeadlineExceeded("no time left when the model became free")
+                raise ModelBusy("no time left when the model became free")
             try:
                 stream = self._llm.create_chat_completion(
                     messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True,

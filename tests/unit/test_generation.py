@@ -10,7 +10,7 @@ import pytest
 
 from streamrag.core.answering import ExtractiveAnswerer
 from streamrag.core.config import GeneratorRoute
-from streamrag.core.generation.backend import GenerationError, GenerationRequest
+from streamrag.core.generation.backend import DeadlineExceeded, GenerationError, GenerationRequest, ModelBusy
 from streamrag.core.generation.chain import GeneratorChain
 from streamrag.core.generation.grounding import ground
 from streamrag.core.generation.injection import REMOVED, flags, neutralise
@@ -144,6 +144,22 @@ def test_the_breaker_opens_after_repeated_failures_and_skips_the_tier() -> None:
     assert calls == 3 and c.breaker_state("openai") == "open"
     d = c.generate(req())
     assert len(bad.calls) == calls and d.fallback == ["openai: circuit open after repeated failures"]
+
+
+def test_questions_that_waited_out_their_deadline_behind_others_do_not_open_the_breaker() -> None:
+    # an overloaded worker: every question's deadline passes while the model serves the ones before it; the model
+    # is healthy, so the tier stays in use for the questions that do have time
+    busy = ScriptedChat("busy", fail=ModelBusy("no time left when the model became free"))
+    c = chain({"local": busy}, ["local"], breaker_fail_max=3, breaker_reset_s=60)
+    for _ in range(5):
+        d = c.generate(req())
+        assert d.generator == "extractive" and "deadline exceeded" in d.fallback[0]
+    assert c.breaker_state("local") == "closed" and len(busy.calls) == 5
+    hung = ScriptedChat("hung", fail=DeadlineExceeded("0 tokens written when the deadline passed"))
+    c2 = chain({"local": hung}, ["local"], breaker_fail_max=3, breaker_reset_s=60)
+    for _ in range(3):
+        c2.generate(req())
+    assert c2.breaker_state("local") == "open"  # a model that writes nothing in time is failing
 
 
 def test_an_answer_citing_nothing_is_replaced_by_extractive_or_flagged() -> None:

@@ -31,6 +31,11 @@ class DeadlineExceeded(GenerationError):
     """No complete answer before the deadline."""
 
 
+class ModelBusy(DeadlineExceeded):
+    """The deadline passed while the model was busy with other questions, before this one began: the model did not
+    fail (a circuit breaker does not count it)."""
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

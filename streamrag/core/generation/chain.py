@@ -25,6 +25,7 @@ from streamrag.core.generation.backend import (
     GenerationError,
     GenerationRequest,
     Generator,
+    ModelBusy,
 )
 from streamrag.core.generation.routing import Router
 from streamrag.core.generation.usage import TokenBudget
@@ -83,8 +84,8 @@ class GeneratorChain:
         self.budget = budget
         self.retry_backoff_s = retry_backoff_s
         self.extractive = extractive or ExtractiveAnswerer()
-        self.breakers = {
-            n: ConcurrentBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n)
+        self.breakers = {  # a question that waited out its deadline behind others is not a failure of the model
+            n: ConcurrentBreaker(fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name=n, exclude=[ModelBusy])
             for n in self.tiers
         }
 
