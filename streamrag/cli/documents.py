@@ -120,7 +120,13 @@ def publish(
         console.print(f"skipped {where or (r.key or b'').decode('utf-8', 'replace')}: {error}",
                       highlight=False, markup=False)
 
-    n = publish_records(s, records, skipped, wait_s=wait, tenant=tenant)
+    with Progress(
+        TextColumn("applied"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=json_out or not wait or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("applied", total=None)
+        n = publish_records(s, records, skipped, wait_s=wait, tenant=tenant,
+                            applied=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         print_report({"published": n, "topic": s.topics.documents, "applied": bool(wait and n), "skipped": bad,
                       "refused": [{"where": w, "reason": r} for w, r in refusals.seen]}, True)

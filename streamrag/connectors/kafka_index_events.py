@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -28,8 +28,10 @@ class IndexEventWatcher:
             tps.append(TopicPartition(topic, p, hi))
         self.c.assign(tps)
 
-    def wait(self, expected: Mapping[str, int], timeout: float) -> dict[str, str]:
-        """key -> status of its event at or beyond the expected version; raises when time runs out."""
+    def wait(self, expected: Mapping[str, int], timeout: float,
+             applied: Callable[[int, int], None] | None = None) -> dict[str, str]:
+        """key -> status of its event at or beyond the expected version; raises when time runs out.
+        ``applied(done, total)`` is called as events arrive (a progress bar)."""
         seen: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         try:
@@ -47,6 +49,8 @@ class IndexEventWatcher:
                     key = f"{ev.get('tenant')}/{ev.get('doc_id')}"
                     if key in expected and int(ev.get("version", -1)) >= expected[key]:
                         seen[key] = str(ev.get("status"))
+                        if applied is not None:
+                            applied(len(seen), len(expected))
             return seen
         finally:
             self.c.close()

@@ -17,11 +17,11 @@ from streamrag.schemas.models import DeadLetter
 
 def publish_records(
     s: Settings, records: Iterable[RawRecord], skipped: Callable[[RawRecord, str], None], wait_s: float = 0.0,
-    tenant: str | None = None,
+    tenant: str | None = None, applied: Callable[[int, int], None] | None = None,
 ) -> int:
     """Publish the valid changes (key tenant/doc_id); report each invalid one to ``skipped``; with
-    ``wait_s``, return only once the ingest worker has applied them (their index events arrived). With
-    ``tenant`` (``--tenant``), a change of another tenant is refused."""
+    ``wait_s``, return only once the ingest worker has applied them (their index events arrived), calling
+    ``applied(done, total)`` as they are. With ``tenant`` (``--tenant``), a change of another tenant is refused."""
     good = []
     for r in records:
         parsed = parse_change(r, s.json_limits)
@@ -41,5 +41,7 @@ def publish_records(
             p.send(s.topics.documents, ch.key, ch.wire_json())
         p.flush()
         if watcher is not None:
-            watcher.wait({ch.key: ch.version for ch in good}, wait_s)
+            if applied is not None:
+                applied(0, len(good))
+            watcher.wait({ch.key: ch.version for ch in good}, wait_s, applied)
     return len(good)
