@@ -13,6 +13,7 @@ from rich.progress import (
     Progress,
     TaskProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
@@ -94,7 +95,13 @@ def dead_letters(
     json_out: bool = json_option(),
 ) -> None:
     """Re-publish dead-lettered documents (original bytes) to the documents topic, once."""
-    r = replay_dead_letters(settings(), stage=stage, since=parse_time(since) if since else None, dry_run=dry_run)
+    with Progress(
+        TextColumn("dead letters read"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=json_out or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("read", total=None)
+        r = replay_dead_letters(settings(), stage=stage, since=parse_time(since) if since else None, dry_run=dry_run,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         out.print_json(json.dumps(r.as_dict()))
         return

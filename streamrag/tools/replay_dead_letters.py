@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,8 +54,10 @@ def _identity(d: DeadLetter, original: bytes) -> str:
 
 
 def replay_dead_letters(
-    s: Settings, *, stage: str | None = None, since: datetime | None = None, dry_run: bool = False
+    s: Settings, *, stage: str | None = None, since: datetime | None = None, dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DeadLetterReplay:
+    """``progress(read, total)``: the dead-letter topic's records read so far, of those on it (a progress bar)."""
     check_reachable(s.kafka)
     # the whole topic is read (records that failed after a replay are known wherever they are);
     # only dead letters after the last run (or since a time) are candidates
@@ -65,6 +68,7 @@ def replay_dead_letters(
     candidates: list[tuple[RawRecord, DeadLetter, bytes]] = []
     out = DeadLetterReplay(dry_run=dry_run)
     sealer = sealer_for(s)
+    read = 0
     try:
         while True:
             recs = reader.read(500, 0.5)
@@ -72,6 +76,9 @@ def replay_dead_letters(
                 if reader.behind() == 0:
                     break
                 continue
+            read += len(recs)
+            if progress is not None:
+                progress(read, read + reader.behind())
             for rec in recs:
                 d = read_model(rec.value, DeadLetter, s.json_limits)
                 if isinstance(d, Reason):

@@ -206,8 +206,10 @@ def test_dead_letter_fixed_and_replayed_is_indexed_once(
     wait_for(lambda: topic_offsets(s.kafka, [s.topics.documents], s.worker.ingest_group)[s.topics.documents]["lag"] == 0, timeout=60)
     strict.kill()
     start_worker("ingest", overrides={**own, "STREAMRAG_MAX_DOC_CHARS": "100000"})  # the fix
-    dry = replay_dead_letters(s, dry_run=True)
+    seen: list[tuple[int, int]] = []
+    dry = replay_dead_letters(s, dry_run=True, progress=lambda done, total: seen.append((done, total)))
     assert dry.replayed >= 2
+    assert seen and seen[-1][0] == seen[-1][1] >= 2  # the progress bar ends full: every record on the topic read
     first = replay_dead_letters(s)
     assert first.replayed == dry.replayed
 
