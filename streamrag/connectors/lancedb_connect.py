@@ -46,3 +46,22 @@ def storage_options(uri: str) -> dict[str, str]:
 def connect(uri: str, **kw: Any) -> Any:
     """``lancedb.connect`` with this process's object-store options for ``uri``."""
     return lancedb.connect(uri, storage_options=storage_options(uri) or None, **kw)
+
+
+class SideTable:
+    """A small table beside the index (drift baselines, fusion evidence), connected on first use; ``open`` gives
+    the newest commit on each call (whoever wrote it), or None before the table exists."""
+
+    def __init__(self, uri: str, name: str) -> None:
+        self.uri = uri
+        self.name = name
+        self._db: Any = None
+
+    def open(self) -> Any | None:
+        if self._db is None:
+            self._db = connect(self.uri, read_consistency_interval=None)
+        names = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
+        return self._db.open_table(self.name) if self.name in list(getattr(names, "tables", names)) else None
+
+    def open_or_create(self, schema: Any) -> Any:
+        return self.open() or self._db.create_table(self.name, schema=schema, exist_ok=True)

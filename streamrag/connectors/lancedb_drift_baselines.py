@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
 
 import pyarrow as pa
 
@@ -29,19 +28,11 @@ def _key(index: str, kind: str, tenant: str) -> str:
 class LanceDriftBaselines:
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._db: Any = None
+        self._side = lancedb_connect.SideTable(uri, TABLE)
         self._lock = threading.Lock()
 
-    def _table(self) -> Any | None:
-        if self._db is None:
-            self._db = lancedb_connect.connect(self.uri, read_consistency_interval=None)
-        names = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
-        if TABLE in list(getattr(names, "tables", names)):
-            return self._db.open_table(TABLE)  # per call: the newest commit, whoever wrote it
-        return None
-
     def load(self, index: str, kind: str, tenant: str) -> Baseline | None:
-        t = self._table()
+        t = self._side.open()
         if t is None:
             return None
         where = one_of("key", [_key(index, kind, tenant)])
@@ -52,5 +43,5 @@ class LanceDriftBaselines:
         row = {"key": _key(index, kind, tenant), "index": index, "kind": kind, "tenant": tenant,
                "size": baseline.size, "ref_sum": [float(x) for x in baseline.ref_sum]}
         with self._lock:
-            t = self._table() or self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+            t = self._side.open_or_create(SCHEMA)
             t.merge_insert("key").when_not_matched_insert_all().execute(pa.Table.from_pylist([row], schema=SCHEMA))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
 
 import pyarrow as pa
 
@@ -30,19 +29,11 @@ def _key(index: str, tenant: str) -> str:
 class LanceEvidenceStore:
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._db: Any = None
+        self._side = lancedb_connect.SideTable(uri, TABLE)
         self._lock = threading.Lock()
 
-    def _table(self) -> Any | None:
-        if self._db is None:
-            self._db = lancedb_connect.connect(self.uri, read_consistency_interval=None)
-        names = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
-        if TABLE in list(getattr(names, "tables", names)):
-            return self._db.open_table(TABLE)  # per call: the newest commit, whoever wrote it
-        return None
-
     def load(self, index: str, tenant: str) -> tuple[float, Evidence] | None:
-        t = self._table()
+        t = self._side.open()
         if t is None:
             return None
         rows = (t.search().where(one_of("key", [_key(index, tenant)]))
@@ -56,6 +47,6 @@ class LanceEvidenceStore:
         row = {"key": _key(index, tenant), "index": index, "tenant": tenant, "measured_at": measured_at,
                "dense": evidence.dense, "bm25": evidence.bm25, "samples": evidence.samples}
         with self._lock:
-            t = self._table() or self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+            t = self._side.open_or_create(SCHEMA)
             (t.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
              .execute(pa.Table.from_pylist([row], schema=SCHEMA)))
